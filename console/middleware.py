@@ -1,0 +1,46 @@
+import re
+import uuid
+from contextvars import ContextVar
+
+from django.contrib.auth.middleware import LoginRequiredMiddleware as _DjangoLoginRequired
+
+_request_id: ContextVar[str] = ContextVar("request_id", default="")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def current_request_id() -> str:
+    """The id of the HTTP request (or task) being served, for audit events and logs."""
+    return _request_id.get()
+
+
+def set_request_id(value: str):
+    return _request_id.set(value)
+
+
+class RequestIdMiddleware:
+    """Takes a well-formed X-Request-ID from a proxy or makes one, and echoes it back."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id
+        token = _request_id.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            _request_id.reset(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class LoginRequiredMiddleware(_DjangoLoginRequired):
+    """Login everywhere, except the API: DRF authenticates its own requests
+    (bearer tokens or session) and answers 401 in JSON instead of redirecting."""
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if request.path_info.startswith("/api/"):
+            return None
+        return super().process_view(request, view_func, view_args, view_kwargs)

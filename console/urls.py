@@ -1,0 +1,59 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import include, path
+
+from console.audit.views import audit_list
+
+
+def home(request):
+    return redirect("registry:model-list")
+
+
+@login_not_required
+def healthz(request):
+    return JsonResponse({"status": "ok"})
+
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("healthz", healthz, name="healthz"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("models/", include("registry.urls")),
+    path("audit/", audit_list, name="audit"),
+    path("settings/", include("console.accounts.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("console.api_urls")),
+]
+
+
+def _wants_json(request) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+def handler404(request, exception=None):
+    if _wants_json(request):
+        return JsonResponse({"error": "not_found", "detail": f"No API endpoint at {request.path}."}, status=404)
+    return render(request, "404.html", {"message": "There is no page at this address."}, status=404)
+
+
+def handler403(request, exception=None):
+    message = str(exception) if exception and str(exception) else "You do not have permission to do this."
+    if _wants_json(request):
+        return JsonResponse({"error": "permission_denied", "detail": message}, status=403)
+    return render(request, "403.html", {"message": message}, status=403)
+
+
+def handler500(request):
+    if _wants_json(request):
+        return JsonResponse({"error": "server_error", "detail": "Internal error; it has been logged."}, status=500)
+    return render(request, "500.html", status=500)
+
+
+def handler400(request, exception=None):
+    if _wants_json(request):
+        return JsonResponse({"error": "bad_request", "detail": "Bad request."}, status=400)
+    return render(request, "400.html", status=400)

@@ -1,0 +1,85 @@
+"""Shapes of the registry API. Type checks only: the rules live in registry.services."""
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from registry.models import ModelVersion, RegisteredModel
+
+
+class RegisteredModelSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RegisteredModel
+        fields = ["name", "description", "tags", "aliases", "latest_version", "version_count",
+                  "created_at", "updated_at", "url"]
+
+    def get_url(self, obj) -> str:
+        return reverse("api:model-detail", kwargs={"name": obj.name})
+
+
+class ModelCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(trim_whitespace=False, max_length=1000)
+    description = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    tags = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
+
+
+class TagsPatchField(serializers.DictField):
+    child = serializers.CharField(allow_blank=True, allow_null=True)
+
+
+class UpdateSerializer(serializers.Serializer):
+    description = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    tags = TagsPatchField(required=False, help_text="Tags to set; a null value removes that tag.")
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    model_uri = serializers.CharField(read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = ["model", "version", "model_uri", "description", "tags", "aliases", "source", "run_id",
+                  "status", "status_message", "creator", "created_at", "updated_at", "flavors", "signature",
+                  "servable", "serving_note", "url"]
+
+    def get_url(self, obj) -> str:
+        return reverse("api:version-detail", kwargs={"name": obj.model.name, "version": obj.version})
+
+
+class VersionRegisterSerializer(serializers.Serializer):
+    source = serializers.CharField(trim_whitespace=False, max_length=5000,
+                                   help_text="models:/m-<id>, runs:/<run_id>/model, models:/<name>/<version>, "
+                                             "or a URI under an allowed root.")
+    run_id = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    tags = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
+
+
+class ModelFilterSerializer(serializers.Serializer):
+    q = serializers.CharField(required=False, default="", max_length=200)
+    tag = serializers.CharField(required=False, default="", max_length=300, help_text="key or key:value")
+    alias = serializers.CharField(required=False, default="", max_length=255)
+    servable = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class VersionFilterSerializer(serializers.Serializer):
+    model = serializers.CharField(required=False, default="", max_length=256)
+    status = serializers.ChoiceField(choices=[c[0] for c in ModelVersion.STATUS_CHOICES], required=False, default="")
+    run_id = serializers.CharField(required=False, default="", max_length=64)
+    tag = serializers.CharField(required=False, default="", max_length=300, help_text="key or key:value")
+    alias = serializers.CharField(required=False, default="", max_length=255)
+    servable = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class RunSerializer(serializers.Serializer):
+    run_id = serializers.CharField()
+    name = serializers.CharField()
+    experiment_id = serializers.CharField()
+    status = serializers.CharField()
+    user = serializers.CharField()
+    start_time = serializers.IntegerField(allow_null=True)
+    end_time = serializers.IntegerField(allow_null=True)
+    metrics = serializers.DictField(child=serializers.FloatField())
+    params = serializers.DictField(child=serializers.CharField())

@@ -1,0 +1,274 @@
+"""The only module that talks to MLflow.
+
+Everything else calls these functions and sees three kinds of failure:
+``MlflowNotFound`` / ``MlflowConflict`` / ``MlflowRejected`` (permanent: the request
+is wrong) and ``MlflowUnavailable`` (worth a retry: MLflow is down or slow).
+"""
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import mlflow
+import yaml
+from django.conf import settings
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+from mlflow.exceptions import MlflowException
+from mlflow.protos import databricks_pb2
+
+from .savedmodel import Inspection, savedmodel_candidate, signature_from_mlmodel, signature_from_savedmodel_proto
+
+log = logging.getLogger(__name__)
+
+PAGE = 1000
+
+
+class MlflowError(Exception):
+    pass
+
+
+class MlflowNotFound(MlflowError):
+    pass
+
+
+class MlflowConflict(MlflowError):
+    pass
+
+
+class MlflowRejected(MlflowError):
+    pass
+
+
+class MlflowUnavailable(MlflowError):
+    pass
+
+
+_NOT_FOUND = {databricks_pb2.ErrorCode.Name(databricks_pb2.RESOURCE_DOES_NOT_EXIST),
+              databricks_pb2.ErrorCode.Name(databricks_pb2.ENDPOINT_NOT_FOUND)}
+_CONFLICT = {databricks_pb2.ErrorCode.Name(databricks_pb2.RESOURCE_ALREADY_EXISTS)}
+_REJECTED = {databricks_pb2.ErrorCode.Name(c) for c in (
+    databricks_pb2.INVALID_PARAMETER_VALUE, databricks_pb2.BAD_REQUEST, databricks_pb2.INVALID_STATE,
+    databricks_pb2.PERMISSION_DENIED, databricks_pb2.UNAUTHENTICATED)}
+
+
+@contextlib.contextmanager
+def _translated():
+    try:
+        yield
+    except MlflowException as exc:
+        message = exc.message if hasattr(exc, "message") else str(exc)
+        if exc.error_code in _NOT_FOUND:
+            raise MlflowNotFound(message) from exc
+        if exc.error_code in _CONFLICT:
+            raise MlflowConflict(message) from exc
+        if exc.error_code in _REJECTED:
+            raise MlflowRejected(message) from exc
+        raise MlflowUnavailable(f"MLflow error: {message}") from exc
+    except (OSError, ConnectionError, TimeoutError) as exc:
+        raise MlflowUnavailable(f"MLflow is unreachable: {exc}") from exc
+    except Exception as exc:  # requests and SQLAlchemy errors: the store is down or busy
+        if type(exc).__module__.split(".")[0] in ("requests", "urllib3", "sqlalchemy"):
+            raise MlflowUnavailable(f"MLflow is unreachable: {exc}") from exc
+        raise
+
+
+def client() -> MlflowClient:
+    # MlflowClient caches its stores per URI, so building one per call is cheap and
+    # lets tests point settings at a fresh store. MLflow's registry store also looks
+    # up logged models through the *global* tracking URI, so keep that in step.
+    if mlflow.get_tracking_uri() != settings.MLFLOW_TRACKING_URI:
+        mlflow.set_tracking_uri(settings.MLFLOW_TRACKING_URI)
+    return MlflowClient(tracking_uri=settings.MLFLOW_TRACKING_URI, registry_uri=settings.MLFLOW_REGISTRY_URI)
+
+
+# --- registered models ----------------------------------------------------
+
+def create_registered_model(name: str, *, description: str = "", tags: dict | None = None) -> RegisteredModel:
+    with _translated():
+        return client().create_registered_model(name, tags=tags or None, description=description or None)
+
+
+def get_registered_model(name: str) -> RegisteredModel:
+    with _translated():
+        return client().get_registered_model(name)
+
+
+def delete_registered_model(name: str) -> None:
+    with _translated():
+        client().delete_registered_model(name)
+
+
+def update_registered_model(name: str, *, description: str) -> RegisteredModel:
+    with _translated():
+        return client().update_registered_model(name, description=description)
+
+
+def set_registered_model_tag(name: str, key: str, value: str) -> None:
+    with _translated():
+        client().set_registered_model_tag(name, key, value)
+
+
+def delete_registered_model_tag(name: str, key: str) -> None:
+    with _translated():
+        client().delete_registered_model_tag(name, key)
+
+
+def iter_registered_models() -> Iterator[RegisteredModel]:
+    token = None
+    with _translated():
+        while True:
+            page = client().search_registered_models(max_results=PAGE, page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+
+# --- versions -------------------------------------------------------------
+
+def create_model_version(name: str, *, source: str, run_id: str | None = None, description: str = "",
+                         tags: dict | None = None) -> ModelVersion:
+    with _translated():
+        return client().create_model_version(
+            name, source, run_id=run_id or None, tags=tags or None, description=description or None
+        )
+
+
+def get_model_version(name: str, version: int) -> ModelVersion:
+    with _translated():
+        return client().get_model_version(name, str(version))
+
+
+def delete_model_version(name: str, version: int) -> None:
+    with _translated():
+        client().delete_model_version(name, str(version))
+
+
+def update_model_version(name: str, version: int, *, description: str) -> ModelVersion:
+    with _translated():
+        return client().update_model_version(name, str(version), description=description)
+
+
+def set_model_version_tag(name: str, version: int, key: str, value: str) -> None:
+    with _translated():
+        client().set_model_version_tag(name, str(version), key, value)
+
+
+def delete_model_version_tag(name: str, version: int, key: str) -> None:
+    with _translated():
+        client().delete_model_version_tag(name, str(version), key)
+
+
+def iter_model_versions(filter_string: str | None = None) -> Iterator[ModelVersion]:
+    token = None
+    with _translated():
+        while True:
+            page = client().search_model_versions(filter_string=filter_string, max_results=PAGE * 10,
+                                                  page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+
+# --- runs -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    name: str
+    experiment_id: str
+    status: str
+    user: str
+    start_time: int | None
+    end_time: int | None
+    metrics: dict
+    params: dict
+
+
+def get_run(run_id: str) -> RunSummary:
+    with _translated():
+        run = client().get_run(run_id)
+    tags = run.data.tags
+    return RunSummary(
+        run_id=run.info.run_id,
+        name=run.info.run_name or tags.get("mlflow.runName", ""),
+        experiment_id=run.info.experiment_id,
+        status=run.info.status,
+        user=tags.get("mlflow.user", "") or (run.info.user_id or ""),
+        start_time=run.info.start_time,
+        end_time=run.info.end_time,
+        metrics=dict(sorted(run.data.metrics.items())),
+        params=dict(sorted(run.data.params.items())),
+    )
+
+
+# --- artifacts: what a version holds ---------------------------------------
+
+def _artifact_names(uri: str) -> set[str]:
+    from mlflow import artifacts
+
+    return {os.path.basename(f.path.rstrip("/")) for f in
+            artifacts.list_artifacts(artifact_uri=uri, tracking_uri=settings.MLFLOW_TRACKING_URI)}
+
+
+def _read_artifact(uri: str) -> bytes:
+    from mlflow import artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=settings.MLFLOW_TRACKING_URI)
+        with open(path, "rb") as fh:
+            return fh.read()
+
+
+def inspect_model_version(name: str, version: int) -> Inspection:
+    """Read the version's MLmodel file (and, if needed, its saved_model.pb) from MLflow."""
+    with _translated():
+        base = client().get_model_version_download_uri(name, str(version)).rstrip("/")
+        root = _artifact_names(base)
+        if "MLmodel" not in root:
+            if "saved_model.pb" in root:
+                signature = signature_from_savedmodel_proto(_read_artifact(f"{base}/saved_model.pb"))
+                return Inspection(flavors=["savedmodel"], signature=signature, savedmodel_path=".",
+                                  servable="variables" in root,
+                                  note="" if "variables" in root else "saved_model.pb has no variables/ beside it.")
+            return Inspection(note="Neither an MLmodel file nor a saved_model.pb was found in the artifacts.")
+        mlmodel = yaml.safe_load(_read_artifact(f"{base}/MLmodel")) or {}
+        flavors = mlmodel.get("flavors") or {}
+        flavor_names = sorted(flavors)
+        subdir, why_not = savedmodel_candidate(flavors)
+        signature = signature_from_mlmodel(mlmodel.get("signature"))
+        if subdir is None:
+            return Inspection(flavors=flavor_names, signature=signature, note=why_not)
+        present = _artifact_names(f"{base}/{subdir}")
+        if "saved_model.pb" not in present:
+            return Inspection(flavors=flavor_names, signature=signature,
+                              note=f"The flavor points at {subdir}/ but it holds no saved_model.pb.")
+        if signature is None:
+            signature = signature_from_savedmodel_proto(_read_artifact(f"{base}/{subdir}/saved_model.pb"))
+        return Inspection(flavors=flavor_names, signature=signature, savedmodel_path=subdir, servable=True)
+
+
+def check_source_exists(source: str) -> None:
+    """Raise MlflowNotFound unless an MLflow model URI points at something that exists.
+
+    MLflow accepts a dangling models:/ or runs:/ source and fails only when the
+    version is loaded; Modelgate refuses it at registration instead.
+    """
+    scheme, _, rest = source.partition(":/")
+    rest = rest.lstrip("/")
+    with _translated():
+        if scheme == "runs":
+            client().get_run(rest.split("/", 1)[0])
+        elif scheme == "models" and rest.startswith("m-") and "/" not in rest:
+            client().get_logged_model(rest)
+        elif scheme == "models" and "@" in rest:
+            name, alias = rest.rsplit("@", 1)
+            client().get_model_version_by_alias(name, alias)
+        elif scheme == "models":
+            name, version = rest.rsplit("/", 1)
+            client().get_model_version(name, version)

@@ -1,0 +1,214 @@
+"""Every write to the registry: MLflow first, then the mirror row and its audit event
+in one transaction. If the database side fails, the MLflow change is undone, and
+whatever a crash leaves behind is repaired by the sync (registry/sync.py)."""
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from console.audit.services import audit_record
+from console.errors import Conflict, NotFound, ServiceError, UpstreamUnavailable
+
+from . import gateway
+from .mirror import REGISTERED_BY_TAG, inspection_fields, jsonable, model_fields, version_fields
+from .models import ModelVersion, RegisteredModel
+from .savedmodel import Inspection
+from .sources import SourceError, validate_source
+from .validation import clean_description, clean_model_name, clean_run_id, clean_tags
+
+log = logging.getLogger(__name__)
+
+
+def _upstream(exc: gateway.MlflowError, *, field: str | None = None):
+    """Turn a gateway error into the refusal a user sees."""
+    if isinstance(exc, gateway.MlflowUnavailable):
+        return UpstreamUnavailable(f"MLflow could not be reached; nothing was changed. Retry shortly. ({exc})")
+    if isinstance(exc, gateway.MlflowNotFound):
+        return NotFound(str(exc))
+    if isinstance(exc, gateway.MlflowConflict):
+        return Conflict(str(exc), field=field)
+    return ServiceError(str(exc), field=field)
+
+
+def _undo(what: str, fn, *args) -> None:
+    try:
+        fn(*args)
+    except gateway.MlflowError:
+        # The sync will mirror what MLflow kept; say so in the log for operators.
+        log.exception("Could not undo %s in MLflow after a database failure; the sync will mirror it", what)
+
+
+def model_create(*, actor, name: str, description: str = "", tags: dict | None = None) -> RegisteredModel:
+    name = clean_model_name(name)
+    description = clean_description(description)
+    tags = clean_tags(tags)
+    if RegisteredModel.objects.filter(name=name).exists():
+        raise Conflict(f"Model {name!r} already exists.", field="name")
+    try:
+        rm = gateway.create_registered_model(name, description=description, tags=tags)
+    except gateway.MlflowError as exc:
+        raise _upstream(exc, field="name") from exc
+    try:
+        with transaction.atomic():
+            model, _ = RegisteredModel.objects.update_or_create(
+                name=name, defaults={**model_fields(rm), "created_by": actor})
+            audit_record(actor=actor, verb="model.created", obj=model,
+                         after={"description": description, "tags": tags})
+    except Exception:
+        _undo(f"model {name}", gateway.delete_registered_model, name)
+        raise
+    return model
+
+
+def _apply_tags(set_tag, delete_tag, current: dict, changes: dict) -> dict:
+    new = dict(current)
+    for key, value in changes.items():
+        if value is None:
+            if key in new:
+                delete_tag(key)
+                new.pop(key)
+        elif new.get(key) != value:
+            set_tag(key, value)
+            new[key] = value
+    return new
+
+
+def model_update(*, actor, model: RegisteredModel, description: str | None = None,
+                 tags: dict | None = None) -> RegisteredModel:
+    """Change the description and/or tags; a tag given as None is removed."""
+    changes = clean_tags(tags, allow_delete=True)
+    before = {"description": model.description, "tags": dict(model.tags)}
+    try:
+        if description is not None:
+            description = clean_description(description)
+            if description != model.description:
+                gateway.update_registered_model(model.name, description=description)
+        _apply_tags(lambda k, v: gateway.set_registered_model_tag(model.name, k, v),
+                    lambda k: gateway.delete_registered_model_tag(model.name, k),
+                    model.tags, changes)
+        rm = gateway.get_registered_model(model.name)
+    except gateway.MlflowError as exc:
+        raise _upstream(exc) from exc
+    with transaction.atomic():
+        model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        for field, value in model_fields(rm).items():
+            setattr(model, field, value)
+        model.save()
+        after = {"description": model.description, "tags": model.tags}
+        if after != before:
+            audit_record(actor=actor, verb="model.updated", obj=model, before=before, after=after)
+    return model
+
+
+def _resolve_model(name: str) -> RegisteredModel:
+    model = RegisteredModel.objects.filter(name=name).first()
+    if model is not None:
+        return model
+    # Made directly in MLflow and not synced yet: mirror it now rather than refuse.
+    from .sync import sync_model
+
+    try:
+        gateway.get_registered_model(name)
+    except gateway.MlflowNotFound:
+        raise NotFound(f"Model {name!r} does not exist. Create it first (POST /api/v1/models/).") from None
+    except gateway.MlflowError as exc:
+        raise _upstream(exc) from exc
+    sync_model(name)
+    return RegisteredModel.objects.get(name=name)
+
+
+def _safe_inspect(name: str, version: int) -> Inspection:
+    try:
+        return gateway.inspect_model_version(name, version)
+    except Exception as exc:  # an unreadable artifact must not lose the registration
+        log.warning("Could not inspect %s v%s: %s", name, version, exc)
+        return Inspection(note=f"Artifacts could not be inspected: {exc}"[:500])
+
+
+def version_register(*, actor, model_name: str, source: str, run_id: str | None = None,
+                     description: str = "", tags: dict | None = None) -> ModelVersion:
+    try:
+        source = validate_source(source, allowed_roots=settings.MODELGATE_ALLOWED_SOURCE_ROOTS)
+    except SourceError as exc:
+        raise ServiceError(str(exc), field="source") from None
+    run_id = clean_run_id(run_id)
+    description = clean_description(description)
+    tags = clean_tags(tags)
+    if source.startswith("runs:"):
+        source_run = source.split(":/", 1)[1].lstrip("/").split("/", 1)[0]
+        if run_id and run_id != source_run:
+            raise ServiceError(f"run_id {run_id} differs from the run in the source ({source_run}).", field="run_id")
+        run_id = source_run
+    model = _resolve_model(model_name)
+
+    try:
+        gateway.check_source_exists(source) if source.startswith(("models:", "runs:")) else None
+    except gateway.MlflowNotFound as exc:
+        raise ServiceError(f"Source does not exist in MLflow: {exc}", field="source") from None
+    except gateway.MlflowError as exc:
+        raise _upstream(exc, field="source") from exc
+    if run_id:
+        try:
+            gateway.get_run(run_id)
+        except gateway.MlflowNotFound:
+            raise ServiceError(f"Run {run_id} does not exist in MLflow.", field="run_id") from None
+        except gateway.MlflowError as exc:
+            raise _upstream(exc, field="run_id") from exc
+
+    tags[REGISTERED_BY_TAG] = actor.get_username()
+    try:
+        mv = gateway.create_model_version(model.name, source=source, run_id=run_id,
+                                          description=description, tags=tags)
+    except gateway.MlflowError as exc:
+        raise _upstream(exc, field="source") from exc
+    number = int(mv.version)
+    inspection = _safe_inspect(model.name, number) if mv.status == ModelVersion.READY else Inspection()
+    try:
+        with transaction.atomic():
+            model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+            fields = version_fields(mv)
+            if mv.status == ModelVersion.READY:
+                fields.update(inspection_fields(inspection, at=timezone.now()))
+            version, _ = ModelVersion.objects.update_or_create(model=model, version=number, defaults=fields)
+            model.latest_version = max(model.latest_version or 0, number)
+            model.version_count = model.versions.count()
+            model.updated_at = max(model.updated_at, version.created_at)
+            model.save(update_fields=["latest_version", "version_count", "updated_at", "synced_at"])
+            audit_record(actor=actor, verb="version.registered", obj=version,
+                         after={"source": source, "run_id": run_id, "description": description,
+                                "tags": {k: v for k, v in tags.items() if k != REGISTERED_BY_TAG},
+                                "servable": version.servable})
+    except Exception:
+        _undo(f"{model.name} v{number}", gateway.delete_model_version, model.name, number)
+        raise
+    return version
+
+
+def version_update(*, actor, version: ModelVersion, description: str | None = None,
+                   tags: dict | None = None) -> ModelVersion:
+    changes = clean_tags(tags, allow_delete=True)
+    name, number = version.model.name, version.version
+    before = {"description": version.description, "tags": dict(version.tags)}
+    try:
+        if description is not None:
+            description = clean_description(description)
+            if description != version.description:
+                gateway.update_model_version(name, number, description=description)
+        _apply_tags(lambda k, v: gateway.set_model_version_tag(name, number, k, v),
+                    lambda k: gateway.delete_model_version_tag(name, number, k),
+                    version.tags, changes)
+        mv = gateway.get_model_version(name, number)
+    except gateway.MlflowError as exc:
+        raise _upstream(exc) from exc
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+        for field, value in version_fields(mv).items():
+            setattr(version, field, value)
+        version.save()
+        after = {"description": version.description, "tags": version.tags}
+        if after != before:
+            audit_record(actor=actor, verb="version.updated", obj=version,
+                         before={k: jsonable(v) for k, v in before.items()}, after=after)
+    return version

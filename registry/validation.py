@@ -1,0 +1,73 @@
+"""Checks on names, tags and descriptions, with messages that say how to fix them."""
+
+import re
+
+from console.errors import ServiceError
+
+from .mirror import RESERVED_TAG_PREFIX
+
+NAME_MAX = 128
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_TAG_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./ -]*$")
+TAG_KEY_MAX = 250
+TAG_VALUE_MAX = 5000
+DESCRIPTION_MAX = 5000
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def clean_model_name(name) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ServiceError("Name is required.", field="name")
+    if len(name) > NAME_MAX:
+        raise ServiceError(f"Name is at most {NAME_MAX} characters (got {len(name)}).", field="name")
+    if not _NAME.match(name):
+        raise ServiceError(
+            "Name may contain only letters, digits, '.', '_' and '-', and must start with a letter or digit.",
+            field="name",
+        )
+    return name
+
+
+def clean_description(value) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ServiceError("Description must be text.", field="description")
+    if len(value) > DESCRIPTION_MAX:
+        raise ServiceError(f"Description is at most {DESCRIPTION_MAX} characters.", field="description")
+    return value
+
+
+def clean_tags(tags, *, allow_delete: bool = False) -> dict:
+    """A dict of tag key -> value; with allow_delete, a None value means "remove this tag"."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        raise ServiceError('Tags must be an object such as {"team": "search"}.', field="tags")
+    cleaned = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not key or len(key) > TAG_KEY_MAX or not _TAG_KEY.match(key):
+            raise ServiceError(
+                f"Tag key {str(key)[:60]!r} is invalid: use letters, digits, '_', '-', '.', '/' or spaces, "
+                f"at most {TAG_KEY_MAX} characters.", field="tags")
+        if key.startswith(RESERVED_TAG_PREFIX):
+            raise ServiceError(f"Tag keys starting with {RESERVED_TAG_PREFIX!r} are set by Modelgate itself.",
+                               field="tags")
+        if value is None and allow_delete:
+            cleaned[key] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ServiceError(f"Tag {key!r} must have a text value.", field="tags")
+        value = str(value)
+        if len(value) > TAG_VALUE_MAX:
+            raise ServiceError(f"Tag {key!r} is longer than {TAG_VALUE_MAX} characters.", field="tags")
+        cleaned[key] = value
+    return cleaned
+
+
+def clean_run_id(run_id) -> str:
+    if run_id in (None, ""):
+        return ""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise ServiceError("run_id must be a 32-character hexadecimal MLflow run id.", field="run_id")
+    return run_id
