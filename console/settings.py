@@ -22,6 +22,12 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 # MLflow phones home unless told not to, and this product must never reach the
 # network on its own.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow's HTTP client retries 7 times with exponential backoff by default: minutes
+# in which a web request hangs. Fail fast instead and say "retry"; the periodic
+# sync retries on its own. Values set in the environment win.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
 
 DEBUG = env_bool("DEBUG", True)
 

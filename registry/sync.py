@@ -104,6 +104,8 @@ def _apply_versions(model, remote: list, inspections: dict, snapshot_at, report,
     for mv in remote:
         number = int(mv.version)
         fields = version_fields(mv)
+        # MLflow's version search leaves aliases out; the model's alias map has them all.
+        fields["aliases"] = sorted(a for a, v in model.aliases.items() if v == number)
         version = local.pop(number, None)
         inspection = inspections.get((model.name, number))
         if inspection is not None:

@@ -62,6 +62,9 @@ def mlflow_store(settings, tmp_path, mlflow_template) -> Store:
     settings.MLFLOW_ARTIFACT_ROOT = mlflow_template.artifacts.as_uri()
     settings.MODELGATE_ALLOWED_SOURCE_ROOTS = [mlflow_template.artifacts.as_uri(), allowed.as_uri()]
     cache.clear()
+    # A user's own MLflow client in the same process would have this set too (MLflow's
+    # registry store resolves models:/m-… sources through the global tracking URI).
+    mlflow.set_tracking_uri(uri)
     return Store(uri=uri, artifacts=mlflow_template.artifacts, allowed=allowed, template=mlflow_template)
 
 
