@@ -189,6 +189,19 @@ class RunSummary:
     metrics: dict
     params: dict
 
+    @property
+    def started(self):
+        from .mirror import ms_to_datetime
+
+        return ms_to_datetime(self.start_time) if self.start_time else None
+
+    @property
+    def duration(self) -> str:
+        if not (self.start_time and self.end_time):
+            return ""
+        seconds = max(0, (self.end_time - self.start_time) // 1000)
+        return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
 
 def get_run(run_id: str) -> RunSummary:
     with _translated():

@@ -13,6 +13,8 @@ TAG_KEY_MAX = 250
 TAG_VALUE_MAX = 5000
 DESCRIPTION_MAX = 5000
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+# Page addresses under /models/ that a model name must not shadow.
+RESERVED_NAMES = {"new", "sync"}
 
 
 def clean_model_name(name) -> str:
@@ -25,6 +27,8 @@ def clean_model_name(name) -> str:
             "Name may contain only letters, digits, '.', '_' and '-', and must start with a letter or digit.",
             field="name",
         )
+    if name in RESERVED_NAMES:
+        raise ServiceError(f"{name!r} is reserved; choose another name.", field="name")
     return name
 
 

@@ -134,9 +134,13 @@ def version_detail(request, name, version):
         return _not_found(request, exc)
     return render(request, "registry/version_detail.html", {
         "version": mv, "model": mv.model,
-        "edit_form": EditForm(initial={"description": mv.description, "tags": tag_lines(
-            {k: v for k, v in mv.tags.items() if not k.startswith("modelgate.")})}),
+        "edit_form": _version_edit_form(mv),
     })
+
+
+def _version_edit_form(mv):
+    return EditForm(initial={"description": mv.description, "tags": tag_lines(
+        {k: v for k, v in mv.tags.items() if not k.startswith("modelgate.")})})
 
 
 @permission_required("registry.view_modelversion", raise_exception=True)
@@ -146,7 +150,12 @@ def version_run(request, name, version):
         mv = selectors.version_get(name, version)
     except NotFound as exc:
         return _not_found(request, exc)
-    return render(request, "registry/version_detail.html#run", {"version": mv, "run_view": selectors.version_run(mv)})
+    context = {"version": mv, "model": mv.model, "run_view": selectors.version_run(mv)}
+    if request.htmx:
+        return render(request, "registry/version_detail.html#run", context)
+    # Without JavaScript the link lands here: the whole page, run panel filled in.
+    context["edit_form"] = _version_edit_form(mv)
+    return render(request, "registry/version_detail.html", context)
 
 
 @require_POST

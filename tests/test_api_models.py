@@ -22,6 +22,7 @@ def test_engineer_creates_a_model_that_mlflow_shows(api, engineer, mlflow_store)
     ({"name": "x" * 129}, "name", "at most 128"),
     ({"name": "../etc"}, "name", "letters, digits"),
     ({"name": "has space"}, "name", "letters, digits"),
+    ({"name": "new"}, "name", "reserved"),
     ({"name": ""}, "name", "blank"),
     ({}, "name", "required"),
     ({"name": "ok", "tags": ["not", "a", "dict"]}, "tags", "dictionary"),

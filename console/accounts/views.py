@@ -21,7 +21,8 @@ def token_list(request):
         try:
             issued = token_create(user=request.user, name=form.cleaned_data["name"], expires_at=expires_at)
         except ServiceError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            field = {"expires_at": "expires_on"}.get(exc.field, exc.field)
+            form.add_error(field if field in form.fields else None, exc.message)
         else:
             form = TokenCreateForm()
     tokens = ApiToken.objects.filter(user=request.user)
