@@ -23,6 +23,14 @@ def _mirror(models: int, versions: int):
             for v in range(versions))
 
 
+def _counts_for_small_and_large_registry(fetch) -> tuple[int, int]:
+    _mirror(2, 2)
+    small = _count(fetch)
+    RegisteredModel.objects.all().delete()
+    _mirror(20, 20)
+    return small, _count(fetch)
+
+
 def _count(fn) -> int:
     with CaptureQueriesContext(connection) as ctx:
         response = fn()
@@ -36,11 +44,7 @@ def _count(fn) -> int:
 ])
 def test_list_pages_have_a_pinned_query_count(browser_client, viewer, path, expected):
     client = browser_client(viewer)
-    _mirror(2, 2)
-    small = _count(lambda: client.get(path))
-    RegisteredModel.objects.all().delete()
-    _mirror(20, 20)
-    large = _count(lambda: client.get(path))
+    small, large = _counts_for_small_and_large_registry(lambda: client.get(path))
     assert small == large == expected
 
 
@@ -52,9 +56,5 @@ def test_list_pages_have_a_pinned_query_count(browser_client, viewer, path, expe
 def test_list_endpoints_have_a_pinned_query_count(api, viewer, path, expected):
     client = api(viewer)
     client.get("/api/v1/me/")  # the token's first use writes last_used_at; keep it out of the count
-    _mirror(2, 2)
-    small = _count(lambda: client.get(path))
-    RegisteredModel.objects.all().delete()
-    _mirror(20, 20)
-    large = _count(lambda: client.get(path))
+    small, large = _counts_for_small_and_large_registry(lambda: client.get(path))
     assert small == large == expected
