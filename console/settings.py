@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "console.accounts",
     "console.audit",
     "registry",
+    "registry.promotions",
 ]
 
 MIDDLEWARE = [
@@ -195,6 +196,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(REGISTRY_SYNC_INTERVAL),
         "options": {"expires": float(REGISTRY_SYNC_INTERVAL)},
     },
+    "promotions-expire": {"task": "promotions.expire_requests", "schedule": 300.0},
 }
 
 # --- API ------------------------------------------------------------------

@@ -23,6 +23,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("models/", include("registry.urls")),
+    path("", include("registry.promotions.urls")),
     path("audit/", audit_list, name="audit"),
     path("settings/", include("console.accounts.urls")),
     path("admin/", admin.site.urls),

@@ -285,3 +285,15 @@ def check_source_exists(source: str) -> None:
         elif scheme == "models":
             name, version = rest.rsplit("/", 1)
             client().get_model_version(name, version)
+
+
+# --- aliases --------------------------------------------------------------
+
+def set_alias(name: str, alias: str, version: int) -> None:
+    with _translated():
+        client().set_registered_model_alias(name, alias, str(version))
+
+
+def delete_alias(name: str, alias: str) -> None:
+    with _translated():
+        client().delete_registered_model_alias(name, alias)

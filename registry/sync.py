@@ -88,6 +88,8 @@ def _apply(remote_models: list, remote_versions: dict, inspections: dict, snapsh
                 before, after = _diff_json(diff)
                 verb = "model.aliases_changed" if set(diff) == {"aliases"} else "model.changed"
                 audit_record(actor=ACTOR, verb=verb, obj=model, before=before, after=after)
+                if "aliases" in diff:
+                    _record_alias_drift(model)
         _apply_versions(model, remote_versions.get(rm.name, []), inspections, snapshot_at, report,
                         quiet=new_model, now=now)
     for model in local.values():
@@ -97,6 +99,17 @@ def _apply(remote_models: list, remote_versions: dict, inspections: dict, snapsh
         audit_record(actor=ACTOR, verb="model.removed", obj=model,
                      before={"versions": model.version_count, "aliases": model.aliases})
         model.delete()
+
+
+def _record_alias_drift(model) -> None:
+    """Environment aliases move only through the promotion workflow; one moved in MLflow
+    behind Modelgate's back is drift, recorded here and shown on the model page."""
+    from .promotions.selectors import alias_drift
+
+    for drift in alias_drift(model):
+        audit_record(actor=ACTOR, verb="alias.drift", obj=model,
+                     before={"alias": drift["alias"], "version": drift["expected"]},
+                     after={"alias": drift["alias"], "version": drift["actual"]})
 
 
 def _apply_versions(model, remote: list, inspections: dict, snapshot_at, report, *, quiet: bool, now) -> None:

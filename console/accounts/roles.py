@@ -12,6 +12,17 @@ _READ = [
     "registry.view_registeredmodel",
     "registry.view_modelversion",
     "audit.view_auditevent",
+    "promotions.view_promotionrequest",
+    "promotions.view_environment",
+]
+_REQUEST = ["promotions.add_promotionrequest", "promotions.comment_promotionrequest"]
+_REVIEW = ["promotions.review_promotionrequest", "promotions.comment_promotionrequest"]
+_ADMINISTER = [
+    "registry.sync_registry",
+    "promotions.cancel_any_promotionrequest",
+    "promotions.add_environment",
+    "promotions.change_environment",
+    "promotions.view_webhookdelivery",
 ]
 _WRITE_REGISTRY = [
     "registry.add_registeredmodel",
@@ -22,9 +33,9 @@ _WRITE_REGISTRY = [
 
 ROLE_PERMISSIONS = {
     VIEWER: _READ,
-    ENGINEER: _READ + _WRITE_REGISTRY,
-    APPROVER: _READ,
-    ADMIN: _READ + _WRITE_REGISTRY + ["registry.sync_registry"],
+    ENGINEER: _READ + _WRITE_REGISTRY + _REQUEST,
+    APPROVER: _READ + _REVIEW,
+    ADMIN: sorted(set(_READ + _WRITE_REGISTRY + _REQUEST + _REVIEW + _ADMINISTER)),
 }
 
 

@@ -1,0 +1,157 @@
+"""Environments, promotion requests and their reviews, and the history of what was live where."""
+
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import Q
+
+from registry.models import ModelVersion, RegisteredModel
+
+
+class Environment(models.Model):
+    name = models.SlugField(max_length=50, unique=True)
+    # Order on the promotion path: staging (1) comes before production (2).
+    position = models.PositiveSmallIntegerField(unique=True)
+    # The MLflow alias this environment owns; it moves only through Modelgate.
+    alias = models.SlugField(max_length=50, unique=True)
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    approver_group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                       help_text="Who may approve. Empty means the 'approver' role.")
+    allow_self_approval = models.BooleanField(default=False)
+    require_previous = models.BooleanField(
+        default=True, help_text="A version must have been live in the previous environment first.")
+    # [{"metric": "accuracy", "op": ">=", "value": 0.92}, ...]
+    metric_thresholds = models.JSONField(default=list, blank=True)
+    require_signature = models.BooleanField(default=True)
+    require_compatible_signature = models.BooleanField(default=True)
+    require_servable = models.BooleanField(default=True)
+    request_ttl_hours = models.PositiveIntegerField(default=72, help_text="Pending requests expire after this.")
+    webhook_url = models.URLField(blank=True)
+    webhook_secret = models.CharField(max_length=200, blank=True,
+                                      help_text="Signs deliveries (HMAC-SHA256). Never shown again once saved.")
+
+    class Meta:
+        ordering = ["position"]
+
+    def __str__(self):
+        return self.name
+
+
+class PromotionRequest(models.Model):
+    REQUESTED = "requested"
+    BLOCKED = "blocked"
+    PENDING = "pending_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    DEPLOYING = "deploying"
+    LIVE = "live"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    STATES = [(REQUESTED, "Requested"), (BLOCKED, "Blocked by a gate"), (PENDING, "Pending approval"),
+              (APPROVED, "Approved, waiting for deployment"), (REJECTED, "Rejected"), (CANCELLED, "Cancelled"),
+              (EXPIRED, "Expired"), (DEPLOYING, "Deploying"), (LIVE, "Live"), (FAILED, "Failed"),
+              (ROLLED_BACK, "Rolled back")]
+    OPEN = (REQUESTED, BLOCKED, PENDING)
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="promotion_requests")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="promotion_requests")
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="requests")
+    state = models.CharField(max_length=20, choices=STATES, default=REQUESTED)
+    state_reason = models.TextField(blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    justification = models.TextField()
+    breaking_change = models.BooleanField(default=False)
+    is_rollback = models.BooleanField(default=False)
+    gate_results = models.JSONField(default=list)
+    gates_checked_at = models.DateTimeField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    deployment_queued_at = models.DateTimeField(null=True, blank=True)
+    superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("review_promotionrequest", "Can approve or reject promotion requests"),
+                       ("comment_promotionrequest", "Can comment on promotion requests"),
+                       ("cancel_any_promotionrequest", "Can cancel anyone's promotion request")]
+        constraints = [models.UniqueConstraint(fields=["model", "environment"], condition=Q(state__in=("requested", "blocked", "pending_approval")),
+                                               name="one_open_request_per_model_environment")]
+        indexes = [models.Index(fields=["state", "created_at"], name="request_state_idx"),
+                   models.Index(fields=["environment", "-created_at"], name="request_env_idx")]
+
+    def __str__(self):
+        return f"#{self.pk} {self.model.name} v{self.version.version} → {self.environment.name}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN
+
+    @property
+    def gates_passed(self) -> bool:
+        return all(g["passed"] for g in self.gate_results)
+
+
+class Review(models.Model):
+    APPROVE, REJECT = "approve", "reject"
+    request = models.ForeignKey(PromotionRequest, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=10, choices=[(APPROVE, "Approve"), (REJECT, "Reject")])
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["request", "reviewer"], name="one_review_per_reviewer")]
+
+
+class Comment(models.Model):
+    request = models.ForeignKey(PromotionRequest, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies")
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+
+class LiveSpan(models.Model):
+    """Version N of a model served in an environment from started_at until ended_at (None: still)."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="spans")
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="live_spans")
+    version_number = models.PositiveIntegerField()
+    request = models.ForeignKey(PromotionRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["environment", "model", "started_at"], name="span_lookup_idx")]
+        constraints = [models.UniqueConstraint(fields=["environment", "model"], condition=Q(ended_at__isnull=True),
+                                               name="one_live_span_per_model_environment")]
+
+
+class WebhookDelivery(models.Model):
+    PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="deliveries")
+    delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    event = models.CharField(max_length=50)
+    payload = models.JSONField()
+    url = models.URLField()
+    state = models.CharField(max_length=10, default=PENDING,
+                             choices=[(PENDING, "Pending"), (DELIVERED, "Delivered"), (FAILED, "Failed")])
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]

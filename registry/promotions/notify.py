@@ -1,0 +1,23 @@
+"""Who hears of a promotion event: email to the requester and the approver group, and the
+environment's outbound webhook. Delivery rows are written in the caller's transaction;
+the sending happens in Celery tasks queued on commit."""
+
+from django.db import transaction
+
+EVENTS = ("promotion.requested", "promotion.approved", "promotion.rejected", "promotion.cancelled",
+          "promotion.expired", "promotion.live", "promotion.failed", "promotion.rolled_back")
+
+
+def on_commit(request_id: int, event: str) -> None:
+    from .models import PromotionRequest, WebhookDelivery
+    from .tasks import deliver_webhook, send_promotion_email
+    from .webhooks import payload_for
+
+    req = PromotionRequest.objects.select_related("environment", "model", "version", "requested_by").get(pk=request_id)
+    delivery = None
+    if req.environment.webhook_url:
+        delivery = WebhookDelivery.objects.create(environment=req.environment, event=event,
+                                                  url=req.environment.webhook_url, payload=payload_for(req, event))
+    transaction.on_commit(lambda: send_promotion_email.delay(request_id, event))
+    if delivery is not None:
+        transaction.on_commit(lambda: deliver_webhook.delay(delivery.pk))

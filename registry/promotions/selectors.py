@@ -1,0 +1,76 @@
+from django.contrib.auth.models import Group
+from django.db.models import Q
+
+from console.accounts.roles import APPROVER
+
+from .models import Environment, LiveSpan, PromotionRequest
+
+
+def environment_get(name: str) -> Environment:
+    from console.errors import NotFound
+
+    env = Environment.objects.filter(name=name).first()
+    if env is None:
+        raise NotFound(f"Environment {name!r} does not exist.")
+    return env
+
+
+def previous_environment(env: Environment) -> Environment | None:
+    return Environment.objects.filter(position__lt=env.position).order_by("-position").first()
+
+
+def approver_group(env: Environment) -> Group | None:
+    return env.approver_group or Group.objects.filter(name=APPROVER).first()
+
+
+def live_span(*, environment: Environment, model, at=None) -> LiveSpan | None:
+    """What served ``model`` in ``environment`` at time ``at`` (now if None)."""
+    spans = LiveSpan.objects.filter(environment=environment, model=model)
+    if at is None:
+        return spans.filter(ended_at__isnull=True).first()
+    return (spans.filter(started_at__lte=at).filter(Q(ended_at__isnull=True) | Q(ended_at__gt=at))
+            .order_by("-started_at", "-id").first())
+
+
+def was_live(*, environment: Environment, model, version_number: int) -> bool:
+    return LiveSpan.objects.filter(environment=environment, model=model, version_number=version_number).exists()
+
+
+def request_list(*, state: str = "", environment: str = "", model: str = "", requested_by: str = ""):
+    qs = PromotionRequest.objects.select_related("model", "version", "environment", "requested_by")
+    if state:
+        qs = qs.filter(state=state)
+    if environment:
+        qs = qs.filter(environment__name=environment)
+    if model:
+        qs = qs.filter(model__name=model)
+    if requested_by:
+        qs = qs.filter(requested_by__username=requested_by)
+    return qs
+
+
+def inbox(user):
+    """Requests waiting for this user's review, oldest first: pending, in an environment
+    whose approver group the user is in, not requested by them (unless self-approval is
+    allowed there), and not yet reviewed by them."""
+    groups = list(user.groups.values_list("id", flat=True))
+    approver_role = Group.objects.filter(name=APPROVER).values_list("id", flat=True).first()
+    in_group = Q(environment__approver_group__in=groups)
+    if approver_role in groups:
+        in_group |= Q(environment__approver_group__isnull=True)
+    qs = (request_list(state=PromotionRequest.PENDING).filter(in_group)
+          .exclude(Q(requested_by=user) & Q(environment__allow_self_approval=False))
+          .exclude(reviews__reviewer=user))
+    return qs.order_by("created_at", "id")
+
+
+def alias_drift(model) -> list[dict]:
+    """Environment aliases that MLflow points somewhere Modelgate did not put them."""
+    drifts = []
+    live = {s.environment_id: s.version_number for s in LiveSpan.objects.filter(model=model, ended_at__isnull=True)}
+    for env in Environment.objects.all():
+        expected = live.get(env.id)
+        actual = model.aliases.get(env.alias)
+        if actual != expected:
+            drifts.append({"environment": env.name, "alias": env.alias, "expected": expected, "actual": actual})
+    return drifts
