@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from console.accounts.api import MeView
 from console.audit.api import AuditEventListView
 from registry.api import views as registry
+from registry.promotions import api as promotions
 
 app_name = "api"
 
@@ -14,6 +15,14 @@ urlpatterns = [
     path("audit/", AuditEventListView.as_view(), name="audit"),
     path("sync/", registry.SyncView.as_view(), name="sync"),
     path("versions/", registry.VersionSearchView.as_view(), name="version-search"),
+    path("promotions/", promotions.PromotionListView.as_view(), name="promotion-list"),
+    path("promotions/<int:pk>/", promotions.PromotionDetailView.as_view(), name="promotion-detail"),
+    path("promotions/<int:pk>/approve/", promotions.ApproveView.as_view(), name="promotion-approve"),
+    path("promotions/<int:pk>/reject/", promotions.RejectView.as_view(), name="promotion-reject"),
+    path("promotions/<int:pk>/cancel/", promotions.CancelView.as_view(), name="promotion-cancel"),
+    path("promotions/<int:pk>/comments/", promotions.CommentView.as_view(), name="promotion-comments"),
+    path("environments/", promotions.EnvironmentListView.as_view(), name="environment-list"),
+    path("environments/<str:name>/history/", promotions.EnvironmentHistoryView.as_view(), name="environment-history"),
     path("models/", registry.ModelListView.as_view(), name="model-list"),
     path("models/<str:name>/", registry.ModelDetailView.as_view(), name="model-detail"),
     path("models/<str:name>/aliases/", registry.ModelAliasesView.as_view(), name="model-aliases"),

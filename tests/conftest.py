@@ -123,3 +123,6 @@ def browser_client(client):
         return client
 
     return login
+
+
+from tests.promotion_fixtures import iris, production, staging  # noqa: E402,F401

@@ -43,7 +43,8 @@ def test_a_worker_process_runs_the_sync_task_from_the_broker(tmp_path, mlflow_st
         if settings.CELERY_BROKER_URL.startswith("filesystem://"):
             folder = str(var_dir / "celery" / "broker")
             os.makedirs(folder, exist_ok=True)
-            sender.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder}
+            sender.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder,
+                                                    "control_folder": str(var_dir / "celery" / "control")}
         sender.send_task("registry.sync_registry", queue=queue)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not RegisteredModel.objects.filter(name="made-in-mlflow").exists():

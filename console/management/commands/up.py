@@ -24,9 +24,10 @@ class Command(BaseCommand):
         self.stdout.write("Database ready.")
         credentials = {}
         if env_bool("MODELGATE_DEMO", True):
-            from registry.demo import seed_model, seed_users
+            from registry.demo import seed_environments, seed_model, seed_users
 
             credentials = seed_users()
+            seed_environments()
             seed_model(self.stdout)
         worker = None
         if not no_worker:

@@ -1,0 +1,256 @@
+"""REST API for promotions: create, list, detail, approve, reject, cancel, comment, and the
+history of an environment ("which version served production at time T?")."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from console.errors import NotFound, ServiceError
+from console.permissions import MethodPermissions
+from registry import selectors as registry_selectors
+
+from . import selectors, services
+from .models import Comment, Environment, LiveSpan, PromotionRequest, Review
+
+VIEW, ADD = "promotions.view_promotionrequest", "promotions.add_promotionrequest"
+REVIEW, COMMENT = "promotions.review_promotionrequest", "promotions.comment_promotionrequest"
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    reviewer = serializers.CharField(source="reviewer.username")
+
+    class Meta:
+        model = Review
+        fields = ["reviewer", "decision", "comment", "created_at"]
+
+
+class CommentSerializer(serializers.ModelSerializer):
+    author = serializers.CharField(source="author.username")
+
+    class Meta:
+        model = Comment
+        fields = ["id", "author", "body", "reply_to", "created_at"]
+
+
+class PromotionSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    version = serializers.IntegerField(source="version.version")
+    environment = serializers.CharField(source="environment.name")
+    requested_by = serializers.CharField(source="requested_by.username")
+    state_label = serializers.CharField(source="get_state_display")
+
+    class Meta:
+        model = PromotionRequest
+        fields = ["id", "model", "version", "environment", "state", "state_label", "state_reason", "requested_by",
+                  "justification", "breaking_change", "gate_results", "created_at", "updated_at", "decided_at",
+                  "expires_at", "deployment_queued_at", "superseded_by"]
+
+
+class PromotionDetailSerializer(PromotionSerializer):
+    reviews = ReviewSerializer(many=True, read_only=True)
+    comments = CommentSerializer(many=True, read_only=True)
+
+    class Meta(PromotionSerializer.Meta):
+        fields = PromotionSerializer.Meta.fields + ["reviews", "comments"]
+
+
+class PromotionCreateSerializer(serializers.Serializer):
+    model = serializers.CharField(max_length=256)
+    version = serializers.IntegerField(min_value=1)
+    environment = serializers.CharField(max_length=50)
+    justification = serializers.CharField(max_length=10000)
+    breaking_change = serializers.BooleanField(default=False)
+
+
+class PromotionFilterSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=[s for s, _ in PromotionRequest.STATES], required=False, default="")
+    environment = serializers.CharField(required=False, default="", max_length=50)
+    model = serializers.CharField(required=False, default="", max_length=256)
+    requested_by = serializers.CharField(required=False, default="", max_length=150)
+
+
+class DecisionSerializer(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+
+
+class CommentCreateSerializer(serializers.Serializer):
+    body = serializers.CharField(max_length=10000)
+    reply_to = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class NewestFirst(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def _valid(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _detail(pk: int) -> PromotionRequest:
+    req = (PromotionRequest.objects.select_related("model", "version", "environment", "requested_by")
+           .prefetch_related("reviews__reviewer", "comments__author").filter(pk=pk).first())
+    if req is None:
+        raise NotFound(f"Promotion request #{pk} does not exist.")
+    return req
+
+
+class PromotionListView(APIView):
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"GET": VIEW, "POST": ADD}
+
+    @extend_schema(parameters=[PromotionFilterSerializer], responses=PromotionSerializer(many=True))
+    def get(self, request):
+        paginator = NewestFirst()
+        page = paginator.paginate_queryset(selectors.request_list(**_valid(PromotionFilterSerializer,
+                                                                           request.query_params)), request, view=self)
+        return paginator.get_paginated_response(PromotionSerializer(page, many=True).data)
+
+    @extend_schema(request=PromotionCreateSerializer, responses={201: PromotionDetailSerializer})
+    def post(self, request):
+        data = _valid(PromotionCreateSerializer, request.data)
+        version = registry_selectors.version_get(data["model"], data["version"])
+        environment = selectors.environment_get(data["environment"])
+        req = services.promotion_request(actor=request.user, version=version, environment=environment,
+                                         justification=data["justification"], breaking_change=data["breaking_change"])
+        return Response(PromotionDetailSerializer(_detail(req.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class PromotionDetailView(APIView):
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"GET": VIEW}
+
+    @extend_schema(responses=PromotionDetailSerializer)
+    def get(self, request, pk):
+        return Response(PromotionDetailSerializer(_detail(pk)).data)
+
+
+class _ActionView(APIView):
+    permission_classes = [MethodPermissions]
+    input_serializer = DecisionSerializer
+
+    def act(self, request, pk, data):
+        raise NotImplementedError
+
+    def post(self, request, pk):
+        data = _valid(self.input_serializer, request.data)
+        self.act(request, pk, data)
+        return Response(PromotionDetailSerializer(_detail(pk)).data)
+
+
+class ApproveView(_ActionView):
+    permissions_by_method = {"POST": REVIEW}
+
+    @extend_schema(request=DecisionSerializer, responses=PromotionDetailSerializer)
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, pk, data):
+        services.promotion_approve(actor=request.user, request_id=pk, comment=data["comment"])
+
+
+class RejectView(_ActionView):
+    permissions_by_method = {"POST": REVIEW}
+
+    @extend_schema(request=DecisionSerializer, responses=PromotionDetailSerializer)
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, pk, data):
+        services.promotion_reject(actor=request.user, request_id=pk, comment=data["comment"])
+
+
+class CancelView(_ActionView):
+    permissions_by_method = {"POST": VIEW}  # the service allows the requester or an admin
+    input_serializer = CancelSerializer
+
+    @extend_schema(request=CancelSerializer, responses=PromotionDetailSerializer)
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, pk, data):
+        services.promotion_cancel(actor=request.user, request_id=pk, reason=data["reason"])
+
+
+class CommentView(APIView):
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"GET": VIEW, "POST": COMMENT}
+
+    @extend_schema(responses=CommentSerializer(many=True))
+    def get(self, request, pk):
+        return Response(CommentSerializer(_detail(pk).comments.all(), many=True).data)
+
+    @extend_schema(request=CommentCreateSerializer, responses={201: CommentSerializer})
+    def post(self, request, pk):
+        data = _valid(CommentCreateSerializer, request.data)
+        comment = services.promotion_comment(actor=request.user, request_id=pk, body=data["body"],
+                                             reply_to=data["reply_to"])
+        return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
+
+
+class EnvironmentSerializer(serializers.ModelSerializer):
+    approver_group = serializers.CharField(source="approver_group.name", default=None)
+
+    class Meta:
+        model = Environment
+        fields = ["name", "position", "alias", "required_approvals", "approver_group", "allow_self_approval",
+                  "require_previous", "metric_thresholds", "require_signature", "require_compatible_signature",
+                  "require_servable", "request_ttl_hours"]
+
+
+class EnvironmentListView(APIView):
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"GET": "promotions.view_environment"}
+
+    @extend_schema(responses=EnvironmentSerializer(many=True))
+    def get(self, request):
+        return Response(EnvironmentSerializer(Environment.objects.select_related("approver_group"), many=True).data)
+
+
+class SpanSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    version = serializers.IntegerField(source="version_number")
+
+    class Meta:
+        model = LiveSpan
+        fields = ["model", "version", "started_at", "ended_at", "request"]
+
+
+class HistoryQuerySerializer(serializers.Serializer):
+    model = serializers.CharField(required=False, default="", max_length=256)
+    at = serializers.DateTimeField(required=False, default=None,
+                                   help_text="With model: answer which version served at this time.")
+
+
+class EnvironmentHistoryView(APIView):
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"GET": "promotions.view_environment"}
+
+    @extend_schema(parameters=[HistoryQuerySerializer,
+                               OpenApiParameter("name", str, OpenApiParameter.PATH)],
+                   responses=SpanSerializer(many=True))
+    def get(self, request, name):
+        env = selectors.environment_get(name)
+        query = _valid(HistoryQuerySerializer, request.query_params)
+        spans = LiveSpan.objects.filter(environment=env).select_related("model")
+        if query["model"]:
+            model = registry_selectors.model_get(query["model"])
+            if query["at"] is not None:
+                span = selectors.live_span(environment=env, model=model, at=query["at"])
+                return Response({"environment": env.name, "model": model.name, "at": query["at"],
+                                 "version": span.version_number if span else None,
+                                 "span": SpanSerializer(span).data if span else None})
+            spans = spans.filter(model=model)
+        elif query["at"] is not None:
+            raise ServiceError("Name the model whose version you ask about: ?model=<name>&at=<time>.", field="model")
+        return Response(SpanSerializer(spans.order_by("-started_at", "-id")[:500], many=True).data)
