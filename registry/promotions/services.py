@@ -357,3 +357,22 @@ def alias_restore(*, actor, model: RegisteredModel, environment: Environment) ->
                      before={"alias": environment.alias, "version": before},
                      after={"alias": environment.alias, "version": expected})
     return expected
+
+
+def promotion_gates_recheck(*, request_id: int) -> bool:
+    """Evaluate the gates again just before deployment (metrics or the live version may have
+    changed since the request). On a failure the request fails with the reasons; the
+    deployer calls this after claiming the request and before touching anything."""
+    req = PromotionRequest.objects.select_related("version__model", "environment").get(pk=request_id)
+    results = gates_evaluate(version=req.version, environment=req.environment, breaking_change=req.breaking_change)
+    failed = [g for g in results if not g["passed"]]
+    with transaction.atomic():
+        req = _locked(request_id)
+        req.gate_results, req.gates_checked_at = results, timezone.now()
+        req.save(update_fields=["gate_results", "gates_checked_at", "updated_at"])
+        audit_record(actor="worker", verb="promotion.gates_rechecked", obj=req,
+                     after={"passed": not failed, "gates": results})
+    if failed and req.state == R.DEPLOYING:
+        promotion_mark_failed(request_id=request_id, reason="A gate failed just before deployment: " + "; ".join(
+            f"{g['gate']} ({g['reason']})" for g in failed))
+    return not failed
