@@ -135,7 +135,12 @@ def version_detail(request, name, version):
     return render(request, "registry/version_detail.html", {
         "version": mv, "model": mv.model,
         "edit_form": _version_edit_form(mv),
+        "recent_requests": _recent_requests(mv),
     })
+
+
+def _recent_requests(mv):
+    return mv.promotion_requests.select_related("environment", "requested_by").order_by("-created_at")[:10]
 
 
 def _version_edit_form(mv):
@@ -155,6 +160,7 @@ def version_run(request, name, version):
         return render(request, "registry/version_detail.html#run", context)
     # Without JavaScript the link lands here: the whole page, run panel filled in.
     context["edit_form"] = _version_edit_form(mv)
+    context["recent_requests"] = _recent_requests(mv)
     return render(request, "registry/version_detail.html", context)
 
 
@@ -168,7 +174,8 @@ def version_edit(request, name, version):
     return _edit(request, mv,
                  lambda **kw: services.version_update(actor=request.user, version=mv, **kw),
                  reverse("registry:version-detail", kwargs={"name": name, "version": mv.version}),
-                 "registry/version_detail.html", {"version": mv, "model": mv.model})
+                 "registry/version_detail.html",
+                 {"version": mv, "model": mv.model, "recent_requests": _recent_requests(mv)})
 
 
 @require_POST

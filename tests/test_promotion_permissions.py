@@ -44,3 +44,29 @@ def test_only_admins_edit_environments_and_policy(role, allowed, request):
     user = request.getfixturevalue(role)
     for perm in ("promotions.change_environment", "promotions.add_environment"):
         assert user.has_perm(perm) is allowed
+
+
+ENV_FORM = {"name": "staging", "position": 1, "alias": "staging", "required_approvals": 2,
+            "require_signature": "on", "require_servable": "on", "request_ttl_hours": 72, "thresholds": ""}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("action, path, data, allowed", [
+    ("request", "/models/iris/versions/1/promote/",
+     {"environment": "__staging__", "justification": "j"}, {"engineer", "admin_user"}),
+    ("approve", "/promotions/{pk}/approve/", {"approve-comment": "ok"}, {"approver"}),
+    ("reject", "/promotions/{pk}/reject/", {"reject-comment": "no"}, {"approver"}),
+    ("cancel", "/promotions/{pk}/cancel/", {}, {"engineer", "admin_user"}),
+    ("comment", "/promotions/{pk}/comment/", {"body": "hi"}, {"engineer", "approver", "admin_user"}),
+    ("edit environment", "/environments/staging/edit/", ENV_FORM, {"admin_user"}),
+    ("edit policy", "/environments/new/",
+     {**ENV_FORM, "name": "prod", "position": 5, "alias": "prod", "thresholds": "accuracy >= 0.9"}, {"admin_user"}),
+])
+def test_promotion_page_permissions(request, browser_client, pending, staging, role, action, path, data, allowed):
+    user = request.getfixturevalue(role)
+    data = {k: (staging.pk if v == "__staging__" else v) for k, v in data.items()}
+    response = browser_client(user).post(path.format(pk=pending.pk), data)
+    if role in allowed:
+        assert response.status_code in (200, 302), (action, response.status_code)
+    else:
+        assert response.status_code == 403, (action, response.status_code)

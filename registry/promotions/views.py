@@ -1,0 +1,419 @@
+"""The promotion pages. Thin: parse the form, call a service or selector, render.
+
+State changes go through ``services``; the one exception is the environment settings
+form, saved by ``_environment_update`` below with its audit event in the same transaction."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from console.audit.services import audit_record
+from console.errors import NotFound, ServiceError
+from console.htmx import render_page
+from registry import selectors as registry_selectors
+from registry.models import ModelVersion
+
+from . import selectors, services
+from .forms import AsOfForm, CancelForm, CommentForm, EnvironmentForm, PromotionRequestForm, ReviewForm
+from .models import Comment, Environment, LiveSpan, PromotionRequest, WebhookDelivery
+
+PAGE_SIZE = 25
+R = PromotionRequest
+
+
+def _not_found(request, exc: NotFound):
+    return render(request, "404.html", {"message": exc.message}, status=404)
+
+
+def _denied(request, exc: PermissionDenied):
+    return render(request, "403.html", {"message": str(exc) or "You do not have permission to do this."}, status=403)
+
+
+def _form_error(form, exc: ServiceError):
+    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+
+
+# --- lists ------------------------------------------------------------------
+
+@permission_required("promotions.view_promotionrequest", raise_exception=True)
+def inbox(request):
+    open_requests = selectors.request_list().filter(state__in=(*R.OPEN, R.APPROVED)).order_by("-created_at", "-id")
+    return render(request, "promotions/inbox.html", {
+        "waiting": selectors.inbox(request.user),
+        "open_requests": open_requests[:50],
+    })
+
+
+@permission_required("promotions.view_promotionrequest", raise_exception=True)
+def request_list(request):
+    filters = {
+        "state": request.GET.get("state", "").strip()[:20],
+        "environment": request.GET.get("environment", "").strip()[:50],
+        "model": request.GET.get("model", "").strip()[:1000],
+    }
+    page = Paginator(selectors.request_list(**filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render_page(request, "promotions/list.html", {
+        "page": page, "filters": filters, "query": query.urlencode(),
+        "states": R.STATES, "environments": Environment.objects.all(),
+    }, partial="results")
+
+
+# --- one request ------------------------------------------------------------
+
+def _request_get(pk: int) -> PromotionRequest:
+    req = (PromotionRequest.objects.select_related("model", "version", "environment", "requested_by")
+           .filter(pk=pk).first())
+    if req is None:
+        raise NotFound(f"Promotion request #{pk} does not exist.")
+    return req
+
+
+def _comment_tree(req: PromotionRequest) -> list[Comment]:
+    """Top-level comments, each with ``.children`` (replies, recursively), oldest first."""
+    comments = list(req.comments.select_related("author"))
+    for c in comments:
+        c.children = []
+    by_id = {c.pk: c for c in comments}
+    roots = []
+    for c in comments:
+        parent = by_id.get(c.reply_to_id)
+        (parent.children if parent else roots).append(c)
+    return roots
+
+
+def _review_context(request, req: PromotionRequest) -> dict:
+    user = request.user
+    reviews = list(req.reviews.select_related("reviewer"))
+    return {
+        "req": req,
+        "reviews": reviews,
+        "approvals": sum(1 for r in reviews if r.decision == "approve"),
+        "can_review": req.state == R.PENDING and user.has_perm("promotions.review_promotionrequest"),
+        "can_cancel": req.state in (*R.OPEN, R.APPROVED) and (
+            req.requested_by_id == user.pk or user.has_perm("promotions.cancel_any_promotionrequest")),
+    }
+
+
+def _side(version: ModelVersion | None) -> dict | None:
+    if version is None:
+        return None
+    return {"version": version, "run_view": registry_selectors.version_run(version)}
+
+
+def _detail_context(request, req: PromotionRequest, **forms) -> dict:
+    span = selectors.live_span(environment=req.environment, model=req.model)
+    live = None
+    if span is not None:
+        live = ModelVersion.objects.filter(model=req.model, version=span.version_number).first()
+    return {
+        **_review_context(request, req),
+        "candidate": _side(req.version),
+        "live_span": span,
+        "live": _side(live),
+        "comments": _comment_tree(req),
+        "approve_form": forms.get("approve_form") or ReviewForm(prefix="approve"),
+        "reject_form": forms.get("reject_form") or ReviewForm(prefix="reject"),
+        "cancel_form": forms.get("cancel_form") or CancelForm(),
+        "comment_form": forms.get("comment_form") or CommentForm(),
+        "review_error": forms.get("review_error", ""),
+    }
+
+
+@permission_required("promotions.view_promotionrequest", raise_exception=True)
+def request_detail(request, pk):
+    try:
+        req = _request_get(pk)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    return render(request, "promotions/detail.html", _detail_context(request, req))
+
+
+def _review(request, pk, decide, form_name: str):
+    """Shared POST handling of approve and reject: the review partial for htmx, else redirect."""
+    try:
+        req = _request_get(pk)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    form = ReviewForm(request.POST, prefix=form_name.removesuffix("_form"))
+    form.is_valid()  # the comment is optional here; the service says when it is required
+    status, error = 200, ""
+    try:
+        req = decide(req, form.cleaned_data.get("comment", ""))
+    except PermissionDenied as exc:
+        if not request.htmx:
+            return _denied(request, exc)
+        status, error = 403, str(exc)
+    except ServiceError as exc:
+        status, error = exc.http_status, exc.message
+        if exc.field in form.fields:  # shown under the field instead of in the banner
+            form.add_error(exc.field, exc.message)
+            error = ""
+    if status == 200 and not request.htmx:
+        messages.success(request, f"Request #{req.pk}: {req.get_state_display().lower()}.")
+        return redirect("promotions:detail", pk=req.pk)
+    req = _request_get(req.pk)
+    if request.htmx:
+        context = {**_review_context(request, req), "review_error": error, "oob": status == 200,
+                   "approve_form": ReviewForm(prefix="approve"), "reject_form": ReviewForm(prefix="reject"),
+                   form_name: form if status != 200 else ReviewForm(prefix=form.prefix), "cancel_form": CancelForm()}
+        return render_page(request, "promotions/detail.html", context, partial="review", status=status)
+    return render(request, "promotions/detail.html",
+                  _detail_context(request, req, review_error=error, **{form_name: form}), status=status)
+
+
+@require_POST
+@permission_required("promotions.review_promotionrequest", raise_exception=True)
+def request_approve(request, pk):
+    return _review(request, pk, lambda req, comment: services.promotion_approve(
+        actor=request.user, request_id=req.pk, comment=comment), "approve_form")
+
+
+@require_POST
+@permission_required("promotions.review_promotionrequest", raise_exception=True)
+def request_reject(request, pk):
+    return _review(request, pk, lambda req, comment: services.promotion_reject(
+        actor=request.user, request_id=req.pk, comment=comment), "reject_form")
+
+
+@require_POST
+@permission_required("promotions.view_promotionrequest", raise_exception=True)
+def request_cancel(request, pk):
+    # Who may cancel (the requester, or an admin) is the service's rule.
+    try:
+        req = _request_get(pk)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    form = CancelForm(request.POST)
+    form.is_valid()
+    try:
+        services.promotion_cancel(actor=request.user, request_id=req.pk, reason=form.cleaned_data.get("reason", ""))
+    except PermissionDenied as exc:
+        return _denied(request, exc)
+    except ServiceError as exc:
+        _form_error(form, exc)
+        return render(request, "promotions/detail.html",
+                      _detail_context(request, _request_get(pk), cancel_form=form), status=exc.http_status)
+    messages.success(request, f"Request #{req.pk} cancelled.")
+    if request.htmx:
+        response = redirect("promotions:detail", pk=req.pk)
+        response["HX-Redirect"] = response["Location"]
+        return response
+    return redirect("promotions:detail", pk=req.pk)
+
+
+@require_POST
+@permission_required("promotions.comment_promotionrequest", raise_exception=True)
+def request_comment(request, pk):
+    try:
+        req = _request_get(pk)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    form = CommentForm(request.POST)
+    if form.is_valid():
+        try:
+            comment = services.promotion_comment(actor=request.user, request_id=req.pk, body=form.cleaned_data["body"],
+                                                 reply_to=form.cleaned_data["reply_to"])
+        except PermissionDenied as exc:
+            return _denied(request, exc)
+        except ServiceError as exc:
+            _form_error(form, exc)
+        else:
+            return redirect(reverse("promotions:detail", kwargs={"pk": req.pk}) + f"#comment-{comment.pk}")
+    return render(request, "promotions/detail.html", _detail_context(request, req, comment_form=form), status=400)
+
+
+@permission_required("promotions.add_promotionrequest", raise_exception=True)
+def request_create(request, name, version):
+    try:
+        mv = registry_selectors.version_get(name, version)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    initial = {}
+    env_name = request.GET.get("environment")
+    if env_name:
+        initial["environment"] = Environment.objects.filter(name=env_name).first()
+    form = PromotionRequestForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            req = services.promotion_request(actor=request.user, version=mv, **form.cleaned_data)
+        except PermissionDenied as exc:
+            return _denied(request, exc)
+        except ServiceError as exc:
+            _form_error(form, exc)
+        else:
+            if req.state == R.BLOCKED:
+                messages.warning(request, f"Request #{req.pk} is blocked by a gate; see below.")
+            else:
+                messages.success(request, f"Request #{req.pk} created: {req.get_state_display().lower()}.")
+            return redirect("promotions:detail", pk=req.pk)
+    return render(request, "promotions/request_form.html", {
+        "form": form, "version": mv, "model": mv.model, "has_environments": Environment.objects.exists(),
+    }, status=400 if form.errors else 200)
+
+
+# --- environments -------------------------------------------------------------
+
+@permission_required("promotions.view_environment", raise_exception=True)
+def environment_list(request):
+    environments = list(Environment.objects.select_related("approver_group"))
+    live = {}
+    for span in LiveSpan.objects.filter(ended_at__isnull=True).select_related("model").order_by("model__name"):
+        live.setdefault(span.environment_id, []).append(span)
+    for env in environments:
+        env.live_now = live.get(env.pk, [])
+    return render(request, "promotions/environments.html", {"environments": environments})
+
+
+@permission_required("promotions.view_environment", raise_exception=True)
+def environment_detail(request, name):
+    try:
+        env = selectors.environment_get(name)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    spans = LiveSpan.objects.filter(environment=env).select_related("model", "request")[:200]
+    model_names = sorted(set(LiveSpan.objects.filter(environment=env).values_list("model__name", flat=True)))
+    as_of = AsOfForm(request.GET if "at" in request.GET else None,
+                     initial={"model": model_names[0] if model_names else ""})
+    answer = None
+    status = 200
+    if as_of.is_bound:
+        if as_of.is_valid():
+            answer = _as_of_answer(env, as_of)
+            if answer is None:
+                status = 400
+        else:
+            status = 400
+    return render(request, "promotions/environment.html", {
+        "env": env, "spans": spans, "model_names": model_names, "as_of": as_of, "answer": answer,
+        "requests": selectors.request_list(environment=env.name)[:PAGE_SIZE],
+    }, status=status)
+
+
+def _as_of_answer(env: Environment, form: AsOfForm) -> dict | None:
+    try:
+        model = registry_selectors.model_get(form.cleaned_data["model"])
+    except NotFound as exc:
+        form.add_error("model", exc.message)
+        return None
+    at = form.cleaned_data["at"]
+    span = selectors.live_span(environment=env, model=model, at=at)
+    return {"model": model, "at": at, "span": span}
+
+
+def _env_snapshot(env: Environment) -> dict:
+    return {
+        "name": env.name, "position": env.position, "alias": env.alias,
+        "required_approvals": env.required_approvals,
+        "approver_group": env.approver_group.name if env.approver_group_id else None,
+        "allow_self_approval": env.allow_self_approval, "require_previous": env.require_previous,
+        "metric_thresholds": env.metric_thresholds, "require_signature": env.require_signature,
+        "require_compatible_signature": env.require_compatible_signature,
+        "require_servable": env.require_servable, "request_ttl_hours": env.request_ttl_hours,
+        "webhook_url": env.webhook_url,
+    }
+
+
+def _environment_update(*, actor, form: EnvironmentForm) -> Environment:
+    """Save the settings form and its audit event in one transaction. The secret is
+    write-only: the audit records that it changed, never its value."""
+    with transaction.atomic():
+        created = form.instance.pk is None
+        before = None
+        if not created:
+            before = _env_snapshot(Environment.objects.select_for_update().select_related("approver_group")
+                                   .get(pk=form.instance.pk))
+        env = form.save(commit=False)
+        env.metric_thresholds = form.cleaned_data["thresholds"]
+        secret_changed = False
+        if form.cleaned_data["new_webhook_secret"]:
+            env.webhook_secret, secret_changed = form.cleaned_data["new_webhook_secret"], True
+        elif form.cleaned_data["clear_webhook_secret"] and env.webhook_secret:
+            env.webhook_secret, secret_changed = "", True
+        env.save()
+        after = _env_snapshot(env)
+        if before is not None:
+            changed = [k for k in after if before[k] != after[k]]
+            before, after = {k: before[k] for k in changed}, {k: after[k] for k in changed}
+        if secret_changed:
+            after["webhook_secret_changed"] = True
+        audit_record(actor=actor, verb="environment.created" if created else "environment.updated", obj=env,
+                     before=before, after=after)
+    return env
+
+
+def _environment_form_page(request, form: EnvironmentForm, env: Environment | None):
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = _environment_update(actor=request.user, form=form)
+        except ServiceError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, f"Environment {saved.name} saved.")
+            return redirect("promotions:environment", name=saved.name)
+    return render(request, "promotions/environment_form.html", {
+        "form": form, "env": env, "secret_set": bool(env and env.webhook_secret),
+    }, status=400 if form.errors else 200)
+
+
+@permission_required("promotions.add_environment", raise_exception=True)
+def environment_create(request):
+    return _environment_form_page(request, EnvironmentForm(request.POST or None), None)
+
+
+@permission_required("promotions.change_environment", raise_exception=True)
+def environment_edit(request, name):
+    try:
+        env = selectors.environment_get(name)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    form = EnvironmentForm(request.POST or None, instance=env)
+    # The form writes into ``env`` while validating; keep the saved name for the page.
+    return _environment_form_page(request, form, Environment.objects.get(pk=env.pk))
+
+
+@permission_required("promotions.view_webhookdelivery", raise_exception=True)
+def delivery_list(request, name):
+    try:
+        env = selectors.environment_get(name)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    return render(request, "promotions/deliveries.html", {
+        "env": env, "deliveries": WebhookDelivery.objects.filter(environment=env)[:50],
+    })
+
+
+# --- aliases --------------------------------------------------------------------
+
+@permission_required("registry.view_registeredmodel", raise_exception=True)
+def drift(request, name):
+    """The alias-drift box on the model page, loaded by htmx after the page."""
+    try:
+        model = registry_selectors.model_get(name)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    return render(request, "promotions/_drift.html", {"model": model, "drifts": selectors.alias_drift(model)})
+
+
+@require_POST
+@permission_required("promotions.change_environment", raise_exception=True)
+def alias_restore(request, name, environment):
+    try:
+        model = registry_selectors.model_get(name)
+        env = selectors.environment_get(environment)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    try:
+        restored = services.alias_restore(actor=request.user, model=model, environment=env)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        where = f"v{restored}" if restored is not None else "nothing (removed)"
+        messages.success(request, f"Alias '{env.alias}' restored to {where}.")
+    return redirect("registry:model-detail", name=model.name)
