@@ -137,16 +137,22 @@ def _check_reviewer(actor, req: PromotionRequest) -> None:
                                f"promotions to {env.name}.")
 
 
+def _locked_for_review(actor, request_id: int, outcome: str) -> PromotionRequest:
+    """Lock a request and check that ``actor`` may review it now (in the caller's transaction)."""
+    req = _locked(request_id)
+    if req.state != R.PENDING:
+        raise Conflict(f"Request #{req.pk} is {req.get_state_display().lower()}; only pending requests "
+                       f"can be {outcome}.")
+    _check_reviewer(actor, req)
+    if req.reviews.filter(reviewer=actor).exists():
+        raise Conflict("You already reviewed this request.")
+    return req
+
+
 def promotion_approve(*, actor, request_id: int, comment: str = "") -> PromotionRequest:
     comment = _clean_text(comment, field="comment", required=False, what="Comment")
     with transaction.atomic():
-        req = _locked(request_id)
-        if req.state != R.PENDING:
-            raise Conflict(f"Request #{req.pk} is {req.get_state_display().lower()}; only pending requests "
-                           "can be approved.")
-        _check_reviewer(actor, req)
-        if req.reviews.filter(reviewer=actor).exists():
-            raise Conflict("You already reviewed this request.")
+        req = _locked_for_review(actor, request_id, "approved")
         Review.objects.create(request=req, reviewer=actor, decision=Review.APPROVE, comment=comment)
         audit_record(actor=actor, verb="promotion.reviewed", obj=req, after={"decision": "approve", "comment": comment})
         approvals = req.reviews.filter(decision=Review.APPROVE).count()
@@ -165,13 +171,7 @@ def promotion_approve(*, actor, request_id: int, comment: str = "") -> Promotion
 def promotion_reject(*, actor, request_id: int, comment: str) -> PromotionRequest:
     comment = _clean_text(comment, field="comment", required=True, what="A comment explaining the rejection")
     with transaction.atomic():
-        req = _locked(request_id)
-        if req.state != R.PENDING:
-            raise Conflict(f"Request #{req.pk} is {req.get_state_display().lower()}; only pending requests "
-                           "can be rejected.")
-        _check_reviewer(actor, req)
-        if req.reviews.filter(reviewer=actor).exists():
-            raise Conflict("You already reviewed this request.")
+        req = _locked_for_review(actor, request_id, "rejected")
         Review.objects.create(request=req, reviewer=actor, decision=Review.REJECT, comment=comment)
         req.state, req.decided_at, req.state_reason = R.REJECTED, timezone.now(), f"Rejected by {actor}: {comment}"
         req.save(update_fields=["state", "decided_at", "state_reason", "updated_at"])
