@@ -58,3 +58,31 @@ def test_list_endpoints_have_a_pinned_query_count(api, viewer, path, expected):
     client.get("/api/v1/me/")  # the token's first use writes last_used_at; keep it out of the count
     small, large = _counts_for_small_and_large_registry(lambda: client.get(path))
     assert small == large == expected
+
+
+def _requests(n: int, engineer, staging):
+    """n promotion requests, each for its own model (one open request per model and environment)."""
+    from registry.promotions.models import PromotionRequest
+
+    now = timezone.now()
+    for i in range(n):
+        model = RegisteredModel.objects.create(name=f"p{i:03}-{n}", created_at=now, updated_at=now)
+        version = ModelVersion.objects.create(model=model, version=1, source="models:/x/1", created_at=now,
+                                              updated_at=now)
+        PromotionRequest.objects.create(model=model, version=version, environment=staging, requested_by=engineer,
+                                        justification="j", state=PromotionRequest.PENDING)
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/promotions/", 8),
+    ("/promotions/inbox/", 9),
+    ("/api/v1/promotions/", 4),
+])
+def test_promotion_lists_have_a_pinned_query_count(api, browser_client, approver, engineer, staging, path, expected):
+    client = api(approver) if path.startswith("/api/") else browser_client(approver)
+    client.get("/api/v1/me/") if path.startswith("/api/") else None
+    _requests(2, engineer, staging)
+    small = _count(lambda: client.get(path))
+    _requests(20, engineer, staging)
+    large = _count(lambda: client.get(path))
+    assert small == large == expected
