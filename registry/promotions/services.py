@@ -230,6 +230,54 @@ def promotions_expire(*, now=None) -> int:
     return expired
 
 
+# --- environments -------------------------------------------------------------
+
+def _env_snapshot(env: Environment) -> dict:
+    return {
+        "name": env.name, "position": env.position, "alias": env.alias,
+        "required_approvals": env.required_approvals,
+        "approver_group": env.approver_group.name if env.approver_group_id else None,
+        "allow_self_approval": env.allow_self_approval, "require_previous": env.require_previous,
+        "metric_thresholds": env.metric_thresholds, "require_signature": env.require_signature,
+        "require_compatible_signature": env.require_compatible_signature,
+        "require_servable": env.require_servable, "request_ttl_hours": env.request_ttl_hours,
+        "webhook_url": env.webhook_url,
+    }
+
+
+def environment_save(*, actor, environment: Environment, metric_thresholds: list, new_webhook_secret: str = "",
+                     clear_webhook_secret: bool = False) -> Environment:
+    """Create or change an environment and its policy, with its audit event in one
+    transaction. The secret is write-only: the audit records that it changed, never its value."""
+    try:
+        metric_thresholds = gates.validate_thresholds(metric_thresholds)
+    except ValueError as exc:
+        raise ServiceError(str(exc), field="thresholds") from None
+    env = environment
+    with transaction.atomic():
+        created = env.pk is None
+        before = None
+        if not created:
+            before = _env_snapshot(Environment.objects.select_for_update().select_related("approver_group")
+                                   .get(pk=env.pk))
+        env.metric_thresholds = metric_thresholds
+        secret_changed = False
+        if new_webhook_secret:
+            env.webhook_secret, secret_changed = new_webhook_secret, True
+        elif clear_webhook_secret and env.webhook_secret:
+            env.webhook_secret, secret_changed = "", True
+        env.save()
+        after = _env_snapshot(env)
+        if before is not None:
+            changed = [k for k in after if before[k] != after[k]]
+            before, after = {k: before[k] for k in changed}, {k: after[k] for k in changed}
+        if secret_changed:
+            after["webhook_secret_changed"] = True
+        audit_record(actor=actor, verb="environment.created" if created else "environment.updated", obj=env,
+                     before=before, after=after)
+    return env
+
+
 # --- what the deployer calls ------------------------------------------------
 
 def promotion_start_deploying(*, request_id: int) -> bool:

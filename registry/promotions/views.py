@@ -1,18 +1,15 @@
 """The promotion pages. Thin: parse the form, call a service or selector, render.
 
-State changes go through ``services``; the one exception is the environment settings
-form, saved by ``_environment_update`` below with its audit event in the same transaction."""
+Every state change goes through ``services``."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from console.audit.services import audit_record
 from console.errors import NotFound, ServiceError
 from console.htmx import render_page
 from registry import selectors as registry_selectors
@@ -307,51 +304,14 @@ def _as_of_answer(env: Environment, form: AsOfForm) -> dict | None:
     return {"model": model, "at": at, "span": span}
 
 
-def _env_snapshot(env: Environment) -> dict:
-    return {
-        "name": env.name, "position": env.position, "alias": env.alias,
-        "required_approvals": env.required_approvals,
-        "approver_group": env.approver_group.name if env.approver_group_id else None,
-        "allow_self_approval": env.allow_self_approval, "require_previous": env.require_previous,
-        "metric_thresholds": env.metric_thresholds, "require_signature": env.require_signature,
-        "require_compatible_signature": env.require_compatible_signature,
-        "require_servable": env.require_servable, "request_ttl_hours": env.request_ttl_hours,
-        "webhook_url": env.webhook_url,
-    }
-
-
-def _environment_update(*, actor, form: EnvironmentForm) -> Environment:
-    """Save the settings form and its audit event in one transaction. The secret is
-    write-only: the audit records that it changed, never its value."""
-    with transaction.atomic():
-        created = form.instance.pk is None
-        before = None
-        if not created:
-            before = _env_snapshot(Environment.objects.select_for_update().select_related("approver_group")
-                                   .get(pk=form.instance.pk))
-        env = form.save(commit=False)
-        env.metric_thresholds = form.cleaned_data["thresholds"]
-        secret_changed = False
-        if form.cleaned_data["new_webhook_secret"]:
-            env.webhook_secret, secret_changed = form.cleaned_data["new_webhook_secret"], True
-        elif form.cleaned_data["clear_webhook_secret"] and env.webhook_secret:
-            env.webhook_secret, secret_changed = "", True
-        env.save()
-        after = _env_snapshot(env)
-        if before is not None:
-            changed = [k for k in after if before[k] != after[k]]
-            before, after = {k: before[k] for k in changed}, {k: after[k] for k in changed}
-        if secret_changed:
-            after["webhook_secret_changed"] = True
-        audit_record(actor=actor, verb="environment.created" if created else "environment.updated", obj=env,
-                     before=before, after=after)
-    return env
-
-
 def _environment_form_page(request, form: EnvironmentForm, env: Environment | None):
     if request.method == "POST" and form.is_valid():
         try:
-            saved = _environment_update(actor=request.user, form=form)
+            saved = services.environment_save(
+                actor=request.user, environment=form.save(commit=False),
+                metric_thresholds=form.cleaned_data["thresholds"],
+                new_webhook_secret=form.cleaned_data["new_webhook_secret"],
+                clear_webhook_secret=form.cleaned_data["clear_webhook_secret"])
         except ServiceError as exc:
             _form_error(form, exc)
         else:
