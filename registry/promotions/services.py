@@ -258,7 +258,7 @@ def environment_save(*, actor, environment: Environment, metric_thresholds: list
         created = env.pk is None
         before = None
         if not created:
-            before = _env_snapshot(Environment.objects.select_for_update().select_related("approver_group")
+            before = _env_snapshot(Environment.objects.select_for_update(of=("self",)).select_related("approver_group")
                                    .get(pk=env.pk))
         env.metric_thresholds = metric_thresholds
         secret_changed = False
