@@ -266,25 +266,27 @@ def inspect_model_version(name: str, version: int) -> Inspection:
         return Inspection(flavors=flavor_names, signature=signature, savedmodel_path=subdir, servable=True)
 
 
-def check_source_exists(source: str) -> None:
-    """Raise MlflowNotFound unless an MLflow model URI points at something that exists.
+def check_source_exists(source: str) -> str:
+    """Raise MlflowNotFound unless an MLflow model URI points at something that exists, and
+    return the training run behind it ("" if none is recorded).
 
-    MLflow accepts a dangling models:/ or runs:/ source and fails only when the
-    version is loaded; Modelgate refuses it at registration instead.
+    MLflow accepts a dangling models:/ or runs:/ source and fails only when the version is
+    loaded; Modelgate refuses it at registration instead, and keeps the lineage to the run.
     """
     scheme, _, rest = source.partition(":/")
     rest = rest.lstrip("/")
     with _translated():
         if scheme == "runs":
-            client().get_run(rest.split("/", 1)[0])
-        elif scheme == "models" and rest.startswith("m-") and "/" not in rest:
-            client().get_logged_model(rest)
-        elif scheme == "models" and "@" in rest:
+            return client().get_run(rest.split("/", 1)[0]).info.run_id
+        if scheme == "models" and rest.startswith("m-") and "/" not in rest:
+            return client().get_logged_model(rest).source_run_id or ""
+        if scheme == "models" and "@" in rest:
             name, alias = rest.rsplit("@", 1)
-            client().get_model_version_by_alias(name, alias)
-        elif scheme == "models":
+            return client().get_model_version_by_alias(name, alias).run_id or ""
+        if scheme == "models":
             name, version = rest.rsplit("/", 1)
-            client().get_model_version(name, version)
+            return client().get_model_version(name, version).run_id or ""
+    return ""
 
 
 # --- aliases --------------------------------------------------------------

@@ -144,11 +144,13 @@ def version_register(*, actor, model_name: str, source: str, run_id: str | None 
     model = _resolve_model(model_name)
 
     try:
-        gateway.check_source_exists(source) if source.startswith(("models:", "runs:")) else None
+        source_run = gateway.check_source_exists(source) if source.startswith(("models:", "runs:")) else ""
     except gateway.MlflowNotFound as exc:
         raise ServiceError(f"Source does not exist in MLflow: {exc}", field="source") from None
     except gateway.MlflowError as exc:
         raise _upstream(exc, field="source") from exc
+    # Lineage: a version registered from a logged model or another version keeps its run.
+    run_id = run_id or source_run
     if run_id:
         try:
             gateway.get_run(run_id)

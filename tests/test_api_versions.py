@@ -131,3 +131,11 @@ def test_patch_version_description_and_tags(api, engineer, churn, mlflow_store):
     assert response.status_code == 200
     mv = mlflow_store.client().get_model_version("churn", "1")
     assert mv.description == "baseline" and mv.tags["dataset"] == "2026-11"
+
+
+def test_the_training_run_is_found_from_the_source_when_not_given(api, engineer, churn, mlflow_store):
+    logged = mlflow_store.template.models[1]
+    first = api(engineer).post(churn, {"source": logged.model_uri}, format="json").json()
+    assert first["run_id"] == logged.run_id
+    second = api(engineer).post(churn, {"source": "models:/churn/1"}, format="json").json()
+    assert second["run_id"] == logged.run_id

@@ -1,0 +1,288 @@
+"""TensorFlow Serving manifests as pure functions of a target and a release.
+
+Rendered objects are plain dicts, ready for server-side apply. Nothing here talks to a
+cluster, so every manifest can be validated against the Kubernetes JSON schemas in a test.
+
+Why the probes look the way they do:
+- readiness: TF Serving's status endpoint answers 200 while a version is still LOADING, so
+  an httpGet probe would send traffic too early. The probe reads the body and passes only
+  when the released version's state is AVAILABLE (bash's /dev/tcp: the serving image has
+  bash but no curl).
+- startup: the same check, allowed up to ``startup_seconds`` so large models can load.
+- liveness: a TCP check on the gRPC port; TF Serving implements no gRPC health service.
+"""
+
+import hashlib
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+
+GRPC_PORT = 8500
+REST_PORT = 8501
+MODEL_ROOT = "/models"
+CONFIG_DIR = "/config"
+METRICS_PATH = "/monitoring/prometheus/metrics"
+MANAGER = "modelgate"
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    min_replicas: int
+    max_replicas: int
+    cpu_utilization: int = 70
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how an environment's models run."""
+
+    namespace: str
+    image: str  # a pinned TF Serving image, e.g. tensorflow/serving:2.19.0
+    fetcher_image: str  # an image with MLflow installed, runs the init container
+    mlflow_tracking_uri: str
+    replicas: int = 1
+    cpu_request: str = "250m"
+    cpu_limit: str = "1"
+    memory_request: str = "512Mi"
+    memory_limit: str = "1Gi"
+    node_selector: dict = field(default_factory=dict)
+    tolerations: tuple = ()
+    extra_labels: dict = field(default_factory=dict)
+    autoscaling: Autoscaling | None = None
+    startup_seconds: int = 600
+    progress_deadline_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class Release:
+    """One version of one model going to one environment."""
+
+    model: str
+    version: int
+    environment: str
+    rollout_id: int
+    savedmodel_path: str  # where the SavedModel sits inside the version's artifacts
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def _dns_label(text: str, limit: int = 63) -> str:
+    """A DNS-1123 label: lowercase alphanumerics and '-', at most ``limit`` characters.
+    When names must be cut or changed, a short hash keeps them distinct."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "x"
+    if cleaned == text and len(cleaned) <= limit:
+        return cleaned
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{cleaned[:limit - 9].rstrip('-')}-{digest}"
+
+
+def _label_value(text: str) -> str:
+    """A label value: at most 63 characters of [A-Za-z0-9._-], starting and ending alphanumeric."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
+    return cleaned[:63].rstrip("-._")
+
+
+def resource_name(model: str, environment: str) -> str:
+    return _dns_label(f"tfs-{model}-{environment}")
+
+
+def _check(target: Target, release: Release) -> None:
+    tag = target.image.rsplit("/", 1)[-1]
+    if ":" not in tag and "@" not in target.image:
+        raise ManifestError(f"Image {target.image!r} has no tag: pin a version, e.g. tensorflow/serving:2.19.0.")
+    if tag.endswith(":latest"):
+        raise ManifestError(f"Image {target.image!r} uses 'latest': pin a version so rollouts are repeatable.")
+    if release.version < 1:
+        raise ManifestError("A TF Serving version must be a positive integer.")
+    if target.autoscaling and target.autoscaling.min_replicas > target.autoscaling.max_replicas:
+        raise ManifestError("Autoscaling min_replicas is above max_replicas.")
+
+
+def models_config(release: Release) -> str:
+    """TF Serving's model config (protobuf text format): serve exactly this version, and
+    label it with the environment so clients can call /labels/<environment>."""
+    name = json.dumps(release.model)  # a quoted protobuf string
+    label = json.dumps(release.environment)
+    return (
+        "model_config_list {\n"
+        "  config {\n"
+        f"    name: {name}\n"
+        f"    base_path: {json.dumps(f'{MODEL_ROOT}/{release.model}')}\n"
+        '    model_platform: "tensorflow"\n'
+        f"    model_version_policy {{ specific {{ versions: {release.version} }} }}\n"
+        f"    version_labels {{ key: {label} value: {release.version} }}\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+def monitoring_config() -> str:
+    return f'prometheus_config {{\n  enable: true\n  path: "{METRICS_PATH}"\n}}\n'
+
+
+def _labels(target: Target, release: Release) -> dict:
+    return {
+        **{k: _label_value(str(v)) for k, v in target.extra_labels.items()},
+        "app.kubernetes.io/name": "tensorflow-serving",
+        "app.kubernetes.io/instance": resource_name(release.model, release.environment),
+        "app.kubernetes.io/managed-by": MANAGER,
+        "modelgate.io/model": _label_value(release.model),
+        "modelgate.io/version": str(release.version),
+        "modelgate.io/environment": _label_value(release.environment),
+    }
+
+
+def _selector(release: Release) -> dict:
+    # Only what never changes between versions: a Deployment's selector is immutable.
+    return {"app.kubernetes.io/instance": resource_name(release.model, release.environment),
+            "app.kubernetes.io/managed-by": MANAGER}
+
+
+def _annotations(release: Release) -> dict:
+    return {"modelgate.io/model-name": release.model, "modelgate.io/rollout-id": str(release.rollout_id),
+            "modelgate.io/version": str(release.version)}
+
+
+def _meta(name: str, target: Target, release: Release) -> dict:
+    return {"name": name, "namespace": target.namespace, "labels": _labels(target, release),
+            "annotations": _annotations(release)}
+
+
+def config_name(release: Release) -> str:
+    """One ConfigMap per version: pods of the previous version keep reading their own config
+    while a rollout (or a rollback) is under way."""
+    return _dns_label(f"{resource_name(release.model, release.environment)}-v{release.version}")
+
+
+def config_map(target: Target, release: Release) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": _meta(config_name(release), target, release),
+        "data": {"models.config": models_config(release), "monitoring.config": monitoring_config()},
+    }
+
+
+def available_check(release: Release) -> list[str]:
+    """A command that succeeds only when TF Serving reports the version AVAILABLE."""
+    path = f"/v1/models/{release.model}/versions/{release.version}"
+    script = (
+        f"exec 3<>/dev/tcp/127.0.0.1/{REST_PORT} && "
+        f"printf 'GET %s HTTP/1.0\\r\\n\\r\\n' {shlex.quote(path)} >&3 && "
+        "grep -q '\"state\": *\"AVAILABLE\"' <&3"
+    )
+    return ["bash", "-c", script]
+
+
+def fetch_command(release: Release) -> list[str]:
+    """The init container's job: download the version from MLflow and lay it out as TF
+    Serving expects, <root>/<model>/<version>/saved_model.pb, renamed into place at the end so
+    TF Serving never sees half a version."""
+    final = f"{MODEL_ROOT}/{release.model}/{release.version}"
+    staging = f"{MODEL_ROOT}/{release.model}/.incoming-{release.version}"
+    source = f"/tmp/download/{release.savedmodel_path}".rstrip("/.") if release.savedmodel_path != "." \
+        else "/tmp/download"
+    q = shlex.quote
+    script = " && ".join([
+        "set -e",
+        f"test -d {q(final)} && exit 0 || true",
+        f"mlflow artifacts download --artifact-uri {q(f'models:/{release.model}/{release.version}')} "
+        f"--dst-path /tmp/download",
+        f"test -f {q(source + '/saved_model.pb')}",
+        f"mkdir -p {q(f'{MODEL_ROOT}/{release.model}')}",
+        f"rm -rf {q(staging)}",
+        f"cp -r {q(source)} {q(staging)}",
+        f"mv {q(staging)} {q(final)}",
+    ])
+    return ["sh", "-c", script]
+
+
+def deployment(target: Target, release: Release) -> dict:
+    name = resource_name(release.model, release.environment)
+    config_hash = hashlib.sha256((models_config(release) + monitoring_config()).encode()).hexdigest()[:16]
+    resources = {"requests": {"cpu": target.cpu_request, "memory": target.memory_request},
+                 "limits": {"cpu": target.cpu_limit, "memory": target.memory_limit}}
+    pod_spec = {
+        "initContainers": [{
+            "name": "fetch-model",
+            "image": target.fetcher_image,
+            "command": fetch_command(release),
+            "env": [{"name": "MLFLOW_TRACKING_URI", "value": target.mlflow_tracking_uri}],
+            "volumeMounts": [{"name": "models", "mountPath": MODEL_ROOT}],
+            "resources": resources,
+        }],
+        "containers": [{
+            "name": "tensorflow-serving",
+            "image": target.image,
+            "args": [f"--port={GRPC_PORT}", f"--rest_api_port={REST_PORT}",
+                     f"--model_config_file={CONFIG_DIR}/models.config",
+                     f"--monitoring_config_file={CONFIG_DIR}/monitoring.config",
+                     "--allow_version_labels_for_unavailable_models=true"],
+            "ports": [{"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+                      {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"}],
+            "readinessProbe": {"exec": {"command": available_check(release)}, "periodSeconds": 5,
+                               "timeoutSeconds": 3, "failureThreshold": 3},
+            "startupProbe": {"exec": {"command": available_check(release)}, "periodSeconds": 10,
+                             "timeoutSeconds": 3,
+                             "failureThreshold": max(1, target.startup_seconds // 10)},
+            "livenessProbe": {"tcpSocket": {"port": GRPC_PORT}, "periodSeconds": 10, "failureThreshold": 3},
+            "resources": resources,
+            "volumeMounts": [{"name": "models", "mountPath": MODEL_ROOT, "readOnly": True},
+                             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
+        }],
+        "volumes": [{"name": "models", "emptyDir": {}}, {"name": "config", "configMap": {"name": config_name(release)}}],
+    }
+    if target.node_selector:
+        pod_spec["nodeSelector"] = dict(target.node_selector)
+    if target.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in target.tolerations]
+    spec = {
+        "selector": {"matchLabels": _selector(release)},
+        "progressDeadlineSeconds": target.progress_deadline_seconds,
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {
+            "metadata": {"labels": {**_labels(target, release), **_selector(release)},
+                         "annotations": {**_annotations(release), "modelgate.io/config-hash": config_hash,
+                                         "prometheus.io/scrape": "true", "prometheus.io/port": str(REST_PORT),
+                                         "prometheus.io/path": METRICS_PATH}},
+            "spec": pod_spec,
+        },
+    }
+    if target.autoscaling is None:
+        # With an HPA the replica count is its to set; applying ours would fight it.
+        spec["replicas"] = target.replicas
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(name, target, release), "spec": spec}
+
+
+def service(target: Target, release: Release) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _meta(resource_name(release.model, release.environment), target, release),
+        "spec": {"type": "ClusterIP", "selector": _selector(release),
+                 "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
+                           {"name": "http", "port": REST_PORT, "targetPort": "http", "protocol": "TCP"}]},
+    }
+
+
+def autoscaler(target: Target, release: Release) -> dict:
+    name = resource_name(release.model, release.environment)
+    scaling = target.autoscaling
+    return {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(name, target, release),
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                 "minReplicas": scaling.min_replicas, "maxReplicas": scaling.max_replicas,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                     "type": "Utilization", "averageUtilization": scaling.cpu_utilization}}}]},
+    }
+
+
+def render(target: Target, release: Release) -> list[dict]:
+    """Every object of a release, in the order they are applied (config before pods)."""
+    _check(target, release)
+    objects = [config_map(target, release), service(target, release), deployment(target, release)]
+    if target.autoscaling is not None:
+        objects.append(autoscaler(target, release))
+    return objects
