@@ -1,0 +1,489 @@
+"""A development stand-in for TensorFlow Serving on one machine.
+
+Production runs the real tensorflow_model_server on Kubernetes (see manifests.py). This
+module serves the same SavedModel layout, reads the same models.config, takes the same
+command-line flags and answers the same REST API, so the local runtime backend and the
+end-to-end tests exercise exactly what clients will see in production:
+
+    python -m deployer.local_server --rest_api_port=8501 --model_config_file=models.config
+
+What it copies from TF Serving, and why it matters here:
+- Version states START -> LOADING -> AVAILABLE (or END with an error), reported by
+  /v1/models/<name>: the readiness probe and Modelgate's rollout checks read them.
+- Error messages and HTTP codes (404 "Servable not found for request: Specific(m, 3)",
+  400 for a bad label or input), so callers' error handling is tested for real.
+- Metrics under TF Serving's own names, so dashboards and canary analysis can be built
+  against this server.
+
+It serves REST only (no gRPC) and only predict (no classify/regress). Only the standard
+library, TensorFlow and prometheus_client are used; TensorFlow is imported on first load
+so importing this module stays cheap.
+"""
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from deployer.tfserving_common import (
+    AVAILABLE,
+    END,
+    LOADING,
+    METRICS_PATH,
+    START,
+    ServingError,
+)
+from deployer.tfserving_config import (
+    ModelConfig,
+    _config_text,
+    aspired_versions,
+    parse_models_config,
+    parse_monitoring_config,
+    versions_on_disk,
+)
+from deployer.tfserving_metrics import ServingMetrics
+from deployer.tfserving_tensors import (
+    Servable,
+    _error_code,
+    _error_message,
+    load_savedmodel,
+    metadata,
+    predict,
+)
+
+log = logging.getLogger(__name__)
+
+# --- versions and their states ---
+
+@dataclass
+class VersionStatus:
+    state: str = START
+    error_code: str = "OK"
+    error_message: str = ""
+    servable: Servable | None = None
+
+    def as_json(self, version: int) -> dict:
+        return {"version": str(version), "state": self.state,
+                "status": {"error_code": self.error_code, "error_message": self.error_message}}
+
+
+@dataclass
+class _Model:
+    config: ModelConfig
+    aspired: set = field(default_factory=set)
+    versions: dict = field(default_factory=dict)  # int -> VersionStatus
+
+
+class ModelManager:
+    """Which versions are aspired, loading and serving; every change wakes up waiters."""
+
+    def __init__(self, loader=load_savedmodel):
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        # One load at a time, as TF Serving's default (num_load_threads=0): predictable memory.
+        self._load_lock = threading.Lock()
+        self._models: dict[str, _Model] = {}
+        self._configs: list[ModelConfig] = []
+
+    def apply(self, configs: list[ModelConfig], *, retry_ended: bool = True) -> None:
+        """Make the served versions match the configs and the version directories on disk.
+
+        New versions load in a background thread; versions no longer aspired are unloaded
+        only once no aspired version is still loading, so a switch from v1 to v2 never leaves
+        a gap. retry_ended=False (the periodic disk poll) does not retry failed versions."""
+        with self._lock:
+            self._configs = list(configs)
+            plan = [(name, self._plan(model, retry_ended)) for name, model in self._sync(configs).items()]
+            plan = [(name, to_load) for name, to_load in plan if to_load or self._has_unaspired(name)]
+        for name, to_load in plan:
+            threading.Thread(target=self._load_then_unload, args=(name, to_load),
+                             name=f"load-{name}", daemon=True).start()
+
+    def refresh(self) -> None:
+        """Pick up version directories that appeared or disappeared (TF Serving polls too)."""
+        with self._lock:
+            configs = list(self._configs)
+        self.apply(configs, retry_ended=False)
+
+    def _has_unaspired(self, name: str) -> bool:
+        model = self._models[name]
+        return any(v not in model.aspired and s.state in (START, AVAILABLE) for v, s in model.versions.items())
+
+    def _sync(self, configs: list[ModelConfig]) -> dict:
+        wanted = {c.name: c for c in configs}
+        for name, model in self._models.items():
+            if name not in wanted:
+                model.aspired = set()  # removed from the config: unload everything
+        for name, config in wanted.items():
+            model = self._models.setdefault(name, _Model(config=config))
+            model.config = config
+            model.aspired = aspired_versions(config, versions_on_disk(config.base_path))
+        return self._models
+
+    def _plan(self, model: _Model, retry_ended: bool) -> list[int]:
+        to_load = []
+        for version in sorted(model.aspired):
+            current = model.versions.get(version)
+            if current is None or (retry_ended and current.state == END):
+                model.versions[version] = VersionStatus(state=START)
+                to_load.append(version)
+        self._changed.notify_all()
+        return to_load
+
+    def _load_then_unload(self, name: str, versions: list[int]) -> None:
+        for version in versions:
+            self._load(name, version)
+        self._unload_unaspired(name)
+
+    def _load(self, name: str, version: int) -> None:
+        with self._lock:
+            model = self._models[name]
+            path = os.path.join(model.config.base_path, str(version))
+            self._set(model, version, VersionStatus(state=LOADING))
+        log.info("Loading servable: {name: %s version: %s} from %s", name, version, path)
+        with self._load_lock:
+            try:
+                outcome = VersionStatus(state=AVAILABLE, servable=self._loader(path))
+            except Exception as exc:  # any failure is the version's status, as in TF Serving
+                log.warning("Loading servable %s version %s failed: %s", name, version, exc)
+                outcome = VersionStatus(state=END, error_code=_error_code(exc), error_message=_error_message(exc))
+        with self._lock:
+            # A reload may have dropped this version while it loaded: then it must not serve.
+            if outcome.state == AVAILABLE and version not in model.aspired:
+                outcome = VersionStatus(state=END)
+            self._set(model, version, outcome)
+        log.info("Servable %s version %s is %s", name, version, outcome.state)
+
+    def _unload_unaspired(self, name: str) -> None:
+        with self._lock:
+            model = self._models[name]
+            if any(s.state in (START, LOADING) for v, s in model.versions.items() if v in model.aspired):
+                return  # the thread loading those unloads when it is done
+            for version, status in list(model.versions.items()):
+                if version not in model.aspired and status.state in (START, AVAILABLE):
+                    # END with an OK status is how TF Serving reports a cleanly unloaded version.
+                    self._set(model, version, VersionStatus(state=END))
+                    log.info("Unloaded servable %s version %s", name, version)
+
+    def _set(self, model: _Model, version: int, status: VersionStatus) -> None:
+        model.versions[version] = status
+        self._changed.notify_all()
+
+    # -- lookups used by requests --
+
+    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[dict]:
+        with self._lock:
+            model = self._models.get(name)
+            if label is not None:
+                version = self._label_version(model, label)
+            known = model.versions if model else {}
+            if version is not None:
+                if version not in known:
+                    raise ServingError("NOT_FOUND", f"Could not find version {version} of model {name}")
+                return [known[version].as_json(version)]
+            if not known:
+                raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
+            # Newest first, the order of TF Serving's ServableStateMonitor.
+            return [known[v].as_json(v) for v in sorted(known, reverse=True)]
+
+    def servable(self, name: str, version: int | None = None, label: str | None = None) -> tuple[int, Servable]:
+        """The (version, Servable) a request is for; not-yet-AVAILABLE versions are not found."""
+        with self._lock:
+            model = self._models.get(name)
+            if label is not None:
+                version = self._label_version(model, label)
+            available = {v: s.servable for v, s in (model.versions.items() if model else ())
+                         if s.state == AVAILABLE}
+            if version is None and available:
+                version = max(available)
+            if version in available:
+                return version, available[version]
+        request = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+        raise ServingError("NOT_FOUND", f"Servable not found for request: {request}")
+
+    @staticmethod
+    def _label_version(model: _Model | None, label: str) -> int:
+        labels = dict(model.config.labels) if model else {}
+        if label not in labels:
+            raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
+        return labels[label]
+
+    def wait_for(self, name: str, version: int, states: set, timeout: float) -> VersionStatus:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                status = self._models.get(name) and self._models[name].versions.get(version)
+                if status and status.state in states:
+                    return status
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    now = status.state if status else "absent"
+                    raise TimeoutError(f"{name} version {version} is {now}, not {sorted(states)}, "
+                                       f"after {timeout} s.")
+                self._changed.wait(remaining)
+
+
+
+# --- HTTP ---
+
+# TF Serving's own routes (model_servers/http_rest_api_util.cc), case-insensitive.
+_PREDICT_PATH = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.I)
+_STATUS_PATH = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I)
+
+
+def _model_ref(match) -> tuple[str, int | None, str | None]:
+    name, version, label = match.group(1), match.group(2), match.group(3)
+    return unquote(name or ""), (int(version) if version else None), (unquote(label) if label else None)
+
+
+class _App:
+    """Routes a request to the manager and turns ServingErrors into TF Serving's JSON errors."""
+
+    def __init__(self, manager: ModelManager, metrics: ServingMetrics, metrics_path: str | None):
+        self.manager = manager
+        self.metrics = metrics
+        self.metrics_path = metrics_path
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, str, bytes]:
+        if self.metrics_path and path == self.metrics_path and method == "GET":
+            return 200, "text/plain; version=0.0.4", self.metrics.exposition().encode()
+        if not path.lower().startswith("/v1/"):
+            return _json(404, {"error": f"Not found: {method} {path}"})
+        if method == "POST" and (match := _PREDICT_PATH.fullmatch(path)):
+            return self._predict(match, body)
+        try:
+            if method == "GET" and (match := _STATUS_PATH.fullmatch(path)):
+                return _json(200, self._status_or_metadata(match))
+            raise ServingError("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
+        except ServingError as exc:
+            return _json(exc.http_status, {"error": exc.message})
+
+    def _status_or_metadata(self, match) -> dict:
+        name, version, label = _model_ref(match)
+        if not name:
+            raise ServingError("INVALID_ARGUMENT", "Missing model name in request.")
+        if match.group(4):
+            found_version, servable = self.manager.servable(name, version, label)
+            return metadata(name, found_version, servable)
+        return {"model_version_status": self.manager.status(name, version, label)}
+
+    def _predict(self, match, body: bytes) -> tuple[int, str, bytes]:
+        started = time.perf_counter()
+        name, version, label = _model_ref(match)
+        api = match.group(4).lower()
+        try:
+            answer = _json(200, self._run(api, name, version, label, body))
+            code = "OK"
+        except ServingError as exc:
+            answer, code = _json(exc.http_status, {"error": exc.message}), exc.code
+        except Exception as exc:  # a bug here must still answer, and be counted
+            log.exception("predict failed")
+            answer, code = _json(500, {"error": str(exc)}), "INTERNAL"
+        self.metrics.record(model_name=name, api=api, status=code,
+                            micros=(time.perf_counter() - started) * 1e6)
+        return answer
+
+    def _run(self, api: str, name: str, version, label, body: bytes) -> dict:
+        if api != "predict":
+            raise ServingError("UNIMPLEMENTED", f"{api} is not supported by the development model server; "
+                                                "use predict.")
+        # The body is parsed before the model is looked up, as TF Serving does.
+        try:
+            request = json.loads(body or b"")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ServingError("INVALID_ARGUMENT", f"JSON Parse error: {exc}") from exc
+        if not isinstance(request, dict):
+            raise ServingError("INVALID_ARGUMENT", "JSON Value not an object")
+        _, servable = self.manager.servable(name, version, label)
+        return predict(servable, request)
+
+
+def _json(status: int, payload: dict) -> tuple[int, str, bytes]:
+    return status, "application/json", json.dumps(payload, indent=1).encode()
+
+
+def _handler_class(app: _App):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "modelgate-local-server"
+
+        def _serve(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            status, content_type, payload = app.handle(self.command, urlsplit(self.path).path, body)
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+        def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
+            log.debug("%s - %s", self.address_string(), format % args)
+
+    return Handler
+
+
+class LocalModelServer:
+    """TF Serving's REST API on host:port for the models in a models.config.
+
+    port=0 picks a free port (read .port or .url after construction). The models.config is
+    re-read only on reload(); version directories are polled every poll_seconds, as TF
+    Serving's --file_system_poll_wait_seconds does."""
+
+    def __init__(self, config_path, host: str = "127.0.0.1", port: int = 0, *,
+                 metrics_path: str | None = METRICS_PATH, poll_seconds: float = 1.0,
+                 loader=load_savedmodel):
+        self._config_source = config_path
+        self.manager = ModelManager(loader)
+        self.metrics = ServingMetrics()
+        self._poll_seconds = poll_seconds
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._httpd = ThreadingHTTPServer((host, port), _handler_class(_App(self.manager, self.metrics,
+                                                                           metrics_path)))
+        self._httpd.daemon_threads = True
+        self.host = host
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "LocalModelServer":
+        self.reload(self._config_source)
+        self._spawn(self._httpd.serve_forever, "rest-api")
+        if self._poll_seconds and self._poll_seconds > 0:
+            self._spawn(self._poll, "fs-poll")
+        log.info("Exporting HTTP/REST API at:%s:%s ...", self.host, self.port)
+        return self
+
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _poll(self) -> None:
+        while not self._stopped.wait(self._poll_seconds):
+            try:
+                self.manager.refresh()
+            except Exception:  # a flaky disk must not stop the poller
+                log.exception("polling model directories failed")
+
+    def reload(self, config_text_or_path) -> None:
+        """Serve what a new models.config asks for: new versions load, then the versions it no
+        longer names are unloaded (END), so there is always something serving."""
+        text, source = _config_text(config_text_or_path)
+        self.manager.apply(parse_models_config(text, source))
+        self._config_source = config_text_or_path
+
+    def wait_until_available(self, name: str, version: int, timeout: float = 60.0) -> dict:
+        """Block until the version is AVAILABLE; a version that fails to load raises at once."""
+        status = self.manager.wait_for(name, int(version), {AVAILABLE, END}, timeout)
+        if status.state != AVAILABLE:
+            raise RuntimeError(f"{name} version {version} did not load: {status.error_code}: "
+                               f"{status.error_message or 'unloaded'}")
+        return status.as_json(int(version))
+
+    def wait_for_state(self, name: str, version: int, states, timeout: float = 60.0) -> dict:
+        return self.manager.wait_for(name, int(version), set(states), timeout).as_json(int(version))
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# --- command line, with tensorflow_model_server's flags ---
+
+def _flag_bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _arguments(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m deployer.local_server",
+        description="A development stand-in for tensorflow_model_server (REST only).")
+    parser.add_argument("--port", type=int, default=8500, help="gRPC port: accepted, not served.")
+    parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port; 0 picks a free one.")
+    parser.add_argument("--rest_api_host", default="0.0.0.0")
+    parser.add_argument("--model_config_file", default="")
+    parser.add_argument("--model_name", default="", help="with --model_base_path, instead of a config file")
+    parser.add_argument("--model_base_path", default="")
+    parser.add_argument("--monitoring_config_file", default="")
+    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    # Accepted so the Kubernetes manifest's arguments work unchanged; they change nothing here.
+    parser.add_argument("--allow_version_labels_for_unavailable_models", type=_flag_bool, default=False)
+    parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
+    parser.add_argument("--rest_api_num_threads", type=int, default=0)
+    parser.add_argument("--enable_batching", type=_flag_bool, default=False)
+    args = parser.parse_args(argv)
+    if bool(args.model_config_file) == bool(args.model_base_path):
+        parser.error("give either --model_config_file or --model_name with --model_base_path")
+    return args
+
+
+def _model_source(args: argparse.Namespace) -> str:
+    if args.model_config_file:
+        return args.model_config_file
+    name = args.model_name or "default"
+    return (f"model_config_list {{ config {{ name: {json.dumps(name)} "
+            f"base_path: {json.dumps(args.model_base_path)} model_platform: \"tensorflow\" }} }}")
+
+
+def _metrics_path(args: argparse.Namespace) -> str | None:
+    if not args.monitoring_config_file:
+        return METRICS_PATH  # on by default here: a dev server is more useful with metrics
+    path = args.monitoring_config_file
+    return parse_monitoring_config(Path(path).read_text(), path)
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = _arguments(argv)
+    log.info("gRPC is not served by the development model server; --port=%s is ignored.", args.port)
+    server = LocalModelServer(_model_source(args), host=args.rest_api_host, port=args.rest_api_port,
+                              metrics_path=_metrics_path(args),
+                              poll_seconds=args.file_system_poll_wait_seconds)
+    # Kubernetes and the tests stop the server with SIGTERM: exit through the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server.start()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
+
