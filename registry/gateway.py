@@ -299,3 +299,14 @@ def set_alias(name: str, alias: str, version: int) -> None:
 def delete_alias(name: str, alias: str) -> None:
     with _translated():
         client().delete_registered_model_alias(name, alias)
+
+
+def download_model_version(name: str, version: int, subdir: str, dst: str) -> str:
+    """Download one directory of a version's artifacts (e.g. its SavedModel) into ``dst``;
+    return the local path of that directory."""
+    from mlflow import artifacts
+
+    with _translated():
+        base = client().get_model_version_download_uri(name, str(version)).rstrip("/")
+        uri = base if subdir in ("", ".") else f"{base}/{subdir.strip('/')}"
+        return artifacts.download_artifacts(artifact_uri=uri, dst_path=dst, tracking_uri=settings.MLFLOW_TRACKING_URI)
