@@ -339,17 +339,21 @@ def _handler_class(app: _App):
 class LocalModelServer:
     """TF Serving's REST API on host:port for the models in a models.config.
 
-    port=0 picks a free port (read .port or .url after construction). The models.config is
-    re-read only on reload(); version directories are polled every poll_seconds, as TF
-    Serving's --file_system_poll_wait_seconds does."""
+    port=0 picks a free port (read .port or .url after construction). Version directories
+    are polled every poll_seconds, as TF Serving's --file_system_poll_wait_seconds does. The
+    models.config is re-read on reload(), and, with config_poll_seconds > 0, whenever the file
+    changes, as --model_config_file_poll_wait_seconds does: the local runtime backend
+    switches versions by rewriting the file, exactly as a ConfigMap update would."""
 
     def __init__(self, config_path, host: str = "127.0.0.1", port: int = 0, *,
                  metrics_path: str | None = METRICS_PATH, poll_seconds: float = 1.0,
-                 loader=load_savedmodel):
+                 config_poll_seconds: float = 0.0, loader=load_savedmodel):
         self._config_source = config_path
         self.manager = ModelManager(loader)
         self.metrics = ServingMetrics()
         self._poll_seconds = poll_seconds
+        self._config_poll_seconds = config_poll_seconds
+        self._config_seen = None
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self._httpd = ThreadingHTTPServer((host, port), _handler_class(_App(self.manager, self.metrics,
@@ -370,6 +374,8 @@ class LocalModelServer:
         self._spawn(self._httpd.serve_forever, "rest-api")
         if self._poll_seconds and self._poll_seconds > 0:
             self._spawn(self._poll, "fs-poll")
+        if self._config_poll_seconds > 0 and os.path.isfile(str(self._config_source)):
+            self._spawn(self._poll_config, "config-poll")
         log.info("Exporting HTTP/REST API at:%s:%s ...", self.host, self.port)
         return self
 
@@ -385,10 +391,21 @@ class LocalModelServer:
             except Exception:  # a flaky disk must not stop the poller
                 log.exception("polling model directories failed")
 
+    def _poll_config(self) -> None:
+        path = str(self._config_source)
+        while not self._stopped.wait(self._config_poll_seconds):
+            try:
+                text = Path(path).read_text()
+                if text != self._config_seen:
+                    self.reload(path)
+            except Exception:  # a bad edit keeps the last good config serving, as TF Serving does
+                log.exception("reloading %s failed; still serving the previous config", path)
+
     def reload(self, config_text_or_path) -> None:
         """Serve what a new models.config asks for: new versions load, then the versions it no
         longer names are unloaded (END), so there is always something serving."""
         text, source = _config_text(config_text_or_path)
+        self._config_seen = text
         self.manager.apply(parse_models_config(text, source))
         self._config_source = config_text_or_path
 
@@ -439,6 +456,8 @@ def _arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--model_base_path", default="")
     parser.add_argument("--monitoring_config_file", default="")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    parser.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0.0,
+                        help="Re-read --model_config_file this often when it changes (0: never).")
     # Accepted so the Kubernetes manifest's arguments work unchanged; they change nothing here.
     parser.add_argument("--allow_version_labels_for_unavailable_models", type=_flag_bool, default=False)
     parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
@@ -471,7 +490,8 @@ def main(argv=None) -> None:
     log.info("gRPC is not served by the development model server; --port=%s is ignored.", args.port)
     server = LocalModelServer(_model_source(args), host=args.rest_api_host, port=args.rest_api_port,
                               metrics_path=_metrics_path(args),
-                              poll_seconds=args.file_system_poll_wait_seconds)
+                              poll_seconds=args.file_system_poll_wait_seconds,
+                              config_poll_seconds=args.model_config_file_poll_wait_seconds)
     # Kubernetes and the tests stop the server with SIGTERM: exit through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.start()

@@ -310,6 +310,19 @@ def test_reload_switches_from_one_version_to_the_next(model_root, tmp_path):
                                                   {"instances": ROWS})[1]
 
 
+def test_a_changed_config_file_is_picked_up_by_the_config_poll(model_root, tmp_path):
+    path = tmp_path / "models.config"
+    path.write_text(config_text(model_root, [1], {"staging": 1}))
+    with LocalModelServer(path, config_poll_seconds=0.2) as running:
+        running.wait_until_available("iris", 1, timeout=120)
+        path.write_text("model_config_list { config { name: ")  # a bad edit: keep serving
+        time.sleep(0.6)
+        assert call(f"{running.url}/v1/models/iris/versions/1")[0] == 200
+        path.write_text(config_text(model_root, [2], {"staging": 2}))
+        running.wait_until_available("iris", 2, timeout=120)
+        running.wait_for_state("iris", 1, {"END"}, timeout=30)
+
+
 def test_reload_accepts_config_text(model_root, tmp_path):
     path = tmp_path / "models.config"
     path.write_text(config_text(model_root, [1]))
