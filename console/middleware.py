@@ -44,3 +44,24 @@ class LoginRequiredMiddleware(_DjangoLoginRequired):
         if request.path_info.startswith("/api/"):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
+
+
+class NotFoundPageMiddleware:
+    """A selector's NotFound on a page becomes the 404 page with its message ("Model 'x'
+    does not exist."), so views need no try/except around every lookup. The API has its
+    own JSON error handler."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from django.shortcuts import render
+
+        from console.errors import NotFound
+
+        if isinstance(exception, NotFound) and not request.path_info.startswith("/api/"):
+            return render(request, "404.html", {"message": exception.message}, status=404)
+        return None

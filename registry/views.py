@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from console.errors import NotFound, ServiceError
+from console.errors import ServiceError
 from console.htmx import render_page
 
 from . import selectors, services
@@ -16,10 +16,6 @@ from .forms import EditForm, ModelCreateForm, VersionRegisterForm, tag_lines
 from .tasks import sync_registry_task
 
 PAGE_SIZE = 25
-
-
-def _not_found(request, exc: NotFound):
-    return render(request, "404.html", {"message": exc.message}, status=404)
 
 
 def _bool(value: str):
@@ -64,10 +60,7 @@ def model_create(request):
 
 @permission_required("registry.view_registeredmodel", raise_exception=True)
 def model_detail(request, name):
-    try:
-        model = selectors.model_get(name)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    model = selectors.model_get(name)
     page = Paginator(selectors.version_list(model=model).order_by("-version"), PAGE_SIZE).get_page(
         request.GET.get("page"))
     alias_by_version = {}
@@ -96,10 +89,7 @@ def _edit(request, obj, update, redirect_url, template, context):
 @require_POST
 @permission_required("registry.change_registeredmodel", raise_exception=True)
 def model_edit(request, name):
-    try:
-        model = selectors.model_get(name)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    model = selectors.model_get(name)
     page = Paginator(selectors.version_list(model=model).order_by("-version"), PAGE_SIZE).get_page(1)
     return _edit(request, model,
                  lambda **kw: services.model_update(actor=request.user, model=model, **kw),
@@ -109,10 +99,7 @@ def model_edit(request, name):
 
 @permission_required("registry.add_modelversion", raise_exception=True)
 def version_register(request, name):
-    try:
-        model = selectors.model_get(name)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    model = selectors.model_get(name)
     form = VersionRegisterForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -128,10 +115,7 @@ def version_register(request, name):
 
 @permission_required("registry.view_modelversion", raise_exception=True)
 def version_detail(request, name, version):
-    try:
-        mv = selectors.version_get(name, version)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    mv = selectors.version_get(name, version)
     return render(request, "registry/version_detail.html", {
         "version": mv, "model": mv.model,
         "edit_form": _version_edit_form(mv),
@@ -151,10 +135,7 @@ def _version_edit_form(mv):
 @permission_required("registry.view_modelversion", raise_exception=True)
 def version_run(request, name, version):
     """The run panel, loaded by htmx after the page so a slow MLflow never delays the page."""
-    try:
-        mv = selectors.version_get(name, version)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    mv = selectors.version_get(name, version)
     context = {"version": mv, "model": mv.model, "run_view": selectors.version_run(mv)}
     if request.htmx:
         return render(request, "registry/version_detail.html#run", context)
@@ -167,10 +148,7 @@ def version_run(request, name, version):
 @require_POST
 @permission_required("registry.change_modelversion", raise_exception=True)
 def version_edit(request, name, version):
-    try:
-        mv = selectors.version_get(name, version)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    mv = selectors.version_get(name, version)
     return _edit(request, mv,
                  lambda **kw: services.version_update(actor=request.user, version=mv, **kw),
                  reverse("registry:version-detail", kwargs={"name": name, "version": mv.version}),

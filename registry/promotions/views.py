@@ -23,10 +23,6 @@ PAGE_SIZE = 25
 R = PromotionRequest
 
 
-def _not_found(request, exc: NotFound):
-    return render(request, "404.html", {"message": exc.message}, status=404)
-
-
 def _denied(request, exc: PermissionDenied):
     return render(request, "403.html", {"message": str(exc) or "You do not have permission to do this."}, status=403)
 
@@ -125,19 +121,13 @@ def _detail_context(request, req: PromotionRequest, **forms) -> dict:
 
 @permission_required("promotions.view_promotionrequest", raise_exception=True)
 def request_detail(request, pk):
-    try:
-        req = _request_get(pk)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    req = _request_get(pk)
     return render(request, "promotions/detail.html", _detail_context(request, req))
 
 
 def _review(request, pk, decide, form_name: str):
     """Shared POST handling of approve and reject: the review partial for htmx, else redirect."""
-    try:
-        req = _request_get(pk)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    req = _request_get(pk)
     form = ReviewForm(request.POST, prefix=form_name.removesuffix("_form"))
     form.is_valid()  # the comment is optional here; the service says when it is required
     status, error = 200, ""
@@ -183,10 +173,7 @@ def request_reject(request, pk):
 @permission_required("promotions.view_promotionrequest", raise_exception=True)
 def request_cancel(request, pk):
     # Who may cancel (the requester, or an admin) is the service's rule.
-    try:
-        req = _request_get(pk)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    req = _request_get(pk)
     form = CancelForm(request.POST)
     form.is_valid()
     try:
@@ -208,10 +195,7 @@ def request_cancel(request, pk):
 @require_POST
 @permission_required("promotions.comment_promotionrequest", raise_exception=True)
 def request_comment(request, pk):
-    try:
-        req = _request_get(pk)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    req = _request_get(pk)
     form = CommentForm(request.POST)
     if form.is_valid():
         try:
@@ -228,10 +212,7 @@ def request_comment(request, pk):
 
 @permission_required("promotions.add_promotionrequest", raise_exception=True)
 def request_create(request, name, version):
-    try:
-        mv = registry_selectors.version_get(name, version)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    mv = registry_selectors.version_get(name, version)
     initial = {}
     env_name = request.GET.get("environment")
     if env_name:
@@ -270,10 +251,7 @@ def environment_list(request):
 
 @permission_required("promotions.view_environment", raise_exception=True)
 def environment_detail(request, name):
-    try:
-        env = selectors.environment_get(name)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    env = selectors.environment_get(name)
     spans = LiveSpan.objects.filter(environment=env).select_related("model", "request")[:200]
     model_names = sorted(set(LiveSpan.objects.filter(environment=env).values_list("model__name", flat=True)))
     as_of = AsOfForm(request.GET if "at" in request.GET else None,
@@ -329,10 +307,7 @@ def environment_create(request):
 
 @permission_required("promotions.change_environment", raise_exception=True)
 def environment_edit(request, name):
-    try:
-        env = selectors.environment_get(name)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    env = selectors.environment_get(name)
     form = EnvironmentForm(request.POST or None, instance=env)
     # The form writes into ``env`` while validating; keep the saved name for the page.
     return _environment_form_page(request, form, Environment.objects.get(pk=env.pk))
@@ -340,10 +315,7 @@ def environment_edit(request, name):
 
 @permission_required("promotions.view_webhookdelivery", raise_exception=True)
 def delivery_list(request, name):
-    try:
-        env = selectors.environment_get(name)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    env = selectors.environment_get(name)
     return render(request, "promotions/deliveries.html", {
         "env": env, "deliveries": WebhookDelivery.objects.filter(environment=env)[:50],
     })
@@ -354,21 +326,15 @@ def delivery_list(request, name):
 @permission_required("registry.view_registeredmodel", raise_exception=True)
 def drift(request, name):
     """The alias-drift box on the model page, loaded by htmx after the page."""
-    try:
-        model = registry_selectors.model_get(name)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    model = registry_selectors.model_get(name)
     return render(request, "promotions/_drift.html", {"model": model, "drifts": selectors.alias_drift(model)})
 
 
 @require_POST
 @permission_required("promotions.change_environment", raise_exception=True)
 def alias_restore(request, name, environment):
-    try:
-        model = registry_selectors.model_get(name)
-        env = selectors.environment_get(environment)
-    except NotFound as exc:
-        return _not_found(request, exc)
+    model = registry_selectors.model_get(name)
+    env = selectors.environment_get(environment)
     try:
         restored = services.alias_restore(actor=request.user, model=model, environment=env)
     except ServiceError as exc:
