@@ -1,11 +1,10 @@
-"""Shared pieces of the REST API: the error format and pagination."""
+"""Shared pieces of the REST API: the error format."""
 
 import logging
 
 from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -60,10 +59,3 @@ def exception_handler(exc, context):
         detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
         response.data = {"error": getattr(exc, "error_code", None) or code, "detail": str(detail)}
     return response
-
-
-class NewestFirstCursorPagination(CursorPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
-    ordering = ("-updated_at", "-id")

@@ -48,10 +48,5 @@ def inspection_fields(inspection, *, at: datetime) -> dict:
     }
 
 
-def changed(row, fields: dict) -> dict:
-    """{field: (old, new)} for every field whose value differs on the row."""
-    return {name: (getattr(row, name), value) for name, value in fields.items() if getattr(row, name) != value}
-
-
 def jsonable(value):
     return value.isoformat() if isinstance(value, datetime) else value

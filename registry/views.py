@@ -63,11 +63,8 @@ def model_detail(request, name):
     model = selectors.model_get(name)
     page = Paginator(selectors.version_list(model=model).order_by("-version"), PAGE_SIZE).get_page(
         request.GET.get("page"))
-    alias_by_version = {}
-    for alias, number in model.aliases.items():
-        alias_by_version.setdefault(number, []).append(alias)
     return render_page(request, "registry/model_detail.html", {
-        "model": model, "page": page, "alias_by_version": alias_by_version,
+        "model": model, "page": page,
         "edit_form": EditForm(initial={"description": model.description, "tags": tag_lines(model.tags)}),
     }, partial="versions")
 
@@ -94,7 +91,7 @@ def model_edit(request, name):
     return _edit(request, model,
                  lambda **kw: services.model_update(actor=request.user, model=model, **kw),
                  reverse("registry:model-detail", kwargs={"name": name}),
-                 "registry/model_detail.html", {"model": model, "page": page, "alias_by_version": {}})
+                 "registry/model_detail.html", {"model": model, "page": page})
 
 
 @permission_required("registry.add_modelversion", raise_exception=True)
