@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 worker: $(STAMP)
-	$(VENV)/bin/celery -A console worker -B -l info
+	$(VENV)/bin/celery -A console worker -B -l info -Q celery,deploy
 
 sync: $(STAMP)
 	$(PY) manage.py registry_sync

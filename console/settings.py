@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "console.audit",
     "registry",
     "registry.promotions",
+    "deployer",
 ]
 
 MIDDLEWARE = [
@@ -200,7 +201,26 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": float(REGISTRY_SYNC_INTERVAL)},
     },
     "promotions-expire": {"task": "promotions.expire_requests", "schedule": 300.0},
+    # Rollouts whose worker died (their lease ran out) or whose message was lost.
+    "deployer-resume": {"task": "deployer.resume_rollouts", "schedule": 15.0, "options": {"expires": 15.0}},
+    "deployer-drift": {"task": "deployer.check_drift", "schedule": 60.0, "options": {"expires": 60.0}},
 }
+# Rollouts run on their own queue, so a long rollout never delays the registry sync,
+# webhooks or e-mail on the default one (and workers can be scaled per queue).
+DEPLOY_QUEUE = env_str("DEPLOY_QUEUE", "deploy")
+CELERY_TASK_ROUTES = {"deployer.deploy_promotion": {"queue": DEPLOY_QUEUE},
+                      "deployer.run_rollout": {"queue": DEPLOY_QUEUE}}
+
+# --- Deployer -------------------------------------------------------------
+# The local backend's model servers and exported SavedModels.
+DEPLOYER_LOCAL_ROOT = Path(env_str("DEPLOYER_LOCAL_ROOT", str(VAR_DIR / "deployments")))
+# A worker renews its claim on a running rollout this often; a claim older than the lease
+# belongs to a dead worker and the rollout is resumed elsewhere.
+DEPLOYER_LEASE_SECONDS = env_int("DEPLOYER_LEASE_SECONDS", 30, minimum=3)
+# The init container that downloads a version from MLflow into the pod (an image with MLflow).
+MODELGATE_FETCHER_IMAGE = env_str("MODELGATE_FETCHER_IMAGE", "ghcr.io/mlflow/mlflow:v3.17.2")
+# The MLflow address as pods in the cluster reach it (often not the one Modelgate uses).
+DEPLOYER_MLFLOW_TRACKING_URI = env_str("DEPLOYER_MLFLOW_TRACKING_URI", MLFLOW_TRACKING_URI)
 
 # --- API ------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -101,19 +101,27 @@ def _check(target: Target, release: Release) -> None:
         raise ManifestError("Autoscaling min_replicas is above max_replicas.")
 
 
-def models_config(release: Release) -> str:
+def models_config(release: Release, *, model_root: str = MODEL_ROOT, also_serve: tuple[int, ...] = (),
+                  label_version: int | None = None) -> str:
     """TF Serving's model config (protobuf text format): serve exactly this version, and
-    label it with the environment so clients can call /labels/<environment>."""
+    label it with the environment so clients can call /labels/<environment>.
+
+    also_serve keeps other versions loaded beside it and label_version points the label
+    elsewhere: the local backend uses both to switch versions without a gap, as a rolling
+    update does with pods."""
     name = json.dumps(release.model)  # a quoted protobuf string
     label = json.dumps(release.environment)
+    versions = " ".join(f"versions: {v}" for v in sorted({release.version, *also_serve}))
+    labelled = release.version if label_version is None else label_version
+    labels = f"    version_labels {{ key: {label} value: {labelled} }}\n" if labelled else ""
     return (
         "model_config_list {\n"
         "  config {\n"
         f"    name: {name}\n"
-        f"    base_path: {json.dumps(f'{MODEL_ROOT}/{release.model}')}\n"
+        f"    base_path: {json.dumps(f'{model_root}/{release.model}')}\n"
         '    model_platform: "tensorflow"\n'
-        f"    model_version_policy {{ specific {{ versions: {release.version} }} }}\n"
-        f"    version_labels {{ key: {label} value: {release.version} }}\n"
+        f"    model_version_policy {{ specific {{ {versions} }} }}\n"
+        f"{labels}"
         "  }\n"
         "}\n"
     )

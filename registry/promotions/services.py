@@ -27,10 +27,7 @@ COMMENT_MAX = 10000
 def _queue_deployment(request_id: int) -> None:
     from console.celery import app
 
-    if DEPLOY_TASK in app.tasks:
-        app.send_task(DEPLOY_TASK, args=[request_id])
-    else:
-        log.info("Promotion #%s approved; no deployer is installed, so it waits for deployment", request_id)
+    app.send_task(DEPLOY_TASK, args=[request_id])
 
 
 def _snapshot(req: PromotionRequest) -> dict:
@@ -424,3 +421,18 @@ def promotion_gates_recheck(*, request_id: int) -> bool:
         promotion_mark_failed(request_id=request_id, reason="A gate failed just before deployment: " + "; ".join(
             f"{g['gate']} ({g['reason']})" for g in failed))
     return not failed
+
+
+def live_end(*, actor, model: RegisteredModel, environment: Environment) -> None:
+    """The model no longer serves in the environment (it was undeployed): its alias is
+    removed in MLflow first, then the live span ends. Safe to run twice."""
+    before = model.aliases.get(environment.alias)
+    _move_alias(model, environment.alias, None)
+    with transaction.atomic():
+        ended = LiveSpan.objects.filter(environment=environment, model=model, ended_at__isnull=True) \
+            .update(ended_at=timezone.now())
+        _set_mirror_alias(model, environment.alias, None)
+        if ended or before is not None:
+            audit_record(actor=actor, verb="alias.removed", obj=model,
+                         before={"alias": environment.alias, "version": before},
+                         after={"alias": environment.alias, "version": None})

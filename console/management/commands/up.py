@@ -24,16 +24,19 @@ class Command(BaseCommand):
         self.stdout.write("Database ready.")
         credentials = {}
         if env_bool("MODELGATE_DEMO", True):
+            from deployer.demo import seed_targets
             from registry.demo import seed_environments, seed_model, seed_users
 
             credentials = seed_users()
             seed_environments()
+            seed_targets()
             seed_model(self.stdout)
         worker = None
         if not no_worker:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "console", "worker", "--beat", "--loglevel=INFO",
-                 "--concurrency=2", f"--schedule={settings.CELERY_BEAT_SCHEDULE_FILENAME}"],
+                 "--concurrency=2", f"--queues=celery,{settings.DEPLOY_QUEUE}",
+                 f"--schedule={settings.CELERY_BEAT_SCHEDULE_FILENAME}"],
                 env={**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings"},
             )
         self._banner(bind, credentials)

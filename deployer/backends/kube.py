@@ -1,0 +1,55 @@
+"""The Kubernetes backend seen through the pipeline's interface: TF Serving objects rendered
+by deployer.manifests, applied and followed by deployer.backends.kubernetes."""
+
+from typing import Callable
+
+from deployer import manifests
+from deployer.backends.base import Answer
+from deployer.manifests import Release
+
+
+class KubeTargetBackend:
+    def __init__(self, *, target: manifests.Target, client):
+        self.target = target
+        self.client = client  # a deployer.backends.kubernetes.KubernetesBackend
+
+    @staticmethod
+    def _deployment_name(objects: list[dict]) -> str:
+        return next(o["metadata"]["name"] for o in objects if o["kind"] == "Deployment")
+
+    def render(self, release: Release) -> list[dict]:
+        try:
+            return manifests.render(self.target, release)
+        except manifests.ManifestError as exc:
+            from deployer.backends.errors import PermanentError
+
+            raise PermanentError(str(exc)) from exc
+
+    def prepare(self, release: Release, version) -> str:
+        return (f"The pod's init container downloads models:/{release.model}/{release.version} from MLflow "
+                f"into the serving volume.")
+
+    def apply(self, objects: list[dict], *, previous: list[dict] | None = None) -> None:
+        self.client.apply(objects)
+
+    def wait(self, objects: list[dict], *, timeout: float, progress: Callable[[str], None]) -> str:
+        name = self._deployment_name(objects)
+        self.client.wait_for_rollout(name, timeout=timeout, progress=progress)
+        return f'deployment "{name}" successfully rolled out'
+
+    def finalize(self, objects: list[dict]) -> None:
+        """Kubernetes already removed the old pods during the rolling update."""
+
+    def call(self, release: Release, method: str, path: str, body: dict | None = None) -> list[Answer]:
+        name = manifests.resource_name(release.model, release.environment)
+        pods = self.client.serving_pods(name, version=release.version)
+        return [Answer(replica=pod, status=status, body=answer)
+                for pod in pods for status, answer in [self.client.proxy(pod, method, path, body)]]
+
+    def read(self, objects: list[dict]) -> list[dict | None]:
+        return self.client.read(objects)
+
+    def remove(self, objects: list[dict]) -> None:
+        # The Deployment first so no pod is left reading a deleted ConfigMap.
+        order = {"HorizontalPodAutoscaler": 0, "Deployment": 1, "Service": 2, "ConfigMap": 3}
+        self.client.delete(sorted(objects, key=lambda o: order.get(o["kind"], 9)))

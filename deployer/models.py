@@ -1,0 +1,150 @@
+"""Where models run (targets), what runs there (deployments) and every change to it (rollouts).
+
+A Rollout is both the job and the revision: the row a worker claims and updates step by
+step (so the browser shows progress and a restarted worker resumes), and afterwards the
+record of what was applied, by whom, and how it ended.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from registry.models import ModelVersion, RegisteredModel
+from registry.promotions.models import Environment, PromotionRequest
+
+
+class DeploymentTarget(models.Model):
+    """How one environment's models are served.
+
+    Kubernetes credentials are never stored here: the worker reads them at run time from
+    the kubeconfig file at ``kubeconfig_path`` (a mounted secret, say) or from the
+    in-cluster service account.
+    """
+
+    LOCAL, KUBERNETES = "local", "kubernetes"
+    BACKENDS = [(LOCAL, "Local model server (one machine)"), (KUBERNETES, "Kubernetes")]
+
+    environment = models.OneToOneField(Environment, on_delete=models.CASCADE, related_name="target")
+    backend = models.CharField(max_length=20, choices=BACKENDS, default=LOCAL)
+    in_cluster = models.BooleanField(default=False, help_text="Use the worker pod's service account.")
+    kubeconfig_path = models.CharField(
+        max_length=500, blank=True,
+        help_text="Path of a kubeconfig file on the worker (e.g. a mounted secret). Empty: ~/.kube/config.")
+    kube_context = models.CharField(max_length=200, blank=True, help_text="Empty: the kubeconfig's current context.")
+    namespace = models.CharField(max_length=63, default="modelgate-serving")
+    image = models.CharField(max_length=300, default="tensorflow/serving:2.19.0",
+                             help_text="A pinned TF Serving image; 'latest' is refused.")
+    fetcher_image = models.CharField(max_length=300, blank=True,
+                                     help_text="Image of the init container that downloads the model from MLflow. "
+                                               "Empty: the MODELGATE_FETCHER_IMAGE setting.")
+    replicas = models.PositiveSmallIntegerField(default=1)
+    cpu_request = models.CharField(max_length=20, default="250m")
+    cpu_limit = models.CharField(max_length=20, default="1")
+    memory_request = models.CharField(max_length=20, default="512Mi")
+    memory_limit = models.CharField(max_length=20, default="1Gi")
+    autoscale_min = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Set both to add an HPA.")
+    autoscale_max = models.PositiveSmallIntegerField(null=True, blank=True)
+    autoscale_cpu_percent = models.PositiveSmallIntegerField(default=70)
+    node_selector = models.JSONField(default=dict, blank=True)
+    tolerations = models.JSONField(default=list, blank=True)
+    extra_labels = models.JSONField(default=dict, blank=True)
+    startup_seconds = models.PositiveIntegerField(default=600, help_text="How long a model may take to load.")
+    progress_deadline_seconds = models.PositiveIntegerField(default=600)
+    rollout_timeout_seconds = models.PositiveIntegerField(default=900)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.environment.name} ({self.backend})"
+
+
+class Deployment(models.Model):
+    """One model served in one environment: the stable thing its rollouts replace."""
+
+    NEW, SERVING, UNDEPLOYED = "new", "serving", "undeployed"
+    STATES = [(NEW, "Not serving yet"), (SERVING, "Serving"), (UNDEPLOYED, "Undeployed")]
+    UNKNOWN, IN_SYNC, OUT_OF_SYNC = "unknown", "in_sync", "out_of_sync"
+    DRIFT_STATES = [(UNKNOWN, "Not checked"), (IN_SYNC, "In sync"), (OUT_OF_SYNC, "Out of sync")]
+
+    target = models.ForeignKey(DeploymentTarget, on_delete=models.PROTECT, related_name="deployments")
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="deployments")
+    name = models.CharField(max_length=63)
+    state = models.CharField(max_length=20, choices=STATES, default=NEW)
+    # The revision that serves now: the last rollout that went live. Rollbacks re-apply it.
+    live_rollout = models.ForeignKey("Rollout", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    drift_state = models.CharField(max_length=20, choices=DRIFT_STATES, default=UNKNOWN)
+    drift_diff = models.JSONField(default=list, blank=True)
+    drift_checked_at = models.DateTimeField(null=True, blank=True)
+    # The local backend's model server listens here; kept so clients have a stable address.
+    local_port = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model__name", "target__environment__position"]
+        constraints = [models.UniqueConstraint(fields=["target", "model"], name="one_deployment_per_model_target")]
+        permissions = [("operate_deployment", "Can redeploy, re-apply and undeploy deployments")]
+
+    def __str__(self):
+        return f"{self.model.name} in {self.target.environment.name}"
+
+    @property
+    def environment(self) -> Environment:
+        return self.target.environment
+
+
+class Rollout(models.Model):
+    DEPLOY, ROLLBACK, REDEPLOY, UNDEPLOY = "deploy", "rollback", "redeploy", "undeploy"
+    KINDS = [(DEPLOY, "Deploy"), (ROLLBACK, "Rollback"), (REDEPLOY, "Redeploy"), (UNDEPLOY, "Undeploy")]
+    QUEUED, RUNNING, LIVE, ROLLED_BACK, FAILED, DONE = "queued", "running", "live", "rolled_back", "failed", "done"
+    STATES = [(QUEUED, "Queued"), (RUNNING, "Running"), (LIVE, "Live"), (ROLLED_BACK, "Rolled back"),
+              (FAILED, "Failed"), (DONE, "Done")]
+    ACTIVE = (QUEUED, RUNNING)
+    GOOD = (LIVE,)
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="rollouts")
+    revision = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=KINDS, default=DEPLOY)
+    version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="rollouts")
+    request = models.ForeignKey(PromotionRequest, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="rollouts")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    state = models.CharField(max_length=20, choices=STATES, default=QUEUED)
+    reason = models.TextField(blank=True)
+    # What was (or will be) applied: the rendered objects, kept so a rollback re-applies
+    # exactly this revision and drift is judged against it.
+    manifests = models.JSONField(default=list)
+    # [{"name", "state", "started_at", "finished_at", "detail"}], in pipeline order.
+    steps = models.JSONField(default=list)
+    # The revision that served when this one started: what a failure restores.
+    restore_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "revision"], name="one_revision_number_per_deployment"),
+            # One rollout at a time per deployment: a second one waits queued.
+            models.UniqueConstraint(fields=["deployment"], condition=Q(state="running"),
+                                    name="one_running_rollout_per_deployment"),
+            models.UniqueConstraint(fields=["request"], condition=Q(request__isnull=False),
+                                    name="one_deploy_rollout_per_request"),
+        ]
+        indexes = [models.Index(fields=["state", "heartbeat_at"], name="rollout_state_idx")]
+
+    def __str__(self):
+        return f"revision {self.revision} of {self.deployment}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.ACTIVE
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None

@@ -1,0 +1,268 @@
+"""Every deployment state change: one function per verb, each writing its audit event in
+the same transaction. The pipeline (deployer.pipeline) does the slow work outside any
+transaction and records each step through these functions."""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from console.audit.services import audit_record
+from console.errors import Conflict, NotFound, ServiceError
+from deployer import manifests
+from deployer.backends.local import free_port
+from deployer.models import Deployment, DeploymentTarget, Rollout
+from registry.promotions import services as promotions
+from registry.promotions.models import PromotionRequest
+
+log = logging.getLogger(__name__)
+RUN_TASK = "deployer.run_rollout"
+
+DEPLOY_STEPS = ["gates", "export", "apply", "wait", "verify", "alias"]
+REDEPLOY_STEPS = ["export", "apply", "wait", "verify"]
+UNDEPLOY_STEPS = ["remove", "unalias"]
+RESTORE_STEPS = ["restore_apply", "restore_wait", "restore_verify"]
+STEP_TITLES = {
+    "gates": "Re-check gates", "export": "Export model", "apply": "Apply (server-side)",
+    "wait": "Wait for rollout", "verify": "Verify serving", "alias": "Move alias",
+    "remove": "Remove objects", "unalias": "Remove alias", "restore_apply": "Restore: apply previous revision",
+    "restore_wait": "Restore: wait for rollout", "restore_verify": "Restore: verify previous version",
+    "cleanup": "Remove what was applied",
+}
+
+
+def _steps(names: list[str]) -> list[dict]:
+    return [{"name": n, "title": STEP_TITLES[n], "state": "pending", "started_at": None, "finished_at": None,
+             "detail": ""} for n in names]
+
+
+def queue_run(rollout_id: int) -> None:
+    """Send the rollout to a worker once the transaction that created it has committed."""
+    from console.celery import app
+
+    transaction.on_commit(lambda: app.send_task(RUN_TASK, args=[rollout_id]))
+
+
+def deployment_get_or_create(*, target: DeploymentTarget, model) -> Deployment:
+    deployment = Deployment.objects.filter(target=target, model=model).first()
+    if deployment is not None:
+        return deployment
+    name = manifests.resource_name(model.name, target.environment.name)
+    try:
+        with transaction.atomic():
+            return Deployment.objects.create(target=target, model=model, name=name,
+                                             local_port=free_port() if target.backend == target.LOCAL else None)
+    except IntegrityError:  # created concurrently
+        return Deployment.objects.get(target=target, model=model)
+
+
+def _next_revision(deployment: Deployment) -> int:
+    last = deployment.rollouts.order_by("-revision").values_list("revision", flat=True).first()
+    return (last or 0) + 1
+
+
+def _create(*, deployment: Deployment, kind: str, version, request=None, actor=None, steps: list[str]) -> Rollout:
+    """Inside the caller's transaction, with the deployment row locked."""
+    rollout = Rollout.objects.create(
+        deployment=deployment, revision=_next_revision(deployment), kind=kind, version=version, request=request,
+        requested_by=actor if not isinstance(actor, str) else None, steps=_steps(steps),
+        restore_to=deployment.live_rollout)
+    audit_record(actor=actor or "worker", verb="rollout.created", obj=rollout,
+                 after={"kind": kind, "version": version.version if version else None,
+                        "request": request.pk if request else None, "revision": rollout.revision})
+    return rollout
+
+
+def rollout_for_promotion(*, request_id: int) -> int | None:
+    """Claim an approved promotion for deployment and create its rollout; for a request
+    already claimed, return its rollout (a redelivered task resumes it). None: nothing to do."""
+    existing = Rollout.objects.filter(request_id=request_id, kind__in=(Rollout.DEPLOY, Rollout.ROLLBACK)).first()
+    if existing is not None:
+        return existing.pk
+    req = PromotionRequest.objects.select_related("environment", "model", "version").filter(pk=request_id).first()
+    if req is None or req.state != PromotionRequest.APPROVED:
+        return None
+    target = DeploymentTarget.objects.filter(environment=req.environment).first()
+    if target is None:
+        if promotions.promotion_start_deploying(request_id=request_id):
+            promotions.promotion_mark_failed(
+                request_id=request_id,
+                reason=f"The {req.environment.name} environment has no deployment target. An admin adds one "
+                       "under Admin → Deployment targets, then the version can be requested again.")
+        return None
+    deployment = deployment_get_or_create(target=target, model=req.model)
+    with transaction.atomic():
+        Deployment.objects.select_for_update().get(pk=deployment.pk)
+        if not promotions.promotion_start_deploying(request_id=request_id):
+            return None
+        deployment.refresh_from_db()
+        rollout = _create(deployment=deployment, kind=Rollout.ROLLBACK if req.is_rollback else Rollout.DEPLOY,
+                          version=req.version, request=req, actor="worker", steps=DEPLOY_STEPS)
+    return rollout.pk
+
+
+def rollout_redeploy(*, actor, deployment_id: int) -> Rollout:
+    """Apply the live revision again (after drift, or to restart its pods)."""
+    with transaction.atomic():
+        deployment = _locked_deployment(deployment_id)
+        live = deployment.live_rollout
+        if live is None or deployment.state != Deployment.SERVING:
+            raise Conflict(f"{deployment} serves no revision to redeploy.")
+        _refuse_if_busy(deployment)
+        rollout = _create(deployment=deployment, kind=Rollout.REDEPLOY, version=live.version, actor=actor,
+                          steps=REDEPLOY_STEPS)
+        queue_run(rollout.pk)
+    return rollout
+
+
+def rollout_undeploy(*, actor, deployment_id: int, reason: str) -> Rollout:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ServiceError("Say why the model stops serving.", field="reason")
+    with transaction.atomic():
+        deployment = _locked_deployment(deployment_id)
+        if deployment.state != Deployment.SERVING:
+            raise Conflict(f"{deployment} is not serving.")
+        _refuse_if_busy(deployment)
+        rollout = _create(deployment=deployment, kind=Rollout.UNDEPLOY, version=None, actor=actor,
+                          steps=UNDEPLOY_STEPS)
+        rollout.reason = reason
+        rollout.save(update_fields=["reason"])
+        queue_run(rollout.pk)
+    return rollout
+
+
+def rollback_request(*, actor, deployment_id: int, revision: int, justification: str) -> PromotionRequest:
+    """Ask to serve an earlier good revision again. It goes through the environment's
+    approval policy like any promotion; once approved the deployer rolls it out."""
+    deployment = Deployment.objects.select_related("target__environment", "model").filter(pk=deployment_id).first()
+    if deployment is None:
+        raise NotFound(f"Deployment #{deployment_id} does not exist.")
+    rollout = deployment.rollouts.select_related("version").filter(revision=revision).first()
+    if rollout is None:
+        raise ServiceError(f"Revision {revision} does not exist.", field="revision")
+    if rollout.state != Rollout.LIVE or rollout.version is None:
+        raise ServiceError(f"Revision {revision} never went live; only a good revision can be rolled back to.",
+                           field="revision")
+    if deployment.live_rollout and deployment.live_rollout.version_id == rollout.version_id:
+        raise ServiceError(f"v{rollout.version.version} already serves.", field="revision")
+    return promotions.promotion_request(actor=actor, version=rollout.version, environment=deployment.environment,
+                                        justification=justification, is_rollback=True)
+
+
+def _locked_deployment(deployment_id: int) -> Deployment:
+    deployment = (Deployment.objects.select_for_update(of=("self",)).select_related("target__environment", "model",
+                                                                                  "live_rollout")
+                  .filter(pk=deployment_id).first())
+    if deployment is None:
+        raise NotFound(f"Deployment #{deployment_id} does not exist.")
+    return deployment
+
+
+def _refuse_if_busy(deployment: Deployment) -> None:
+    active = deployment.rollouts.filter(state__in=Rollout.ACTIVE).first()
+    if active is not None:
+        raise Conflict(f"Revision {active.revision} is still {active.state}; wait for it to finish.")
+
+
+# --- what the pipeline calls ------------------------------------------------
+
+def rollout_claim(*, rollout_id: int, worker: str) -> Rollout | None:
+    """Take a rollout to run: a queued one, or a running one whose worker stopped renewing
+    its lease (it died). None when it is done, held by a live worker, or waiting for an
+    earlier rollout of the same deployment."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.DEPLOYER_LEASE_SECONDS)
+    try:
+        with transaction.atomic():
+            rollout = Rollout.objects.select_for_update().filter(pk=rollout_id).first()
+            if rollout is None:
+                return None
+            resumable = rollout.state == Rollout.RUNNING and (rollout.heartbeat_at is None
+                                                              or rollout.heartbeat_at < stale)
+            if rollout.state != Rollout.QUEUED and not resumable:
+                return None
+            earlier = (Rollout.objects.filter(deployment_id=rollout.deployment_id, state__in=Rollout.ACTIVE)
+                       .exclude(pk=rollout.pk).filter(created_at__lte=rollout.created_at).exists())
+            if earlier:
+                return None
+            before = rollout.state
+            rollout.state, rollout.worker, rollout.heartbeat_at = Rollout.RUNNING, worker, now
+            rollout.started_at = rollout.started_at or now
+            rollout.attempts += 1
+            rollout.save(update_fields=["state", "worker", "heartbeat_at", "started_at", "attempts"])
+            audit_record(actor="worker", verb="rollout.resumed" if resumable else "rollout.started", obj=rollout,
+                         before={"state": before}, after={"state": Rollout.RUNNING, "worker": worker,
+                                                          "attempt": rollout.attempts})
+    except IntegrityError:  # another rollout of this deployment started meanwhile
+        return None
+    return rollout
+
+
+def rollout_heartbeat(*, rollout_id: int, worker: str) -> bool:
+    """Renew the lease; False means another worker took the rollout over."""
+    return bool(Rollout.objects.filter(pk=rollout_id, state=Rollout.RUNNING, worker=worker)
+                .update(heartbeat_at=timezone.now()))
+
+
+def rollout_release(*, rollout_id: int, worker: str, reason: str) -> None:
+    """Give a running rollout back to the queue (a transient error; Celery retries it)."""
+    with transaction.atomic():
+        changed = Rollout.objects.filter(pk=rollout_id, state=Rollout.RUNNING, worker=worker) \
+            .update(state=Rollout.QUEUED, worker="", heartbeat_at=None)
+        if changed:
+            audit_record(actor="worker", verb="rollout.retrying", object_type="deployer.rollout",
+                         object_id=str(rollout_id), after={"reason": reason})
+
+
+def rollout_update_steps(*, rollout_id: int, steps: list[dict], manifests: list[dict] | None = None,
+                         reason: str | None = None) -> None:
+    """Progress only (no audit event): the page polls these rows."""
+    fields = {"steps": steps, "heartbeat_at": timezone.now()}
+    if manifests is not None:
+        fields["manifests"] = manifests
+    if reason is not None:
+        fields["reason"] = reason
+    Rollout.objects.filter(pk=rollout_id).update(**fields)
+
+
+def rollout_finish(*, rollout_id: int, state: str, reason: str = "") -> Rollout:
+    """The end of a rollout: the deployment now serves it (live), still serves the revision
+    before it (rolled_back, failed) or serves nothing (done after an undeploy)."""
+    with transaction.atomic():
+        rollout = Rollout.objects.select_for_update().select_related("deployment").get(pk=rollout_id)
+        if rollout.state not in Rollout.ACTIVE:
+            return rollout
+        before = rollout.state
+        rollout.state, rollout.reason, rollout.finished_at = state, reason or rollout.reason, timezone.now()
+        rollout.heartbeat_at = None
+        rollout.save(update_fields=["state", "reason", "finished_at", "heartbeat_at"])
+        deployment = Deployment.objects.select_for_update().get(pk=rollout.deployment_id)
+        if state == Rollout.LIVE:
+            deployment.live_rollout, deployment.state = rollout, Deployment.SERVING
+            deployment.drift_state, deployment.drift_diff = Deployment.IN_SYNC, []
+        elif state == Rollout.DONE and rollout.kind == Rollout.UNDEPLOY:
+            deployment.live_rollout, deployment.state = None, Deployment.UNDEPLOYED
+            deployment.drift_state, deployment.drift_diff = Deployment.UNKNOWN, []
+        deployment.save(update_fields=["live_rollout", "state", "drift_state", "drift_diff"])
+        audit_record(actor="worker", verb=f"rollout.{state}", obj=rollout, before={"state": before},
+                     after={"state": state, "reason": rollout.reason,
+                            "version": rollout.version.version if rollout.version_id else None})
+    return rollout
+
+
+def deployment_record_drift(*, deployment_id: int, changes: list[dict]) -> Deployment:
+    """Store the latest drift check; an audit event when the deployment goes out of sync or back."""
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().get(pk=deployment_id)
+        state = Deployment.OUT_OF_SYNC if changes else Deployment.IN_SYNC
+        before = deployment.drift_state
+        deployment.drift_state, deployment.drift_diff = state, changes
+        deployment.drift_checked_at = timezone.now()
+        deployment.save(update_fields=["drift_state", "drift_diff", "drift_checked_at"])
+        if state != before and not (before == Deployment.UNKNOWN and state == Deployment.IN_SYNC):
+            audit_record(actor="worker", verb=f"deployment.{state}", obj=deployment, before={"drift": before},
+                         after={"drift": state, "changes": changes})
+    return deployment

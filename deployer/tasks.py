@@ -1,0 +1,79 @@
+"""Celery tasks: thin, take ids, safe to run twice. The pipeline and the services do the work.
+
+acks_late with reject_on_worker_lost: a message is acknowledged only when its task ends,
+so a worker killed mid-rollout does not lose it. Independently of the broker's redelivery,
+``resume_rollouts`` (beat, and once at worker start) finds rollouts whose worker stopped
+renewing its lease and runs them again from the step that was interrupted.
+"""
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from deployer.backends.errors import TransientError
+
+log = logging.getLogger(__name__)
+MAX_RETRIES = 5
+# A rollout waits at most rollout_timeout_seconds per wait; the limits stop a task that hangs
+# on something else (a stuck TCP connection) so its lease runs out and it is resumed.
+SOFT_LIMIT, HARD_LIMIT = 3600, 3700
+
+
+def _run(task, rollout_id: int):
+    from deployer.pipeline import rollout_run
+
+    try:
+        return rollout_run(rollout_id, final_attempt=task.request.retries >= MAX_RETRIES)
+    except TransientError as exc:
+        raise task.retry(exc=exc, countdown=min(120, 5 * 2 ** task.request.retries)) from exc
+
+
+@shared_task(bind=True, name="deployer.deploy_promotion", acks_late=True, reject_on_worker_lost=True,
+             max_retries=MAX_RETRIES, soft_time_limit=SOFT_LIMIT, time_limit=HARD_LIMIT)
+def deploy_promotion(self, request_id: int):
+    """Queued by the registry when a promotion is approved."""
+    from deployer.services import rollout_for_promotion
+
+    rollout_id = rollout_for_promotion(request_id=request_id)
+    if rollout_id is None:
+        return None
+    return _run(self, rollout_id)
+
+
+@shared_task(bind=True, name="deployer.run_rollout", acks_late=True, reject_on_worker_lost=True,
+             max_retries=MAX_RETRIES, soft_time_limit=SOFT_LIMIT, time_limit=HARD_LIMIT)
+def run_rollout(self, rollout_id: int):
+    return _run(self, rollout_id)
+
+
+@shared_task(name="deployer.resume_rollouts")
+def resume_rollouts():
+    """Queue every rollout no live worker is running: running with an expired lease (its
+    worker died), or queued for longer than a lease (its message was lost, or it waited
+    behind an earlier rollout of the same deployment). Running one twice is harmless: the
+    claim lets only one worker in."""
+    from deployer.models import Rollout
+    from deployer.services import queue_run
+    from django.db import transaction
+    from django.db.models import Q
+
+    stale = timezone.now() - timedelta(seconds=settings.DEPLOYER_LEASE_SECONDS)
+    ids = list(Rollout.objects.filter(
+        Q(state=Rollout.RUNNING, heartbeat_at__lt=stale) | Q(state=Rollout.RUNNING, heartbeat_at__isnull=True)
+        | Q(state=Rollout.QUEUED, created_at__lt=stale)).order_by("created_at").values_list("pk", flat=True))
+    with transaction.atomic():
+        for rollout_id in ids:
+            queue_run(rollout_id)
+    if ids:
+        log.info("Resuming rollouts %s", ids)
+    return ids
+
+
+@shared_task(name="deployer.check_drift")
+def check_drift():
+    from deployer.drift_check import drift_check_all
+
+    return drift_check_all()
