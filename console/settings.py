@@ -208,6 +208,7 @@ CELERY_BEAT_SCHEDULE = {
 # Rollouts run on their own queue, so a long rollout never delays the registry sync,
 # webhooks or e-mail on the default one (and workers can be scaled per queue).
 DEPLOY_QUEUE = env_str("DEPLOY_QUEUE", "deploy")
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_DEFAULT_QUEUE", "celery")
 CELERY_TASK_ROUTES = {"deployer.deploy_promotion": {"queue": DEPLOY_QUEUE},
                       "deployer.run_rollout": {"queue": DEPLOY_QUEUE}}
 

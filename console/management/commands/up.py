@@ -35,7 +35,7 @@ class Command(BaseCommand):
         if not no_worker:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "console", "worker", "--beat", "--loglevel=INFO",
-                 "--concurrency=2", f"--queues=celery,{settings.DEPLOY_QUEUE}",
+                 "--concurrency=2", f"--queues={settings.CELERY_TASK_DEFAULT_QUEUE},{settings.DEPLOY_QUEUE}",
                  f"--schedule={settings.CELERY_BEAT_SCHEDULE_FILENAME}"],
                 env={**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings"},
             )

@@ -1,0 +1,424 @@
+"""The Kubernetes backend: apply rendered manifests, follow the rollout, look at the pods.
+
+Every call goes through the official `kubernetes` client with a private ApiClient (never the
+process-wide default), so two backends for two clusters cannot mix credentials. Objects go in
+and come out as plain dicts, the way manifests.py renders them and the API server answers: the
+client's typed models are skipped (`_preload_content=False`) because they drop fields they do
+not know and turn timestamps into datetimes, and drift detection needs the server's exact answer.
+
+Errors are sorted for the rollout pipeline (see errors.py): a 5xx, 409, 429 or a connection
+problem is a TransientError worth a retry; any other 4xx, or a kubeconfig that cannot work, is a
+PermanentError. Messages carry the API server's own message, never credentials.
+"""
+
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import urllib3
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from deployer.backends.errors import PermanentError, RolloutTimeout, TransientError
+from deployer.manifests import MANAGER, REST_PORT
+from deployer.rollout_status import deployment_status
+
+log = logging.getLogger(__name__)
+
+APPLY_PATCH = "application/apply-patch+yaml"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+VERSION_LABEL = "modelgate.io/version"
+MAX_EVENTS = 20
+
+# What Modelgate applies: (apiVersion, kind) -> (typed API, the suffix of its *_namespaced_* methods).
+_KINDS = {
+    ("v1", "ConfigMap"): (client.CoreV1Api, "namespaced_config_map"),
+    ("v1", "Service"): (client.CoreV1Api, "namespaced_service"),
+    ("apps/v1", "Deployment"): (client.AppsV1Api, "namespaced_deployment"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): (client.AutoscalingV2Api, "namespaced_horizontal_pod_autoscaler"),
+}
+
+
+class _Expired(Exception):
+    """The watch's resourceVersion is too old (410): list again, then watch from the list."""
+
+
+class KubernetesBackend:
+    def __init__(self, *, namespace: str, kubeconfig: str | None = None, context: str | None = None,
+                 in_cluster: bool = False, request_timeout: float = 30.0):
+        self.namespace = namespace
+        self.request_timeout = request_timeout
+        self._client = _api_client(kubeconfig, context, in_cluster)
+        self._apis = {cls: cls(self._client) for cls, _ in _KINDS.values()}
+        self._core = self._apis[client.CoreV1Api]
+        self._apps = self._apis[client.AppsV1Api]
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "KubernetesBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- objects ---
+
+    def apply(self, objects: list[dict]) -> list[dict]:
+        """Server-side apply, in order, as field manager "modelgate" with force: Modelgate owns
+        what it renders, so an out-of-band edit of those fields is overwritten, not a conflict."""
+        applied = []
+        for obj in objects:
+            api, suffix, name = self._target(obj)
+            with _translated(f"Applying {obj['kind']} {self.namespace}/{name}"):
+                response = getattr(api, f"patch_{suffix}")(
+                    name, self.namespace, obj, field_manager=MANAGER, force=True, _content_type=APPLY_PATCH,
+                    _preload_content=False, _request_timeout=self.request_timeout)
+            applied.append(_body(response))
+            log.info("Applied %s %s/%s", obj["kind"], self.namespace, name)
+        return applied
+
+    def read(self, objects: list[dict]) -> list[dict | None]:
+        """The live version of each object, None where it does not exist."""
+        found = []
+        for obj in objects:
+            api, suffix, name = self._target(obj)
+            with _translated(f"Reading {obj['kind']} {self.namespace}/{name}", missing_ok=True) as outcome:
+                outcome.value = _body(getattr(api, f"read_{suffix}")(
+                    name, self.namespace, _preload_content=False, _request_timeout=self.request_timeout))
+            found.append(outcome.value)
+        return found
+
+    def delete(self, objects: list[dict]) -> None:
+        """Delete in reverse order (pods go before the config they read); absent objects are fine."""
+        for obj in reversed(objects):
+            api, suffix, name = self._target(obj)
+            with _translated(f"Deleting {obj['kind']} {self.namespace}/{name}", missing_ok=True):
+                getattr(api, f"delete_{suffix}")(name, self.namespace, propagation_policy="Background",
+                                                 _preload_content=False, _request_timeout=self.request_timeout)
+
+    def _target(self, obj: dict):
+        try:
+            api_class, suffix = _KINDS[(obj.get("apiVersion"), obj.get("kind"))]
+        except KeyError:
+            raise PermanentError(f"The Kubernetes backend does not manage {obj.get('apiVersion')} "
+                                 f"{obj.get('kind')} objects.") from None
+        meta = obj.get("metadata") or {}
+        if meta.get("namespace", self.namespace) != self.namespace:
+            raise PermanentError(f"{obj['kind']} {meta.get('name')} is rendered for namespace "
+                                 f"{meta['namespace']!r}, but this backend deploys to {self.namespace!r}.")
+        return self._apis[api_class], suffix, meta["name"]
+
+    # --- rollout ---
+
+    def wait_for_rollout(self, name: str, *, timeout: float,
+                         progress: Callable[[str], None] = lambda message: None) -> dict:
+        """Wait as `kubectl rollout status` does: evaluate the Deployment, then re-evaluate on every
+        change seen by a watch from its resourceVersion; after a 410 list again and watch on.
+        Raises RolloutFailed (ProgressDeadlineExceeded), RolloutTimeout, or the API's errors."""
+        deadline = time.monotonic() + timeout
+        shown = None
+
+        def done(deployment: dict) -> bool:
+            nonlocal shown
+            status = deployment_status(deployment)
+            if status.message != shown:
+                shown = status.message
+                progress(status.message)
+            return status.done
+
+        deployment = self._read_deployment(name)
+        version = deployment["metadata"]["resourceVersion"]
+        if done(deployment):
+            return deployment
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                for kind, obj in self._watch(name, version, remaining):
+                    version = obj["metadata"]["resourceVersion"]
+                    if kind == "DELETED":
+                        raise PermanentError(f"Deployment {self.namespace}/{name} was deleted during its rollout.")
+                    if kind != "BOOKMARK" and done(obj):
+                        return obj
+            except _Expired:
+                deployment, version = self._relist(name)
+                if done(deployment):
+                    return deployment
+        raise RolloutTimeout(f"Deployment {self.namespace}/{name} did not finish rolling out within {timeout:g} s: "
+                             f"{shown}")
+
+    def _read_deployment(self, name: str) -> dict:
+        with _translated(f"Reading Deployment {self.namespace}/{name}"):
+            return _body(self._apps.read_namespaced_deployment(name, self.namespace, _preload_content=False,
+                                                               _request_timeout=self.request_timeout))
+
+    def _relist(self, name: str) -> tuple[dict, str]:
+        """A list by name gives the object and a resourceVersion the server can watch from."""
+        with _translated(f"Listing Deployment {self.namespace}/{name}"):
+            listed = _body(self._apps.list_namespaced_deployment(
+                self.namespace, field_selector=f"metadata.name={name}", _preload_content=False,
+                _request_timeout=self.request_timeout))
+        if not listed["items"]:
+            raise PermanentError(f"Deployment {self.namespace}/{name} was deleted during its rollout.")
+        return listed["items"][0], listed["metadata"]["resourceVersion"]
+
+    def _watch(self, name: str, version: str, remaining: float) -> Iterator[tuple[str, dict]]:
+        """(event type, object) from one watch request, which the server ends after the time left.
+
+        Our own loop rather than kubernetes.watch.Watch: in 37.x, Watch retries a 410 with the same
+        expired resourceVersion instead of listing again, builds a default ApiClient of its own, and
+        with deserialize=False cannot read an ERROR event (KeyError 'raw_object')."""
+        seconds = max(1, math.ceil(remaining))
+        action = f"Watching Deployment {self.namespace}/{name}"
+        with _translated(action):
+            response = self._apps.list_namespaced_deployment(
+                self.namespace, field_selector=f"metadata.name={name}", resource_version=version,
+                allow_watch_bookmarks=True, timeout_seconds=seconds, watch=True, _preload_content=False,
+                # Reads may pause for as long as the watch lasts; the connect still times out early.
+                _request_timeout=(self.request_timeout, seconds + self.request_timeout))
+        try:
+            with _translated(action):
+                for line in _lines(response):
+                    event = json.loads(line)
+                    if event["type"] == "ERROR":
+                        status = event["object"]
+                        if status.get("code") == 410:
+                            raise _Expired()
+                        raise _classify(status.get("code") or 500, status.get("message") or "watch failed", action)
+                    yield event["type"], event["object"]
+        finally:
+            response.release_conn()
+
+    # --- pods ---
+
+    def serving_pods(self, name: str, *, version: int | None = None) -> list[str]:
+        """Names of the Deployment's Ready pods that are not terminating (optionally of one version)."""
+        selector = f"{INSTANCE_LABEL}={name}" + (f",{VERSION_LABEL}={version}" if version is not None else "")
+        return sorted(p["metadata"]["name"] for p in self._pods(selector)
+                      if not p["metadata"].get("deletionTimestamp") and _ready(p))
+
+    def _pods(self, selector: str) -> list[dict]:
+        with _translated(f"Listing pods {selector} in {self.namespace}"):
+            return _body(self._core.list_namespaced_pod(self.namespace, label_selector=selector,
+                                                        _preload_content=False,
+                                                        _request_timeout=self.request_timeout))["items"]
+
+    def proxy(self, pod: str, method: str, path: str, body: dict | None = None,
+              port: int = REST_PORT) -> tuple[int, dict | str]:
+        """One HTTP request to a pod through the API server's pod proxy: (status, JSON or text).
+
+        The typed connect_*_namespaced_pod_proxy_with_path methods cannot send a body and
+        percent-encode the '/' of the path, so the request is built here with the client's own
+        serializer (same auth, same timeouts). A non-2xx answer from TF Serving is returned; one
+        from the API server itself (a Status object) raises like every other API error."""
+        resource_path = (f"/api/v1/namespaces/{quote(self.namespace, safe='')}/pods/{quote(pod, safe='')}:{port}"
+                         f"/proxy/{quote(path.lstrip('/'), safe='/:?=&')}")
+        headers = {"Accept": "application/json, */*"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        action = f"{method} {path} on pod {self.namespace}/{pod}"
+        with _translated(action):
+            request = self._client.param_serialize(method=method.upper(), resource_path=resource_path,
+                                                   header_params=headers, body=body, auth_settings=["BearerToken"])
+            response = self._client.call_api(*request, _request_timeout=self.request_timeout)
+            payload = response.read()
+        text = payload.decode("utf-8", errors="replace")
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = text
+        if not 200 <= response.status < 300 and isinstance(answer, dict) and answer.get("kind") == "Status" \
+                and answer.get("apiVersion") == "v1":
+            raise _classify(response.status, answer.get("message") or response.reason, action)
+        return response.status, answer
+
+    def deployment_health(self, name: str) -> dict:
+        """What an operator looks at when a rollout is stuck: counts, each pod's state, and the
+        latest Warning events of the Deployment's pods (newest first)."""
+        deployment = self._read_deployment(name)
+        pods = self._pods(f"{INSTANCE_LABEL}={name}")
+        status = deployment.get("status") or {}
+        return {
+            "desired": (deployment.get("spec") or {}).get("replicas", 1),
+            "updated": status.get("updatedReplicas", 0),
+            "ready": status.get("readyReplicas", 0),
+            "available": status.get("availableReplicas", 0),
+            "pods": [_pod_health(p) for p in pods],
+            "events": self._warnings(name, {p["metadata"]["name"] for p in pods}),
+        }
+
+    def _warnings(self, name: str, pod_names: set) -> list[dict]:
+        with _translated(f"Listing events in {self.namespace}"):
+            events = _body(self._core.list_namespaced_event(
+                self.namespace, field_selector="involvedObject.kind=Pod,type=Warning", _preload_content=False,
+                _request_timeout=self.request_timeout))["items"]
+        # Pods already replaced still explain a failure: <deployment>-<template hash>-<suffix>.
+        ours = re.compile(rf"^{re.escape(name)}-[a-z0-9]+-[a-z0-9]+$")
+        mine = [e for e in events if e["involvedObject"].get("name") in pod_names
+                or ours.match(e["involvedObject"].get("name", ""))]
+        mine.sort(key=_last_seen, reverse=True)
+        return [{"reason": e.get("reason"), "message": e.get("message"), "type": e.get("type"),
+                 "count": e.get("count") or (e.get("series") or {}).get("count") or 1, "last_seen": _last_seen(e)}
+                for e in mine[:MAX_EVENTS]]
+
+
+# --- configuration ---
+
+def _api_client(kubeconfig: str | None, context: str | None, in_cluster: bool) -> client.ApiClient:
+    if in_cluster:
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except ConfigException as exc:
+            raise PermanentError(f"In-cluster Kubernetes configuration is unusable ({exc}); run in a pod with a "
+                                 "service account, or give a kubeconfig instead.") from None
+        return client.ApiClient(configuration)
+    if not kubeconfig:
+        raise PermanentError("No Kubernetes credentials: give the target a kubeconfig path, or in_cluster=True "
+                             "when Modelgate runs inside the cluster.")
+    path = Path(kubeconfig).expanduser()
+    if not path.is_file():
+        raise PermanentError(f"Kubeconfig {path} does not exist or is not a file: fix the target's kubeconfig path.")
+    try:
+        return config.new_client_from_config(config_file=str(path), context=context, persist_config=False)
+    except yaml.YAMLError as exc:
+        # Not the parser's message: it may quote the file, and the file holds the token.
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise PermanentError(f"Kubeconfig {path} is not valid YAML{where}: regenerate it.") from None
+    except OSError as exc:
+        raise PermanentError(f"Kubeconfig {path} cannot be read ({exc.strerror}): check its permissions.") from None
+    except ConfigException as exc:
+        if context and _unknown_context(path, context):
+            raise PermanentError(f"Kubeconfig {path} has no context {context!r} (it has: "
+                                 f"{', '.join(_context_names(path)) or 'none'}): fix the target's context.") from None
+        raise PermanentError(f"Kubeconfig {path} is unusable: {exc}") from None
+
+
+def _context_names(path: Path) -> list[str]:
+    try:
+        contexts, _ = config.list_kube_config_contexts(config_file=str(path))
+    except (ConfigException, OSError, yaml.YAMLError):
+        return []
+    return [c["name"] for c in contexts]
+
+
+def _unknown_context(path: Path, context: str) -> bool:
+    return context not in _context_names(path)
+
+
+# --- errors ---
+
+class _Outcome:
+    value = None
+
+
+@contextmanager
+def _translated(action: str, *, missing_ok: bool = False):
+    """Turn the client's exceptions into TransientError / PermanentError, saying what failed."""
+    outcome = _Outcome()
+    try:
+        yield outcome
+    except ApiException as exc:
+        if exc.status == 404 and missing_ok:
+            return
+        if exc.status == 410:  # only a watch or list names a resourceVersion that can expire
+            raise _Expired() from None
+        raise _classify(exc.status, _api_message(exc), action) from None
+    except urllib3.exceptions.HTTPError as exc:  # connection refused or reset, timeouts, broken streams
+        raise TransientError(f"{action}: the Kubernetes API server did not answer ({type(exc).__name__}: "
+                             f"{_reason(exc)}).") from None
+
+
+def _classify(code: int, message: str, action: str) -> Exception:
+    text = f"{action}: {message} (HTTP {code})"
+    if code == 0:  # the client failed before any answer (e.g. TLS): not something a retry fixes
+        return PermanentError(text)
+    if code in (409, 429) or code >= 500:
+        return TransientError(text)
+    if code == 401:
+        return PermanentError(f"{text}: the kubeconfig's credentials were refused.")
+    if code == 403:
+        return PermanentError(f"{text}: the service account lacks a permission (see the RBAC role).")
+    return PermanentError(text)
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        status = json.loads(exc.body or "")
+    except ValueError:
+        status = None
+    if isinstance(status, dict) and status.get("message"):
+        return status["message"]
+    return exc.reason or "no message"
+
+
+def _reason(exc: urllib3.exceptions.HTTPError) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    return str(reason)[:300]
+
+
+# --- helpers ---
+
+def _body(response) -> dict:
+    try:
+        return json.loads(response.data)
+    finally:
+        response.release_conn()
+
+
+def _lines(response) -> Iterator[str]:
+    """Newline-delimited watch events from a chunked response, however the chunks split them."""
+    buffer = b""
+    for chunk in response.stream(amt=None, decode_content=False):
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        yield from (line.decode() for line in complete if line.strip())
+    if buffer.strip():
+        yield buffer.decode()
+
+
+def _ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _pod_health(pod: dict) -> dict:
+    status = pod.get("status") or {}
+    statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+    return {"name": pod["metadata"]["name"], "phase": status.get("phase"), "ready": _ready(pod),
+            "restarts": sum(c.get("restartCount", 0) for c in statuses), "reason": _pod_reason(pod),
+            "version": (pod["metadata"].get("labels") or {}).get(VERSION_LABEL)}
+
+
+def _pod_reason(pod: dict) -> str | None:
+    """The STATUS column of `kubectl get pods`: Init:CrashLoopBackOff, ImagePullBackOff, Terminating..."""
+    if pod["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    status = pod.get("status") or {}
+    for entry in status.get("initContainerStatuses") or []:
+        state = entry.get("state") or {}
+        if "waiting" in state and state["waiting"].get("reason") != "PodInitializing":
+            return f"Init:{state['waiting'].get('reason')}"
+        if "terminated" in state and state["terminated"].get("exitCode"):
+            return f"Init:{state['terminated'].get('reason') or 'Error'}"
+    for entry in status.get("containerStatuses") or []:
+        state = entry.get("state") or {}
+        if "waiting" in state:
+            return state["waiting"].get("reason")
+        if "terminated" in state:
+            return state["terminated"].get("reason")
+    return status.get("reason")
+
+
+def _last_seen(event: dict) -> str:
+    return (event.get("lastTimestamp") or (event.get("series") or {}).get("lastObservedTime")
+            or event.get("eventTime") or event.get("firstTimestamp") or event["metadata"].get("creationTimestamp")
+            or "")
