@@ -33,6 +33,9 @@ from registry.promotions.models import PromotionRequest
 log = logging.getLogger(__name__)
 
 
+MAX_ATTEMPTS = 5
+
+
 class VerifyFailed(Exception):
     """The version does not answer as it must."""
 
@@ -258,6 +261,9 @@ class Run:
                                                  rolled_back=state == Rollout.ROLLED_BACK)
 
     def execute(self, *, final_attempt: bool) -> str:
+        if self.rollout.attempts > MAX_ATTEMPTS and not self._restoring():
+            # Claimed again and again: each worker died or timed out in the same place.
+            self._plan_restore(f"Gave up after {MAX_ATTEMPTS} attempts; each one stopped before finishing.")
         try:
             if not self._restoring():
                 try:

@@ -47,7 +47,7 @@ def sent_tasks(monkeypatch) -> SentTasks:
 def _stop_model_servers(root: Path) -> None:
     for pid_file in root.glob("*/server.pid"):
         try:
-            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+            os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)
         except (OSError, ValueError):
             pass
 

@@ -98,3 +98,25 @@ def test_running_a_finished_rollout_again_changes_nothing(
     assert run_rollout(rollout.pk) is None
     assert AuditEvent.objects.count() == events
     assert Rollout.objects.filter(deployment=rollout.deployment).count() == 1
+
+
+def test_a_first_deployment_that_cannot_load_leaves_nothing_behind(
+        browser_client, engineer, approver, iris, staging_local, sent_tasks, settings, mlflow_store):
+    from deployer.export import export_version
+    from deployer.services import deployment_get_or_create
+
+    v1 = iris.versions.get(version=1)
+    deployment = deployment_get_or_create(target=staging_local, model=iris)
+    root = settings.DEPLOYER_LOCAL_ROOT / deployment.name
+    (export_version(v1, root / "models") / "saved_model.pb").write_bytes(b"garbage")
+
+    req = promote(browser_client, engineer, approver, v1, staging_local.environment, sent_tasks)
+
+    assert req.state == PromotionRequest.FAILED and "could not load" in req.state_reason
+    rollout = Rollout.objects.get(request=req)
+    assert rollout.state == Rollout.FAILED
+    assert [s["name"] for s in rollout.steps][-1] == "cleanup" and rollout.steps[-1]["state"] == "done"
+    assert not root.exists()  # the model server was stopped and its files removed
+    deployment.refresh_from_db()
+    assert deployment.live_rollout is None and deployment.state == Deployment.NEW
+    assert mlflow_store.client().get_registered_model("iris").aliases == {}

@@ -81,18 +81,25 @@ class LocalBackend:
         scratch.write_text(text)
         os.replace(scratch, path)
 
+    @staticmethod
+    def _process_start(pid: int) -> str | None:
+        """The process's start time (clock ticks after boot), or None if gone or a zombie.
+        Saved with the pid, it tells our server from a process that reuses its pid later;
+        unlike the command line, it is already right before the child has called exec."""
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat[stat.rindex(")") + 2:].split()
+        return None if fields[0] in ("Z", "X") else fields[19]
+
     def pid(self) -> int | None:
         try:
-            pid = int(self.pid_path.read_text().strip())
+            pid_text, started = self.pid_path.read_text().split()
+            pid = int(pid_text)
         except (OSError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except (OSError, ProcessLookupError):
-            return None
-        # A recycled pid running something else is not our server.
-        return pid if str(self.config_path) in cmdline else None
+        return pid if self._process_start(pid) == started else None
 
     def _ensure_running(self) -> None:
         if self.pid() is not None:
@@ -105,7 +112,7 @@ class LocalBackend:
         with open(self.log_path, "ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=True, cwd=str(Path(__file__).resolve().parents[2]))
-        self._write(self.pid_path, str(process.pid))
+        self._write(self.pid_path, f"{process.pid} {self._process_start(process.pid)}")
 
     def _log_tail(self, lines: int = 8) -> str:
         try:

@@ -1,0 +1,138 @@
+"""REST API for deployments: what serves where, every revision, each rollout's steps, and
+the operator's verbs (redeploy, undeploy, request a rollback). Views validate shapes and
+call selectors or services; refusals come back in the shared JSON error shape."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from console.permissions import MethodPermissions
+from registry.promotions.api import PromotionDetailSerializer
+from registry.promotions.models import PromotionRequest
+
+from . import selectors, services
+from .serializers import (
+    DeploymentDetailSerializer,
+    DeploymentFilterSerializer,
+    DeploymentListSerializer,
+    RollbackSerializer,
+    RolloutDetailSerializer,
+    RolloutSerializer,
+    UndeploySerializer,
+)
+
+VIEW, VIEW_ROLLOUT = "deployer.view_deployment", "deployer.view_rollout"
+OPERATE, REQUEST = "deployer.operate_deployment", "promotions.add_promotionrequest"
+
+
+class OldestFirst(CursorPagination):
+    ordering = ("id",)
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class NewestRevisionFirst(OldestFirst):
+    ordering = ("-revision",)
+
+
+def _valid(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _deployment(pk: int):
+    deployment = selectors.deployment_get(pk)
+    deployment.active = selectors.active_rollout(deployment)
+    return deployment
+
+
+def _rollout_response(rollout_id: int) -> Response:
+    return Response(RolloutDetailSerializer(selectors.rollout_get(rollout_id)).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DeploymentListView(APIView):
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"GET": VIEW}
+
+    @extend_schema(parameters=[DeploymentFilterSerializer], responses=DeploymentListSerializer(many=True))
+    def get(self, request):
+        paginator = OldestFirst()
+        filters = _valid(DeploymentFilterSerializer, request.query_params)
+        page = paginator.paginate_queryset(selectors.deployment_list(**filters), request, view=self)
+        return paginator.get_paginated_response(DeploymentListSerializer(page, many=True).data)
+
+
+class DeploymentDetailView(APIView):
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"GET": VIEW}
+
+    @extend_schema(responses=DeploymentDetailSerializer)
+    def get(self, request, pk):
+        return Response(DeploymentDetailSerializer(_deployment(pk)).data)
+
+
+class DeploymentRolloutsView(APIView):
+    """Every revision of one deployment, newest first."""
+
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"GET": VIEW_ROLLOUT}
+
+    @extend_schema(responses=RolloutSerializer(many=True))
+    def get(self, request, pk):
+        paginator = NewestRevisionFirst()
+        history = selectors.deployment_history(selectors.deployment_get(pk))
+        page = paginator.paginate_queryset(history, request, view=self)
+        return paginator.get_paginated_response(RolloutSerializer(page, many=True).data)
+
+
+class RolloutDetailView(APIView):
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"GET": VIEW_ROLLOUT}
+
+    @extend_schema(responses=RolloutDetailSerializer)
+    def get(self, request, pk):
+        return Response(RolloutDetailSerializer(selectors.rollout_get(pk)).data)
+
+
+class RedeployView(APIView):
+    """Apply the live revision again (after drift, or to restart its model servers)."""
+
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"POST": OPERATE}
+
+    @extend_schema(request=None, responses={202: RolloutDetailSerializer})
+    def post(self, request, pk):
+        rollout = services.rollout_redeploy(actor=request.user, deployment_id=pk)
+        return _rollout_response(rollout.pk)
+
+
+class UndeployView(APIView):
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"POST": OPERATE}
+
+    @extend_schema(request=UndeploySerializer, responses={202: RolloutDetailSerializer})
+    def post(self, request, pk):
+        data = _valid(UndeploySerializer, request.data)
+        rollout = services.rollout_undeploy(actor=request.user, deployment_id=pk, reason=data["reason"])
+        return _rollout_response(rollout.pk)
+
+
+class RollbackView(APIView):
+    """Ask to serve an earlier good revision again: a promotion request with is_rollback,
+    approved under the environment's policy and then rolled out."""
+
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"POST": REQUEST}
+
+    @extend_schema(request=RollbackSerializer, responses={201: PromotionDetailSerializer})
+    def post(self, request, pk):
+        data = _valid(RollbackSerializer, request.data)
+        req = services.rollback_request(actor=request.user, deployment_id=pk, revision=data["revision"],
+                                        justification=data["justification"])
+        req = (PromotionRequest.objects.select_related("model", "version", "environment", "requested_by")
+               .prefetch_related("reviews__reviewer", "comments__author").get(pk=req.pk))
+        return Response(PromotionDetailSerializer(req).data, status=status.HTTP_201_CREATED)

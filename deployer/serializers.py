@@ -1,0 +1,159 @@
+"""Shapes of deployments and rollouts in the REST API. Read-only: the services decide."""
+
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from deployer.models import Deployment, Rollout
+from registry.promotions.models import Review
+
+
+STEP_STATES = ["pending", "running", "done", "failed", "skipped"]
+
+
+def _state_field(choices, **kwargs) -> serializers.CharField:
+    """A state as a plain string whose values the description lists. Not an enum: the
+    promotions API already has a "state" enum, and drf-spectacular would name a second
+    choice set under that name by collision (State981Enum) and warn. To publish these as
+    enums, add their choice sets to SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]."""
+    return serializers.CharField(read_only=True, help_text="One of: " + ", ".join(f"`{c}`" for c in choices) + ".",
+                                 **kwargs)
+
+
+class StepTimeField(serializers.DateTimeField):
+    """Steps keep their times as ISO strings in JSON; shown like every other time."""
+
+    def to_representation(self, value):
+        return super().to_representation(parse_datetime(value) if isinstance(value, str) else value)
+
+
+class StepSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    title = serializers.CharField(default="")
+    state = _state_field(STEP_STATES)
+    started_at = StepTimeField(allow_null=True, default=None)
+    finished_at = StepTimeField(allow_null=True, default=None)
+    detail = serializers.CharField(default="", allow_blank=True)
+
+
+class DriftChangeSerializer(serializers.Serializer):
+    object = serializers.CharField(help_text="Kind/name of the object that differs.")
+    field = serializers.CharField()
+    applied = serializers.JSONField(allow_null=True, help_text="What the live revision applied.")
+    live = serializers.JSONField(allow_null=True, help_text="What runs now.")
+
+
+def requester(rollout: Rollout) -> str:
+    """Who asked for it: the promotion's requester, the operator, or the worker."""
+    if rollout.request_id and rollout.request:
+        return rollout.request.requested_by.get_username()
+    if rollout.requested_by_id and rollout.requested_by:
+        return rollout.requested_by.get_username()
+    return "worker"
+
+
+class RolloutSerializer(serializers.ModelSerializer):
+    """One revision, as in a deployment's history."""
+
+    version = serializers.IntegerField(source="version.version", allow_null=True, default=None)
+    request = serializers.IntegerField(source="request_id", allow_null=True)
+    requested_by = serializers.SerializerMethodField()
+    approvers = serializers.SerializerMethodField()
+    duration_seconds = serializers.SerializerMethodField()
+    state = _state_field([s for s, _ in Rollout.STATES])
+
+    class Meta:
+        model = Rollout
+        fields = ["id", "deployment", "revision", "kind", "version", "state", "reason", "request", "requested_by",
+                  "approvers", "attempts", "created_at", "started_at", "finished_at", "duration_seconds"]
+
+    def get_requested_by(self, rollout) -> str:
+        return requester(rollout)
+
+    def get_approvers(self, rollout) -> list[str]:
+        if rollout.request_id is None or rollout.request is None:
+            return []
+        reviews = getattr(rollout.request, "approvals", None)  # prefetched by deployment_history
+        if reviews is None:
+            reviews = rollout.request.reviews.filter(decision=Review.APPROVE).select_related("reviewer")
+        return [review.reviewer.get_username() for review in reviews]
+
+    def get_duration_seconds(self, rollout) -> float | None:
+        return rollout.duration.total_seconds() if rollout.duration is not None else None
+
+
+class RolloutDetailSerializer(RolloutSerializer):
+    steps = StepSerializer(many=True, read_only=True)
+    manifests = serializers.ListField(child=serializers.DictField(), read_only=True,
+                                      help_text="The objects this revision applied, as rendered.")
+    restore_to = serializers.IntegerField(source="restore_to_id", allow_null=True,
+                                          help_text="The rollout a failure restores.")
+
+    class Meta(RolloutSerializer.Meta):
+        fields = RolloutSerializer.Meta.fields + ["restore_to", "steps", "manifests"]
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    environment = serializers.CharField(source="target.environment.name")
+    backend = serializers.CharField(source="target.backend")
+    live_rollout = serializers.IntegerField(source="live_rollout_id", allow_null=True)
+    live_revision = serializers.IntegerField(source="live_rollout.revision", allow_null=True, default=None)
+    live_version = serializers.IntegerField(source="live_rollout.version.version", allow_null=True, default=None)
+    state = _state_field([s for s, _ in Deployment.STATES])
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "model", "environment", "backend", "name", "state", "live_rollout", "live_revision",
+                  "live_version", "drift_state", "drift_checked_at", "created_at"]
+
+
+class LastRolloutSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="last_rollout_id")
+    revision = serializers.IntegerField(source="last_rollout_revision")
+    state = _state_field([s for s, _ in Rollout.STATES], source="last_rollout_state")
+    created_at = serializers.DateTimeField(source="last_rollout_at")
+
+
+class DeploymentListSerializer(DeploymentSerializer):
+    last_rollout = serializers.SerializerMethodField()
+
+    class Meta(DeploymentSerializer.Meta):
+        fields = DeploymentSerializer.Meta.fields + ["last_rollout"]
+
+    @extend_schema_field(LastRolloutSerializer(allow_null=True))
+    def get_last_rollout(self, deployment):
+        """From the annotations of selectors.deployment_list."""
+        if getattr(deployment, "last_rollout_id", None) is None:
+            return None
+        return LastRolloutSerializer(deployment).data
+
+
+class DeploymentDetailSerializer(DeploymentSerializer):
+    drift_diff = DriftChangeSerializer(many=True, read_only=True)
+    active_rollout = serializers.SerializerMethodField()
+    local_port = serializers.IntegerField(allow_null=True, read_only=True)
+    namespace = serializers.CharField(source="target.namespace", read_only=True)
+
+    class Meta(DeploymentSerializer.Meta):
+        fields = DeploymentSerializer.Meta.fields + ["drift_diff", "active_rollout", "local_port", "namespace"]
+
+    def get_active_rollout(self, deployment) -> int | None:
+        """The rollout queued or running now (set by the view from selectors.active_rollout)."""
+        active = getattr(deployment, "active", None)
+        return active.pk if active is not None else None
+
+
+class DeploymentFilterSerializer(serializers.Serializer):
+    environment = serializers.CharField(required=False, default="", max_length=50)
+    model = serializers.CharField(required=False, default="", max_length=256)
+
+
+class UndeploySerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000,
+                                   help_text="Why the model stops serving (required).")
+
+
+class RollbackSerializer(serializers.Serializer):
+    revision = serializers.IntegerField(min_value=1, help_text="An earlier revision that went live.")
+    justification = serializers.CharField(max_length=10000)

@@ -1,0 +1,158 @@
+"""The deployment pages: what serves where, every revision of it, and each rollout's steps.
+
+Thin: parse the form, call a service or selector, render. Every change goes through
+``deployer.services``; the permission is checked here per view, and the buttons are only
+hidden in the templates for users without it.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.paginator import Paginator
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from console.errors import ServiceError
+from console.htmx import render_page
+from registry.promotions.models import Environment
+
+from . import selectors, services
+from .forms import RollbackForm, UndeployForm
+from .models import Deployment, Rollout
+
+PAGE_SIZE = 50
+VIEW, VIEW_ROLLOUT = "deployer.view_deployment", "deployer.view_rollout"
+OPERATE, REQUEST = "deployer.operate_deployment", "promotions.add_promotionrequest"
+
+
+def _redirect(request, url: str):
+    response = redirect(url)
+    if request.htmx:
+        response["HX-Redirect"] = url
+    return response
+
+
+# --- list -------------------------------------------------------------------------
+
+@permission_required(VIEW, raise_exception=True)
+def deployment_list(request):
+    filters = {
+        "environment": request.GET.get("environment", "").strip()[:50],
+        "model": request.GET.get("model", "").strip()[:1000],
+    }
+    page = Paginator(selectors.deployment_list(**filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render_page(request, "deployer/list.html", {
+        "page": page, "filters": filters, "query": query.urlencode(), "environments": Environment.objects.all(),
+    }, partial="results")
+
+
+# --- one deployment -----------------------------------------------------------------
+
+def _can_roll_back_to(deployment: Deployment, rollout: Rollout) -> bool:
+    """An earlier good revision of another version: what rollback_request accepts."""
+    live = deployment.live_rollout
+    return (rollout.state in Rollout.GOOD and rollout.version_id is not None
+            and (live is None or (rollout.pk != live.pk and rollout.version_id != live.version_id)))
+
+
+def _posted_revision(form: RollbackForm | None) -> int | None:
+    try:
+        return int(form.data.get("revision")) if form is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _detail_context(request, deployment: Deployment, **extra) -> dict:
+    history = list(selectors.deployment_history(deployment))
+    for rollout in history:
+        rollout.can_roll_back_to = _can_roll_back_to(deployment, rollout)
+    active = next((r for r in reversed(history) if r.is_active), None)  # the oldest active one runs first
+    rollback_form = extra.pop("rollback_form", None)
+    user = request.user
+    serving = deployment.state == Deployment.SERVING and deployment.live_rollout_id is not None
+    return {
+        "deployment": deployment,
+        "history": history,
+        "active": active,
+        "can_operate": serving and active is None and user.has_perm(OPERATE),
+        "can_roll_back": user.has_perm(REQUEST),
+        "undeploy_form": extra.pop("undeploy_form", None) or UndeployForm(),
+        "rollback_form": rollback_form,
+        # The row whose rollback form failed: it opens again with the errors and the text typed.
+        "rollback_revision": _posted_revision(rollback_form),
+        "error": extra.pop("error", ""),
+        **extra,
+    }
+
+
+def _detail_page(request, deployment: Deployment, *, status: int = 200, **extra):
+    return render_page(request, "deployer/detail.html", _detail_context(request, deployment, **extra), status=status)
+
+
+@permission_required(VIEW, raise_exception=True)
+def deployment_detail(request, pk):
+    return _detail_page(request, selectors.deployment_get(pk))
+
+
+@require_POST
+@permission_required(OPERATE, raise_exception=True)
+def deployment_redeploy(request, pk):
+    """Apply the live revision again: the Redeploy button, and "Re-apply" on drift."""
+    deployment = selectors.deployment_get(pk)
+    try:
+        rollout = services.rollout_redeploy(actor=request.user, deployment_id=deployment.pk)
+    except ServiceError as exc:
+        return _detail_page(request, selectors.deployment_get(pk), error=exc.message, status=exc.http_status)
+    messages.success(request, f"Revision {rollout.revision} queued: re-applying v{rollout.version.version}.")
+    return _redirect(request, reverse("deployer:rollout", kwargs={"pk": rollout.pk}))
+
+
+@require_POST
+@permission_required(OPERATE, raise_exception=True)
+def deployment_undeploy(request, pk):
+    deployment = selectors.deployment_get(pk)
+    form = UndeployForm(request.POST)
+    if not form.is_valid():
+        return _detail_page(request, deployment, undeploy_form=form, status=400)
+    try:
+        rollout = services.rollout_undeploy(actor=request.user, deployment_id=deployment.pk,
+                                            reason=form.cleaned_data["reason"])
+    except ServiceError as exc:
+        if exc.field in form.fields:
+            form.add_error(exc.field, exc.message)
+            return _detail_page(request, deployment, undeploy_form=form, status=exc.http_status)
+        return _detail_page(request, selectors.deployment_get(pk), error=exc.message, status=exc.http_status)
+    messages.success(request, f"Revision {rollout.revision} queued: undeploying {deployment}.")
+    return _redirect(request, reverse("deployer:rollout", kwargs={"pk": rollout.pk}))
+
+
+@require_POST
+@permission_required(REQUEST, raise_exception=True)
+def deployment_rollback(request, pk):
+    """Ask for an earlier revision again: a promotion request, approved like any other."""
+    deployment = selectors.deployment_get(pk)
+    form = RollbackForm(request.POST)
+    if form.is_valid():
+        try:
+            req = services.rollback_request(actor=request.user, deployment_id=deployment.pk,
+                                            revision=form.cleaned_data["revision"],
+                                            justification=form.cleaned_data["justification"])
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            return _detail_page(request, deployment, rollback_form=form, status=exc.http_status)
+        messages.success(request, f"Rollback requested as request #{req.pk}: "
+                                  f"{req.get_state_display().lower()}.")
+        return _redirect(request, reverse("promotions:detail", kwargs={"pk": req.pk}))
+    return _detail_page(request, deployment, rollback_form=form, status=400)
+
+
+# --- one rollout -------------------------------------------------------------------
+
+@permission_required(VIEW_ROLLOUT, raise_exception=True)
+def rollout_detail(request, pk):
+    """The whole page, or only its steps for htmx (the steps poll themselves while active)."""
+    rollout = selectors.rollout_get(pk)
+    return render_page(request, "deployer/rollout.html", {"rollout": rollout, "deployment": rollout.deployment},
+                       partial="steps")
