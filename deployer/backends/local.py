@@ -221,7 +221,8 @@ class LocalBackend:
                          "status": {"running": running}})
         return live
 
-    def remove(self, objects: list[dict]) -> None:
+    def stop(self) -> None:
+        """Stop the model server, keeping its files (`make run` restarts it next time)."""
         pid = self.pid()
         if pid is not None:
             os.killpg(pid, signal.SIGTERM)
@@ -231,4 +232,7 @@ class LocalBackend:
                 time.sleep(0.1)
             else:
                 os.killpg(pid, signal.SIGKILL)
+
+    def remove(self, objects: list[dict]) -> None:
+        self.stop()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -12,6 +12,12 @@ from django.core.management.base import BaseCommand
 from console.env import env_bool, env_str
 
 
+def _interrupt(signum, frame):
+    # Once: a second signal must not cut the clean-up short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Migrate, seed the demo once, start a Celery worker (with beat) and serve the console."
 
@@ -39,10 +45,18 @@ class Command(BaseCommand):
                  f"--schedule={settings.CELERY_BEAT_SCHEDULE_FILENAME}"],
                 env={**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings"},
             )
-        self._banner(bind, credentials)
+        from deployer import local_runtime
+
+        serving = local_runtime.start_all()
+        # SIGTERM (from a process manager or `kill`) must clean up like Ctrl-C does.
+        signal.signal(signal.SIGTERM, _interrupt)
+        self._banner(bind, credentials, serving)
         try:
             call_command("runserver", bind, use_reloader=False, use_threading=True)
+        except (KeyboardInterrupt, SystemExit):
+            pass
         finally:
+            local_runtime.stop_all()
             if worker is not None:
                 worker.send_signal(signal.SIGTERM)
                 try:
@@ -50,7 +64,7 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     worker.kill()
 
-    def _banner(self, bind, credentials):
+    def _banner(self, bind, credentials, serving):
         host = bind if ":" in bind else f"127.0.0.1:{bind}"
         lines = ["", f"Modelgate is up at http://{host}/", ""]
         if credentials:
@@ -58,5 +72,6 @@ class Command(BaseCommand):
             lines += [f"  {role:<9} {password}" for role, password in credentials.items()]
             lines.append(f"(kept in {settings.VAR_DIR / 'demo-credentials.json'})")
         lines.append(f"MLflow store: {settings.MLFLOW_TRACKING_URI}")
+        lines += [f"Serving: {line}" for line in serving]
         lines.append("")
         self.stdout.write(self.style.SUCCESS("\n".join(lines)))
