@@ -1,11 +1,16 @@
 """The Kubernetes backend seen through the pipeline's interface: TF Serving objects rendered
 by deployer.manifests, applied and followed by deployer.backends.kubernetes."""
 
+import time
 from typing import Callable
 
 from deployer import manifests
 from deployer.backends.base import Answer
+from deployer.backends.errors import RolloutFailed
 from deployer.manifests import Release
+
+
+STALE_CONDITION_GRACE = 5.0
 
 
 class KubeTargetBackend:
@@ -34,8 +39,21 @@ class KubeTargetBackend:
 
     def wait(self, objects: list[dict], *, timeout: float, progress: Callable[[str], None]) -> str:
         name = self._deployment_name(objects)
-        self.client.wait_for_rollout(name, timeout=timeout, progress=progress)
-        return f'deployment "{name}" successfully rolled out'
+        started = time.monotonic()
+        while True:
+            try:
+                self.client.wait_for_rollout(name, timeout=timeout - (time.monotonic() - started),
+                                             progress=progress)
+                return f'deployment "{name}" successfully rolled out'
+            except RolloutFailed:
+                # Rolling back to a ReplicaSet that still exists creates no new one, and the
+                # controller's first status after it can still carry the failed rollout's
+                # ProgressDeadlineExceeded (kubectl reports the same). Only a deadline that
+                # holds past a short grace is this rollout's own.
+                if time.monotonic() - started > STALE_CONDITION_GRACE:
+                    raise
+                progress("the previous rollout's ProgressDeadlineExceeded is still reported; reading again")
+                time.sleep(0.5)
 
     def finalize(self, objects: list[dict]) -> None:
         """Kubernetes already removed the old pods during the rolling update."""
