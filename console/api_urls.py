@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from console.accounts.api import MeView
 from console.audit.api import AuditEventListView
+from deployer import api as deployer
 from registry.api import views as registry
 from registry.promotions import api as promotions
 
@@ -23,6 +24,13 @@ urlpatterns = [
     path("promotions/<int:pk>/comments/", promotions.CommentView.as_view(), name="promotion-comments"),
     path("environments/", promotions.EnvironmentListView.as_view(), name="environment-list"),
     path("environments/<str:name>/history/", promotions.EnvironmentHistoryView.as_view(), name="environment-history"),
+    path("deployments/", deployer.DeploymentListView.as_view(), name="deployment-list"),
+    path("deployments/<int:pk>/", deployer.DeploymentDetailView.as_view(), name="deployment-detail"),
+    path("deployments/<int:pk>/rollouts/", deployer.DeploymentRolloutsView.as_view(), name="deployment-rollouts"),
+    path("deployments/<int:pk>/redeploy/", deployer.RedeployView.as_view(), name="deployment-redeploy"),
+    path("deployments/<int:pk>/undeploy/", deployer.UndeployView.as_view(), name="deployment-undeploy"),
+    path("deployments/<int:pk>/rollback/", deployer.RollbackView.as_view(), name="deployment-rollback"),
+    path("rollouts/<int:pk>/", deployer.RolloutDetailView.as_view(), name="rollout-detail"),
     path("models/", registry.ModelListView.as_view(), name="model-list"),
     path("models/<str:name>/", registry.ModelDetailView.as_view(), name="model-detail"),
     path("models/<str:name>/aliases/", registry.ModelAliasesView.as_view(), name="model-aliases"),

@@ -24,6 +24,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("models/", include("registry.urls")),
     path("", include("registry.promotions.urls")),
+    path("", include("deployer.urls")),
     path("audit/", audit_list, name="audit"),
     path("settings/", include("console.accounts.urls")),
     path("admin/", admin.site.urls),

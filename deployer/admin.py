@@ -6,6 +6,11 @@ from console.audit.services import audit_record
 from .models import Deployment, DeploymentTarget, Rollout
 
 
+def _plain(value):
+    """A form value as JSON can hold it (the environment as its name)."""
+    return value if isinstance(value, str | int | float | bool | list | dict | type(None)) else str(value)
+
+
 @admin.register(DeploymentTarget)
 class DeploymentTargetAdmin(admin.ModelAdmin):
     list_display = ("environment", "backend", "namespace", "image", "replicas", "kube_context")
@@ -23,7 +28,7 @@ class DeploymentTargetAdmin(admin.ModelAdmin):
         with transaction.atomic():
             super().save_model(request, obj, form, change)
             audit_record(actor=request.user, verb="target.saved", obj=obj,
-                         after={k: form.cleaned_data[k] for k in form.changed_data})
+                         after={k: _plain(form.cleaned_data[k]) for k in form.changed_data})
 
 
 @admin.register(Deployment)

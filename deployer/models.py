@@ -56,6 +56,27 @@ class DeploymentTarget(models.Model):
     def __str__(self):
         return f"{self.environment.name} ({self.backend})"
 
+    def clean(self):
+        """What the admin form refuses before anything is rendered or applied."""
+        import re
+
+        from django.core.exceptions import ValidationError
+
+        errors = {}
+        tag = self.image.rsplit("/", 1)[-1]
+        if "@" not in self.image and (":" not in tag or tag.endswith(":latest")):
+            errors["image"] = "Pin a version, e.g. tensorflow/serving:2.19.0 ('latest' or no tag is refused)."
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", self.namespace or ""):
+            errors["namespace"] = "A Kubernetes namespace: lowercase letters, digits and '-', at most 63."
+        if (self.autoscale_min is None) != (self.autoscale_max is None):
+            errors["autoscale_max"] = "Set both autoscale_min and autoscale_max, or neither."
+        elif self.autoscale_min and self.autoscale_max and self.autoscale_min > self.autoscale_max:
+            errors["autoscale_max"] = "Must be at least autoscale_min."
+        if self.backend == self.KUBERNETES and self.in_cluster and self.kubeconfig_path:
+            errors["kubeconfig_path"] = "Leave empty with in-cluster configuration."
+        if errors:
+            raise ValidationError(errors)
+
 
 class Deployment(models.Model):
     """One model served in one environment: the stable thing its rollouts replace."""

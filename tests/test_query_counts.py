@@ -1,4 +1,4 @@
-"""List pages and list endpoints cost the same number of queries for 2 rows or 20."""
+"""List pages and list endpoints cost the same number of queries for 2 rows or 20 (1 or 5 deployments)."""
 
 import pytest
 from django.db import connection
@@ -84,5 +84,73 @@ def test_promotion_lists_have_a_pinned_query_count(api, browser_client, approver
     _requests(2, engineer, staging)
     small = _count(lambda: client.get(path))
     _requests(20, engineer, staging)
+    large = _count(lambda: client.get(path))
+    assert small == large == expected
+
+
+def _deployments(n: int, staging, engineer, approver):
+    """n more deployments in staging, one per new model, each serving a revision whose
+    promotion request has an approving review."""
+    from deployer.models import Deployment, DeploymentTarget
+
+    target, _ = DeploymentTarget.objects.get_or_create(environment=staging)
+    now = timezone.now()
+    start = Deployment.objects.count()
+    for i in range(start, start + n):
+        model = RegisteredModel.objects.create(name=f"d{i:03}", created_at=now, updated_at=now)
+        version = ModelVersion.objects.create(model=model, version=1, source="models:/x/1", created_at=now,
+                                              updated_at=now)
+        deployment = Deployment.objects.create(target=target, model=model, name=f"d{i:03}-staging")
+        _revisions(deployment, version, 1, engineer, approver)
+
+
+def _revisions(deployment, version, n: int, engineer, approver):
+    """n more live revisions of ``deployment``, each from an approved promotion request."""
+    from deployer.models import Deployment, Rollout
+    from registry.promotions.models import PromotionRequest, Review
+
+    now = timezone.now()
+    first = deployment.rollouts.count() + 1
+    for revision in range(first, first + n):
+        req = PromotionRequest.objects.create(model=deployment.model, version=version,
+                                              environment=deployment.target.environment, requested_by=engineer,
+                                              justification="j", state=PromotionRequest.LIVE)
+        Review.objects.create(request=req, reviewer=approver, decision=Review.APPROVE)
+        rollout = Rollout.objects.create(deployment=deployment, revision=revision, version=version, request=req,
+                                         state=Rollout.LIVE, started_at=now, finished_at=now)
+        Deployment.objects.filter(pk=deployment.pk).update(live_rollout=rollout, state=Deployment.SERVING)
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/deployments/", 8),
+    ("/api/v1/deployments/", 4),
+])
+def test_deployment_lists_have_a_pinned_query_count(api, browser_client, viewer, engineer, approver, staging, path,
+                                                    expected):
+    client = api(viewer) if path.startswith("/api/") else browser_client(viewer)
+    client.get("/api/v1/me/") if path.startswith("/api/") else None
+    _deployments(1, staging, engineer, approver)
+    small = _count(lambda: client.get(path))
+    _deployments(4, staging, engineer, approver)
+    large = _count(lambda: client.get(path))
+    assert small == large == expected
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/deployments/{pk}/", 8),
+    ("/api/v1/deployments/{pk}/rollouts/", 6),
+])
+def test_deployment_history_has_a_pinned_query_count(api, browser_client, viewer, engineer, approver, staging, path,
+                                                     expected):
+    from deployer.models import Deployment
+
+    client = api(viewer) if path.startswith("/api/") else browser_client(viewer)
+    client.get("/api/v1/me/") if path.startswith("/api/") else None
+    _deployments(1, staging, engineer, approver)
+    deployment = Deployment.objects.get()
+    version = deployment.live_rollout.version
+    path = path.format(pk=deployment.pk)
+    small = _count(lambda: client.get(path))
+    _revisions(deployment, version, 4, engineer, approver)
     large = _count(lambda: client.get(path))
     assert small == large == expected

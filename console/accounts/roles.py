@@ -14,8 +14,11 @@ _READ = [
     "audit.view_auditevent",
     "promotions.view_promotionrequest",
     "promotions.view_environment",
+    "deployer.view_deployment",
+    "deployer.view_rollout",
 ]
 _REQUEST = ["promotions.add_promotionrequest", "promotions.comment_promotionrequest"]
+_OPERATE = ["deployer.operate_deployment"]
 _REVIEW = ["promotions.review_promotionrequest", "promotions.comment_promotionrequest"]
 _ADMINISTER = [
     "registry.sync_registry",
@@ -23,6 +26,9 @@ _ADMINISTER = [
     "promotions.add_environment",
     "promotions.change_environment",
     "promotions.view_webhookdelivery",
+    "deployer.view_deploymenttarget",
+    "deployer.add_deploymenttarget",
+    "deployer.change_deploymenttarget",
 ]
 _WRITE_REGISTRY = [
     "registry.add_registeredmodel",
@@ -33,11 +39,11 @@ _WRITE_REGISTRY = [
 
 ROLE_PERMISSIONS = {
     VIEWER: _READ,
-    ENGINEER: _READ + _WRITE_REGISTRY + _REQUEST,
+    ENGINEER: _READ + _WRITE_REGISTRY + _REQUEST + _OPERATE,
     APPROVER: _READ + _REVIEW,
     # Admins run the place but do not review: approving is for the environment's approver
     # group, so separation of duties holds even for them (add an admin to that group if needed).
-    ADMIN: sorted(set(_READ + _WRITE_REGISTRY + _REQUEST + _ADMINISTER)),
+    ADMIN: sorted(set(_READ + _WRITE_REGISTRY + _REQUEST + _OPERATE + _ADMINISTER)),
 }
 
 
