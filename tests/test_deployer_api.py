@@ -159,7 +159,7 @@ def test_rollback_to_an_earlier_live_revision_creates_a_rollback_request(api, en
     assert response.status_code == 201, response.json()
     body = response.json()
     req = PromotionRequest.objects.get(pk=body["id"])
-    assert req.is_rollback and req.version.version == 1
+    assert req.is_rollback and req.version.version == 1 and body["is_rollback"] is True
     # The promotions API's representation of a request.
     assert body["model"] == "iris" and body["version"] == 1 and body["environment"] == "staging"
     assert body["justification"] == "v2 misbehaves" and body["requested_by"] == "eli-engineer"

@@ -44,8 +44,8 @@ class PromotionSerializer(serializers.ModelSerializer):
     class Meta:
         model = PromotionRequest
         fields = ["id", "model", "version", "environment", "state", "state_label", "state_reason", "requested_by",
-                  "justification", "breaking_change", "gate_results", "created_at", "updated_at", "decided_at",
-                  "expires_at", "deployment_queued_at", "superseded_by"]
+                  "justification", "breaking_change", "is_rollback", "gate_results", "created_at", "updated_at",
+                  "decided_at", "expires_at", "deployment_queued_at", "superseded_by"]
 
 
 class PromotionDetailSerializer(PromotionSerializer):
