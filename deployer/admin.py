@@ -22,6 +22,7 @@ class DeploymentTargetAdmin(admin.ModelAdmin):
                              "memory_limit", "node_selector", "tolerations", "extra_labels"]}),
         ("Autoscaling", {"fields": ["autoscale_min", "autoscale_max", "autoscale_cpu_percent"]}),
         ("Timing", {"fields": ["startup_seconds", "progress_deadline_seconds", "rollout_timeout_seconds"]}),
+        ("Guard after a rollout (empty: off)", {"fields": ["guard_error_rate", "guard_p95_ms", "guard_minutes"]}),
     ]
 
     def save_model(self, request, obj, form, change):

@@ -51,6 +51,11 @@ class DeploymentTarget(models.Model):
     startup_seconds = models.PositiveIntegerField(default=600, help_text="How long a model may take to load.")
     progress_deadline_seconds = models.PositiveIntegerField(default=600)
     rollout_timeout_seconds = models.PositiveIntegerField(default=900)
+    # The guard after a rollout: for guard_minutes after a version goes live, an error rate or
+    # p95 latency above these (when set) rolls it back automatically.
+    guard_error_rate = models.FloatField(null=True, blank=True, help_text="e.g. 0.05 for 5 % of requests.")
+    guard_p95_ms = models.FloatField(null=True, blank=True)
+    guard_minutes = models.PositiveSmallIntegerField(default=10)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):
@@ -144,6 +149,9 @@ class Rollout(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The post-rollout guard: watching until guard_until; "passed" or "breached" after.
+    guard_until = models.DateTimeField(null=True, blank=True)
+    guard_state = models.CharField(max_length=20, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -169,3 +177,48 @@ class Rollout(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+
+class MetricPoint(models.Model):
+    """One interval of one deployment's traffic, from TF Serving's Prometheus counters.
+
+    Two resolutions: 10-second points kept for 6 hours and 1-minute points kept for 7 days
+    (deployer.metrics.retention). Latency is kept as histogram bucket counts for the
+    interval, not only as percentiles, so coarser points are exact sums of finer ones and
+    their percentiles are computed from the summed buckets, never averaged.
+    """
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="metric_points")
+    resolution = models.PositiveSmallIntegerField()  # seconds
+    at = models.DateTimeField()  # start of the interval, aligned to the resolution
+    # The version serving during the interval (None when it changed within it).
+    version = models.PositiveIntegerField(null=True, blank=True)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    # {"<upper bound in µs>": count in this interval, ..., "+Inf": n}: per bucket, not cumulative.
+    latency_buckets = models.JSONField(default=dict)
+    latency_sum_us = models.FloatField(default=0)
+    p50_ms = models.FloatField(null=True, blank=True)
+    p95_ms = models.FloatField(null=True, blank=True)
+    p99_ms = models.FloatField(null=True, blank=True)
+    replicas_desired = models.PositiveSmallIntegerField(null=True, blank=True)
+    replicas_ready = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["at"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "resolution", "at"],
+                                               name="one_point_per_interval")]
+        indexes = [models.Index(fields=["resolution", "at"], name="metric_retention_idx")]
+
+
+class ScrapeState(models.Model):
+    """The raw counters last read from one replica, so the next scrape can take deltas
+    (and notice a counter reset when the replica restarted)."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="scrape_states")
+    replica = models.CharField(max_length=253)
+    scraped_at = models.DateTimeField()
+    counters = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deployment", "replica"], name="one_state_per_replica")]
