@@ -6,6 +6,7 @@ from django.shortcuts import redirect, render
 from django.urls import include, path
 
 from console.audit.views import audit_list
+from console.metrics import metrics_view
 
 
 def home(request):
@@ -20,6 +21,7 @@ def healthz(request):
 urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("models/", include("registry.urls")),

@@ -39,6 +39,9 @@ class ServingBackend(Protocol):
     def call(self, release: Release, method: str, path: str, body: dict | None = None) -> list[Answer]:
         """Send a TF Serving REST call to every replica serving ``release``."""
 
+    def call_one(self, release: Release, replica: str, method: str, path: str, body: dict | None = None) -> int:
+        """Send one call to one replica (named as in Answer.replica); returns the HTTP status."""
+
     def read(self, objects: list[dict]) -> list[dict | None]:
         """The live state of each object, for drift detection (None: it is gone)."""
 

@@ -64,6 +64,9 @@ class KubeTargetBackend:
         return [Answer(replica=pod, status=status, body=answer)
                 for pod in pods for status, answer in [self.client.proxy(pod, method, path, body)]]
 
+    def call_one(self, release: Release, replica: str, method: str, path: str, body: dict | None = None) -> int:
+        return self.client.proxy(replica, method, path, body)[0]
+
     def read(self, objects: list[dict]) -> list[dict | None]:
         return self.client.read(objects)
 

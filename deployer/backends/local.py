@@ -207,6 +207,9 @@ class LocalBackend:
         status, answer = self._http(method, path, body)
         return [Answer(replica=f"127.0.0.1:{self.port}", status=status, body=answer)]
 
+    def call_one(self, release: Release, replica: str, method: str, path: str, body: dict | None = None) -> int:
+        return self._http(method, path, body)[0]
+
     def read(self, objects: list[dict]) -> list[dict | None]:
         live = []
         for obj in objects:

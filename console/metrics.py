@@ -1,0 +1,134 @@
+"""Modelgate's own metrics at /metrics, in Prometheus' text format, for operators.
+
+- modelgate_http_request_duration_seconds{method,view,status}: every console and API request
+  (the view's URL name, not the path, so the label set stays small).
+- modelgate_celery_queue_length{queue}: messages waiting on each queue (Redis or the
+  embedded filesystem broker), read at scrape time.
+- modelgate_rollouts_total{kind,state} and modelgate_rollout_duration_seconds{kind,state}:
+  from the rollout rows at scrape time, so they are right whichever worker ran the rollout.
+
+Prometheus authenticates with a bearer token (an API token of a user who may view
+deployments), e.g. `authorization: {credentials_file: …}` in its scrape config. With several
+gunicorn workers set PROMETHEUS_MULTIPROC_DIR so request metrics of all of them are merged.
+"""
+
+import os
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+REQUEST_SECONDS = Histogram("modelgate_http_request_duration_seconds", "Console and API requests.",
+                            ["method", "view", "status"],
+                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+ROLLOUT_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        view = match.view_name if match and match.view_name else "unmatched"
+        REQUEST_SECONDS.labels(request.method, view, str(response.status_code)).observe(
+            time.perf_counter() - started)
+        return response
+
+
+def queue_lengths() -> dict[str, int]:
+    queues = [settings.CELERY_TASK_DEFAULT_QUEUE, settings.DEPLOY_QUEUE]
+    broker = settings.CELERY_BROKER_URL
+    lengths = {}
+    if broker.startswith("redis"):
+        import redis
+
+        client = redis.Redis.from_url(broker, socket_timeout=2)
+        for queue in queues:
+            lengths[queue] = int(client.llen(queue))
+    elif broker.startswith("filesystem"):
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+        for queue in queues:
+            # kombu's filesystem transport names each message file <time>_<uuid>.<queue>.msg
+            lengths[queue] = sum(1 for _ in folder.glob(f"*.{queue}.msg"))
+    return lengths
+
+
+class _StateCollector:
+    """Gathers at scrape time what lives in the database and the broker."""
+
+    def collect(self):
+        from django.db.models import Count
+
+        from deployer.models import Rollout
+
+        queue = GaugeMetricFamily("modelgate_celery_queue_length", "Messages waiting on a Celery queue.",
+                                  labels=["queue"])
+        try:
+            for name, length in queue_lengths().items():
+                queue.add_metric([name], length)
+        except Exception:  # an unreachable broker must not break the rest of the scrape
+            pass
+        yield queue
+
+        totals = CounterMetricFamily("modelgate_rollouts", "Rollouts by kind and outcome.", labels=["kind", "state"])
+        for row in Rollout.objects.values("kind", "state").annotate(n=Count("id")).order_by():
+            totals.add_metric([row["kind"], row["state"]], row["n"])
+        yield totals
+
+        durations = HistogramMetricFamily("modelgate_rollout_duration_seconds", "Finished rollouts, start to end.",
+                                          labels=["kind", "state"])
+        groups: dict = {}
+        for kind, state, started, finished in Rollout.objects.filter(
+                started_at__isnull=False, finished_at__isnull=False).values_list("kind", "state", "started_at",
+                                                                                 "finished_at").iterator():
+            groups.setdefault((kind, state), []).append((finished - started).total_seconds())
+        for (kind, state), values in sorted(groups.items()):
+            buckets = [(str(le), sum(1 for v in values if v <= le)) for le in ROLLOUT_BUCKETS]
+            buckets.append(("+Inf", len(values)))
+            durations.add_metric([kind, state], buckets, sum(values))
+        yield durations
+
+
+def _registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(REQUEST_SECONDS)
+    registry.register(_StateCollector())
+    return registry
+
+
+def _user(request):
+    from console.accounts.services import token_authenticate
+    from console.errors import ServiceError
+
+    header = request.headers.get("Authorization", "").split()
+    if len(header) == 2 and header[0].lower() == "bearer":
+        try:
+            return token_authenticate(header[1]).user
+        except ServiceError:
+            return None
+    return request.user if request.user.is_authenticated else None
+
+
+@login_not_required
+def metrics_view(request):
+    user = _user(request)
+    if user is None:
+        response = HttpResponse("Authenticate with 'Authorization: Bearer <API token>'.\n", status=401,
+                                content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    if not user.has_perm("deployer.view_deployment"):
+        return HttpResponse("This token's user may not view deployments.\n", status=403, content_type="text/plain")
+    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
