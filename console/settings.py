@@ -205,6 +205,7 @@ CELERY_BEAT_SCHEDULE = {
     # Rollouts whose worker died (their lease ran out) or whose message was lost.
     "deployer-resume": {"task": "deployer.resume_rollouts", "schedule": 15.0, "options": {"expires": 15.0}},
     "deployer-drift": {"task": "deployer.check_drift", "schedule": 60.0, "options": {"expires": 60.0}},
+    "deployer-guard": {"task": "deployer.guard_check", "schedule": 10.0, "options": {"expires": 10.0}},
 }
 # Rollouts run on their own queue, so a long rollout never delays the registry sync,
 # webhooks or e-mail on the default one (and workers can be scaled per queue).
@@ -223,6 +224,9 @@ DEPLOYER_LEASE_SECONDS = env_int("DEPLOYER_LEASE_SECONDS", 30, minimum=3)
 MODELGATE_FETCHER_IMAGE = env_str("MODELGATE_FETCHER_IMAGE", "ghcr.io/mlflow/mlflow:v3.17.2")
 # The MLflow address as pods in the cluster reach it (often not the one Modelgate uses).
 DEPLOYER_MLFLOW_TRACKING_URI = env_str("DEPLOYER_MLFLOW_TRACKING_URI", MLFLOW_TRACKING_URI)
+# Read Kubernetes deployments' request metrics from this Prometheus (e.g. http://prometheus:9090)
+# instead of scraping every pod through the API server's pod proxy. Empty: scrape the pods.
+PROMETHEUS_URL = env_str("PROMETHEUS_URL", "")
 
 # --- API ------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -119,7 +119,9 @@ class Deployment(models.Model):
 
 class Rollout(models.Model):
     DEPLOY, ROLLBACK, REDEPLOY, UNDEPLOY = "deploy", "rollback", "redeploy", "undeploy"
-    KINDS = [(DEPLOY, "Deploy"), (ROLLBACK, "Rollback"), (REDEPLOY, "Redeploy"), (UNDEPLOY, "Undeploy")]
+    AUTO_ROLLBACK = "auto_rollback"
+    KINDS = [(DEPLOY, "Deploy"), (ROLLBACK, "Rollback"), (REDEPLOY, "Redeploy"), (UNDEPLOY, "Undeploy"),
+             (AUTO_ROLLBACK, "Automatic rollback (guard)")]
     QUEUED, RUNNING, LIVE, ROLLED_BACK, FAILED, DONE = "queued", "running", "live", "rolled_back", "failed", "done"
     STATES = [(QUEUED, "Queued"), (RUNNING, "Running"), (LIVE, "Live"), (ROLLED_BACK, "Rolled back"),
               (FAILED, "Failed"), (DONE, "Done")]
@@ -152,6 +154,8 @@ class Rollout(models.Model):
     # The post-rollout guard: watching until guard_until; "passed" or "breached" after.
     guard_until = models.DateTimeField(null=True, blank=True)
     guard_state = models.CharField(max_length=20, blank=True)
+    # An automatic rollback names the rollout whose guard it answered.
+    rolls_back = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["-created_at", "-id"]

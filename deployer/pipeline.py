@@ -177,6 +177,15 @@ class Run:
         req = promotions.promotion_mark_live(request_id=self.rollout.request_id)
         return f"{req.environment.alias} → v{req.version.version} in MLflow"
 
+    def step_alias_back(self, step):
+        guarded = self.rollout.rolls_back
+        if guarded is None or guarded.request_id is None:
+            return "no alias to move"
+        req = PromotionRequest.objects.get(pk=guarded.request_id)
+        if req.state == PromotionRequest.LIVE:
+            req = promotions.promotion_roll_back_live(request_id=req.pk, reason=self.rollout.reason)
+        return f"{req.environment.alias} → v{self.rollout.version.version} in MLflow"
+
     def step_remove(self, step):
         live = self.deployment.live_rollout
         self.backend.remove(live.manifests if live else [])
@@ -233,8 +242,8 @@ class Run:
             if step["state"] == "pending":
                 step["state"] = "skipped"
         applied = any(s["name"] == "apply" and s["state"] != "skipped" for s in self.steps)
-        if self.rollout.kind == Rollout.UNDEPLOY:
-            names = []
+        if self.rollout.kind in (Rollout.UNDEPLOY, Rollout.AUTO_ROLLBACK):
+            names = []  # nothing better to restore: an operator decides
         elif self.rollout.restore_to_id:
             names = services.RESTORE_STEPS if applied else []
         else:
@@ -301,7 +310,8 @@ def rollout_run(rollout_id: int, *, final_attempt: bool = True) -> str | None:
     if rollout is None:
         return None
     rollout = (Rollout.objects.select_related("deployment__target__environment", "deployment__model",
-                                              "deployment__live_rollout", "version", "restore_to__version")
+                                              "deployment__live_rollout", "version", "restore_to__version",
+                                              "rolls_back")
                .get(pk=rollout.pk))
     run = Run(rollout, worker)
     with _heartbeat(rollout.pk, worker, run.lost):

@@ -23,13 +23,14 @@ RUN_TASK = "deployer.run_rollout"
 DEPLOY_STEPS = ["gates", "export", "apply", "wait", "verify", "alias"]
 REDEPLOY_STEPS = ["export", "apply", "wait", "verify"]
 UNDEPLOY_STEPS = ["remove", "unalias"]
+AUTO_ROLLBACK_STEPS = ["export", "apply", "wait", "verify", "alias_back"]
 RESTORE_STEPS = ["restore_apply", "restore_wait", "restore_verify"]
 STEP_TITLES = {
     "gates": "Re-check gates", "export": "Export model", "apply": "Apply (server-side)",
     "wait": "Wait for rollout", "verify": "Verify serving", "alias": "Move alias",
     "remove": "Remove objects", "unalias": "Remove alias", "restore_apply": "Restore: apply previous revision",
     "restore_wait": "Restore: wait for rollout", "restore_verify": "Restore: verify previous version",
-    "cleanup": "Remove what was applied",
+    "cleanup": "Remove what was applied", "alias_back": "Move alias back",
 }
 
 
@@ -243,6 +244,10 @@ def rollout_finish(*, rollout_id: int, state: str, reason: str = "") -> Rollout:
         if state == Rollout.LIVE:
             deployment.live_rollout, deployment.state = rollout, Deployment.SERVING
             deployment.drift_state, deployment.drift_diff = Deployment.IN_SYNC, []
+            # Only what serves is guarded: the revision this one replaced stops being watched.
+            Rollout.objects.filter(deployment=deployment, guard_state="watching").exclude(pk=rollout.pk) \
+                .update(guard_state="ended")
+            _guard_start(rollout)
         elif state == Rollout.DONE and rollout.kind == Rollout.UNDEPLOY:
             deployment.live_rollout, deployment.state = None, Deployment.UNDEPLOYED
             deployment.drift_state, deployment.drift_diff = Deployment.UNKNOWN, []
@@ -266,3 +271,58 @@ def deployment_record_drift(*, deployment_id: int, changes: list[dict]) -> Deplo
             audit_record(actor="worker", verb=f"deployment.{state}", obj=deployment, before={"drift": before},
                          after={"drift": state, "changes": changes})
     return deployment
+
+
+# --- the guard after a rollout ----------------------------------------------
+
+def _guard_start(rollout: Rollout) -> None:
+    """A version that just went live is watched for the target's guard_minutes, if the
+    target sets a threshold (inside rollout_finish's transaction)."""
+    target = DeploymentTarget.objects.get(deployments=rollout.deployment_id)
+    if rollout.kind not in (Rollout.DEPLOY, Rollout.ROLLBACK) or not (
+            target.guard_error_rate is not None or target.guard_p95_ms is not None):
+        return
+    rollout.guard_state = "watching"
+    rollout.guard_until = timezone.now() + timedelta(minutes=target.guard_minutes)
+    rollout.save(update_fields=["guard_state", "guard_until"])
+
+
+def rollout_guard_passed(*, rollout_id: int) -> None:
+    with transaction.atomic():
+        changed = Rollout.objects.filter(pk=rollout_id, guard_state="watching").update(guard_state="passed")
+        if changed:
+            audit_record(actor="worker", verb="rollout.guard_passed", object_type="deployer.rollout",
+                         object_id=str(rollout_id), after={"guard": "passed"})
+
+
+def rollout_guard_breached(*, rollout_id: int, reason: str) -> Rollout | None:
+    """The live version breached its guard: it is marked rolled back with the reason and an
+    automatic rollback to the revision before it is queued (no approval: it restores what
+    was already approved and served). Returns that rollback, or None when there is nothing
+    earlier to return to."""
+    with transaction.atomic():
+        rollout = (Rollout.objects.select_for_update(of=("self",)).select_related("restore_to__version")
+                   .filter(pk=rollout_id, guard_state="watching").first())
+        if rollout is None:
+            return None
+        deployment = _locked_deployment(rollout.deployment_id)
+        rollout.guard_state = "breached"
+        good = rollout.restore_to
+        if good is None or good.version is None or deployment.live_rollout_id != rollout.pk:
+            rollout.reason = f"Guard breached: {reason} No earlier revision to return to; it keeps serving."
+            rollout.save(update_fields=["guard_state", "reason"])
+            audit_record(actor="worker", verb="rollout.guard_breached", obj=rollout, after={"reason": rollout.reason})
+            return None
+        rollout.state = Rollout.ROLLED_BACK
+        rollout.reason = f"Guard breached: {reason} Rolled back to revision {good.revision} (v{good.version.version})."
+        rollout.save(update_fields=["guard_state", "state", "reason"])
+        audit_record(actor="worker", verb="rollout.guard_breached", obj=rollout,
+                     before={"state": Rollout.LIVE}, after={"state": Rollout.ROLLED_BACK, "reason": rollout.reason})
+        back = Rollout.objects.create(
+            deployment=deployment, revision=_next_revision(deployment), kind=Rollout.AUTO_ROLLBACK,
+            version=good.version, steps=_steps(AUTO_ROLLBACK_STEPS), restore_to=None, rolls_back=rollout,
+            reason=rollout.reason)
+        audit_record(actor="worker", verb="rollout.created", obj=back,
+                     after={"kind": back.kind, "version": good.version.version, "rolls_back": rollout.revision})
+        queue_run(back.pk)
+    return back

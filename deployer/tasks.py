@@ -77,3 +77,10 @@ def check_drift():
     from deployer.drift_check import drift_check_all
 
     return drift_check_all()
+
+
+@shared_task(name="deployer.guard_check")
+def guard_check():
+    from deployer.guard import guard_check_all
+
+    return guard_check_all()

@@ -23,7 +23,10 @@ class LoggedModel:
     artifact_uri: str
 
 
-def build_module(seed: int):
+def build_module(seed: int, faulty: bool = False):
+    """faulty: a regression a smoke test misses. It answers an all-zero row (what the
+    deployer's smoke predict sends) but fails on any real input, as a broken preprocessing
+    step would; the post-rollout guard must catch it under load."""
     import numpy as np
     import tensorflow as tf
 
@@ -39,6 +42,9 @@ def build_module(seed: int):
 
         @tf.function(input_signature=[tf.TensorSpec([None, FEATURES], tf.float32, name="features")])
         def serve(self, features):
+            if faulty:
+                tf.debugging.assert_less_equal(tf.reduce_max(tf.abs(features)), 0.0,
+                                               message="feature scaling failed")
             return {"probabilities": tf.nn.softmax(tf.matmul(features, self.w) + self.b)}
 
     return IrisClassifier()
@@ -56,7 +62,8 @@ def signature():
 
 
 def log_model(*, tracking_uri: str, experiment: str, artifact_location: str, seed: int,
-              metrics: dict, params: dict | None = None, with_signature: bool = True) -> LoggedModel:
+              metrics: dict, params: dict | None = None, with_signature: bool = True,
+              faulty: bool = False) -> LoggedModel:
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri)
@@ -65,7 +72,7 @@ def log_model(*, tracking_uri: str, experiment: str, artifact_location: str, see
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        module = build_module(seed)
+        module = build_module(seed, faulty=faulty)
         with mlflow.start_run(experiment_id=exp_id, run_name=f"iris-seed-{seed}") as run:
             mlflow.log_params({"seed": seed, "features": FEATURES, **(params or {})})
             mlflow.log_metrics(metrics)

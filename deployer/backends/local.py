@@ -201,7 +201,24 @@ class LocalBackend:
             time.sleep(0.3)
 
     def finalize(self, objects: list[dict]) -> None:
-        self._write(self.config_path, objects[0]["spec"]["modelsConfig"])
+        """Drop the old version and move the label, then wait until the server has read the
+        new config: only then do requests by label reach the new version."""
+        spec = objects[0]["spec"]
+        self._write(self.config_path, spec["modelsConfig"])
+        path = f"/v1/models/{spec['model']}/labels/{spec['environment']}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                status, body = self._http("GET", path, timeout=5)
+            except TransientError:
+                status, body = 0, None
+            served = [s.get("version") for s in body.get("model_version_status", [])] \
+                if status == 200 and isinstance(body, dict) else []
+            if served == [str(spec["version"])]:
+                return
+            time.sleep(0.2)
+        raise TransientError(f"The model server did not switch label {spec['environment']!r} to "
+                             f"v{spec['version']} within 30 s.")
 
     def call(self, release: Release, method: str, path: str, body: dict | None = None) -> list[Answer]:
         status, answer = self._http(method, path, body)
