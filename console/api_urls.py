@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from console.accounts.api import MeView
 from console.audit.api import AuditEventListView
 from deployer import api as deployer
+from deployer.metrics_api import DeploymentMetricsView
 from registry.api import views as registry
 from registry.promotions import api as promotions
 
@@ -26,6 +27,7 @@ urlpatterns = [
     path("environments/<str:name>/history/", promotions.EnvironmentHistoryView.as_view(), name="environment-history"),
     path("deployments/", deployer.DeploymentListView.as_view(), name="deployment-list"),
     path("deployments/<int:pk>/", deployer.DeploymentDetailView.as_view(), name="deployment-detail"),
+    path("deployments/<int:pk>/metrics/", DeploymentMetricsView.as_view(), name="deployment-metrics"),
     path("deployments/<int:pk>/rollouts/", deployer.DeploymentRolloutsView.as_view(), name="deployment-rollouts"),
     path("deployments/<int:pk>/redeploy/", deployer.RedeployView.as_view(), name="deployment-redeploy"),
     path("deployments/<int:pk>/undeploy/", deployer.UndeployView.as_view(), name="deployment-undeploy"),

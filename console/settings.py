@@ -206,6 +206,8 @@ CELERY_BEAT_SCHEDULE = {
     "deployer-resume": {"task": "deployer.resume_rollouts", "schedule": 15.0, "options": {"expires": 15.0}},
     "deployer-drift": {"task": "deployer.check_drift", "schedule": 60.0, "options": {"expires": 60.0}},
     "deployer-guard": {"task": "deployer.guard_check", "schedule": 10.0, "options": {"expires": 10.0}},
+    "metrics-scrape": {"task": "deployer.scrape_metrics", "schedule": 10.0, "options": {"expires": 10.0}},
+    "metrics-downsample": {"task": "deployer.downsample_metrics", "schedule": 60.0, "options": {"expires": 60.0}},
 }
 # Rollouts run on their own queue, so a long rollout never delays the registry sync,
 # webhooks or e-mail on the default one (and workers can be scaled per queue).

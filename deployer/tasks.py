@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from deployer.backends.errors import TransientError
+from deployer.metrics import tasks as _metrics_tasks  # noqa: F401 - registers the metrics beat tasks
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 5

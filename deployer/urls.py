@@ -8,6 +8,7 @@ app_name = "deployer"
 urlpatterns = [
     path("deployments/", views.deployment_list, name="list"),
     path("deployments/<int:pk>/", views.deployment_detail, name="detail"),
+    path("deployments/<int:pk>/health/", views.deployment_health, name="health"),
     path("deployments/<int:pk>/redeploy/", views.deployment_redeploy, name="redeploy"),
     path("deployments/<int:pk>/undeploy/", views.deployment_undeploy, name="undeploy"),
     path("deployments/<int:pk>/rollback/", views.deployment_rollback, name="rollback"),

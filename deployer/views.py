@@ -8,7 +8,7 @@ hidden in the templates for users without it.
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -17,7 +17,11 @@ from console.htmx import render_page
 from registry.promotions.models import Environment
 
 from . import selectors, services
+from .backends import backend_for
+from .backends.errors import BackendError
 from .forms import RollbackForm, UndeployForm
+from .metrics.compare import before_after
+from .metrics.series import summary
 from .models import Deployment, Rollout
 
 PAGE_SIZE = 50
@@ -41,11 +45,28 @@ def deployment_list(request):
         "model": request.GET.get("model", "").strip()[:1000],
     }
     page = Paginator(selectors.deployment_list(**filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    metrics = summary(page.object_list)
+    for deployment in page.object_list:
+        deployment.metrics = metrics[deployment.pk]
+        deployment.health = health_colour(deployment, deployment.metrics)
     query = request.GET.copy()
     query.pop("page", None)
     return render_page(request, "deployer/list.html", {
         "page": page, "filters": filters, "query": query.urlencode(), "environments": Environment.objects.all(),
     }, partial="results")
+
+
+def health_colour(deployment: Deployment, metrics: dict) -> str:
+    """One word for the dashboard's dot: ok, warn, bad, or idle (not serving / no data)."""
+    if deployment.state != Deployment.SERVING:
+        return "idle"
+    ready, desired, errors = metrics["replicas_ready"], metrics["replicas_desired"], metrics["error_rate"]
+    if ready == 0 or (errors or 0) >= 0.05:
+        return "bad"
+    if deployment.drift_state == Deployment.OUT_OF_SYNC or (errors or 0) >= 0.01 or (
+            ready is not None and desired is not None and ready < desired):
+        return "warn"
+    return "ok" if ready is not None else "idle"
 
 
 # --- one deployment -----------------------------------------------------------------
@@ -74,6 +95,7 @@ def _detail_context(request, deployment: Deployment, **extra) -> dict:
     serving = deployment.state == Deployment.SERVING and deployment.live_rollout_id is not None
     return {
         "deployment": deployment,
+        "windows": WINDOWS,
         "history": history,
         "active": active,
         "can_operate": serving and active is None and user.has_perm(OPERATE),
@@ -94,6 +116,22 @@ def _detail_page(request, deployment: Deployment, *, status: int = 200, **extra)
 @permission_required(VIEW, raise_exception=True)
 def deployment_detail(request, pk):
     return _detail_page(request, selectors.deployment_get(pk))
+
+
+WINDOWS = [(900, "15 min"), (3600, "1 h"), (21600, "6 h"), (86400, "24 h"), (604800, "7 days")]
+
+
+@permission_required(VIEW, raise_exception=True)
+def deployment_health(request, pk):
+    """The replicas panel (htmx polls it): read from the cluster or the local server now."""
+    deployment = selectors.deployment_get(pk)
+    context = {"deployment": deployment, "health": None, "health_error": ""}
+    if deployment.state == Deployment.SERVING:
+        try:
+            context["health"] = backend_for(deployment).health(deployment.name)
+        except BackendError as exc:
+            context["health_error"] = str(exc)
+    return render(request, "deployer/_health.html", context)
 
 
 @require_POST
@@ -154,5 +192,6 @@ def deployment_rollback(request, pk):
 def rollout_detail(request, pk):
     """The whole page, or only its steps for htmx (the steps poll themselves while active)."""
     rollout = selectors.rollout_get(pk)
-    return render_page(request, "deployer/rollout.html", {"rollout": rollout, "deployment": rollout.deployment},
-                       partial="steps")
+    compared = None if request.htmx else before_after(rollout)
+    return render_page(request, "deployer/rollout.html", {"rollout": rollout, "deployment": rollout.deployment,
+                                                          "compared": compared}, partial="steps")

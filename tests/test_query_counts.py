@@ -102,6 +102,18 @@ def _deployments(n: int, staging, engineer, approver):
                                               updated_at=now)
         deployment = Deployment.objects.create(target=target, model=model, name=f"d{i:03}-staging")
         _revisions(deployment, version, 1, engineer, approver)
+        # Traffic for the dashboard's columns and sparkline.
+        from datetime import timedelta
+
+        from django.utils import timezone as tz
+
+        from deployer.metrics.points import align
+        from deployer.models import MetricPoint
+
+        for back in (15, 65, 125):
+            MetricPoint.objects.create(deployment=deployment, resolution=10, requests=50, errors=1,
+                                       at=align(tz.now(), 10) - timedelta(seconds=back),
+                                       latency_buckets={"10000": 50}, replicas_desired=1, replicas_ready=1)
 
 
 def _revisions(deployment, version, n: int, engineer, approver):
@@ -122,7 +134,7 @@ def _revisions(deployment, version, n: int, engineer, approver):
 
 
 @pytest.mark.parametrize("path, expected", [
-    ("/deployments/", 8),
+    ("/deployments/", 10),  # two of them read the metrics summary, whatever the number of rows
     ("/api/v1/deployments/", 4),
 ])
 def test_deployment_lists_have_a_pinned_query_count(api, browser_client, viewer, engineer, approver, staging, path,

@@ -42,6 +42,10 @@ class ServingBackend(Protocol):
     def call_one(self, release: Release, replica: str, method: str, path: str, body: dict | None = None) -> int:
         """Send one call to one replica (named as in Answer.replica); returns the HTTP status."""
 
+    def health(self, name: str) -> dict:
+        """Replica health: desired, updated, ready, available, pods (phase, restarts, reason) and
+        recent warning events (OOMKilled, ImagePullBackOff, CrashLoopBackOff...)."""
+
     def read(self, objects: list[dict]) -> list[dict | None]:
         """The live state of each object, for drift detection (None: it is gone)."""
 

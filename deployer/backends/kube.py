@@ -67,6 +67,9 @@ class KubeTargetBackend:
     def call_one(self, release: Release, replica: str, method: str, path: str, body: dict | None = None) -> int:
         return self.client.proxy(replica, method, path, body)[0]
 
+    def health(self, name: str) -> dict:
+        return self.client.deployment_health(name)
+
     def read(self, objects: list[dict]) -> list[dict | None]:
         return self.client.read(objects)
 

@@ -227,6 +227,22 @@ class LocalBackend:
     def call_one(self, release: Release, replica: str, method: str, path: str, body: dict | None = None) -> int:
         return self._http(method, path, body)[0]
 
+    def health(self, name: str) -> dict:
+        """The local model server as one replica, in the Kubernetes backend's shape."""
+        pid = self.pid()
+        ready = False
+        if pid is not None:
+            try:
+                ready = self._http("GET", "/monitoring/prometheus/metrics", timeout=3)[0] == 200
+            except TransientError:
+                ready = False
+        phase = "Running" if pid is not None else "Stopped"
+        reason = "" if ready else ("not answering" if pid is not None else "the process is not running")
+        return {"desired": 1, "updated": 1 if pid is not None else 0, "ready": int(ready), "available": int(ready),
+                "pods": [{"name": f"127.0.0.1:{self.port} (pid {pid or '-'})", "phase": phase, "ready": ready,
+                          "restarts": 0, "reason": reason, "version": None}],
+                "events": []}
+
     def read(self, objects: list[dict]) -> list[dict | None]:
         live = []
         for obj in objects:
