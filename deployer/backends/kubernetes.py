@@ -45,10 +45,15 @@ _KINDS = {
     ("apps/v1", "Deployment"): (client.AppsV1Api, "namespaced_deployment"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): (client.AutoscalingV2Api, "namespaced_horizontal_pod_autoscaler"),
 }
+_DELETE_ORDER = {"HorizontalPodAutoscaler": 0, "Deployment": 1, "Service": 2, "ConfigMap": 3}
 
 
 class _Expired(Exception):
     """The watch's resourceVersion is too old (410): list again, then watch from the list."""
+
+
+class _Silent(Exception):
+    """A watch read timed out: nothing happened within the time the caller had left."""
 
 
 class KubernetesBackend:
@@ -98,8 +103,9 @@ class KubernetesBackend:
         return found
 
     def delete(self, objects: list[dict]) -> None:
-        """Delete in reverse order (pods go before the config they read); absent objects are fine."""
-        for obj in reversed(objects):
+        """Delete the objects, whatever order they come in, autoscaler and Deployment first: no pod
+        is left reading a deleted ConfigMap. Objects already gone are fine."""
+        for obj in sorted(objects, key=lambda o: _DELETE_ORDER.get(o.get("kind"), len(_DELETE_ORDER))):
             api, suffix, name = self._target(obj)
             with _translated(f"Deleting {obj['kind']} {self.namespace}/{name}", missing_ok=True):
                 getattr(api, f"delete_{suffix}")(name, self.namespace, propagation_policy="Background",
@@ -123,7 +129,11 @@ class KubernetesBackend:
                          progress: Callable[[str], None] = lambda message: None) -> dict:
         """Wait as `kubectl rollout status` does: evaluate the Deployment, then re-evaluate on every
         change seen by a watch from its resourceVersion; after a 410 list again and watch on.
-        Raises RolloutFailed (ProgressDeadlineExceeded), RolloutTimeout, or the API's errors."""
+        Raises RolloutFailed (ProgressDeadlineExceeded), RolloutTimeout, or the API's errors.
+
+        As with kubectl, re-applying a template whose ReplicaSet still exists (a rollback) can raise
+        RolloutFailed at once: the controller's first status after it may still carry the failed
+        rollout's ProgressDeadlineExceeded, until it sees that ReplicaSet's pods go."""
         deadline = time.monotonic() + timeout
         shown = None
 
@@ -147,6 +157,8 @@ class KubernetesBackend:
                         raise PermanentError(f"Deployment {self.namespace}/{name} was deleted during its rollout.")
                     if kind != "BOOKMARK" and done(obj):
                         return obj
+                    if time.monotonic() >= deadline:
+                        break
             except _Expired:
                 deployment, version = self._relist(name)
                 if done(deployment):
@@ -175,16 +187,19 @@ class KubernetesBackend:
         Our own loop rather than kubernetes.watch.Watch: in 37.x, Watch retries a 410 with the same
         expired resourceVersion instead of listing again, builds a default ApiClient of its own, and
         with deserialize=False cannot read an ERROR event (KeyError 'raw_object')."""
-        seconds = max(1, math.ceil(remaining))
         action = f"Watching Deployment {self.namespace}/{name}"
-        with _translated(action):
-            response = self._apps.list_namespaced_deployment(
-                self.namespace, field_selector=f"metadata.name={name}", resource_version=version,
-                allow_watch_bookmarks=True, timeout_seconds=seconds, watch=True, _preload_content=False,
-                # Reads may pause for as long as the watch lasts; the connect still times out early.
-                _request_timeout=(self.request_timeout, seconds + self.request_timeout))
         try:
-            with _translated(action):
+            with _translated(action, watching=True):
+                response = self._apps.list_namespaced_deployment(
+                    self.namespace, field_selector=f"metadata.name={name}", resource_version=version,
+                    allow_watch_bookmarks=True, timeout_seconds=max(1, math.ceil(remaining)), watch=True,
+                    _preload_content=False,
+                    # The server's timeoutSeconds is whole seconds; silence until the deadline is ours.
+                    _request_timeout=(self.request_timeout, remaining))
+        except _Silent:
+            return
+        try:
+            with _translated(action, watching=True):
                 for line in _lines(response):
                     event = json.loads(line)
                     if event["type"] == "ERROR":
@@ -193,7 +208,11 @@ class KubernetesBackend:
                             raise _Expired()
                         raise _classify(status.get("code") or 500, status.get("message") or "watch failed", action)
                     yield event["type"], event["object"]
+        except _Silent:
+            return  # nothing changed before the deadline: the caller times out
         finally:
+            # Closed, not just released: a connection with an unread stream must not go back to the pool.
+            response.close()
             response.release_conn()
 
     # --- pods ---
@@ -296,9 +315,10 @@ def _api_client(kubeconfig: str | None, context: str | None, in_cluster: bool) -
     except OSError as exc:
         raise PermanentError(f"Kubeconfig {path} cannot be read ({exc.strerror}): check its permissions.") from None
     except ConfigException as exc:
-        if context and _unknown_context(path, context):
+        known = _context_names(path)
+        if context and context not in known:
             raise PermanentError(f"Kubeconfig {path} has no context {context!r} (it has: "
-                                 f"{', '.join(_context_names(path)) or 'none'}): fix the target's context.") from None
+                                 f"{', '.join(known) or 'none'}): fix the target's context.") from None
         raise PermanentError(f"Kubeconfig {path} is unusable: {exc}") from None
 
 
@@ -310,9 +330,6 @@ def _context_names(path: Path) -> list[str]:
     return [c["name"] for c in contexts]
 
 
-def _unknown_context(path: Path, context: str) -> bool:
-    return context not in _context_names(path)
-
 
 # --- errors ---
 
@@ -321,8 +338,10 @@ class _Outcome:
 
 
 @contextmanager
-def _translated(action: str, *, missing_ok: bool = False):
-    """Turn the client's exceptions into TransientError / PermanentError, saying what failed."""
+def _translated(action: str, *, missing_ok: bool = False, watching: bool = False):
+    """Turn the client's exceptions into TransientError / PermanentError, saying what failed.
+    missing_ok: a 404 is an answer, not an error. watching: a read timeout means the watch saw
+    nothing within the time left."""
     outcome = _Outcome()
     try:
         yield outcome
@@ -332,6 +351,11 @@ def _translated(action: str, *, missing_ok: bool = False):
         if exc.status == 410:  # only a watch or list names a resourceVersion that can expire
             raise _Expired() from None
         raise _classify(exc.status, _api_message(exc), action) from None
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        if watching:
+            raise _Silent() from None
+        raise TransientError(f"{action}: the Kubernetes API server did not answer in time ({_reason(exc)}).") \
+            from None
     except urllib3.exceptions.HTTPError as exc:  # connection refused or reset, timeouts, broken streams
         raise TransientError(f"{action}: the Kubernetes API server did not answer ({type(exc).__name__}: "
                              f"{_reason(exc)}).") from None

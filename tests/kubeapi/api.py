@@ -4,6 +4,8 @@ The HTTP layer, the simulated controllers and kubelet, and the test hooks all wr
 here, so every write gets the same metadata (resourceVersion, generation, managedFields).
 """
 
+from __future__ import annotations  # the classes below have a method named list
+
 import copy
 
 from . import apply as ssa

@@ -39,7 +39,7 @@ def _key_value(item: dict, name: str):
 
 
 def list_keys(field: str | None, items: list) -> tuple | None:
-    """The key fields of a list, or None when it is atomic."""
+    """The key fields of a list of maps, or None when the list is atomic."""
     if field == "ports":
         keys = ("containerPort", "protocol") if any("containerPort" in i for i in items if isinstance(i, dict)) \
             else ("port", "protocol")
@@ -47,7 +47,7 @@ def list_keys(field: str | None, items: list) -> tuple | None:
         keys = _LIST_KEYS.get(field)
     if keys and items and all(isinstance(i, dict) and i.get(keys[0]) is not None for i in items):
         return keys
-    return None if items else keys
+    return None
 
 
 def element_key(keys: tuple, item: dict) -> Key:
@@ -109,8 +109,10 @@ def merge(live, applied, field: str | None = None):
             merged[name] = merge(live[name], value, name) if name in live else _copy(value)
         return merged
     if isinstance(live, list) and isinstance(applied, list):
-        keys = list_keys(field, applied) or (list_keys(field, live) if not applied else None)
-        if keys and list_keys(field, live) == keys:
+        # Both sides must be keyed the same way; an applied [] keeps what others own (their
+        # elements), and the applier's own elements are then removed as dropped fields.
+        keys = list_keys(field, applied + live)
+        if keys:
             merged, used = [], set()
             for item in applied:
                 key = element_key(keys, item)

@@ -7,8 +7,12 @@ REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFo
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, message: str, *, reason: str | None = None, details: dict | None = None):
+    def __init__(self, code: int, message: str, *, reason: str | None = None, details: dict | None = None,
+                 retry_after: bool | None = None):
         super().__init__(message)
+        # The real server's flow control answers 429 with Retry-After: 1. Note that urllib3 (under the
+        # Python client) silently retries a GET that gets Retry-After on a 429 or 503.
+        self.retry_after = code == 429 if retry_after is None else retry_after
         self.code = code
         self.message = message
         self.reason = reason or REASONS.get(code, "Unknown")

@@ -5,6 +5,8 @@ any resourceVersion still in the bounded history; older ones answer 410 Expired,
 watch cache does once etcd has compacted.
 """
 
+from __future__ import annotations  # the classes below have a method named list
+
 import copy
 import itertools
 import threading
@@ -128,6 +130,10 @@ class Store:
                 raise Expired(rv, self._first_rv - 1)
             start = max(0, rv - self._first_rv + 1)
             return list(itertools.islice(self._history, start, None))
+
+    def retained(self) -> list[WatchEvent]:
+        with self.lock:
+            return list(self._history)
 
     def expire_history(self) -> None:
         """Forget every past event, as a compaction does: watches from any earlier rv get 410."""
