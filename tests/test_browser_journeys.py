@@ -1,0 +1,168 @@
+"""The journeys people take, in a real browser (the system Chromium, driven by Playwright),
+against a live server with a worker thread and real local model servers."""
+
+import json
+import re
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from playwright.sync_api import expect
+
+from deployer import loadgen
+from deployer.metrics.collect import scrape_deployment
+from deployer.models import Deployment, Rollout
+from registry.promotions import services as promotions
+from registry.promotions.models import PromotionRequest
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def _send_to(port: int):
+    def send(body):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/iris/labels/staging:predict",
+                                         data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+    return send
+
+
+def _request_in_browser(page, model: str, version: int, environment: str, why: str) -> int:
+    page.goto("/models/")
+    page.fill("input[name=q]", model)
+    page.get_by_role("link", name=model, exact=True).click()
+    page.get_by_role("link", name=f"v{version}", exact=True).first.click()
+    page.get_by_role("link", name="Request promotion").click()
+    page.select_option("select[name=environment]", label=environment)
+    page.fill("textarea[name=justification]", why)
+    page.get_by_role("button", name="Request promotion").click()
+    page.wait_for_url(re.compile(r"/promotions/\d+/$"))
+    return int(page.url.rstrip("/").rsplit("/", 1)[1])
+
+
+def _approve_in_browser(page, request_id: int, comment: str) -> None:
+    page.goto("/promotions/inbox/")
+    page.locator(f"a[href='/promotions/{request_id}/']").first.click()
+    page.fill("textarea[name=approve-comment]", comment)
+    page.get_by_role("button", name="Approve").click()
+
+
+def _watch_until_live(page, request_id: int) -> None:
+    """On the request page: the rollout panel appears and its steps update without a reload."""
+    steps = page.locator(".rollout-steps")
+    expect(steps).to_be_visible(timeout=30_000)
+    expect(steps.locator(".step")).to_have_count(6)
+    expect(steps).to_contain_text("Live", timeout=90_000)
+    expect(steps.locator(".step-done")).to_have_count(6)
+
+
+def test_request_approve_watch_it_go_live_see_traffic_roll_back_and_read_the_audit(
+        login, worker, engineer, approver, iris, staging_local):
+    eng = login(engineer)
+    first = _request_in_browser(eng, "iris", 1, "staging", "first release")
+    expect(eng.locator("body")).to_contain_text("Pending approval")
+
+    app = login(approver)
+    _approve_in_browser(app, first, "looks good")
+    app.goto(f"/promotions/{first}/")
+    _watch_until_live(app, first)
+    assert PromotionRequest.objects.get(pk=first).state == PromotionRequest.LIVE
+
+    # v2 goes live too (through the services, to keep the test short), so there is a
+    # revision to roll back to.
+    second = promotions.promotion_request(actor=engineer, version=iris.versions.get(version=2),
+                                          environment=staging_local.environment, justification="v2")
+    promotions.promotion_approve(actor=approver, request_id=second.pk, comment="ok")
+    deployment = Deployment.objects.get(model=iris)
+    for _ in range(90):
+        deployment.refresh_from_db()
+        if deployment.live_rollout and deployment.live_rollout.version.version == 2:
+            break
+        eng.wait_for_timeout(1000)
+    assert deployment.live_rollout.version.version == 2
+
+    # The charts receive data while loadgen runs.
+    eng.goto(f"/deployments/{deployment.pk}/")
+    stop = threading.Event()
+
+    def traffic():
+        scrape_deployment(deployment.pk)
+        while not stop.is_set():
+            loadgen.run(_send_to(deployment.local_port), signature=iris.versions.get(version=2).signature,
+                        rps=20, duration=2)
+            scrape_deployment(deployment.pk)
+
+    thread = threading.Thread(target=traffic, daemon=True)
+    thread.start()
+    try:
+        totals = eng.locator("#metrics [data-role=totals]")
+        expect(totals).to_contain_text("requests in the window", timeout=30_000)
+        assert eng.locator("#metrics canvas").count() >= 4
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+    # Roll back to revision 1 through the approval policy.
+    eng.goto(f"/deployments/{deployment.pk}/")
+    row = eng.locator("#history tr", has_text="v1")
+    row.locator("summary", has_text="Roll back to this").click()
+    row.locator("textarea[name=justification]").fill("v2 misbehaves")
+    row.get_by_role("button", name=re.compile("Request rollback|Roll back")).click()
+    eng.wait_for_url(re.compile(r"/promotions/\d+/$"))
+    rollback = int(eng.url.rstrip("/").rsplit("/", 1)[1])
+    assert PromotionRequest.objects.get(pk=rollback).is_rollback
+    _approve_in_browser(app, rollback, "roll it back")
+    app.goto(f"/promotions/{rollback}/")
+    _watch_until_live(app, rollback)
+    deployment.refresh_from_db()
+    assert deployment.live_rollout.version.version == 1
+
+    # The audit trail tells the story.
+    app.goto("/audit/")
+    audit = app.locator("main")
+    for verb in ("promotion.requested", "promotion.approved", "rollout.created", "rollout.live", "promotion.live"):
+        expect(audit).to_contain_text(verb)
+
+
+def test_a_viewer_sees_no_action_buttons_and_the_actions_answer_403(login, viewer, engineer, iris, staging_local):
+    from deployer.services import deployment_get_or_create
+
+    deployment = deployment_get_or_create(target=staging_local, model=iris)
+    Rollout.objects.create(deployment=deployment, revision=1, version=iris.versions.get(version=1),
+                           state=Rollout.LIVE)
+    Deployment.objects.filter(pk=deployment.pk).update(state=Deployment.SERVING,
+                                                       live_rollout=deployment.rollouts.first())
+    req = promotions.promotion_request(actor=engineer, version=iris.versions.get(version=2),
+                                       environment=staging_local.environment, justification="v2")
+    page = login(viewer)
+    page.goto(f"/deployments/{deployment.pk}/")
+    expect(page.locator("h1")).to_contain_text("iris")
+    for label in ("Redeploy", "Undeploy", "Roll back to this"):
+        expect(page.get_by_text(label, exact=True)).to_have_count(0)
+    page.goto(f"/promotions/{req.pk}/")
+    expect(page.get_by_role("button", name="Approve")).to_have_count(0)
+    page.goto("/models/iris/versions/2/")
+    expect(page.get_by_role("link", name="Request promotion")).to_have_count(0)
+
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    for url, form in [(f"/deployments/{deployment.pk}/redeploy/", {}),
+                      (f"/deployments/{deployment.pk}/undeploy/", {"reason": "x"}),
+                      (f"/deployments/{deployment.pk}/rollback/", {"revision": "1", "justification": "x"}),
+                      (f"/promotions/{req.pk}/approve/", {"approve-comment": "x"}),
+                      ("/models/iris/versions/2/promote/", {"environment": "staging", "justification": "x"})]:
+        response = page.request.post(url, form=form, headers={"X-CSRFToken": token, "Referer": page.url})
+        assert response.status == 403, (url, response.status)
+    assert Rollout.objects.count() == 1 and PromotionRequest.objects.count() == 1
+
+
+def test_a_failing_gate_shows_its_reason(login, engineer, iris, staging_local, production):
+    page = login(engineer)
+    request_id = _request_in_browser(page, "iris", 1, "production", "straight to production")
+    body = page.locator("body")
+    expect(body).to_contain_text("Blocked")
+    expect(body).to_contain_text("accuracy")
+    assert PromotionRequest.objects.get(pk=request_id).state == PromotionRequest.BLOCKED
