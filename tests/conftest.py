@@ -68,6 +68,18 @@ def mlflow_store(settings, tmp_path, mlflow_template) -> Store:
     return Store(uri=uri, artifacts=mlflow_template.artifacts, allowed=allowed, template=mlflow_template)
 
 
+@pytest.fixture
+def celery_eager():
+    """Run Celery tasks in this process as they are queued (Celery reads its settings once, so
+    changing Django's CELERY_TASK_ALWAYS_EAGER after that would do nothing)."""
+    from console.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before
+
+
 def _member(django_user_model, username: str, role: str | None, **extra):
     ensure_roles()
     user = django_user_model.objects.create_user(username=username, password="pw-" + username, **extra)

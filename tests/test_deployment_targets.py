@@ -40,7 +40,8 @@ def test_the_admin_saves_a_target_with_an_audit_event_and_shows_no_credentials(
         "kube_context": "prod", "namespace": "serving", "image": "tensorflow/serving:2.19.0", "replicas": 2,
         "cpu_request": "250m", "cpu_limit": "1", "memory_request": "512Mi", "memory_limit": "1Gi",
         "autoscale_cpu_percent": 70, "node_selector": "{}", "tolerations": "[]", "extra_labels": "{}",
-        "startup_seconds": 600, "progress_deadline_seconds": 600, "rollout_timeout_seconds": 900})
+        "startup_seconds": 600, "progress_deadline_seconds": 600, "rollout_timeout_seconds": 900,
+        "guard_minutes": 10})
     assert response.status_code == 302, response.content[:2000]
     target = DeploymentTarget.objects.get(environment=staging)
     assert AuditEvent.objects.filter(verb="target.saved", object_id=str(target.pk)).exists()

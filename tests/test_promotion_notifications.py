@@ -7,8 +7,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_approvers_hear_of_a_request_and_the_requester_of_the_decision(
-        engineer, approver, iris, staging, settings, django_capture_on_commit_callbacks):
-    settings.CELERY_TASK_ALWAYS_EAGER = True
+        engineer, approver, iris, staging, celery_eager, django_capture_on_commit_callbacks):
     engineer.email, approver.email = "eli@example.com", "ada@example.com"
     engineer.save(), approver.save()
     with django_capture_on_commit_callbacks(execute=True):

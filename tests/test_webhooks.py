@@ -54,8 +54,7 @@ def receiver():
         r.close()
 
 
-def test_deliveries_are_signed_and_retried_after_a_500(receiver, engineer, approver, iris, staging, settings):
-    settings.CELERY_TASK_ALWAYS_EAGER = True  # run the task and its retries in this process
+def test_deliveries_are_signed_and_retried_after_a_500(receiver, engineer, approver, iris, staging, celery_eager):
     hook = receiver(statuses=[500, 200])
     staging.webhook_url, staging.webhook_secret = hook.url, SECRET
     staging.save()
@@ -74,8 +73,7 @@ def test_deliveries_are_signed_and_retried_after_a_500(receiver, engineer, appro
     assert (delivery.state, delivery.attempts, delivery.last_status) == ("delivered", 2, 200)
 
 
-def test_a_receiver_that_keeps_failing_ends_failed_with_the_reason(receiver, engineer, iris, staging, settings):
-    settings.CELERY_TASK_ALWAYS_EAGER = True
+def test_a_receiver_that_keeps_failing_ends_failed_with_the_reason(receiver, engineer, iris, staging, celery_eager):
     hook = receiver(statuses=[500] * 20)
     staging.webhook_url, staging.webhook_secret = hook.url, SECRET
     staging.save()
