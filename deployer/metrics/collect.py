@@ -87,9 +87,9 @@ def read_local(deployment: Deployment) -> Reading:
 def read_pods(deployment: Deployment, client) -> Reading:
     """Each Ready pod through the pod proxy. One pod that fails is skipped (its baseline is
     kept, so its requests are counted at its next good read); the others still count."""
-    health = client.deployment_health(deployment.name)
+    replicas = client.deployment_replicas(deployment.name)
     counters = {}
-    for pod in client.serving_pods(deployment.name):
+    for pod in replicas["serving"]:
         try:
             status, body = client.proxy(pod, "GET", METRICS_PATH)
             if status != 200 or not isinstance(body, str):
@@ -97,8 +97,8 @@ def read_pods(deployment: Deployment, client) -> Reading:
             counters[pod] = parse(body)
         except (BackendError, ValueError) as exc:
             log.warning("%s: metrics of pod %s unreadable: %s", deployment, pod, exc)
-    return Reading(counters=counters, present={p["name"] for p in health["pods"]}, desired=health["desired"],
-                   ready=health["ready"])
+    return Reading(counters=counters, present=set(replicas["pods"]), desired=replicas["desired"],
+                   ready=replicas["ready"])
 
 
 def pod_series_query(namespace: str, name: str) -> str:
