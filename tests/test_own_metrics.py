@@ -60,7 +60,7 @@ def test_metrics_report_rollouts_by_outcome_with_their_durations(client, viewer,
 
 def test_metrics_show_messages_waiting_on_the_deploy_queue(client, viewer, settings):
     settings.DEPLOY_QUEUE = f"test-depth-{uuid.uuid4().hex[:8]}"
-    sender = Celery(broker=settings.CELERY_BROKER_URL)
+    sender = Celery(broker=settings.CELERY_BROKER_URL, set_as_current=False)
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         sender.conf.broker_transport_options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
     try:

@@ -47,7 +47,7 @@ class Workers:
         return worker
 
     def send(self, name: str, args: list) -> None:
-        sender = Celery(broker=settings.CELERY_BROKER_URL)
+        sender = Celery(broker=settings.CELERY_BROKER_URL, set_as_current=False)
         if settings.CELERY_BROKER_URL.startswith("filesystem://"):
             folder = str(self.var_dir / "celery" / "broker")
             os.makedirs(folder, exist_ok=True)

@@ -39,7 +39,7 @@ def test_a_worker_process_runs_the_sync_task_from_the_broker(tmp_path, mlflow_st
         [sys.executable, "-m", "celery", "-A", "console", "worker", "--pool=solo", "-Q", queue, "-l", "INFO"],
         env=env, cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        sender = Celery(broker=settings.CELERY_BROKER_URL)
+        sender = Celery(broker=settings.CELERY_BROKER_URL, set_as_current=False)
         if settings.CELERY_BROKER_URL.startswith("filesystem://"):
             folder = str(var_dir / "celery" / "broker")
             os.makedirs(folder, exist_ok=True)
