@@ -184,24 +184,34 @@ def available_check(release: Release) -> list[str]:
     return ["bash", "-c", script]
 
 
+# Run by the fetcher image's Python (it has MLflow): the same lookup as deployer.export, so a
+# version registered from models:/m-… and one registered from runs:/<run>/model both resolve
+# (their artifacts are laid out differently under models:/<name>/<version>).
+_DOWNLOAD = (
+    "import sys, mlflow; from mlflow import artifacts; "
+    "name, version, sub = sys.argv[1:4]; "
+    "base = mlflow.MlflowClient().get_model_version_download_uri(name, version).rstrip('/'); "
+    "uri = base if sub in ('', '.') else base + '/' + sub.strip('/'); "
+    "print(artifacts.download_artifacts(artifact_uri=uri, dst_path='/tmp/download'))"
+)
+
+
 def fetch_command(release: Release) -> list[str]:
-    """The init container's job: download the version from MLflow and lay it out as TF
-    Serving expects, <root>/<model>/<version>/saved_model.pb, renamed into place at the end so
-    TF Serving never sees half a version."""
+    """The init container's job: download the version's SavedModel from MLflow and lay it out
+    as TF Serving expects, <root>/<model>/<version>/saved_model.pb, renamed into place at the
+    end so TF Serving never sees half a version."""
     final = f"{MODEL_ROOT}/{release.model}/{release.version}"
     staging = f"{MODEL_ROOT}/{release.model}/.incoming-{release.version}"
-    source = f"/tmp/download/{release.savedmodel_path}".rstrip("/.") if release.savedmodel_path != "." \
-        else "/tmp/download"
     q = shlex.quote
     script = " && ".join([
         "set -e",
-        f"test -d {q(final)} && exit 0 || true",
-        f"mlflow artifacts download --artifact-uri {q(f'models:/{release.model}/{release.version}')} "
-        f"--dst-path /tmp/download",
-        f"test -f {q(source + '/saved_model.pb')}",
+        f"if test -f {q(final + '/saved_model.pb')}; then exit 0; fi",
+        f"src=$(python -c {q(_DOWNLOAD)} {q(release.model)} {release.version} {q(release.savedmodel_path or '.')}"
+        " | tail -n 1)",
+        'test -f "$src/saved_model.pb"',
         f"mkdir -p {q(f'{MODEL_ROOT}/{release.model}')}",
         f"rm -rf {q(staging)}",
-        f"cp -r {q(source)} {q(staging)}",
+        f'cp -r "$src" {q(staging)}',
         f"mv {q(staging)} {q(final)}",
     ])
     return ["sh", "-c", script]

@@ -8,6 +8,7 @@ is wrong) and ``MlflowUnavailable`` (worth a retry: MLflow is down or slow).
 import contextlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -132,9 +133,14 @@ def iter_registered_models() -> Iterator[RegisteredModel]:
 
 def create_model_version(name: str, *, source: str, run_id: str | None = None, description: str = "",
                          tags: dict | None = None) -> ModelVersion:
+    # A logged model (MLflow 3) is named by its source models:/m-<id>; an MLflow server
+    # refuses that source unless the model_id is sent as well.
+    logged = re.fullmatch(r"models:/(m-[0-9a-f]+)/?", source)
+    model_id = logged.group(1) if logged else None
     with _translated():
         return client().create_model_version(
-            name, source, run_id=run_id or None, tags=tags or None, description=description or None
+            name, source, run_id=run_id or None, tags=tags or None, description=description or None,
+            model_id=model_id,
         )
 
 

@@ -86,10 +86,10 @@ def test_each_version_has_its_own_config_map_so_old_pods_keep_theirs():
 def test_the_init_container_lays_the_version_out_atomically():
     init = _by_kind(m.render(TARGET, RELEASE))["Deployment"]["spec"]["template"]["spec"]["initContainers"][0]
     script = init["command"][-1]
-    assert "models:/iris-classifier/2" in script
+    assert "iris-classifier 2 tf2model" in script  # the version it downloads
     assert script.index("/models/iris-classifier/.incoming-2") < script.index("mv /models/iris-classifier/.incoming-2 "
                                                                               "/models/iris-classifier/2")
-    assert "/tmp/download/tf2model/saved_model.pb" in script
+    assert "get_model_version_download_uri" in script and "tf2model" in script
     assert {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"} in init["env"]
 
 

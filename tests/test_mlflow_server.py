@@ -1,0 +1,54 @@
+"""Against a real `mlflow server` (not only its store opened directly): registering a logged
+model (models:/m-…) through Modelgate's API must work, as it does for CI pipelines."""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+@pytest.fixture
+def mlflow_server(mlflow_store, settings, tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mlflow = Path(sys.executable).parent / "mlflow"
+    log = open(tmp_path / "mlflow-server.log", "wb")
+    server = subprocess.Popen([str(mlflow), "server", "--backend-store-uri", mlflow_store.uri, "--host", "127.0.0.1",
+                               "--port", str(port), "--workers", "1",
+                               "--default-artifact-root", mlflow_store.artifacts.as_uri()],
+                              stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            assert server.poll() is None, (tmp_path / "mlflow-server.log").read_text()[-3000:]
+            time.sleep(0.5)
+    settings.MLFLOW_TRACKING_URI = settings.MLFLOW_REGISTRY_URI = url
+    import mlflow as mlflow_module
+
+    mlflow_module.set_tracking_uri(url)
+    yield url
+    server.terminate()
+    server.wait(timeout=20)
+    log.close()
+
+
+def test_a_logged_model_registers_through_the_api_against_an_mlflow_server(mlflow_server, api, engineer,
+                                                                            mlflow_store):
+    logged = mlflow_store.template.models[0]
+    client = api(engineer)
+    assert client.post("/api/v1/models/", {"name": "churn"}, format="json").status_code == 201
+    response = client.post("/api/v1/models/churn/versions/", {"source": logged.model_uri, "run_id": logged.run_id},
+                           format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["version"] == 1
