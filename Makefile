@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv worker sync clean lock
+.PHONY: run test venv worker sync clean lock bench bench-quick
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ worker: $(STAMP)
 
 sync: $(STAMP)
 	$(PY) manage.py registry_sync
+
+# Benchmarks (bench/README.md): Modelgate next to MLflow's own server on PostgreSQL and Redis.
+# Uses its own databases (modelgate_bench, mlflow_bench) and Redis db 9; BENCH_PG / BENCH_REDIS_URL
+# point it elsewhere. Reports land in bench/results/.
+bench: $(STAMP)
+	$(PY) -m bench.run --scale full $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) -m bench.run --scale quick $(BENCH_ARGS)
 
 # Re-pin every package after changing pyproject.toml.
 lock: $(STAMP)
