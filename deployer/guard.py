@@ -6,7 +6,6 @@ latency are compared with the target's thresholds; a breach rolls it back automa
 """
 
 import logging
-from collections import Counter
 
 from django.utils import timezone
 
@@ -22,7 +21,7 @@ MIN_REQUESTS = 20
 def evaluate(points: list[dict], *, error_rate: float | None, p95_ms: float | None,
              min_requests: int = MIN_REQUESTS) -> str | None:
     """The breach as a sentence, or None. points: [{"requests", "errors", "latency_buckets"}]."""
-    from deployer.metrics.arithmetic import quantile
+    from deployer.metrics.arithmetic import add_buckets, quantile
 
     requests = sum(p["requests"] for p in points)
     if requests < min_requests:
@@ -32,10 +31,7 @@ def evaluate(points: list[dict], *, error_rate: float | None, p95_ms: float | No
         return (f"error rate {errors / requests:.1%} ({errors} of {requests} requests) is above the "
                 f"guard's {error_rate:.1%}.")
     if p95_ms is not None:
-        buckets = Counter()
-        for p in points:
-            buckets.update({k: v for k, v in (p["latency_buckets"] or {}).items()})
-        observed = quantile(0.95, dict(buckets))
+        observed = quantile(0.95, add_buckets(*(p["latency_buckets"] or {} for p in points)))
         if observed is not None and observed > p95_ms:
             return f"p95 latency {observed:.1f} ms over {requests} requests is above the guard's {p95_ms:g} ms."
     return None

@@ -248,7 +248,7 @@ class Run:
             names = services.RESTORE_STEPS if applied else []
         else:
             names = ["cleanup"] if applied else []
-        self.steps.extend(services._steps(names))
+        self.steps.extend(services.steps_for(names))
         self._save(reason=reason)
         self.rollout.reason = reason
 

@@ -34,7 +34,7 @@ STEP_TITLES = {
 }
 
 
-def _steps(names: list[str]) -> list[dict]:
+def steps_for(names: list[str]) -> list[dict]:
     return [{"name": n, "title": STEP_TITLES[n], "state": "pending", "started_at": None, "finished_at": None,
              "detail": ""} for n in names]
 
@@ -68,7 +68,7 @@ def _create(*, deployment: Deployment, kind: str, version, request=None, actor=N
     """Inside the caller's transaction, with the deployment row locked."""
     rollout = Rollout.objects.create(
         deployment=deployment, revision=_next_revision(deployment), kind=kind, version=version, request=request,
-        requested_by=actor if not isinstance(actor, str) else None, steps=_steps(steps),
+        requested_by=actor if not isinstance(actor, str) else None, steps=steps_for(steps),
         restore_to=deployment.live_rollout)
     audit_record(actor=actor or "worker", verb="rollout.created", obj=rollout,
                  after={"kind": kind, "version": version.version if version else None,
@@ -320,7 +320,7 @@ def rollout_guard_breached(*, rollout_id: int, reason: str) -> Rollout | None:
                      before={"state": Rollout.LIVE}, after={"state": Rollout.ROLLED_BACK, "reason": rollout.reason})
         back = Rollout.objects.create(
             deployment=deployment, revision=_next_revision(deployment), kind=Rollout.AUTO_ROLLBACK,
-            version=good.version, steps=_steps(AUTO_ROLLBACK_STEPS), restore_to=None, rolls_back=rollout,
+            version=good.version, steps=steps_for(AUTO_ROLLBACK_STEPS), restore_to=None, rolls_back=rollout,
             reason=rollout.reason)
         audit_record(actor="worker", verb="rollout.created", obj=back,
                      after={"kind": back.kind, "version": good.version.version, "rolls_back": rollout.revision})

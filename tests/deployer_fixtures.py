@@ -1,8 +1,11 @@
 """Deployer fixtures: a broker stand-in that records deployer tasks, local targets whose
 model servers are stopped after each test, and the steps to run what was queued."""
 
+import json
 import os
 import signal
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,17 @@ def staging_local(staging, local_root):
 def production_local(production, local_root):
     return DeploymentTarget.objects.create(environment=production, backend=DeploymentTarget.LOCAL,
                                            rollout_timeout_seconds=120)
+
+
+def predict_sender(port: int, model: str = "iris", label: str = "staging"):
+    """send(body) -> HTTP status of a predict by label on a local model server: what
+    deployer.loadgen.run calls, as a client of the deployment would."""
+    def send(body):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/{model}/labels/{label}:predict",
+                                         data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+    return send

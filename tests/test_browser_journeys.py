@@ -1,11 +1,8 @@
 """The journeys people take, in a real browser (the system Chromium, driven by Playwright),
 against a live server with a worker thread and real local model servers."""
 
-import json
 import re
 import threading
-import urllib.error
-import urllib.request
 
 import pytest
 from playwright.sync_api import expect
@@ -15,20 +12,9 @@ from deployer.metrics.collect import scrape_deployment
 from deployer.models import Deployment, Rollout
 from registry.promotions import services as promotions
 from registry.promotions.models import PromotionRequest
+from tests.deployer_fixtures import predict_sender
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def _send_to(port: int):
-    def send(body):
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/iris/labels/staging:predict",
-                                         data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-    return send
 
 
 def _request_in_browser(page, model: str, version: int, environment: str, why: str) -> int:
@@ -92,7 +78,7 @@ def test_request_approve_watch_it_go_live_see_traffic_roll_back_and_read_the_aud
     def traffic():
         scrape_deployment(deployment.pk)
         while not stop.is_set():
-            loadgen.run(_send_to(deployment.local_port), signature=iris.versions.get(version=2).signature,
+            loadgen.run(predict_sender(deployment.local_port), signature=iris.versions.get(version=2).signature,
                         rps=20, duration=2)
             scrape_deployment(deployment.pk)
 

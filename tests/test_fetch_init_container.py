@@ -27,7 +27,7 @@ def _run_fetch(release: manifests.Release, root: Path, tracking_uri: str) -> sub
 @pytest.mark.parametrize("source", ["logged model", "run artifact"])
 def test_the_init_container_lays_out_the_savedmodel_whatever_the_source(source, engineer, mlflow_store, tmp_path):
     logged = mlflow_store.template.models[0]
-    model = factories.model(actor=engineer, name="iris")
+    factories.model(actor=engineer, name="iris")
     uri = logged.model_uri if source == "logged model" else f"runs:/{logged.run_id}/model"
     version = services.version_register(actor=engineer, model_name="iris", source=uri, run_id=logged.run_id)
     assert version.servable, version.serving_note

@@ -1,9 +1,6 @@
 """The guard after a rollout: a version that passes the smoke predict but fails under real
 load is rolled back automatically, with the reason, and the previous version serves again."""
 
-import json
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -14,6 +11,7 @@ from deployer.models import Deployment, Rollout
 from registry.demo_training import log_model
 from registry.promotions.models import PromotionRequest
 from tests import factories
+from tests.deployer_fixtures import predict_sender
 from tests.test_rollout_local import promote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -33,18 +31,6 @@ def test_the_guard_judges_error_rate_and_p95_over_the_points_since_going_live(po
     assert (reason is None) if expected is None else expected in reason
 
 
-def _port_predict(port: int):
-    def send(body):
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/iris/labels/staging:predict",
-                                         data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-    return send
-
-
 def test_a_version_that_fails_under_load_is_rolled_back_by_the_guard(
         browser_client, engineer, approver, iris, staging_local, sent_tasks, mlflow_store):
     staging_local.guard_error_rate, staging_local.guard_minutes = 0.05, 10
@@ -60,7 +46,7 @@ def test_a_version_that_fails_under_load_is_rolled_back_by_the_guard(
     assert bad.guard_state == "watching"
 
     scrape_deployment(deployment.pk)  # the baseline
-    report = loadgen.run(_port_predict(deployment.local_port), signature=v3.signature, rps=40, duration=1.5)
+    report = loadgen.run(predict_sender(deployment.local_port), signature=v3.signature, rps=40, duration=1.5)
     assert report.errors == report.sent > 40
     scrape_deployment(deployment.pk)
     assert guard.guard_check_all() == {bad.pk: "breached"}
@@ -75,7 +61,7 @@ def test_a_version_that_fails_under_load_is_rolled_back_by_the_guard(
     back = deployment.live_rollout
     assert back.kind == Rollout.AUTO_ROLLBACK and back.state == Rollout.LIVE and back.version.version == 1
     assert str(mlflow_store.client().get_model_version_by_alias("iris", "staging").version) == "1"
-    after = loadgen.run(_port_predict(deployment.local_port), signature=v3.signature, rps=20, duration=0.5)
+    after = loadgen.run(predict_sender(deployment.local_port), signature=v3.signature, rps=20, duration=0.5)
     assert after.errors == 0 and after.ok == after.sent
     assert AuditEvent.objects.filter(verb="rollout.guard_breached", object_id=str(bad.pk)).exists()
     page = browser_client(engineer).get(f"/rollouts/{bad.pk}/").content.decode()

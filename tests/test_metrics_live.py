@@ -3,7 +3,6 @@ model server, the scraper reads its Prometheus endpoint, and the series the char
 agrees with what loadgen measured."""
 
 import threading
-import time
 
 import pytest
 from django.core.management import call_command

@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pytest
 from celery import Celery
-from django.conf import settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 

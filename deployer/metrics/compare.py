@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from deployer.metrics.arithmetic import Interval, add
+from deployer.metrics.arithmetic import add
 from deployer.metrics.points import FINE, align, interval_of
 from deployer.models import MetricPoint
 
@@ -12,7 +12,7 @@ from deployer.models import MetricPoint
 def _summary(rows: list[dict]) -> dict | None:
     if not rows:
         return None
-    total = add(*(interval_of(r) for r in rows)) if rows else Interval()
+    total = add(*(interval_of(r) for r in rows))
     return {"requests": total.requests, "rps": total.requests / (len(rows) * FINE), "error_rate": total.error_rate,
             "p50_ms": total.percentile(0.5), "p95_ms": total.percentile(0.95), "p99_ms": total.percentile(0.99),
             "minutes": len(rows) * FINE / 60}
