@@ -411,7 +411,9 @@ def _nested(array, dtype: str, as_bytes: bool, first_dim: int = 0):
         return _leaf(array[()] if array.ndim == 0 else array, dtype, as_bytes)
 
     def walk(a):
-        return [walk(x) for x in a] if a.ndim > 0 else _leaf(a[()], dtype, as_bytes)
+        if a.ndim == 0:
+            return _leaf(a[()], dtype, as_bytes)
+        return [walk(a[i]) if a.ndim > 1 else _leaf(a[i], dtype, as_bytes) for i in range(a.shape[0])]
     return walk(array)
 
 
@@ -425,6 +427,8 @@ def make_json_from_tensors(outputs: dict, form: str) -> dict:
     whose name ends in _bytes are written as {"b64": ...}."""
     if not outputs:
         raise ServingError("INVALID_ARGUMENT", "Cannot convert empty tensor map to JSON")
+    import numpy as np  # noqa: PLC0415
+
     names = sorted(outputs)
     if form == "columnar":
         columns = {n: _nested(outputs[n], _dtype_name(outputs[n]), _is_bytes(n, outputs[n])) for n in names}
@@ -442,7 +446,8 @@ def make_json_from_tensors(outputs: dict, form: str) -> dict:
         batch = array.shape[0]
     rows = []
     for i in range(batch):
-        row = {n: _nested(outputs[n][i], _dtype_name(outputs[n]), _is_bytes(n, outputs[n])) for n in names}
+        row = {n: _nested(np.asarray(outputs[n][i], dtype=outputs[n].dtype), _dtype_name(outputs[n]),
+                          _is_bytes(n, outputs[n])) for n in names}
         rows.append(row[names[0]] if len(names) == 1 else row)
     return {"predictions": rows}
 
