@@ -12,12 +12,14 @@ What it copies from TF Serving, and why it matters here:
   /v1/models/<name>: the readiness probe and Modelgate's rollout checks read them.
 - Error messages and HTTP codes (404 "Servable not found for request: Specific(m, 3)",
   400 for a bad label or input), so callers' error handling is tested for real.
-- Metrics under TF Serving's own names, so dashboards and canary analysis can be built
-  against this server.
+- Metrics under TF Serving's own names, recorded where TF Serving records them, so
+  dashboards and canary analysis can be built against this server (only with
+  --monitoring_config_file, as tensorflow_model_server).
 
-It serves REST only (no gRPC) and only predict (no classify/regress). Only the standard
-library, TensorFlow and prometheus_client are used; TensorFlow is imported on first load
-so importing this module stays cheap.
+It serves REST only (no gRPC): predict, classify, regress, status and metadata, held against
+TF Serving's own test cases by tests/test_tfserving_conformance.py (differences kept on
+purpose: docs/tfserving-dev.md). Only the standard library, TensorFlow and prometheus_client
+are used; TensorFlow is imported on first load so importing this module stays cheap.
 """
 
 import argparse

@@ -501,9 +501,9 @@ FILL_CASES = [
      '{"instances": [{"default": [[{"b64": "aGVsbG8="}], [{"b64": "d29ybGQ="}]]}]}',
      {"default": "string"}, "row", {"default": t("string", [1, 2, 1], [b"hello", b"world"])}),
     ("JSON-MultipleNamedTensor",
-     '{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"], "float_tensor": [1.0, NaN],'
+     ('{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"], "float_tensor": [1.0, NaN],'
      ' "dbl_tensor": [NaN]}, {"int_tensor": [[7,8],[9,0],[1,2]], "str_tensor": ["baz", "bat"],'
-     ' "float_tensor": [2.0, Infinity], "dbl_tensor": [2.0]}]}',
+     ' "float_tensor": [2.0, Infinity], "dbl_tensor": [2.0]}]}'),
      {"int_tensor": "int32", "str_tensor": "string", "float_tensor": "float", "dbl_tensor": "double"}, "row",
      {"int_tensor": t("int32", [2, 3, 2], [1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2]),
       "str_tensor": t("string", [2, 2], [b"foo", b"bar", b"baz", b"bat"]),
@@ -514,8 +514,8 @@ FILL_CASES = [
     ("JSON-SingleUnnamedTensorColumnarFormat-unnamed", '{"inputs": [[[1,2],[3,4],[5,6]]]}',
      {"int_tensor": "int32"}, "columnar", {"int_tensor": t("int32", [1, 3, 2], [1, 2, 3, 4, 5, 6])}),
     ("JSON-MultipleNamedTensorColumnarFormat",
-     '{"inputs": {"int_tensor": [[[1,2],[3,4],[5,6]]], "str_tensor": ["foo", "bar"],'
-     ' "bin_tensor": {"b64": "aGVsbG8="}}}',
+     ('{"inputs": {"int_tensor": [[[1,2],[3,4],[5,6]]], "str_tensor": ["foo", "bar"],'
+     ' "bin_tensor": {"b64": "aGVsbG8="}}}'),
      {"int_tensor": "int32", "str_tensor": "string", "bin_tensor": "string"}, "columnar",
      {"int_tensor": t("int32", [1, 3, 2], [1, 2, 3, 4, 5, 6]), "str_tensor": t("string", [2], [b"foo", b"bar"]),
       "bin_tensor": t("string", [], [b"hello"])}),
@@ -558,14 +558,14 @@ FILL_ERRORS = [
     ("JSON-SingleUnnamedTensorErrors-9007199254740993-to-double", '{"instances": [9007199254740993]}',
      {"default": "double"}, "loss of precision"),
     ("JSON-MultipleNamedTensorErrors-shape",
-     '{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"]},'
-     ' {"int_tensor": [[[7,8],[9,0],[1,2]]], "str_tensor": ["baz", "bat"]}]}', TWO, "Expecting shape"),
+     ('{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"]},'
+     ' {"int_tensor": [[[7,8],[9,0],[1,2]]], "str_tensor": ["baz", "bat"]}]}'), TWO, "Expecting shape"),
     ("JSON-MultipleNamedTensorErrors-size",
-     '{"instances": [{"int_tensor": [[1,2],[3,4],[5,6],[7,8]], "str_tensor": ["foo", "bar"]},'
-     ' {"int_tensor": [[7,8],[9,0],[1,2]], "str_tensor": ["baz", "bat"]}]}', TWO, "Expecting tensor size"),
+     ('{"instances": [{"int_tensor": [[1,2],[3,4],[5,6],[7,8]], "str_tensor": ["foo", "bar"]},'
+     ' {"int_tensor": [[7,8],[9,0],[1,2]], "str_tensor": ["baz", "bat"]}]}'), TWO, "Expecting tensor size"),
     ("JSON-MultipleNamedTensorErrors-object-then-list",
-     '{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"]}, [1, 20, 30],'
-     ' {"int_tensor": [[[7,8],[9,0],[1,2]]], "str_tensor": ["baz", "bat"]}]}', TWO,
+     ('{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"]}, [1, 20, 30],'
+     ' {"int_tensor": [[[7,8],[9,0],[1,2]]], "str_tensor": ["baz", "bat"]}]}'), TWO,
      "Expecting object but got list"),
     ("JSON-MultipleNamedTensorErrors-list-then-object", '{"instances": [["baz", "bar"], {"str_tensor": ["baz"]}]}',
      {"str_tensor": "string"}, "Expecting value/list but got object"),
@@ -608,15 +608,15 @@ OUTPUT_CASES = [
      {"int_tensor": INT_2_3_2, "str_tensor": np.array([b"foo", b"bar", b"baz", b"bat"], dtype=object).reshape(2, 2),
       "float_tensor": np.array([[1.0], [2.0]], dtype=np.float32), "double_scalar_tensor": np.array([8.0, 9.0]),
       "str_tensor_bytes": BYTES_2_2}, "row",
-     '{"predictions": [{"double_scalar_tensor": 8.0, "float_tensor": [1.0], "int_tensor": [[1, 2], [3, 4], [5, 6]],'
+     ('{"predictions": [{"double_scalar_tensor": 8.0, "float_tensor": [1.0], "int_tensor": [[1, 2], [3, 4], [5, 6]],'
      ' "str_tensor": ["foo", "bar"], "str_tensor_bytes": [{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}]},'
      ' {"double_scalar_tensor": 9.0, "float_tensor": [2.0], "int_tensor": [[7, 8], [9, 0], [1, 2]],'
-     ' "str_tensor": ["baz", "bat"], "str_tensor_bytes": [{"b64": "dGY="}, {"b64": "c2VydmluZw=="}]}]}'),
+     ' "str_tensor": ["baz", "bat"], "str_tensor_bytes": [{"b64": "dGY="}, {"b64": "c2VydmluZw=="}]}]}')),
     ("JSON-FromJsonMultipleNamedTensors-columnar",
      {"int_tensor": INT_2_3_2, "float_tensor": np.array([[1.0], [2.0]], dtype=np.float32),
       "double_scalar_tensor": np.array([8.0, 9.0])}, "columnar",
-     '{"outputs": {"double_scalar_tensor": [8.0, 9.0], "float_tensor": [[1.0], [2.0]],'
-     ' "int_tensor": [[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]]}}'),
+     ('{"outputs": {"double_scalar_tensor": [8.0, 9.0], "float_tensor": [[1.0], [2.0]],'
+     ' "int_tensor": [[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]]}}')),
 ]
 
 

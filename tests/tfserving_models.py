@@ -54,7 +54,7 @@ def build_typed(path: Path) -> None:
 
     class Typed(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec(None, dtype, name=name) for name, dtype in specs.items()])
-        def echo(self, f, d, i, l, s, b):  # noqa: E741 - the input names are the dtypes' initials
+        def echo(self, f, d, i, l, s, b):
             return {"f_out": tf.identity(f), "d_out": tf.identity(d), "i_out": tf.identity(i),
                     "l_out": tf.identity(l), "s_out": tf.identity(s), "s_out_bytes": tf.identity(s),
                     "b_out": tf.identity(b)}
