@@ -284,6 +284,7 @@ class _Request:
         self.label: str | None = None
         self.verb = ""
         self.subresource = ""
+        self.parse_error: ServingError | None = None
         pattern = _PREDICT_PATH if method == "POST" else _STATUS_PATH if method == "GET" else None
         match = pattern.fullmatch(path) if pattern else None
         self.parsed = match is not None
@@ -293,7 +294,8 @@ class _Request:
         if match.group(2):
             self.version = int(match.group(2))
             if self.version >= 2**63:  # absl::SimpleAtoi into an int64
-                raise ServingError("INVALID_ARGUMENT", f"Failed to convert version: {match.group(2)} to numeric.")
+                self.parse_error = ServingError("INVALID_ARGUMENT",
+                                                f"Failed to convert version: {match.group(2)} to numeric.")
         if match.group(3):
             self.label = unquote(match.group(3))
         if method == "POST":
@@ -330,15 +332,19 @@ class _App:
                 reply, code = Reply(400), "FAILED_PRECONDITION"
         else:
             reply = Reply(200, headers=[("Content-Type", "application/json")])
+            request = _Request(method, path_and_query)
+            model_name, verb = request.model_name, request.verb
             try:
-                request = _Request(method, path_and_query)
-                model_name, verb = request.model_name, request.verb
-                reply.body = dumps(self._dispatch(method, path_and_query, request, body))
+                if request.parse_error:
+                    # ParseModelInfo's error returns before the handler writes the error JSON.
+                    log.info("%s %s: %s", method, path_and_query, request.parse_error.message)
+                    reply.status, code = request.parse_error.http_status, request.parse_error.code
+                else:
+                    reply.body = dumps(self._dispatch(method, path_and_query, request, body))
             except ServingError as exc:
                 code = exc.code
                 reply.status = exc.http_status
-                if "Failed to convert version" not in exc.message:  # returned before the error JSON is written
-                    reply.body = dumps({"error": exc.message})
+                reply.body = dumps({"error": exc.message})
             except Exception as exc:  # a bug here must still answer, and be counted
                 log.exception("request failed")
                 code, reply.status, reply.body = "INTERNAL", 500, dumps({"error": str(exc)})
