@@ -12,15 +12,18 @@ What it copies from TF Serving, and why it matters here:
   /v1/models/<name>: the readiness probe and Modelgate's rollout checks read them.
 - Error messages and HTTP codes (404 "Servable not found for request: Specific(m, 3)",
   400 for a bad label or input), so callers' error handling is tested for real.
-- Metrics under TF Serving's own names, so dashboards and canary analysis can be built
-  against this server.
+- Metrics under TF Serving's own names, recorded where TF Serving records them, so
+  dashboards and canary analysis can be built against this server (only with
+  --monitoring_config_file, as tensorflow_model_server).
 
-It serves REST only (no gRPC) and only predict (no classify/regress). Only the standard
-library, TensorFlow and prometheus_client are used; TensorFlow is imported on first load
-so importing this module stays cheap.
+It serves REST only (no gRPC): predict, classify, regress, status and metadata, held against
+TF Serving's own test cases by tests/test_tfserving_conformance.py (differences kept on
+purpose: docs/tfserving-dev.md). Only the standard library, TensorFlow and prometheus_client
+are used; TensorFlow is imported on first load so importing this module stays cheap.
 """
 
 import argparse
+import gzip
 import json
 import logging
 import os
@@ -29,6 +32,7 @@ import signal
 import sys
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,16 +52,22 @@ from deployer.tfserving_config import (
     aspired_versions,
     parse_models_config,
     parse_monitoring_config,
-    versions_on_disk,
+    version_dirs,
 )
 from deployer.tfserving_metrics import ServingMetrics
 from deployer.tfserving_tensors import (
     Servable,
     _error_code,
     _error_message,
+    classify,
+    dumps,
+    fill_examples,
     load_savedmodel,
     metadata,
+    parse_json,
     predict,
+    regress,
+    signature_name,
 )
 
 log = logging.getLogger(__name__)
@@ -80,14 +90,16 @@ class VersionStatus:
 class _Model:
     config: ModelConfig
     aspired: set = field(default_factory=set)
+    dirs: dict = field(default_factory=dict)  # version -> directory name ("00000123" for 123)
     versions: dict = field(default_factory=dict)  # int -> VersionStatus
 
 
 class ModelManager:
     """Which versions are aspired, loading and serving; every change wakes up waiters."""
 
-    def __init__(self, loader=load_savedmodel):
+    def __init__(self, loader=load_savedmodel, on_load=None):
         self._loader = loader
+        self._on_load = on_load  # (path, ok): the load_attempt_count metric
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         # One load at a time, as TF Serving's default (num_load_threads=0): predictable memory.
@@ -127,7 +139,8 @@ class ModelManager:
         for name, config in wanted.items():
             model = self._models.setdefault(name, _Model(config=config))
             model.config = config
-            model.aspired = aspired_versions(config, versions_on_disk(config.base_path))
+            model.dirs = version_dirs(config.base_path)
+            model.aspired = aspired_versions(config, sorted(model.dirs))
         return self._models
 
     def _plan(self, model: _Model, retry_ended: bool) -> list[int]:
@@ -148,15 +161,19 @@ class ModelManager:
     def _load(self, name: str, version: int) -> None:
         with self._lock:
             model = self._models[name]
-            path = os.path.join(model.config.base_path, str(version))
+            path = os.path.join(model.config.base_path, model.dirs.get(version, str(version)))
             self._set(model, version, VersionStatus(state=LOADING))
         log.info("Loading servable: {name: %s version: %s} from %s", name, version, path)
         with self._load_lock:
             try:
                 outcome = VersionStatus(state=AVAILABLE, servable=self._loader(path))
             except Exception as exc:  # any failure is the version's status, as in TF Serving
+                if self._on_load:
+                    self._on_load(path, False)
                 log.warning("Loading servable %s version %s failed: %s", name, version, exc)
                 outcome = VersionStatus(state=END, error_code=_error_code(exc), error_message=_error_message(exc))
+        if outcome.state == AVAILABLE and self._on_load:
+            self._on_load(path, True)
         with self._lock:
             # A reload may have dropped this version while it loaded: then it must not serve.
             if outcome.state == AVAILABLE and version not in model.aspired:
@@ -181,11 +198,12 @@ class ModelManager:
 
     # -- lookups used by requests --
 
-    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[dict]:
+    def status(self, name: str, version: int | None = None) -> list[dict]:
+        """GetModelStatusImpl: one version, or all of them. It is given no label: TF Serving's
+        GetModelStatus ignores a version label and lists every version
+        (model_servers/get_model_status_impl.cc)."""
         with self._lock:
             model = self._models.get(name)
-            if label is not None:
-                version = self._label_version(model, label)
             known = model.versions if model else {}
             if version is not None:
                 if version not in known:
@@ -236,82 +254,158 @@ class ModelManager:
 
 # --- HTTP ---
 
-# TF Serving's own routes (model_servers/http_rest_api_util.cc), case-insensitive.
+# TF Serving's routes (model_servers/http_rest_api_util.cc): matched case-insensitively, but the
+# verb is then compared exactly (http_rest_api_handler.cc), so ":PREDICT" is a malformed request.
+_API_PATH = re.compile(r"(?i)/v1/.*")
 _PREDICT_PATH = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.I)
 _STATUS_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I)
+_CORS_HEADERS = (("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
+                 ("Access-Control-Allow-Headers", "Content-Type"))
+# libevent's evhttp_send_error() page, which TF Serving answers for a path it does not serve.
+_NOT_FOUND_PAGE = (b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n"
+                   b"</BODY></HTML>\n")
 
 
-def _model_ref(match) -> tuple[str, int | None, str | None]:
-    name, version, label = match.group(1), match.group(2), match.group(3)
-    return unquote(name or ""), (int(version) if version else None), (unquote(label) if label else None)
+@dataclass
+class Reply:
+    status: int
+    body: bytes = b""
+    headers: list = field(default_factory=list)
+
+
+class _Request:
+    """What ParseModelInfo() reads off a request (http_rest_api_util.cc)."""
+
+    def __init__(self, method: str, path: str):
+        self.model_name = ""
+        self.version: int | None = None
+        self.label: str | None = None
+        self.verb = ""
+        self.subresource = ""
+        self.parse_error: ServingError | None = None
+        pattern = _PREDICT_PATH if method == "POST" else _STATUS_PATH if method == "GET" else None
+        match = pattern.fullmatch(path) if pattern else None
+        self.parsed = match is not None
+        if not match:
+            return
+        self.model_name = unquote(match.group(1) or "")
+        if match.group(2):
+            self.version = int(match.group(2))
+            if self.version >= 2**63:  # absl::SimpleAtoi into an int64
+                self.parse_error = ServingError("INVALID_ARGUMENT",
+                                                f"Failed to convert version: {match.group(2)} to numeric.")
+        if match.group(3):
+            self.label = unquote(match.group(3))
+        if method == "POST":
+            self.verb = match.group(4)
+        else:
+            self.subresource = match.group(4) or ""
 
 
 class _App:
-    """Routes a request to the manager and turns ServingErrors into TF Serving's JSON errors."""
+    """Routes a request as TF Serving's http_server.cc and http_rest_api_handler.cc do, and
+    records the metrics where they record them."""
 
-    def __init__(self, manager: ModelManager, metrics: ServingMetrics, metrics_path: str | None):
+    def __init__(self, manager: ModelManager, metrics: ServingMetrics, metrics_path: str | None,
+                 cors: bool = False):
         self.manager = manager
         self.metrics = metrics
         self.metrics_path = metrics_path
+        self.cors = cors
 
-    def handle(self, method: str, path: str, body: bytes) -> tuple[int, str, bytes]:
-        if self.metrics_path and path == self.metrics_path and method == "GET":
-            return 200, "text/plain; version=0.0.4", self.metrics.exposition().encode()
-        if not path.lower().startswith("/v1/"):
-            return _json(404, {"error": f"Not found: {method} {path}"})
-        if method == "POST" and (match := _PREDICT_PATH.fullmatch(path)):
-            return self._predict(match, body)
-        try:
-            if method == "GET" and (match := _STATUS_PATH.fullmatch(path)):
-                return _json(200, self._status_or_metadata(match))
-            raise ServingError("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
-        except ServingError as exc:
-            return _json(exc.http_status, {"error": exc.message})
-
-    def _status_or_metadata(self, match) -> dict:
-        name, version, label = _model_ref(match)
-        if not name:
-            raise ServingError("INVALID_ARGUMENT", "Missing model name in request.")
-        if match.group(4):
-            found_version, servable = self.manager.servable(name, version, label)
-            return metadata(name, found_version, servable)
-        return {"model_version_status": self.manager.status(name, version, label)}
-
-    def _predict(self, match, body: bytes) -> tuple[int, str, bytes]:
+    def handle(self, method: str, path_and_query: str, body: bytes, headers=None) -> Reply:
+        path = urlsplit(path_and_query).path
+        if self.metrics_path and path == self.metrics_path:
+            # Registered by path for every method; the handler compares the path with its query.
+            if path_and_query != self.metrics_path:
+                return Reply(400, f"Unexpected path: {path_and_query}. Should be {self.metrics_path}".encode(),
+                             [("Content-Type", "text/plain")])
+            return Reply(200, self.metrics.exposition().encode(), [("Content-Type", "text/plain")])
+        if not _API_PATH.fullmatch(path_and_query):
+            return Reply(404, _NOT_FOUND_PAGE, [("Content-Type", "text/html; charset=ISO-8859-1")])
         started = time.perf_counter()
-        name, version, label = _model_ref(match)
-        api = match.group(4).lower()
+        model_name, verb, reply, code = "", "", Reply(200), "OK"
+        if method == "OPTIONS":  # a CORS preflight: no body either way
+            if not re.search(r"https?://", (headers or {}).get("Origin", "")):
+                reply, code = Reply(400), "FAILED_PRECONDITION"
+        else:
+            reply = Reply(200, headers=[("Content-Type", "application/json")])
+            request = _Request(method, path_and_query)
+            model_name, verb = request.model_name, request.verb
+            try:
+                if request.parse_error:
+                    # ParseModelInfo's error returns before the handler writes the error JSON.
+                    log.info("%s %s: %s", method, path_and_query, request.parse_error.message)
+                    reply.status, code = request.parse_error.http_status, request.parse_error.code
+                else:
+                    reply.body = dumps(self._dispatch(method, path_and_query, request, body))
+            except ServingError as exc:
+                code = exc.code
+                reply.status = exc.http_status
+                reply.body = dumps({"error": exc.message})
+            except Exception as exc:  # a bug here must still answer, and be counted
+                log.exception("request failed")
+                code, reply.status, reply.body = "INTERNAL", 500, dumps({"error": str(exc)})
+        if self.cors:
+            reply.headers.extend(_CORS_HEADERS)
+        micros = (time.perf_counter() - started) * 1e6
+        self.metrics.record(model_name=model_name, api=verb, status=code, micros=micros)
+        return reply
+
+    def _dispatch(self, method: str, path: str, request: _Request, body: bytes) -> dict:
+        if method == "POST" and request.parsed and request.verb in ("classify", "regress", "predict"):
+            return self._run(request, body)
+        if method == "GET" and request.parsed:
+            if not request.model_name:
+                raise ServingError("INVALID_ARGUMENT", "Missing model name in request.")
+            if request.subresource == "metadata":
+                found_version, servable = self.manager.servable(request.model_name, request.version, request.label)
+                return metadata(request.model_name, found_version, servable)
+            return {"model_version_status": self.manager.status(request.model_name, request.version)}
+        raise ServingError("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
+
+    def _run(self, request: _Request, body: bytes) -> dict:
+        def on_runtime(api: str, micros: float) -> None:
+            self.metrics.record_runtime(model_name=request.model_name, api=api, micros=micros)
+
+        doc = parse_json(body)
+        lookup = (request.model_name, request.version, request.label)
+        if request.verb == "predict":
+            # The signature is read, then the model looked up, then the inputs (json_tensor.cc).
+            signature_name(doc)
+            _, servable = self.manager.servable(*lookup)
+            return predict(servable, doc, on_runtime=on_runtime)
+        examples = fill_examples(doc)  # classify and regress parse the whole body first
+        _, servable = self.manager.servable(*lookup)
+        run = classify if request.verb == "classify" else regress
+        return run(servable, examples, doc, on_runtime=on_runtime)
+
+
+def _read_body(handler) -> bytes:
+    """The request body, chunked or not, gunzipped when Content-Encoding says gzip (TF Serving's
+    net_http does both; a body that does not gunzip reads as empty)."""
+    if "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower():
+        chunks = []
+        while True:
+            size = int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                break
+            chunks.append(handler.rfile.read(size))
+            handler.rfile.readline()
+        body = b"".join(chunks)
+    else:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+    if body and "gzip" in (handler.headers.get("Content-Encoding") or ""):
         try:
-            answer = _json(200, self._run(api, name, version, label, body))
-            code = "OK"
-        except ServingError as exc:
-            answer, code = _json(exc.http_status, {"error": exc.message}), exc.code
-        except Exception as exc:  # a bug here must still answer, and be counted
-            log.exception("predict failed")
-            answer, code = _json(500, {"error": str(exc)}), "INTERNAL"
-        self.metrics.record(model_name=name, api=api, status=code,
-                            micros=(time.perf_counter() - started) * 1e6)
-        return answer
-
-    def _run(self, api: str, name: str, version, label, body: bytes) -> dict:
-        if api != "predict":
-            raise ServingError("UNIMPLEMENTED", f"{api} is not supported by the development model server; "
-                                                "use predict.")
-        # The body is parsed before the model is looked up, as TF Serving does.
-        try:
-            request = json.loads(body or b"")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ServingError("INVALID_ARGUMENT", f"JSON Parse error: {exc}") from exc
-        if not isinstance(request, dict):
-            raise ServingError("INVALID_ARGUMENT", "JSON Value not an object")
-        _, servable = self.manager.servable(name, version, label)
-        return predict(servable, request)
-
-
-def _json(status: int, payload: dict) -> tuple[int, str, bytes]:
-    return status, "application/json", json.dumps(payload, indent=1).encode()
+            body = gzip.decompress(body)
+        except (OSError, EOFError, zlib.error):
+            body = b""
+    return body
 
 
 def _handler_class(app: _App):
@@ -319,16 +413,24 @@ def _handler_class(app: _App):
         server_version = "modelgate-local-server"
 
         def _serve(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            status, content_type, payload = app.handle(self.command, urlsplit(self.path).path, body)
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
+            try:
+                body = _read_body(self)
+            except ValueError:
+                self.send_error(400)
+                return
+            reply = app.handle(self.command, self.path, body, self.headers)
+            self.send_response(reply.status)
+            for name, value in reply.headers:
+                self.send_header(name, value)
+            head = self.command == "HEAD"  # libevent sends no body for HEAD
+            if not head:
+                self.send_header("Content-Length", str(len(reply.body)))
             self.end_headers()
-            self.wfile.write(payload)
+            if not head:
+                self.wfile.write(reply.body)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+        # libevent's allowed methods in TF Serving (net_http/server/internal/evhttp_server.cc).
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
         def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
             log.debug("%s - %s", self.address_string(), format % args)
@@ -347,17 +449,17 @@ class LocalModelServer:
 
     def __init__(self, config_path, host: str = "127.0.0.1", port: int = 0, *,
                  metrics_path: str | None = METRICS_PATH, poll_seconds: float = 1.0,
-                 config_poll_seconds: float = 0.0, loader=load_savedmodel):
+                 config_poll_seconds: float = 0.0, loader=load_savedmodel, enable_cors_support: bool = False):
         self._config_source = config_path
-        self.manager = ModelManager(loader)
         self.metrics = ServingMetrics()
+        self.manager = ModelManager(loader, on_load=lambda path, ok: self.metrics.record_load(model_path=path, ok=ok))
         self._poll_seconds = poll_seconds
         self._config_poll_seconds = config_poll_seconds
         self._config_seen = None
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self._httpd = ThreadingHTTPServer((host, port), _handler_class(_App(self.manager, self.metrics,
-                                                                           metrics_path)))
+                                                                           metrics_path, enable_cors_support)))
         self._httpd.daemon_threads = True
         self.host = host
 
@@ -463,6 +565,7 @@ def _arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
     parser.add_argument("--rest_api_num_threads", type=int, default=0)
     parser.add_argument("--enable_batching", type=_flag_bool, default=False)
+    parser.add_argument("--enable_cors_support", type=_flag_bool, default=False)
     args = parser.parse_args(argv)
     if bool(args.model_config_file) == bool(args.model_base_path):
         parser.error("give either --model_config_file or --model_name with --model_base_path")
@@ -479,7 +582,7 @@ def _model_source(args: argparse.Namespace) -> str:
 
 def _metrics_path(args: argparse.Namespace) -> str | None:
     if not args.monitoring_config_file:
-        return METRICS_PATH  # on by default here: a dev server is more useful with metrics
+        return None  # as tensorflow_model_server: no monitoring config, no metrics endpoint
     path = args.monitoring_config_file
     return parse_monitoring_config(Path(path).read_text(), path)
 
@@ -491,7 +594,8 @@ def main(argv=None) -> None:
     server = LocalModelServer(_model_source(args), host=args.rest_api_host, port=args.rest_api_port,
                               metrics_path=_metrics_path(args),
                               poll_seconds=args.file_system_poll_wait_seconds,
-                              config_poll_seconds=args.model_config_file_poll_wait_seconds)
+                              config_poll_seconds=args.model_config_file_poll_wait_seconds,
+                              enable_cors_support=args.enable_cors_support)
     # Kubernetes and the tests stop the server with SIGTERM: exit through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.start()

@@ -205,16 +205,17 @@ class LocalBackend:
         new config: only then do requests by label reach the new version."""
         spec = objects[0]["spec"]
         self._write(self.config_path, spec["modelsConfig"])
-        path = f"/v1/models/{spec['model']}/labels/{spec['environment']}"
+        # The label's metadata names the version the label resolves to. (Its status would not:
+        # TF Serving's GetModelStatus ignores the label and lists every version.)
+        path = f"/v1/models/{spec['model']}/labels/{spec['environment']}/metadata"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
                 status, body = self._http("GET", path, timeout=5)
             except TransientError:
                 status, body = 0, None
-            served = [s.get("version") for s in body.get("model_version_status", [])] \
-                if status == 200 and isinstance(body, dict) else []
-            if served == [str(spec["version"])]:
+            served = (body.get("model_spec") or {}).get("version") if status == 200 and isinstance(body, dict) else None
+            if served == str(spec["version"]):
                 return
             time.sleep(0.2)
         raise TransientError(f"The model server did not switch label {spec['environment']!r} to "
