@@ -338,3 +338,15 @@ def download_model_version(name: str, version: int, subdir: str, dst: str) -> st
         base = client().get_model_version_download_uri(name, str(version)).rstrip("/")
         uri = base if subdir in ("", ".") else f"{base}/{subdir.strip('/')}"
         return artifacts.download_artifacts(artifact_uri=uri, dst_path=dst, tracking_uri=settings.MLFLOW_TRACKING_URI)
+
+
+def log_model_version_artifacts(name: str, version: int, local_dir: str, artifact_path: str) -> str:
+    """Log a local directory into the version's own artifact location, beside what is there
+    (under ``artifact_path``); return the URI it was logged to. Logging the same files again
+    overwrites them, so a retried conversion leaves one copy."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    with _translated():
+        base = client().get_model_version_download_uri(name, str(version)).rstrip("/")
+        get_artifact_repository(base).log_artifacts(local_dir, artifact_path)
+        return f"{base}/{artifact_path}"
