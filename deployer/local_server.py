@@ -22,7 +22,6 @@ purpose: docs/tfserving-dev.md). Only the standard library, TensorFlow and prome
 are used; TensorFlow is imported on first load so importing this module stays cheap.
 """
 
-import argparse
 import gzip
 import json
 import logging
@@ -38,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from deployer import tfserving_flags
 from deployer.tfserving_common import (
     AVAILABLE,
     END,
@@ -97,9 +97,14 @@ class _Model:
 class ModelManager:
     """Which versions are aspired, loading and serving; every change wakes up waiters."""
 
-    def __init__(self, loader=load_savedmodel, on_load=None):
+    def __init__(self, loader=load_savedmodel, on_load=None, *, max_num_load_retries: int = 0,
+                 load_retry_interval: float = 0.0):
         self._loader = loader
         self._on_load = on_load  # (path, ok): the load_attempt_count metric
+        # TF Serving retries a failed load (--max_num_load_retries, default 5, one minute apart);
+        # the version stays LOADING meanwhile and is END with the error only when they run out.
+        self._retries = max(0, max_num_load_retries)
+        self._retry_interval = max(0.0, load_retry_interval)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         # One load at a time, as TF Serving's default (num_load_threads=0): predictable memory.
@@ -164,14 +169,24 @@ class ModelManager:
             path = os.path.join(model.config.base_path, model.dirs.get(version, str(version)))
             self._set(model, version, VersionStatus(state=LOADING))
         log.info("Loading servable: {name: %s version: %s} from %s", name, version, path)
-        with self._load_lock:
-            try:
-                outcome = VersionStatus(state=AVAILABLE, servable=self._loader(path))
-            except Exception as exc:  # any failure is the version's status, as in TF Serving
-                if self._on_load:
-                    self._on_load(path, False)
-                log.warning("Loading servable %s version %s failed: %s", name, version, exc)
-                outcome = VersionStatus(state=END, error_code=_error_code(exc), error_message=_error_message(exc))
+        for attempt in range(self._retries + 1):
+            with self._load_lock:
+                try:
+                    outcome = VersionStatus(state=AVAILABLE, servable=self._loader(path))
+                    break
+                except Exception as exc:  # any failure is the version's status, as in TF Serving
+                    if self._on_load:
+                        self._on_load(path, False)
+                    log.warning("Loading servable %s version %s failed: %s", name, version, exc)
+                    outcome = VersionStatus(state=END, error_code=_error_code(exc),
+                                            error_message=_error_message(exc))
+            with self._lock:
+                if version not in model.aspired:
+                    break  # no longer wanted: TF Serving cancels the retries too
+            if attempt < self._retries:
+                log.info("Retrying load on servable version {name: %s version: %s} (retry %s of %s)",
+                         name, version, attempt + 1, self._retries)
+                time.sleep(self._retry_interval)
         if outcome.state == AVAILABLE and self._on_load:
             self._on_load(path, True)
         with self._lock:
@@ -195,6 +210,36 @@ class ModelManager:
     def _set(self, model: _Model, version: int, status: VersionStatus) -> None:
         model.versions[version] = status
         self._changed.notify_all()
+
+    def check_labels(self, configs: list[ModelConfig], *, allow_unavailable: bool) -> None:
+        """Refuse a config whose version_labels point at a version that is not AVAILABLE, as
+        TF Serving's ServerCore::UpdateModelVersionLabelMap does before it loads anything
+        (server_core.cc:498-533). With --allow_version_labels_for_unavailable_models a label
+        that is new, or keeps its version, may point anywhere; moving an existing label onto a
+        version that is not AVAILABLE is refused even then."""
+        with self._lock:
+            current = {c.name: dict(c.labels) for c in self._configs}
+            for config in configs:
+                model = self._models.get(config.name)
+                for label, version in config.labels:
+                    existing = current.get(config.name, {}).get(label)
+                    allowed = allow_unavailable and (existing is None or existing == version)
+                    status = model.versions.get(version) if model else None
+                    if not allowed and (status is None or status.state != AVAILABLE):
+                        raise ServingError("FAILED_PRECONDITION",
+                                           f"Request to assign label to version {version} of model "
+                                           f"{config.name}, which is not currently available for inference")
+
+    def latest_states(self) -> dict[str, tuple[int | None, VersionStatus | None]]:
+        """Each configured model's highest aspired version and its status (None before the
+        version directories were read): what TF Serving awaits at startup, a Latest request."""
+        with self._lock:
+            result = {}
+            for config in self._configs:
+                model = self._models.get(config.name)
+                version = max(model.aspired) if model and model.aspired else None
+                result[config.name] = (version, model.versions.get(version) if model and version is not None else None)
+            return result
 
     # -- lookups used by requests --
 
@@ -258,7 +303,7 @@ class ModelManager:
 # verb is then compared exactly (http_rest_api_handler.cc), so ":PREDICT" is a malformed request.
 _API_PATH = re.compile(r"(?i)/v1/.*")
 _PREDICT_PATH = re.compile(
-    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.I)
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.IGNORECASE)
 _STATUS_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I)
 _CORS_HEADERS = (("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
@@ -438,6 +483,10 @@ def _handler_class(app: _App):
     return Handler
 
 
+class StartupError(Exception):
+    """The server cannot start, with TF Serving's status text ("FAILED_PRECONDITION: …")."""
+
+
 class LocalModelServer:
     """TF Serving's REST API on host:port for the models in a models.config.
 
@@ -445,34 +494,64 @@ class LocalModelServer:
     are polled every poll_seconds, as TF Serving's --file_system_poll_wait_seconds does. The
     models.config is re-read on reload(), and, with config_poll_seconds > 0, whenever the file
     changes, as --model_config_file_poll_wait_seconds does: the local runtime backend
-    switches versions by rewriting the file, exactly as a ConfigMap update would."""
+    switches versions by rewriting the file, exactly as a ConfigMap update would.
+
+    strict=True refuses what tensorflow_model_server refuses (the command line's default):
+    a config whose version_labels point at a version that is not AVAILABLE, unless
+    allow_version_labels_for_unavailable_models allows it (server_core.cc:498-533), at start
+    and on every reload; and at start, a model whose latest version fails to load, after
+    max_num_load_retries (start() raises StartupError; the command line exits 255, as main.cc
+    does). In strict mode the REST API answers only once the initial load is over, as the real
+    server starts its HTTP server after ServerCore::Create returns."""
 
     def __init__(self, config_path, host: str = "127.0.0.1", port: int = 0, *,
                  metrics_path: str | None = METRICS_PATH, poll_seconds: float = 1.0,
-                 config_poll_seconds: float = 0.0, loader=load_savedmodel, enable_cors_support: bool = False):
+                 config_poll_seconds: float = 0.0, loader=load_savedmodel, strict: bool = False,
+                 allow_version_labels_for_unavailable_models: bool = False,
+                 max_num_load_retries: int = 0, load_retry_interval: float = 0.0,
+                 enable_cors_support: bool = False):
         self._config_source = config_path
         self.metrics = ServingMetrics()
-        self.manager = ModelManager(loader, on_load=lambda path, ok: self.metrics.record_load(model_path=path, ok=ok))
+        self.manager = ModelManager(loader, on_load=lambda path, ok: self.metrics.record_load(model_path=path, ok=ok),
+                                    max_num_load_retries=max_num_load_retries,
+                                    load_retry_interval=load_retry_interval)
+        self.strict = strict
+        self.allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self._poll_seconds = poll_seconds
         self._config_poll_seconds = config_poll_seconds
         self._config_seen = None
+        self._reload_error = None
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._httpd = ThreadingHTTPServer((host, port), _handler_class(_App(self.manager, self.metrics,
-                                                                           metrics_path, enable_cors_support)))
-        self._httpd.daemon_threads = True
+        self._handler = _handler_class(_App(self.manager, self.metrics, metrics_path, enable_cors_support))
+        self._address = (host, port)
+        # A fixed port in strict mode is bound after the initial load, so a client meanwhile
+        # sees the connection refused, as with the real binary; port 0 must be known at once.
+        self._httpd = None if strict and port else self._bind()
         self.host = host
+
+    def _bind(self) -> ThreadingHTTPServer:
+        httpd = ThreadingHTTPServer(self._address, self._handler)
+        httpd.daemon_threads = True
+        return httpd
 
     @property
     def port(self) -> int:
-        return self._httpd.server_address[1]
+        return self._httpd.server_address[1] if self._httpd else self._address[1]
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> "LocalModelServer":
-        self.reload(self._config_source)
+        try:
+            self.reload(self._config_source)
+        except ServingError as exc:
+            raise StartupError(f"{exc.code}: {exc.message}") from exc
+        if self.strict:
+            self._await_initial_load()
+        if self._httpd is None:
+            self._httpd = self._bind()
         self._spawn(self._httpd.serve_forever, "rest-api")
         if self._poll_seconds and self._poll_seconds > 0:
             self._spawn(self._poll, "fs-poll")
@@ -480,6 +559,26 @@ class LocalModelServer:
             self._spawn(self._poll_config, "config-poll")
         log.info("Exporting HTTP/REST API at:%s:%s ...", self.host, self.port)
         return self
+
+    def _await_initial_load(self) -> None:
+        """Wait, as ServerCore::Create does, until each model's latest version is AVAILABLE or
+        has failed for good; any failure is the StartupError the real binary exits with
+        ("N servable(s) did not become available", server_core_test.cc ErroringModel)."""
+        while True:
+            states = self.manager.latest_states()
+            if all(s is not None and s.state in (AVAILABLE, END) for _, s in states.values()):
+                break
+            if self._stopped.wait(0.1 if all(v is not None for v, _ in states.values())
+                                  else max(self._poll_seconds or 0, 0.1)):
+                return
+            self.manager.refresh()  # a model with no version yet waits for one, as TF Serving does
+        failed = [(name, version, status) for name, (version, status) in states.items()
+                  if status.state != AVAILABLE]
+        if failed:
+            parts = "".join(f"{{{{name: {name} version: {version}}} due to error: "
+                            f"{status.error_code}: {status.error_message}}}, "
+                            for name, version, status in failed)
+            raise StartupError(f"UNKNOWN: {len(failed)} servable(s) did not become available: {{{parts}}}")
 
     def _spawn(self, target, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -500,15 +599,25 @@ class LocalModelServer:
                 text = Path(path).read_text()
                 if text != self._config_seen:
                     self.reload(path)
-            except Exception:  # a bad edit keeps the last good config serving, as TF Serving does
-                log.exception("reloading %s failed; still serving the previous config", path)
+                    self._reload_error = None
+            except Exception as exc:  # a refused config keeps the last good one serving, as TF Serving does
+                # server.cc's PollFilesystemAndReloadConfig logs the error and tries again on the
+                # next poll; logged here once per distinct error.
+                error = f"{exc.code}: {exc.message}" if isinstance(exc, ServingError) else str(exc)
+                if error != self._reload_error:
+                    log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", error)
+                    self._reload_error = error
 
     def reload(self, config_text_or_path) -> None:
         """Serve what a new models.config asks for: new versions load, then the versions it no
-        longer names are unloaded (END), so there is always something serving."""
+        longer names are unloaded (END), so there is always something serving. In strict mode
+        a config TF Serving would refuse raises ServingError and changes nothing."""
         text, source = _config_text(config_text_or_path)
+        configs = parse_models_config(text, source)
+        if self.strict:
+            self.manager.check_labels(configs, allow_unavailable=self.allow_unavailable_labels)
+        self.manager.apply(configs)
         self._config_seen = text
-        self.manager.apply(parse_models_config(text, source))
         self._config_source = config_text_or_path
 
     def wait_until_available(self, name: str, version: int, timeout: float = 60.0) -> dict:
@@ -524,8 +633,10 @@ class LocalModelServer:
 
     def stop(self) -> None:
         self._stopped.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        if self._httpd is not None:
+            if any(t.name == "rest-api" for t in self._threads):
+                self._httpd.shutdown()
+            self._httpd.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
 
@@ -538,67 +649,55 @@ class LocalModelServer:
 
 # --- command line, with tensorflow_model_server's flags ---
 
-def _flag_bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _arguments(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m deployer.local_server",
-        description="A development stand-in for tensorflow_model_server (REST only).")
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port: accepted, not served.")
-    parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port; 0 picks a free one.")
-    parser.add_argument("--rest_api_host", default="0.0.0.0")
-    parser.add_argument("--model_config_file", default="")
-    parser.add_argument("--model_name", default="", help="with --model_base_path, instead of a config file")
-    parser.add_argument("--model_base_path", default="")
-    parser.add_argument("--monitoring_config_file", default="")
-    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
-    parser.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0.0,
-                        help="Re-read --model_config_file this often when it changes (0: never).")
-    # Accepted so the Kubernetes manifest's arguments work unchanged; they change nothing here.
-    parser.add_argument("--allow_version_labels_for_unavailable_models", type=_flag_bool, default=False)
-    parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
-    parser.add_argument("--rest_api_num_threads", type=int, default=0)
-    parser.add_argument("--enable_batching", type=_flag_bool, default=False)
-    parser.add_argument("--enable_cors_support", type=_flag_bool, default=False)
-    args = parser.parse_args(argv)
-    if bool(args.model_config_file) == bool(args.model_base_path):
-        parser.error("give either --model_config_file or --model_name with --model_base_path")
-    return args
-
-
-def _model_source(args: argparse.Namespace) -> str:
-    if args.model_config_file:
+def _model_source(args) -> str:
+    if args.model_config_file:  # main.cc: "(If used, --model_name, --model_base_path are ignored.)"
         return args.model_config_file
     name = args.model_name or "default"
     return (f"model_config_list {{ config {{ name: {json.dumps(name)} "
             f"base_path: {json.dumps(args.model_base_path)} model_platform: \"tensorflow\" }} }}")
 
 
-def _metrics_path(args: argparse.Namespace) -> str | None:
+def _metrics_path(args) -> str | None:
     if not args.monitoring_config_file:
         return None  # as tensorflow_model_server: no monitoring config, no metrics endpoint
     path = args.monitoring_config_file
     return parse_monitoring_config(Path(path).read_text(), path)
 
 
+def _fail_to_start(error: str) -> None:
+    # main.cc:321-325: the status on stdout, exit status -1 (255).
+    print(f"Failed to start server. Error: {error}", flush=True)
+    sys.exit(255)
+
+
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = _arguments(argv)
+    args = tfserving_flags.parse_or_exit(sys.argv[1:] if argv is None else list(argv),
+                                         program="python -m deployer.local_server")
+    if args.version:
+        print("TensorFlow ModelServer: development stand-in (deployer.local_server)", flush=True)
+        return
+    if not args.model_config_file and not args.model_base_path:
+        _fail_to_start("INVALID_ARGUMENT: Both server_options.model_base_path and "
+                       "server_options.model_config_file are empty!")
     log.info("gRPC is not served by the development model server; --port=%s is ignored.", args.port)
+    retry_micros = args.load_retry_interval_micros
     server = LocalModelServer(_model_source(args), host=args.rest_api_host, port=args.rest_api_port,
                               metrics_path=_metrics_path(args),
                               poll_seconds=args.file_system_poll_wait_seconds,
                               config_poll_seconds=args.model_config_file_poll_wait_seconds,
-                              enable_cors_support=args.enable_cors_support)
+                              strict=args.strict,
+                              allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
+                              max_num_load_retries=args.max_num_load_retries,
+                              load_retry_interval=max(retry_micros, 0) / 1e6,
+                              enable_cors_support=args.rest_api_enable_cors_support)
     # Kubernetes and the tests stop the server with SIGTERM: exit through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server.start()
+    try:
+        server.start()
+    except (StartupError, ValueError, OSError) as exc:
+        server.stop()
+        _fail_to_start(str(exc))
     try:
         while True:
             time.sleep(3600)
