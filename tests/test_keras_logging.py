@@ -2,6 +2,7 @@
 common mlflow.tensorflow.log_model path is explained exactly, and a version holding a Keras 3
 archive converts to a SavedModel that a TF Serving server loads and answers with."""
 
+import json
 import re
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 from console.audit.models import AuditEvent
 from registry import services
 from registry.models import ModelVersion
+
+pytestmark = pytest.mark.usefixtures("mlflow_store")
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "api-for-ci.md"
 
@@ -133,10 +136,12 @@ def test_an_engineer_converts_a_keras_3_version_and_tf_serving_answers_with_it(
     with LocalModelServer(models_config(release, model_root=str(exported.parent.parent)), strict=True,
                           allow_version_labels_for_unavailable_models=True) as server:
         _, servable = server.manager.servable("churn", label="staging")
-        from deployer.tfserving_tensors import predict
+        from deployer.tfserving_tensors import dumps, predict
 
         answer = predict(servable, {"instances": rows.tolist()})
-    np.testing.assert_allclose(np.array(answer["predictions"]), keras_model.predict(rows, verbose=0), atol=1e-5)
+    # The answer as TF Serving writes it (its own float formatting), read back as a client would.
+    predictions = json.loads(dumps(answer))["predictions"]
+    np.testing.assert_allclose(np.array(predictions), keras_model.predict(rows, verbose=0), atol=1e-5)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -72,7 +72,7 @@ def version_dirs(base: Path, *versions) -> Path:
     return base
 
 
-def until(read, timeout=5.0):
+def until(read, timeout=30.0):
     """read()'s first answer that does not raise ServingError, within timeout seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -193,7 +193,12 @@ def test_a_refused_config_file_keeps_the_last_good_one_serving(tmp_path):
     server = LocalModelServer(path, strict=True, loader=FakeModels(), poll_seconds=0, config_poll_seconds=0.1)
     with server:
         path.write_text(config_text(base, [1, 2], {"staging": 2}))  # v2 is not even loading
-        time.sleep(0.6)
+        # Wait for the poller to read and refuse it (not a sleep: a slow machine must not pass
+        # this by never having read the new file).
+        deadline = time.monotonic() + 30
+        while server._reload_error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "FAILED_PRECONDITION" in (server._reload_error or "")
         assert server.manager.status("iris") == [{"version": "1", "state": "AVAILABLE",
                                                   "status": {"error_code": "OK", "error_message": ""}}]
         with pytest.raises(ServingError, match="Unrecognized servable version label: staging"):

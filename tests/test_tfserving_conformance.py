@@ -31,7 +31,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deployer.local_server import LocalModelServer, _arguments, _metrics_path
+from deployer import tfserving_flags
+from deployer.local_server import LocalModelServer, _metrics_path
 from deployer.tfserving_common import ServingError
 from deployer.tfserving_tensors import (
     _Tensor,
@@ -381,7 +382,7 @@ def test_cors_headers_with_enable_cors_support(bare_server):
 def test_no_metrics_endpoint_without_monitoring_config(bare_server):
     """HTTP CreateAndStartHttpServer registers the Prometheus handler only when the
     monitoring config enables it; tensorflow_model_server has none by default."""
-    assert _metrics_path(_arguments(["--model_config_file=/x/models.config"])) is None
+    assert _metrics_path(tfserving_flags.parse(["--model_config_file=/x/models.config"])) is None
     answer = send(bare_server, "GET", "/monitoring/prometheus/metrics")
     assert answer.status == 404 and b"Not Found" in answer.body
 
