@@ -150,7 +150,7 @@ class _ActionView(APIView):
 
 
 class ApproveView(_ActionView):
-    permissions_by_method = {"POST": REVIEW}
+    permissions_by_method = {"POST": VIEW}  # who reviews is selectors.is_approver, in the service
 
     @extend_schema(request=DecisionSerializer, responses=PromotionDetailSerializer)
     def post(self, request, pk):
@@ -161,7 +161,7 @@ class ApproveView(_ActionView):
 
 
 class RejectView(_ActionView):
-    permissions_by_method = {"POST": REVIEW}
+    permissions_by_method = {"POST": VIEW}  # who reviews is selectors.is_approver, in the service
 
     @extend_schema(request=DecisionSerializer, responses=PromotionDetailSerializer)
     def post(self, request, pk):

@@ -88,8 +88,7 @@ def _review_context(request, req: PromotionRequest) -> dict:
         "req": req,
         "reviews": reviews,
         "approvals": sum(1 for r in reviews if r.decision == "approve"),
-        "can_review": req.state == R.PENDING and user.has_perm("promotions.review_promotionrequest")
-        and selectors.is_approver(user, req.environment),
+        "can_review": req.state == R.PENDING and selectors.is_approver(user, req.environment),
         "can_cancel": req.state in R.CANCELLABLE and (
             req.requested_by_id == user.pk or user.has_perm("promotions.cancel_any_promotionrequest")),
     }
@@ -157,14 +156,14 @@ def _review(request, pk, decide, form_name: str):
 
 
 @require_POST
-@permission_required("promotions.review_promotionrequest", raise_exception=True)
+@permission_required("promotions.view_promotionrequest", raise_exception=True)  # the service: is_approver
 def request_approve(request, pk):
     return _review(request, pk, lambda req, comment: services.promotion_approve(
         actor=request.user, request_id=req.pk, comment=comment), "approve_form")
 
 
 @require_POST
-@permission_required("promotions.review_promotionrequest", raise_exception=True)
+@permission_required("promotions.view_promotionrequest", raise_exception=True)  # the service: is_approver
 def request_reject(request, pk):
     return _review(request, pk, lambda req, comment: services.promotion_reject(
         actor=request.user, request_id=req.pk, comment=comment), "reject_form")
