@@ -117,7 +117,7 @@ def test_break_glass_stops_at_once_tells_the_approvers_and_is_marked_in_the_audi
     assert rollout["kind"] == "undeploy" and "Break-glass" in rollout["reason"]
     assert sent_tasks == [("deployer.run_rollout", [rollout["id"]])]
     event = AuditEvent.objects.get(verb="deployment.break_glass_stop")
-    assert event.actor == "ari-admin" and event.after["reason"] == "serving wrong prices"
+    assert event.actor_name == "ari-admin" and event.after["reason"] == "serving wrong prices"
     assert event.after["break_glass"] is True and event.object_id == str(served.pk)
     [email] = [m for m in mail.outbox if m.to == ["ada@example.com"]]
     assert "BREAK-GLASS" in email.subject and "serving wrong prices" in email.body

@@ -94,9 +94,9 @@ def test_both_admins_are_named_in_the_audit_trail(api, admin_user, second_admin,
     api(second_admin).post(f"/api/v1/environments/production/policy-changes/{change['id']}/confirm/")
     proposed = AuditEvent.objects.get(verb="environment.policy_change_proposed")
     confirmed = AuditEvent.objects.get(verb="environment.policy_change_confirmed")
-    assert proposed.actor == "ari-admin" and proposed.after["proposed"] == {"required_approvals": 2}
+    assert proposed.actor_name == "ari-admin" and proposed.after["proposed"] == {"required_approvals": 2}
     assert proposed.before == {"required_approvals": 1}
-    assert confirmed.actor == "bea-admin"
+    assert confirmed.actor_name == "bea-admin"
     assert confirmed.after["proposed_by"] == "ari-admin" and confirmed.after["confirmed_by"] == "bea-admin"
     assert confirmed.before == {"required_approvals": 1} and confirmed.after["required_approvals"] == 2
     protected.refresh_from_db()
@@ -159,7 +159,7 @@ def test_only_the_proposer_withdraws_and_one_change_waits_at_a_time(api, admin_u
     again = api(second_admin).post(f"/api/v1/environments/production/policy-changes/{pk}/confirm/")
     assert again.status_code == 409
     assert protected.required_approvals == 1 and Environment.objects.get(pk=protected.pk).required_approvals == 1
-    assert AuditEvent.objects.filter(verb="environment.policy_change_withdrawn", actor="ari-admin").exists()
+    assert AuditEvent.objects.filter(verb="environment.policy_change_withdrawn", actor_name="ari-admin").exists()
 
 
 def test_engineers_and_approvers_cannot_propose_or_confirm(api, engineer, approver, admin_user, protected):
@@ -185,7 +185,7 @@ def test_the_django_admin_shows_a_protected_policy_read_only(browser_client, dja
     protected.refresh_from_db()
     assert protected.request_ttl_hours == 12  # saved, through environment_save
     assert _policy(protected) == before and not protected.allow_self_approval
-    assert AuditEvent.objects.filter(verb="environment.updated", actor="sue-super").exists()
+    assert AuditEvent.objects.filter(verb="environment.updated", actor_name="sue-super").exists()
 
 
 def test_a_superuser_outside_the_approver_group_cannot_approve(api, engineer, django_user_model, staging, iris):

@@ -70,7 +70,7 @@ def test_superseding_another_users_request_emails_them_and_audits_both_names(
     told = [m for m in mail.outbox if m.to == ["bob@example.com"]]
     assert len(told) == 1 and "cancelled" in told[0].subject and "Superseded" in told[0].body
     event = AuditEvent.objects.get(verb="promotion.superseded")
-    assert event.actor == "eli-engineer" and event.object_id == str(old.pk)
+    assert event.actor_name == "eli-engineer" and event.object_id == str(old.pk)
     assert event.after["requested_by"] == "bob-engineer" and event.after["superseded_by_user"] == "eli-engineer"
     assert event.after["superseded_by"] == newer["id"]
 
