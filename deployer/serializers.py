@@ -117,7 +117,7 @@ class LastRolloutSerializer(serializers.Serializer):
 
 class PendingRequestSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="pending_request_id")
-    kind = serializers.CharField(source="pending_request_kind")
+    kind = serializers.CharField(source="pending_request_kind", help_text="promote, rollback, redeploy or undeploy.")
     state = serializers.CharField(source="pending_request_state")
 
 

@@ -41,6 +41,8 @@ class PromotionSerializer(serializers.ModelSerializer):
     requested_by = serializers.CharField(source="requested_by.username")
     state_label = serializers.CharField(source="get_state_display")
     is_rollback = serializers.BooleanField(read_only=True)
+    # A plain string (the deployer's rollouts have their own "kind" enum; a second would collide).
+    kind = serializers.CharField(read_only=True, help_text="One of: `promote`, `rollback`, `redeploy`, `undeploy`.")
 
     class Meta:
         model = PromotionRequest
@@ -266,6 +268,7 @@ class PolicyChangeSerializer(serializers.ModelSerializer):
     environment = serializers.CharField(source="environment.name")
     proposed_by = serializers.CharField(source="proposed_by.username")
     decided_by = serializers.CharField(source="decided_by.username", default=None)
+    state = serializers.CharField(read_only=True, help_text="One of: `pending`, `confirmed`, `withdrawn`.")
 
     class Meta:
         model = PolicyChange
