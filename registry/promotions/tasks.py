@@ -39,7 +39,8 @@ def send_promotion_email(request_id: int, event: str):
     if not recipients:
         return
     url = f"{settings.MODELGATE_URL.rstrip('/')}/promotions/{req.pk}/"
-    subject = f"[Modelgate] {req.model.name} v{req.version.version} → {req.environment.name}: " \
+    what = "" if req.kind == req.PROMOTE else f"{req.get_kind_display().lower()}: "
+    subject = f"[Modelgate] {what}{req.model.name} v{req.version.version} → {req.environment.name}: " \
               f"{req.get_state_display().lower()}"
     body = (f"{event.replace('promotion.', 'Promotion ')} — request #{req.pk} by {req.requested_by}.\n\n"
             f"Justification: {req.justification}\n{req.state_reason}\n\nOpen it: {url}\n")
