@@ -9,6 +9,8 @@ from .models import Environment, PolicyChange, PromotionRequest, WebhookDelivery
 
 
 class EnvironmentAdminForm(forms.ModelForm):
+    webhook_url = forms.URLField(label="Webhook URL", required=False, max_length=200, assume_scheme="https")
+
     class Meta:
         model = Environment
         exclude = ("webhook_secret",)
