@@ -7,7 +7,6 @@ from rest_framework import serializers
 from deployer.models import Deployment, Rollout
 from registry.promotions.models import Review
 
-
 STEP_STATES = ["pending", "running", "done", "failed", "skipped"]
 
 

@@ -10,7 +10,12 @@ from django.db import IntegrityError, transaction
 
 from console.accounts.roles import ADMIN
 from console.audit.models import AuditEvent
-from registry.promotions.models import Environment, PolicyChange, PromotionRequest, Review
+from registry.promotions.models import (
+    Environment,
+    PolicyChange,
+    PromotionRequest,
+    Review,
+)
 
 pytestmark = pytest.mark.django_db
 R = PromotionRequest

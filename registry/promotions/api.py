@@ -12,7 +12,14 @@ from console.permissions import MethodPermissions
 from registry import selectors as registry_selectors
 
 from . import selectors, services
-from .models import Comment, Environment, LiveSpan, PolicyChange, PromotionRequest, Review
+from .models import (
+    Comment,
+    Environment,
+    LiveSpan,
+    PolicyChange,
+    PromotionRequest,
+    Review,
+)
 
 VIEW, ADD = "promotions.view_promotionrequest", "promotions.add_promotionrequest"
 REVIEW, COMMENT = "promotions.review_promotionrequest", "promotions.comment_promotionrequest"

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth.models import Group
-
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
@@ -18,7 +17,14 @@ from registry import gateway
 from registry.models import ModelVersion, RegisteredModel
 
 from . import gates, notify, selectors
-from .models import Comment, Environment, LiveSpan, PolicyChange, PromotionRequest, Review
+from .models import (
+    Comment,
+    Environment,
+    LiveSpan,
+    PolicyChange,
+    PromotionRequest,
+    Review,
+)
 
 log = logging.getLogger(__name__)
 R = PromotionRequest

@@ -16,8 +16,22 @@ from registry import selectors as registry_selectors
 from registry.models import ModelVersion
 
 from . import selectors, services
-from .forms import AsOfForm, CancelForm, CommentForm, EnvironmentForm, PromotionRequestForm, ReviewForm
-from .models import Comment, Environment, LiveSpan, PolicyChange, PromotionRequest, WebhookDelivery
+from .forms import (
+    AsOfForm,
+    CancelForm,
+    CommentForm,
+    EnvironmentForm,
+    PromotionRequestForm,
+    ReviewForm,
+)
+from .models import (
+    Comment,
+    Environment,
+    LiveSpan,
+    PolicyChange,
+    PromotionRequest,
+    WebhookDelivery,
+)
 
 PAGE_SIZE = 25
 R = PromotionRequest
