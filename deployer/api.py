@@ -17,14 +17,17 @@ from .serializers import (
     DeploymentDetailSerializer,
     DeploymentFilterSerializer,
     DeploymentListSerializer,
+    RedeploySerializer,
     RollbackSerializer,
     RolloutDetailSerializer,
     RolloutSerializer,
+    StopSerializer,
     UndeploySerializer,
 )
 
 VIEW, VIEW_ROLLOUT = "deployer.view_deployment", "deployer.view_rollout"
 OPERATE, REQUEST = "deployer.operate_deployment", "promotions.add_promotionrequest"
+BREAK_GLASS = "deployer.break_glass_deployment"
 
 
 class OldestFirst(CursorPagination):
@@ -52,6 +55,19 @@ def _deployment(pk: int):
 
 def _rollout_response(rollout_id: int) -> Response:
     return Response(RolloutDetailSerializer(selectors.rollout_get(rollout_id)).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _request_response(request_id: int) -> Response:
+    req = (PromotionRequest.objects.select_related("model", "version", "environment", "requested_by")
+           .prefetch_related("reviews__reviewer", "comments__author").get(pk=request_id))
+    return Response(PromotionDetailSerializer(req).data, status=status.HTTP_201_CREATED)
+
+
+def _outcome_response(outcome) -> Response:
+    """202 with the rollout when it runs at once; 201 with the request when approvers decide."""
+    if isinstance(outcome, PromotionRequest):
+        return _request_response(outcome.pk)
+    return _rollout_response(outcome.pk)
 
 
 class DeploymentListView(APIView):
@@ -99,25 +115,44 @@ class RolloutDetailView(APIView):
 
 
 class RedeployView(APIView):
-    """Apply the live revision again (after drift, or to restart its model servers)."""
+    """Apply the live revision again (after drift, or to restart its model servers). Where
+    the environment requires approval: 201 with a redeploy request; else 202 with the rollout."""
 
     permission_classes = [MethodPermissions]
     permissions_by_method = {"POST": OPERATE}
 
-    @extend_schema(request=None, responses={202: RolloutDetailSerializer})
+    @extend_schema(request=RedeploySerializer, responses={202: RolloutDetailSerializer, 201: PromotionDetailSerializer})
     def post(self, request, pk):
-        rollout = services.rollout_redeploy(actor=request.user, deployment_id=pk)
-        return _rollout_response(rollout.pk)
+        data = _valid(RedeploySerializer, request.data)
+        return _outcome_response(services.rollout_redeploy(actor=request.user, deployment_id=pk,
+                                                           reason=data["reason"]))
 
 
 class UndeployView(APIView):
+    """Stop serving. Where the environment requires approval: 201 with an undeploy request;
+    else 202 with the rollout."""
+
     permission_classes = [MethodPermissions]
     permissions_by_method = {"POST": OPERATE}
 
-    @extend_schema(request=UndeploySerializer, responses={202: RolloutDetailSerializer})
+    @extend_schema(request=UndeploySerializer, responses={202: RolloutDetailSerializer, 201: PromotionDetailSerializer})
     def post(self, request, pk):
         data = _valid(UndeploySerializer, request.data)
-        rollout = services.rollout_undeploy(actor=request.user, deployment_id=pk, reason=data["reason"])
+        return _outcome_response(services.rollout_undeploy(actor=request.user, deployment_id=pk,
+                                                           reason=data["reason"]))
+
+
+class StopView(APIView):
+    """Break-glass: stop serving at once, without approval (admins). The reason is
+    mandatory; the approver group is notified and the audit event is deployment.break_glass_stop."""
+
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"POST": BREAK_GLASS}
+
+    @extend_schema(request=StopSerializer, responses={202: RolloutDetailSerializer})
+    def post(self, request, pk):
+        data = _valid(StopSerializer, request.data)
+        rollout = services.deployment_break_glass_stop(actor=request.user, deployment_id=pk, reason=data["reason"])
         return _rollout_response(rollout.pk)
 
 
@@ -133,6 +168,4 @@ class RollbackView(APIView):
         data = _valid(RollbackSerializer, request.data)
         req = services.rollback_request(actor=request.user, deployment_id=pk, revision=data["revision"],
                                         justification=data["justification"])
-        req = (PromotionRequest.objects.select_related("model", "version", "environment", "requested_by")
-               .prefetch_related("reviews__reviewer", "comments__author").get(pk=req.pk))
-        return Response(PromotionDetailSerializer(req).data, status=status.HTTP_201_CREATED)
+        return _request_response(req.pk)

@@ -12,3 +12,13 @@ class RollbackForm(forms.Form):
     revision = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
     justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=10000,
                                     help_text="Reviewers read this: the rollback is approved like a promotion.")
+
+
+class RedeployForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=10000, widget=forms.Textarea(attrs={"rows": 2}),
+                             help_text="Optional: approvers read it where the environment requires approval.")
+
+
+class StopForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=10000,
+                             help_text="Why this cannot wait for approval. The approvers are told at once.")

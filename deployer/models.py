@@ -107,7 +107,8 @@ class Deployment(models.Model):
     class Meta:
         ordering = ["model__name", "target__environment__position"]
         constraints = [models.UniqueConstraint(fields=["target", "model"], name="one_deployment_per_model_target")]
-        permissions = [("operate_deployment", "Can redeploy, re-apply and undeploy deployments")]
+        permissions = [("operate_deployment", "Can redeploy, re-apply and undeploy deployments"),
+                       ("break_glass_deployment", "Can stop a deployment at once in an emergency (break-glass)")]
 
     def __str__(self):
         return f"{self.model.name} in {self.target.environment.name}"

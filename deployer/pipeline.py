@@ -195,6 +195,10 @@ class Run:
         promotions.live_end(actor="worker", model=self.deployment.model, environment=self.deployment.environment)
         return f"alias {self.deployment.environment.alias} removed"
 
+    def step_close(self, step):
+        req = promotions.promotion_mark_done(request_id=self.rollout.request_id)
+        return f"request #{req.pk} {req.get_state_display().lower()}"
+
     def step_restore_apply(self, step):
         good = self.rollout.restore_to
         self.backend.apply(good.manifests, previous=self.rollout.manifests or None)

@@ -5,15 +5,20 @@ from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 
 from console.errors import NotFound
 from deployer.models import Deployment, Rollout
-from registry.promotions.models import Review
+from registry.promotions.models import PromotionRequest, Review
 
 
 def deployment_list(*, environment: str = "", model: str = "") -> QuerySet[Deployment]:
     """Every deployment with what serves now and its newest rollout's state and time
     (``last_rollout_id``, ``last_rollout_state``, ``last_rollout_at``), in one query."""
     newest = Rollout.objects.filter(deployment=OuterRef("pk")).order_by("-created_at", "-id")
+    waiting = PromotionRequest.objects.filter(model=OuterRef("model"), environment=OuterRef("target__environment"),
+                                              state__in=PromotionRequest.OPEN).order_by("-created_at", "-id")
     qs = (Deployment.objects.select_related("target__environment", "model", "live_rollout__version")
-          .annotate(last_rollout_id=Subquery(newest.values("pk")[:1]),
+          .annotate(pending_request_id=Subquery(waiting.values("pk")[:1]),
+                    pending_request_kind=Subquery(waiting.values("kind")[:1]),
+                    pending_request_state=Subquery(waiting.values("state")[:1]),
+                    last_rollout_id=Subquery(newest.values("pk")[:1]),
                     last_rollout_revision=Subquery(newest.values("revision")[:1]),
                     last_rollout_state=Subquery(newest.values("state")[:1]),
                     last_rollout_at=Subquery(newest.values("created_at")[:1])))
@@ -49,6 +54,14 @@ def deployment_history(deployment: Deployment) -> QuerySet[Rollout]:
             .select_related("version", "requested_by", "request__requested_by")
             .prefetch_related(Prefetch("request__reviews", queryset=approvals, to_attr="approvals"))
             .order_by("-revision"))
+
+
+def open_requests(deployment: Deployment) -> QuerySet[PromotionRequest]:
+    """Requests for this model in this environment waiting for approval (or approved and
+    waiting for the deployer): what the deployment page shows as pending."""
+    return (PromotionRequest.objects.filter(model_id=deployment.model_id, environment_id=deployment.target.environment_id,
+                                            state__in=PromotionRequest.CANCELLABLE)
+            .select_related("requested_by", "version").order_by("-created_at", "-id"))
 
 
 def active_rollout(deployment: Deployment) -> Rollout | None:

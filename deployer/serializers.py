@@ -7,7 +7,6 @@ from rest_framework import serializers
 from deployer.models import Deployment, Rollout
 from registry.promotions.models import Review
 
-
 STEP_STATES = ["pending", "running", "done", "failed", "skipped"]
 
 
@@ -115,11 +114,25 @@ class LastRolloutSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(source="last_rollout_at")
 
 
+class PendingRequestSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pending_request_id")
+    kind = serializers.CharField(source="pending_request_kind", help_text="promote, rollback, redeploy or undeploy.")
+    state = serializers.CharField(source="pending_request_state")
+
+
 class DeploymentListSerializer(DeploymentSerializer):
     last_rollout = serializers.SerializerMethodField()
+    pending_request = serializers.SerializerMethodField()
 
     class Meta(DeploymentSerializer.Meta):
-        fields = DeploymentSerializer.Meta.fields + ["last_rollout"]
+        fields = DeploymentSerializer.Meta.fields + ["last_rollout", "pending_request"]
+
+    @extend_schema_field(PendingRequestSerializer(allow_null=True))
+    def get_pending_request(self, deployment):
+        """The open request (promotion, rollback, redeploy or undeploy) waiting for a decision here."""
+        if getattr(deployment, "pending_request_id", None) is None:
+            return None
+        return PendingRequestSerializer(deployment).data
 
     @extend_schema_field(LastRolloutSerializer(allow_null=True))
     def get_last_rollout(self, deployment):
@@ -151,7 +164,19 @@ class DeploymentFilterSerializer(serializers.Serializer):
 
 class UndeploySerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000,
-                                   help_text="Why the model stops serving (required).")
+                                   help_text="Why the model stops serving (required). Where the environment "
+                                             "requires approval it is the request's justification.")
+
+
+class RedeploySerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000,
+                                   help_text="Why (optional): the justification approvers read where the "
+                                             "environment requires approval.")
+
+
+class StopSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000,
+                                   help_text="Why this cannot wait for approval (required); the approvers are told.")
 
 
 class RollbackSerializer(serializers.Serializer):

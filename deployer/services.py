@@ -30,7 +30,14 @@ STEP_TITLES = {
     "wait": "Wait for rollout", "verify": "Verify serving", "alias": "Move alias",
     "remove": "Remove objects", "unalias": "Remove alias", "restore_apply": "Restore: apply previous revision",
     "restore_wait": "Restore: wait for rollout", "restore_verify": "Restore: verify previous version",
-    "cleanup": "Remove what was applied", "alias_back": "Move alias back",
+    "cleanup": "Remove what was applied", "alias_back": "Move alias back", "close": "Close the request",
+}
+# The rollout an approved request becomes: its kind and steps.
+REQUEST_ROLLOUTS = {
+    PromotionRequest.PROMOTE: (Rollout.DEPLOY, DEPLOY_STEPS),
+    PromotionRequest.ROLLBACK: (Rollout.ROLLBACK, DEPLOY_STEPS),
+    PromotionRequest.REDEPLOY: (Rollout.REDEPLOY, REDEPLOY_STEPS + ["close"]),
+    PromotionRequest.UNDEPLOY: (Rollout.UNDEPLOY, UNDEPLOY_STEPS + ["close"]),
 }
 
 
@@ -79,7 +86,7 @@ def _create(*, deployment: Deployment, kind: str, version, request=None, actor=N
 def rollout_for_promotion(*, request_id: int) -> int | None:
     """Claim an approved promotion for deployment and create its rollout; for a request
     already claimed, return its rollout (a redelivered task resumes it). None: nothing to do."""
-    existing = Rollout.objects.filter(request_id=request_id, kind__in=(Rollout.DEPLOY, Rollout.ROLLBACK)).first()
+    existing = Rollout.objects.filter(request_id=request_id).first()
     if existing is not None:
         return existing.pk
     req = PromotionRequest.objects.select_related("environment", "model", "version").filter(pk=request_id).first()
@@ -94,44 +101,113 @@ def rollout_for_promotion(*, request_id: int) -> int | None:
                        "under Admin → Deployment targets, then the version can be requested again.")
         return None
     deployment = deployment_get_or_create(target=target, model=req.model)
+    kind, steps = REQUEST_ROLLOUTS[req.kind]
     with transaction.atomic():
         Deployment.objects.select_for_update().get(pk=deployment.pk)
         if not promotions.promotion_start_deploying(request_id=request_id):
             return None
         deployment.refresh_from_db()
-        rollout = _create(deployment=deployment, kind=Rollout.ROLLBACK if req.is_rollback else Rollout.DEPLOY,
-                          version=req.version, request=req, actor="worker", steps=DEPLOY_STEPS)
+        if kind in (Rollout.REDEPLOY, Rollout.UNDEPLOY) and (deployment.state != Deployment.SERVING
+                                                             or deployment.live_rollout is None):
+            promotions.promotion_mark_failed(request_id=request_id,
+                                             reason=f"{deployment} no longer serves; there is nothing to {kind}.")
+            return None
+        version = deployment.live_rollout.version if kind == Rollout.REDEPLOY else (
+            None if kind == Rollout.UNDEPLOY else req.version)
+        rollout = _create(deployment=deployment, kind=kind, version=version, request=req, actor="worker",
+                          steps=steps)
+        if kind == Rollout.UNDEPLOY:
+            rollout.reason = req.justification
+            rollout.save(update_fields=["reason"])
     return rollout.pk
 
 
-def rollout_redeploy(*, actor, deployment_id: int) -> Rollout:
-    """Apply the live revision again (after drift, or to restart its pods)."""
+def rollout_redeploy(*, actor, deployment_id: int, reason: str = "") -> Rollout | PromotionRequest:
+    """Apply the live revision again (after drift, or to restart its pods). Where the
+    environment requires approval this is a request (kind redeploy) that its approvers
+    decide; with none required the rollout is queued at once."""
+    reason = (reason or "").strip()
     with transaction.atomic():
         deployment = _locked_deployment(deployment_id)
         live = deployment.live_rollout
         if live is None or deployment.state != Deployment.SERVING:
             raise Conflict(f"{deployment} serves no revision to redeploy.")
-        _refuse_if_busy(deployment)
-        rollout = _create(deployment=deployment, kind=Rollout.REDEPLOY, version=live.version, actor=actor,
-                          steps=REDEPLOY_STEPS)
-        queue_run(rollout.pk)
-    return rollout
+        if deployment.environment.required_approvals:
+            version = live.version
+        else:
+            _refuse_if_busy(deployment)
+            rollout = _create(deployment=deployment, kind=Rollout.REDEPLOY, version=live.version, actor=actor,
+                              steps=REDEPLOY_STEPS)
+            queue_run(rollout.pk)
+            return rollout
+    return promotions.promotion_request(
+        actor=actor, version=version, environment=deployment.environment, kind=PromotionRequest.REDEPLOY,
+        justification=reason or f"Redeploy revision {live.revision} (v{version.version}): re-apply what serves.")
 
 
-def rollout_undeploy(*, actor, deployment_id: int, reason: str) -> Rollout:
+def rollout_undeploy(*, actor, deployment_id: int, reason: str) -> Rollout | PromotionRequest:
+    """Stop serving. Where the environment requires approval this is a request (kind
+    undeploy) that its approvers decide; with none required the rollout is queued at once.
+    The emergency path without approval is deployment_break_glass_stop."""
     reason = (reason or "").strip()
     if not reason:
         raise ServiceError("Say why the model stops serving.", field="reason")
     with transaction.atomic():
         deployment = _locked_deployment(deployment_id)
-        if deployment.state != Deployment.SERVING:
+        if deployment.state != Deployment.SERVING or deployment.live_rollout is None:
             raise Conflict(f"{deployment} is not serving.")
-        _refuse_if_busy(deployment)
-        rollout = _create(deployment=deployment, kind=Rollout.UNDEPLOY, version=None, actor=actor,
-                          steps=UNDEPLOY_STEPS)
-        rollout.reason = reason
-        rollout.save(update_fields=["reason"])
-        queue_run(rollout.pk)
+        if deployment.environment.required_approvals:
+            version = deployment.live_rollout.version
+        else:
+            _refuse_if_busy(deployment)
+            return _undeploy_now(actor=actor, deployment=deployment, reason=reason)
+    return promotions.promotion_request(actor=actor, version=version, environment=deployment.environment,
+                                        kind=PromotionRequest.UNDEPLOY, justification=reason)
+
+
+def _undeploy_now(*, actor, deployment: Deployment, reason: str) -> Rollout:
+    rollout = _create(deployment=deployment, kind=Rollout.UNDEPLOY, version=None, actor=actor, steps=UNDEPLOY_STEPS)
+    rollout.reason = reason
+    rollout.save(update_fields=["reason"])
+    queue_run(rollout.pk)
+    return rollout
+
+
+def deployment_break_glass_stop(*, actor, deployment_id: int, reason: str) -> Rollout:
+    """The emergency stop: an admin with the break-glass permission undeploys at once,
+    without approval, with a mandatory reason. The approver group is told (email and the
+    environment's webhook) and the audit trail marks it as break-glass."""
+    from django.core.exceptions import PermissionDenied
+
+    from registry.promotions import notify
+
+    if not actor.has_perm("deployer.break_glass_deployment"):
+        raise PermissionDenied("Only an admin with the break-glass permission may stop a deployment at once.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ServiceError("Say why this cannot wait for approval: the approvers read it.", field="reason")
+    if len(reason) > 10000:
+        raise ServiceError("The reason is at most 10000 characters.", field="reason")
+    with transaction.atomic():
+        deployment = _locked_deployment(deployment_id)
+        if deployment.state != Deployment.SERVING or deployment.live_rollout is None:
+            raise Conflict(f"{deployment} is not serving.")
+        # No busy check: an emergency stop queues right behind whatever runs now.
+        rollout = _undeploy_now(actor=actor, deployment=deployment, reason=f"Break-glass stop by {actor}: {reason}")
+        env = deployment.environment
+        audit_record(actor=actor, verb="deployment.break_glass_stop", obj=deployment,
+                     before={"state": deployment.state, "version": deployment.live_rollout.version.version},
+                     after={"break_glass": True, "reason": reason, "rollout": rollout.pk,
+                            "stopped_by": actor.get_username()})
+        url = f"{settings.MODELGATE_URL.rstrip('/')}/deployments/{deployment.pk}/"
+        notify.approvers_on_commit(
+            env, "deployment.break_glass_stop",
+            payload={"deployment": {"id": deployment.pk, "model": deployment.model.name, "environment": env.name,
+                                    "stopped_by": actor.get_username(), "reason": reason, "rollout": rollout.pk,
+                                    "url": url}},
+            subject=f"BREAK-GLASS: {deployment.model.name} stopped in {env.name} by {actor}",
+            body=f"{actor} stopped {deployment} at once, without approval (break-glass).\n\n"
+                 f"Reason: {reason}\n\nOpen it: {url}\n")
     return rollout
 
 
@@ -150,7 +226,7 @@ def rollback_request(*, actor, deployment_id: int, revision: int, justification:
     if deployment.live_rollout and deployment.live_rollout.version_id == rollout.version_id:
         raise ServiceError(f"v{rollout.version.version} already serves.", field="revision")
     return promotions.promotion_request(actor=actor, version=rollout.version, environment=deployment.environment,
-                                        justification=justification, is_rollback=True)
+                                        justification=justification, kind=PromotionRequest.ROLLBACK)
 
 
 def _locked_deployment(deployment_id: int) -> Deployment:

@@ -11,6 +11,7 @@ urlpatterns = [
     path("deployments/<int:pk>/health/", views.deployment_health, name="health"),
     path("deployments/<int:pk>/redeploy/", views.deployment_redeploy, name="redeploy"),
     path("deployments/<int:pk>/undeploy/", views.deployment_undeploy, name="undeploy"),
+    path("deployments/<int:pk>/stop/", views.deployment_stop, name="stop"),
     path("deployments/<int:pk>/rollback/", views.deployment_rollback, name="rollback"),
     path("rollouts/<int:pk>/", views.rollout_detail, name="rollout"),
 ]

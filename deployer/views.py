@@ -14,12 +14,12 @@ from django.views.decorators.http import require_POST
 
 from console.errors import ServiceError
 from console.htmx import render_page
-from registry.promotions.models import Environment
+from registry.promotions.models import Environment, PromotionRequest
 
 from . import selectors, services
 from .backends import backend_for
 from .backends.errors import BackendError
-from .forms import RollbackForm, UndeployForm
+from .forms import RedeployForm, RollbackForm, StopForm, UndeployForm
 from .metrics.compare import before_after
 from .metrics.series import summary
 from .models import Deployment, Rollout
@@ -27,6 +27,7 @@ from .models import Deployment, Rollout
 PAGE_SIZE = 50
 VIEW, VIEW_ROLLOUT = "deployer.view_deployment", "deployer.view_rollout"
 OPERATE, REQUEST = "deployer.operate_deployment", "promotions.add_promotionrequest"
+BREAK_GLASS = "deployer.break_glass_deployment"
 
 
 def _redirect(request, url: str):
@@ -100,7 +101,11 @@ def _detail_context(request, deployment: Deployment, **extra) -> dict:
         "active": active,
         "can_operate": serving and active is None and user.has_perm(OPERATE),
         "can_roll_back": user.has_perm(REQUEST),
+        "can_stop": serving and user.has_perm(BREAK_GLASS),
+        "needs_approval": deployment.environment.required_approvals > 0,
+        "open_requests": list(selectors.open_requests(deployment)),
         "undeploy_form": extra.pop("undeploy_form", None) or UndeployForm(),
+        "stop_form": extra.pop("stop_form", None) or StopForm(),
         "rollback_form": rollback_form,
         # The row whose rollback form failed: it opens again with the errors and the text typed.
         "rollback_revision": _posted_revision(rollback_form),
@@ -134,17 +139,31 @@ def deployment_health(request, pk):
     return render(request, "deployer/_health.html", context)
 
 
+def _after_operation(request, deployment, outcome, what: str):
+    """A rollout queued at once goes to its page; a request for approval to the request's."""
+    if isinstance(outcome, PromotionRequest):
+        messages.success(request, f"{what.capitalize()} requested as request #{outcome.pk}: "
+                                  f"{outcome.get_state_display().lower()} ({deployment.environment.name} "
+                                  "requires approval).")
+        return _redirect(request, reverse("promotions:detail", kwargs={"pk": outcome.pk}))
+    messages.success(request, f"Revision {outcome.revision} queued: {what} of {deployment}.")
+    return _redirect(request, reverse("deployer:rollout", kwargs={"pk": outcome.pk}))
+
+
 @require_POST
 @permission_required(OPERATE, raise_exception=True)
 def deployment_redeploy(request, pk):
-    """Apply the live revision again: the Redeploy button, and "Re-apply" on drift."""
+    """Apply the live revision again: the Redeploy button, and "Re-apply" on drift. Where the
+    environment requires approval it becomes a redeploy request."""
     deployment = selectors.deployment_get(pk)
+    form = RedeployForm(request.POST)
+    form.is_valid()
     try:
-        rollout = services.rollout_redeploy(actor=request.user, deployment_id=deployment.pk)
+        outcome = services.rollout_redeploy(actor=request.user, deployment_id=deployment.pk,
+                                            reason=form.cleaned_data.get("reason", ""))
     except ServiceError as exc:
         return _detail_page(request, selectors.deployment_get(pk), error=exc.message, status=exc.http_status)
-    messages.success(request, f"Revision {rollout.revision} queued: re-applying v{rollout.version.version}.")
-    return _redirect(request, reverse("deployer:rollout", kwargs={"pk": rollout.pk}))
+    return _after_operation(request, deployment, outcome, "redeploy")
 
 
 @require_POST
@@ -155,14 +174,34 @@ def deployment_undeploy(request, pk):
     if not form.is_valid():
         return _detail_page(request, deployment, undeploy_form=form, status=400)
     try:
-        rollout = services.rollout_undeploy(actor=request.user, deployment_id=deployment.pk,
+        outcome = services.rollout_undeploy(actor=request.user, deployment_id=deployment.pk,
                                             reason=form.cleaned_data["reason"])
     except ServiceError as exc:
         if exc.field in form.fields:
             form.add_error(exc.field, exc.message)
             return _detail_page(request, deployment, undeploy_form=form, status=exc.http_status)
         return _detail_page(request, selectors.deployment_get(pk), error=exc.message, status=exc.http_status)
-    messages.success(request, f"Revision {rollout.revision} queued: undeploying {deployment}.")
+    return _after_operation(request, deployment, outcome, "undeploy")
+
+
+@require_POST
+@permission_required(BREAK_GLASS, raise_exception=True)
+def deployment_stop(request, pk):
+    """Break-glass: stop at once without approval, with a mandatory reason."""
+    deployment = selectors.deployment_get(pk)
+    form = StopForm(request.POST)
+    if not form.is_valid():
+        return _detail_page(request, deployment, stop_form=form, status=400)
+    try:
+        rollout = services.deployment_break_glass_stop(actor=request.user, deployment_id=deployment.pk,
+                                                       reason=form.cleaned_data["reason"])
+    except ServiceError as exc:
+        if exc.field in form.fields:
+            form.add_error(exc.field, exc.message)
+            return _detail_page(request, deployment, stop_form=form, status=exc.http_status)
+        return _detail_page(request, selectors.deployment_get(pk), error=exc.message, status=exc.http_status)
+    messages.warning(request, f"Break-glass: revision {rollout.revision} stops {deployment} now; "
+                              "the approvers have been told.")
     return _redirect(request, reverse("deployer:rollout", kwargs={"pk": rollout.pk}))
 
 

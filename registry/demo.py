@@ -43,13 +43,13 @@ def seed_users() -> dict:
 
 
 def seed_environments() -> None:
-    """staging, then production (which asks for accuracy >= 0.92), one approval each."""
+    """staging, then production (protected; it asks for accuracy >= 0.92), one approval each."""
     from .promotions.models import Environment
 
     if Environment.objects.exists():
         return
     Environment.objects.create(name="staging", position=1, alias="staging", required_approvals=1)
-    Environment.objects.create(name="production", position=2, alias="production", required_approvals=1,
+    Environment.objects.create(name="production", position=2, alias="production", required_approvals=1, protected=True,
                                metric_thresholds=[{"metric": "accuracy", "op": ">=", "value": 0.92}])
 
 

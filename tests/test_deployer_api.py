@@ -5,7 +5,7 @@ import pytest
 from django.core.management import call_command
 
 from deployer.models import Deployment, Rollout
-from registry.promotions.models import PromotionRequest
+from registry.promotions.models import Environment, PromotionRequest
 from tests.test_deployer_pages import add_rollout, served  # noqa: F401 - served is a fixture
 
 pytestmark = pytest.mark.django_db
@@ -108,8 +108,15 @@ def test_unknown_ids_are_json_404s(api, engineer):
 
 
 # --- verbs -----------------------------------------------------------------------------------
+# Where the environment requires approval, redeploy and undeploy become requests
+# (tests/test_deployment_approvals.py); these run them where none is required.
 
-def test_engineer_redeploys_and_gets_the_queued_rollout(api, engineer, served, sent_tasks,
+@pytest.fixture
+def no_approval(served):
+    Environment.objects.filter(pk=served.target.environment_id).update(required_approvals=0)
+
+
+def test_engineer_redeploys_and_gets_the_queued_rollout(api, engineer, served, no_approval, sent_tasks,
                                                         django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         response = api(engineer).post(f"/api/v1/deployments/{served.pk}/redeploy/")
@@ -121,7 +128,7 @@ def test_engineer_redeploys_and_gets_the_queued_rollout(api, engineer, served, s
     assert sent_tasks == [("deployer.run_rollout", [body["id"]])]
 
 
-def test_a_second_redeploy_while_one_is_queued_is_a_409(api, engineer, served):
+def test_a_second_redeploy_while_one_is_queued_is_a_409(api, engineer, served, no_approval):
     client = api(engineer)
     assert client.post(f"/api/v1/deployments/{served.pk}/redeploy/").status_code == 202
     response = client.post(f"/api/v1/deployments/{served.pk}/redeploy/")
@@ -137,7 +144,8 @@ def test_undeploy_without_a_reason_is_a_400_naming_reason(api, engineer, served)
     assert served.rollouts.count() == 3
 
 
-def test_engineer_undeploys_with_a_reason(api, engineer, served, sent_tasks, django_capture_on_commit_callbacks):
+def test_engineer_undeploys_with_a_reason(api, engineer, served, no_approval, sent_tasks,
+                                         django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         response = api(engineer).post(f"/api/v1/deployments/{served.pk}/undeploy/", {"reason": "Model retired"},
                                       format="json")
@@ -178,7 +186,7 @@ def test_rollback_to_a_revision_that_cannot_serve_again_is_a_400_naming_revision
     assert response.status_code == 400
     body = response.json()
     assert list(body["fields"]) == ["revision"] and message in body["fields"]["revision"][0]
-    assert not PromotionRequest.objects.filter(is_rollback=True).exists()
+    assert not PromotionRequest.objects.filter(kind="rollback").exists()
 
 
 def test_rollback_without_a_justification_is_a_400_naming_justification(api, engineer, served):
@@ -213,19 +221,26 @@ def test_a_live_deployment_is_redeployed_and_undeployed_through_the_api(
     [first] = client.get(f"/api/v1/deployments/{row['id']}/rollouts/").json()["results"]
     assert first["requested_by"] == "eli-engineer" and first["approvers"] == ["ada-approver"]
 
-    redeploy = client.post(f"/api/v1/deployments/{row['id']}/redeploy/").json()
-    assert sent_tasks == [("deployer.run_rollout", [redeploy["id"]])]
+    # staging requires an approval: a redeploy is a request, and once approved its rollout runs.
+    asked = client.post(f"/api/v1/deployments/{row['id']}/redeploy/", {"reason": "restart"}, format="json")
+    assert asked.status_code == 201 and asked.json()["kind"] == "redeploy" and sent_tasks == []
+    browser_client(approver).post(f"/promotions/{asked.json()['id']}/approve/", {"approve-comment": "ok"})
     sent_tasks.run_all()
-    done = client.get(f"/api/v1/rollouts/{redeploy['id']}/").json()
+    redeploy = Rollout.objects.get(request_id=asked.json()["id"])
+    assert PromotionRequest.objects.get(pk=asked.json()["id"]).state == PromotionRequest.LIVE
+    done = client.get(f"/api/v1/rollouts/{redeploy.pk}/").json()
     assert done["state"] == "live", done
     assert all(s["state"] == "done" and s["started_at"] and s["finished_at"] for s in done["steps"])
     assert done["manifests"] and done["duration_seconds"] > 0
-    page = browser_client(engineer).get(f"/rollouts/{redeploy['id']}/").content.decode()
+    page = browser_client(engineer).get(f"/rollouts/{redeploy.pk}/").content.decode()
     assert "every 1s" not in page and "Verify serving" in page
 
-    undeploy = client.post(f"/api/v1/deployments/{row['id']}/undeploy/", {"reason": "retired"}, format="json")
-    assert undeploy.status_code == 202
+    asked = client.post(f"/api/v1/deployments/{row['id']}/undeploy/", {"reason": "retired"}, format="json")
+    assert asked.status_code == 201 and asked.json()["kind"] == "undeploy"
+    browser_client(approver).post(f"/promotions/{asked.json()['id']}/approve/", {"approve-comment": "ok"})
     sent_tasks.run_all()
-    assert client.get(f"/api/v1/rollouts/{undeploy.json()['id']}/").json()["state"] == "done"
+    undeploy = Rollout.objects.get(request_id=asked.json()["id"])
+    assert client.get(f"/api/v1/rollouts/{undeploy.pk}/").json()["state"] == "done"
+    assert PromotionRequest.objects.get(pk=asked.json()["id"]).state == PromotionRequest.DONE
     detail = client.get(f"/api/v1/deployments/{row['id']}/").json()
     assert detail["state"] == "undeployed" and detail["live_rollout"] is None and detail["active_rollout"] is None

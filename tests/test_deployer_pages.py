@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from deployer.models import Deployment, Rollout
 from registry.models import ModelVersion, RegisteredModel
-from registry.promotions.models import PromotionRequest, Review
+from registry.promotions.models import Environment, PromotionRequest, Review
 
 pytestmark = pytest.mark.django_db
 
@@ -136,7 +136,7 @@ def test_viewer_sees_the_pages_but_no_buttons_and_cannot_post(browser_client, vi
     for action, data in (("redeploy", {}), ("undeploy", {"reason": "r"}),
                          ("rollback", {"revision": 1, "justification": "j"})):
         assert client.post(f"/deployments/{served.pk}/{action}/", data).status_code == 403, action
-    assert served.rollouts.count() == 3 and not PromotionRequest.objects.filter(is_rollback=True).exists()
+    assert served.rollouts.count() == 3 and not PromotionRequest.objects.filter(kind="rollback").exists()
 
 
 @pytest.mark.parametrize("role", ["viewer", "engineer", "approver", "admin_user", "nobody"])
@@ -166,7 +166,14 @@ def test_someone_without_a_role_cannot_see_deployments(browser_client, nobody, s
     assert ">Deployments<" not in _html(client.get("/settings/tokens/"))
 
 
-def test_engineer_redeploys_and_lands_on_the_rollout_page(browser_client, engineer, served, sent_tasks,
+@pytest.fixture
+def no_approval(served):
+    """Staging requires no approval: redeploy and undeploy run at once (where approval is
+    required they become requests: tests/test_deployment_approvals.py)."""
+    Environment.objects.filter(pk=served.target.environment_id).update(required_approvals=0)
+
+
+def test_engineer_redeploys_and_lands_on_the_rollout_page(browser_client, engineer, served, no_approval, sent_tasks,
                                                           django_capture_on_commit_callbacks):
     client = browser_client(engineer)
     html = _html(client.get(f"/deployments/{served.pk}/"))
@@ -184,14 +191,15 @@ def test_engineer_redeploys_and_lands_on_the_rollout_page(browser_client, engine
     assert f'action="/deployments/{served.pk}/redeploy/"' not in html
 
 
-def test_redeploy_while_a_rollout_runs_is_refused_with_409(browser_client, engineer, served):
+def test_redeploy_while_a_rollout_runs_is_refused_with_409(browser_client, engineer, served, no_approval):
     add_rollout(served, 4, version=served.live_rollout.version, state=Rollout.RUNNING, kind=Rollout.REDEPLOY)
     response = browser_client(engineer).post(f"/deployments/{served.pk}/redeploy/")
     assert response.status_code == 409 and "Revision 4 is still running" in _html(response)
     assert served.rollouts.count() == 4
 
 
-def test_undeploy_needs_a_reason(browser_client, engineer, served, sent_tasks, django_capture_on_commit_callbacks):
+def test_undeploy_needs_a_reason(browser_client, engineer, served, no_approval, sent_tasks,
+                                django_capture_on_commit_callbacks):
     client = browser_client(engineer)
     refused = client.post(f"/deployments/{served.pk}/undeploy/", {"reason": "  "})
     assert refused.status_code == 400
@@ -212,7 +220,7 @@ def test_rollback_to_an_earlier_live_revision_opens_a_rollback_request(browser_c
     # Offered for revision 1 only: 2 never went live, 3 serves now.
     assert html.count("Roll back to this") == 1 and 'name="revision" value="1"' in html
     response = client.post(f"/deployments/{served.pk}/rollback/", {"revision": 1, "justification": "v2 drifts"})
-    req = PromotionRequest.objects.get(is_rollback=True)
+    req = PromotionRequest.objects.get(kind="rollback")
     assert response.status_code == 302 and response["Location"] == f"/promotions/{req.pk}/"
     assert req.version.version == 1 and req.environment.name == "staging" and req.requested_by == engineer
     assert req.justification == "v2 drifts"
@@ -224,7 +232,7 @@ def test_rollback_to_a_revision_that_never_went_live_is_refused(browser_client, 
                                              {"revision": 2, "justification": "please"})
     assert response.status_code == 400
     assert "Revision 2 never went live" in _html(response)
-    assert not PromotionRequest.objects.filter(is_rollback=True).exists()
+    assert not PromotionRequest.objects.filter(kind="rollback").exists()
 
 
 def test_rollback_needs_a_justification(browser_client, engineer, served):
@@ -232,7 +240,7 @@ def test_rollback_needs_a_justification(browser_client, engineer, served):
                                                                                         "justification": ""})
     assert response.status_code == 400 and "This field is required." in _html(response)
     assert "<details class=\"comment-reply\" open>" in _html(response)  # the form reopens on its row
-    assert not PromotionRequest.objects.filter(is_rollback=True).exists()
+    assert not PromotionRequest.objects.filter(kind="rollback").exists()
 
 
 def test_drift_shows_the_diff_and_a_reapply_button(browser_client, engineer, viewer, served):

@@ -149,7 +149,7 @@ def test_deployment_lists_have_a_pinned_query_count(api, browser_client, viewer,
 
 
 @pytest.mark.parametrize("path, expected", [
-    ("/deployments/{pk}/", 8),
+    ("/deployments/{pk}/", 9),  # + the requests waiting for a decision there
     ("/api/v1/deployments/{pk}/rollouts/", 6),
 ])
 def test_deployment_history_has_a_pinned_query_count(api, browser_client, viewer, engineer, approver, staging, path,

@@ -9,7 +9,8 @@ from console.audit.models import AuditEvent
 from deployer import services
 from deployer.drift_check import drift_check
 from deployer.models import Deployment, Rollout
-from tests.test_rollout_local import _predict, promote
+from registry.promotions.models import PromotionRequest
+from tests.test_rollout_local import _predict, approve, promote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -32,18 +33,27 @@ def test_a_stopped_model_server_shows_as_drift_and_a_redeploy_then_an_undeploy_w
             "live": False} in deployment.drift_diff
     assert AuditEvent.objects.filter(verb="deployment.out_of_sync", object_id=str(deployment.pk)).exists()
 
-    redeploy = services.rollout_redeploy(actor=engineer, deployment_id=deployment.pk)
+    # staging requires an approval: the redeploy is a request until the approver agrees.
+    asked = services.rollout_redeploy(actor=engineer, deployment_id=deployment.pk, reason="server died")
+    assert isinstance(asked, PromotionRequest) and asked.kind == PromotionRequest.REDEPLOY
+    approve(browser_client, approver, asked)
     sent_tasks.run_all()
-    redeploy.refresh_from_db()
+    redeploy = Rollout.objects.get(request=asked)
+    asked.refresh_from_db()
+    assert asked.state == PromotionRequest.LIVE
     assert redeploy.state == Rollout.LIVE, redeploy.reason
     deployment.refresh_from_db()
     assert deployment.live_rollout == redeploy and deployment.drift_state == Deployment.IN_SYNC
     assert _predict(deployment, label="staging")["predictions"]
     assert drift_check(deployment.pk).drift_state == Deployment.IN_SYNC
 
-    undeploy = services.rollout_undeploy(actor=engineer, deployment_id=deployment.pk, reason="retired")
+    asked = services.rollout_undeploy(actor=engineer, deployment_id=deployment.pk, reason="retired")
+    assert isinstance(asked, PromotionRequest) and asked.kind == PromotionRequest.UNDEPLOY
+    approve(browser_client, approver, asked)
     sent_tasks.run_all()
-    undeploy.refresh_from_db()
+    undeploy = Rollout.objects.get(request=asked)
+    asked.refresh_from_db()
+    assert asked.state == PromotionRequest.DONE
     assert undeploy.state == Rollout.DONE, undeploy.reason
     deployment.refresh_from_db()
     assert deployment.state == Deployment.UNDEPLOYED and deployment.live_rollout is None

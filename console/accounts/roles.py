@@ -29,6 +29,7 @@ _ADMINISTER = [
     "deployer.view_deploymenttarget",
     "deployer.add_deploymenttarget",
     "deployer.change_deploymenttarget",
+    "deployer.break_glass_deployment",
 ]
 _WRITE_REGISTRY = [
     "registry.add_registeredmodel",

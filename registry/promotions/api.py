@@ -12,7 +12,14 @@ from console.permissions import MethodPermissions
 from registry import selectors as registry_selectors
 
 from . import selectors, services
-from .models import Comment, Environment, LiveSpan, PromotionRequest, Review
+from .models import (
+    Comment,
+    Environment,
+    LiveSpan,
+    PolicyChange,
+    PromotionRequest,
+    Review,
+)
 
 VIEW, ADD = "promotions.view_promotionrequest", "promotions.add_promotionrequest"
 REVIEW, COMMENT = "promotions.review_promotionrequest", "promotions.comment_promotionrequest"
@@ -40,11 +47,14 @@ class PromotionSerializer(serializers.ModelSerializer):
     environment = serializers.CharField(source="environment.name")
     requested_by = serializers.CharField(source="requested_by.username")
     state_label = serializers.CharField(source="get_state_display")
+    is_rollback = serializers.BooleanField(read_only=True)
+    # A plain string (the deployer's rollouts have their own "kind" enum; a second would collide).
+    kind = serializers.CharField(read_only=True, help_text="One of: `promote`, `rollback`, `redeploy`, `undeploy`.")
 
     class Meta:
         model = PromotionRequest
-        fields = ["id", "model", "version", "environment", "state", "state_label", "state_reason", "requested_by",
-                  "justification", "breaking_change", "is_rollback", "gate_results", "created_at", "updated_at",
+        fields = ["id", "model", "version", "environment", "kind", "state", "state_label", "state_reason",
+                  "requested_by", "justification", "breaking_change", "is_rollback", "gate_results", "created_at", "updated_at",
                   "decided_at", "expires_at", "deployment_queued_at", "superseded_by"]
 
 
@@ -149,7 +159,7 @@ class _ActionView(APIView):
 
 
 class ApproveView(_ActionView):
-    permissions_by_method = {"POST": REVIEW}
+    permissions_by_method = {"POST": VIEW}  # who reviews is selectors.is_approver, in the service
 
     @extend_schema(request=DecisionSerializer, responses=PromotionDetailSerializer)
     def post(self, request, pk):
@@ -160,7 +170,7 @@ class ApproveView(_ActionView):
 
 
 class RejectView(_ActionView):
-    permissions_by_method = {"POST": REVIEW}
+    permissions_by_method = {"POST": VIEW}  # who reviews is selectors.is_approver, in the service
 
     @extend_schema(request=DecisionSerializer, responses=PromotionDetailSerializer)
     def post(self, request, pk):
@@ -203,9 +213,9 @@ class EnvironmentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Environment
-        fields = ["name", "position", "alias", "required_approvals", "approver_group", "allow_self_approval",
-                  "require_previous", "metric_thresholds", "require_signature", "require_compatible_signature",
-                  "require_servable", "request_ttl_hours"]
+        fields = ["name", "position", "alias", "protected", "required_approvals", "approver_group",
+                  "allow_self_approval", "require_previous", "metric_thresholds", "require_signature",
+                  "require_compatible_signature", "require_servable", "request_ttl_hours"]
 
 
 class EnvironmentListView(APIView):
@@ -254,3 +264,81 @@ class EnvironmentHistoryView(APIView):
         elif query["at"] is not None:
             raise ServiceError("Name the model whose version you ask about: ?model=<name>&at=<time>.", field="model")
         return Response(SpanSerializer(spans.order_by("-started_at", "-id")[:500], many=True).data)
+
+
+# --- policy changes (two admins) ------------------------------------------------------
+
+CHANGE_ENV = "promotions.change_environment"
+
+
+class PolicyChangeSerializer(serializers.ModelSerializer):
+    environment = serializers.CharField(source="environment.name")
+    proposed_by = serializers.CharField(source="proposed_by.username")
+    decided_by = serializers.CharField(source="decided_by.username", default=None)
+    state = serializers.CharField(read_only=True, help_text="One of: `pending`, `confirmed`, `withdrawn`.")
+
+    class Meta:
+        model = PolicyChange
+        fields = ["id", "environment", "state", "proposed", "current", "reason", "proposed_by", "decided_by",
+                  "created_at", "decided_at"]
+
+
+class PolicyChangeCreateSerializer(serializers.Serializer):
+    """The policy fields to change (any subset) and why. They apply once a second admin confirms."""
+
+    required_approvals = serializers.IntegerField(required=False, min_value=0, max_value=100)
+    approver_group = serializers.CharField(required=False, allow_null=True, max_length=150)
+    allow_self_approval = serializers.BooleanField(required=False)
+    require_previous = serializers.BooleanField(required=False)
+    metric_thresholds = serializers.JSONField(required=False)
+    require_signature = serializers.BooleanField(required=False)
+    require_compatible_signature = serializers.BooleanField(required=False)
+    require_servable = serializers.BooleanField(required=False)
+    protected = serializers.BooleanField(required=False)
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+
+
+class PolicyChangeListView(APIView):
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"GET": "promotions.view_environment", "POST": CHANGE_ENV}
+
+    @extend_schema(parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH)],
+                   responses=PolicyChangeSerializer(many=True))
+    def get(self, request, name):
+        env = selectors.environment_get(name)
+        changes = env.policy_changes.select_related("environment", "proposed_by", "decided_by")[:200]
+        return Response(PolicyChangeSerializer(changes, many=True).data)
+
+    @extend_schema(parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH)],
+                   request=PolicyChangeCreateSerializer, responses={201: PolicyChangeSerializer})
+    def post(self, request, name):
+        env = selectors.environment_get(name)
+        data = dict(_valid(PolicyChangeCreateSerializer, request.data))
+        reason = data.pop("reason")
+        change = services.policy_change_propose(actor=request.user, environment=env, changes=data, reason=reason)
+        return Response(PolicyChangeSerializer(change).data, status=status.HTTP_201_CREATED)
+
+
+class _PolicyChangeActionView(APIView):
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"POST": CHANGE_ENV}
+    verb = None
+
+    @extend_schema(parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH)], request=None,
+                   responses=PolicyChangeSerializer)
+    def post(self, request, name, pk):
+        env = selectors.environment_get(name)
+        change = self.verb(actor=request.user, change_id=pk, environment=env)
+        return Response(PolicyChangeSerializer(change).data)
+
+
+class PolicyChangeConfirmView(_PolicyChangeActionView):
+    """A second admin confirms: the proposed values become the environment's policy."""
+
+    verb = staticmethod(services.policy_change_confirm)
+
+
+class PolicyChangeWithdrawView(_PolicyChangeActionView):
+    """The proposer withdraws the change."""
+
+    verb = staticmethod(services.policy_change_withdraw)

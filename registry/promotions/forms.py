@@ -71,12 +71,16 @@ class EnvironmentForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Leave empty to keep the current secret. It is never shown again once saved.")
     clear_webhook_secret = forms.BooleanField(label="Remove the webhook secret", required=False)
+    policy_reason = forms.CharField(
+        label="Why the policy changes", required=False, max_length=10000, widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="On a protected environment a policy change waits for a second admin, who reads this.")
     webhook_url = forms.URLField(label="Webhook URL", required=False, max_length=200, assume_scheme="https",
                                  help_text="Receives a signed POST for every promotion event here.")
 
     class Meta:
         model = Environment
-        fields = ["name", "position", "alias", "required_approvals", "approver_group", "allow_self_approval",
+        fields = ["name", "position", "alias", "protected", "required_approvals", "approver_group",
+                  "allow_self_approval",
                   "require_previous", "require_signature", "require_compatible_signature", "require_servable",
                   "request_ttl_hours", "webhook_url"]
 
@@ -100,6 +104,8 @@ class EnvironmentForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        if cleaned.get("protected") and cleaned.get("allow_self_approval"):
+            self.add_error("allow_self_approval", "A protected environment cannot allow self-approval.")
         if cleaned.get("new_webhook_secret") and cleaned.get("clear_webhook_secret"):
             self.add_error("clear_webhook_secret", "Either set a new secret or remove it, not both.")
         return cleaned

@@ -20,6 +20,9 @@ class Environment(models.Model):
     approver_group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                        help_text="Who may approve. Empty means the 'approver' role.")
     allow_self_approval = models.BooleanField(default=False)
+    # Protected: self-approval is impossible and a policy change waits for a second admin.
+    protected = models.BooleanField(
+        default=False, help_text="Self-approval is refused and policy changes need a second admin to confirm.")
     require_previous = models.BooleanField(
         default=True, help_text="A version must have been live in the previous environment first.")
     # [{"metric": "accuracy", "op": ">=", "value": 0.92}, ...]
@@ -32,11 +35,47 @@ class Environment(models.Model):
     webhook_secret = models.CharField(max_length=200, blank=True,
                                       help_text="Signs deliveries (HMAC-SHA256). Never shown again once saved.")
 
+    # What a second admin must confirm on a protected environment.
+    POLICY_FIELDS = ("required_approvals", "approver_group", "allow_self_approval", "require_previous",
+                     "metric_thresholds", "require_signature", "require_compatible_signature", "require_servable",
+                     "protected")
+
     class Meta:
         ordering = ["position"]
+        constraints = [models.CheckConstraint(condition=~(Q(protected=True) & Q(allow_self_approval=True)),
+                                              name="protected_environment_no_self_approval")]
 
     def __str__(self):
         return self.name
+
+
+class PolicyChange(models.Model):
+    """A proposed change to a protected environment's policy: it takes effect only when a
+    second admin confirms it; the proposer may withdraw it."""
+
+    PENDING, CONFIRMED, WITHDRAWN = "pending", "confirmed", "withdrawn"
+    STATES = [(PENDING, "Waiting for a second admin"), (CONFIRMED, "Confirmed"), (WITHDRAWN, "Withdrawn")]
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="policy_changes")
+    state = models.CharField(max_length=20, choices=STATES, default=PENDING)
+    # {"field": value} for the policy fields that change; approver_group by name.
+    proposed = models.JSONField()
+    # The same fields as they were when proposed: a change confirmed later applies only onto these.
+    current = models.JSONField()
+    reason = models.TextField(blank=True)
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["environment"], condition=Q(state="pending"),
+                                               name="one_pending_policy_change_per_environment")]
+
+    def __str__(self):
+        return f"policy change #{self.pk} of {self.environment}"
 
 
 class PromotionRequest(models.Model):
@@ -51,11 +90,16 @@ class PromotionRequest(models.Model):
     LIVE = "live"
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
+    DONE = "done"
     STATES = [(REQUESTED, "Requested"), (BLOCKED, "Blocked by a gate"), (PENDING, "Pending approval"),
               (APPROVED, "Approved, waiting for deployment"), (REJECTED, "Rejected"), (CANCELLED, "Cancelled"),
               (EXPIRED, "Expired"), (DEPLOYING, "Deploying"), (LIVE, "Live"), (FAILED, "Failed"),
-              (ROLLED_BACK, "Rolled back")]
-    OPEN = (REQUESTED, BLOCKED, PENDING)
+              (ROLLED_BACK, "Rolled back"), (DONE, "Done")]
+    # Open: waiting for a decision. A blocked request is final: it stays blocked.
+    OPEN = (REQUESTED, PENDING)
+    CANCELLABLE = (REQUESTED, PENDING, APPROVED)
+    PROMOTE, ROLLBACK, REDEPLOY, UNDEPLOY = "promote", "rollback", "redeploy", "undeploy"
+    KINDS = [(PROMOTE, "Promotion"), (ROLLBACK, "Rollback"), (REDEPLOY, "Redeploy"), (UNDEPLOY, "Undeploy")]
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="promotion_requests")
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="promotion_requests")
@@ -65,7 +109,9 @@ class PromotionRequest(models.Model):
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     justification = models.TextField()
     breaking_change = models.BooleanField(default=False)
-    is_rollback = models.BooleanField(default=False)
+    # What is asked: a promotion, or an operation on what serves (the version is the one
+    # serving for redeploy and undeploy). Every kind goes through the environment's approvals.
+    kind = models.CharField(max_length=20, choices=KINDS, default=PROMOTE)
     gate_results = models.JSONField(default=list)
     gates_checked_at = models.DateTimeField(null=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -80,7 +126,7 @@ class PromotionRequest(models.Model):
         permissions = [("review_promotionrequest", "Can approve or reject promotion requests"),
                        ("comment_promotionrequest", "Can comment on promotion requests"),
                        ("cancel_any_promotionrequest", "Can cancel anyone's promotion request")]
-        constraints = [models.UniqueConstraint(fields=["model", "environment"], condition=Q(state__in=("requested", "blocked", "pending_approval")),
+        constraints = [models.UniqueConstraint(fields=["model", "environment"], condition=Q(state__in=("requested", "pending_approval")),
                                                name="one_open_request_per_model_environment")]
         indexes = [models.Index(fields=["state", "created_at"], name="request_state_idx"),
                    models.Index(fields=["environment", "-created_at"], name="request_env_idx")]
@@ -91,6 +137,10 @@ class PromotionRequest(models.Model):
     @property
     def is_open(self) -> bool:
         return self.state in self.OPEN
+
+    @property
+    def is_rollback(self) -> bool:
+        return self.kind == self.ROLLBACK
 
     @property
     def gates_passed(self) -> bool:

@@ -5,7 +5,8 @@ the sending happens in Celery tasks queued on commit."""
 from django.db import transaction
 
 EVENTS = ("promotion.requested", "promotion.approved", "promotion.rejected", "promotion.cancelled",
-          "promotion.expired", "promotion.live", "promotion.failed", "promotion.rolled_back")
+          "promotion.expired", "promotion.live", "promotion.failed", "promotion.rolled_back", "promotion.done",
+          "promotion.superseded", "deployment.break_glass_stop")
 
 
 def on_commit(request_id: int, event: str) -> None:
@@ -19,5 +20,28 @@ def on_commit(request_id: int, event: str) -> None:
         delivery = WebhookDelivery.objects.create(environment=req.environment, event=event,
                                                   url=req.environment.webhook_url, payload=payload_for(req, event))
     transaction.on_commit(lambda: send_promotion_email.delay(request_id, event))
+    if delivery is not None:
+        transaction.on_commit(lambda: deliver_webhook.delay(delivery.pk))
+
+
+def email_on_commit(request_id: int, event: str) -> None:
+    """Only the email to the request's requester (e.g. their request was superseded)."""
+    from .tasks import send_promotion_email
+
+    transaction.on_commit(lambda: send_promotion_email.delay(request_id, event))
+
+
+def approvers_on_commit(environment, event: str, payload: dict, subject: str, body: str) -> None:
+    """An event about the environment itself (a break-glass stop): email to its approver
+    group and its webhook, like a promotion event."""
+    from .models import WebhookDelivery
+    from .tasks import deliver_webhook, send_approver_email
+
+    delivery = None
+    if environment.webhook_url:
+        delivery = WebhookDelivery.objects.create(environment=environment, event=event, url=environment.webhook_url,
+                                                  payload={"event": event, **payload})
+    environment_id = environment.pk
+    transaction.on_commit(lambda: send_approver_email.delay(environment_id, subject, body))
     if delivery is not None:
         transaction.on_commit(lambda: deliver_webhook.delay(delivery.pk))

@@ -23,6 +23,15 @@ def approver_group(env: Environment) -> Group | None:
     return env.approver_group or Group.objects.filter(name=APPROVER).first()
 
 
+def is_approver(user, env: Environment) -> bool:
+    """The one rule for who may review requests in ``env``: a member of its approver group.
+    Superusers and admins are not approvers unless they are in that group."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    group = approver_group(env)
+    return group is not None and user.groups.filter(pk=group.pk).exists()
+
+
 def live_span(*, environment: Environment, model, at=None) -> LiveSpan | None:
     """What served ``model`` in ``environment`` at time ``at`` (now if None)."""
     spans = LiveSpan.objects.filter(environment=environment, model=model)
@@ -59,7 +68,7 @@ def inbox(user):
     if approver_role in groups:
         in_group |= Q(environment__approver_group__isnull=True)
     qs = (request_list(state=PromotionRequest.PENDING).filter(in_group)
-          .exclude(Q(requested_by=user) & Q(environment__allow_self_approval=False))
+          .exclude(Q(requested_by=user) & (Q(environment__allow_self_approval=False) | Q(environment__protected=True)))
           .exclude(reviews__reviewer=user))
     return qs.order_by("created_at", "id")
 

@@ -3,8 +3,10 @@ checks the current state, changes it, writes its audit event in the same transac
 and queues follow-up work (notifications, deployment) on commit."""
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
@@ -15,7 +17,14 @@ from registry import gateway
 from registry.models import ModelVersion, RegisteredModel
 
 from . import gates, notify, selectors
-from .models import Comment, Environment, LiveSpan, PromotionRequest, Review
+from .models import (
+    Comment,
+    Environment,
+    LiveSpan,
+    PolicyChange,
+    PromotionRequest,
+    Review,
+)
 
 log = logging.getLogger(__name__)
 R = PromotionRequest
@@ -84,54 +93,80 @@ def gates_evaluate(*, version: ModelVersion, environment: Environment, breaking_
 # --- the request lifecycle --------------------------------------------------
 
 def promotion_request(*, actor, version: ModelVersion, environment: Environment, justification: str,
-                      breaking_change: bool = False, is_rollback: bool = False) -> PromotionRequest:
+                      breaking_change: bool = False, kind: str = R.PROMOTE) -> PromotionRequest:
+    """Ask for ``version`` in ``environment``: a promotion, a rollback to it, or a redeploy or
+    undeploy of it where it serves. A request whose gates fail is blocked: it stays blocked
+    and supersedes nothing. Only a request that passes its gates supersedes the open ones
+    for the same model and environment (their requesters are told when they are someone else)."""
     justification = _clean_text(justification, field="justification", required=True, what="Justification")
+    if kind not in dict(R.KINDS):
+        raise ServiceError(f"Unknown kind {kind!r}.", field="kind")
     if version.status != ModelVersion.READY:
         raise ServiceError(f"{version} is {version.status}, not READY.", field="version")
-    results = gates_evaluate(version=version, environment=environment, breaking_change=breaking_change)
+    # Redeploy and undeploy act on what already serves there: it passed its gates to get there.
+    results = [] if kind in (R.REDEPLOY, R.UNDEPLOY) else gates_evaluate(
+        version=version, environment=environment, breaking_change=breaking_change)
     failed = [g for g in results if not g["passed"]]
     now = timezone.now()
     with transaction.atomic():
-        superseded = list(PromotionRequest.objects.select_for_update()
-                          .filter(model=version.model, environment=environment, state__in=R.OPEN))
-        for old in superseded:
-            before = old.state
-            old.state, old.state_reason = R.CANCELLED, f"Superseded by a newer request for v{version.version}."
-            old.save(update_fields=["state", "state_reason", "updated_at"])
-            audit_record(actor=actor, verb="promotion.superseded", obj=old, before={"state": before},
-                         after={"state": old.state, "reason": old.state_reason})
-        req = PromotionRequest.objects.create(
+        environment = Environment.objects.select_for_update(of=("self",)).get(pk=environment.pk)
+        req = PromotionRequest(
             model=version.model, version=version, environment=environment, requested_by=actor,
-            justification=justification, breaking_change=breaking_change, is_rollback=is_rollback,
+            justification=justification, breaking_change=breaking_change, kind=kind,
             gate_results=results, gates_checked_at=now)
+        superseded = []
         if failed:
             req.state = R.BLOCKED
             req.state_reason = "Blocked by: " + "; ".join(f"{g['gate']} ({g['reason']})" for g in failed)
-        elif environment.required_approvals == 0:
-            req.state, req.decided_at, req.deployment_queued_at = R.APPROVED, now, now
-            req.state_reason = "No approval required in this environment."
         else:
-            req.state = R.PENDING
-            req.expires_at = now + timedelta(hours=environment.request_ttl_hours)
+            superseded = list(PromotionRequest.objects.select_for_update(of=("self",)).select_related("requested_by")
+                              .filter(model=version.model, environment=environment, state__in=R.OPEN))
+            _supersede(actor=actor, old=superseded, kind=kind, version=version)
+            if environment.required_approvals == 0:
+                req.state, req.decided_at, req.deployment_queued_at = R.APPROVED, now, now
+                req.state_reason = "No approval required in this environment."
+            else:
+                req.state = R.PENDING
+                req.expires_at = now + timedelta(hours=environment.request_ttl_hours)
         req.save()
-        PromotionRequest.objects.filter(pk__in=[o.pk for o in superseded]).update(superseded_by=req)
+        if superseded:
+            PromotionRequest.objects.filter(pk__in=[o.pk for o in superseded]).update(superseded_by=req)
+            for old in superseded:
+                audit_record(actor=actor, verb="promotion.superseded", obj=old, before={"state": old.before_state},
+                             after={"state": R.CANCELLED, "reason": old.state_reason, "superseded_by": req.pk,
+                                    "requested_by": old.requested_by.get_username(),
+                                    "superseded_by_user": actor.get_username()})
+                if old.requested_by_id != actor.pk:
+                    notify.email_on_commit(old.pk, "promotion.superseded")
         audit_record(actor=actor, verb="promotion.requested", obj=req, before=None,
-                     after={**_snapshot(req), "justification": justification, "breaking_change": breaking_change,
-                            "gates": results})
+                     after={**_snapshot(req), "kind": kind, "justification": justification,
+                            "breaking_change": breaking_change, "gates": results})
         notify.on_commit(req.pk, "promotion.requested")
         if req.state == R.APPROVED:
             transaction.on_commit(lambda: _queue_deployment(req.pk))
     return req
 
 
+def _supersede(*, actor, old: list[PromotionRequest], kind: str, version: ModelVersion) -> None:
+    what = {R.PROMOTE: f"a promotion of v{version.version}", R.ROLLBACK: f"a rollback to v{version.version}",
+            R.REDEPLOY: f"a redeploy of v{version.version}", R.UNDEPLOY: "an undeploy"}[kind]
+    for req in old:
+        req.before_state = req.state
+        req.state = R.CANCELLED
+        req.state_reason = f"Superseded by a newer request from {actor}: {what}."
+        req.save(update_fields=["state", "state_reason", "updated_at"])
+
+
 def _check_reviewer(actor, req: PromotionRequest) -> None:
+    """Who may review: a member of the environment's approver group, never the requester
+    (unless an unprotected environment allows self-approval). Being a superuser changes nothing."""
     env = req.environment
-    if req.requested_by_id == actor.pk and not env.allow_self_approval:
-        raise PermissionDenied("You requested this promotion; another approver must review it.")
-    group = selectors.approver_group(env)
-    if group is None or not actor.groups.filter(pk=group.pk).exists():
+    if req.requested_by_id == actor.pk and not (env.allow_self_approval and not env.protected):
+        raise PermissionDenied("You requested this; another approver must review it.")
+    if not selectors.is_approver(actor, env):
+        group = selectors.approver_group(env)
         raise PermissionDenied(f"Only members of the {group.name if group else 'approver'} group may review "
-                               f"promotions to {env.name}.")
+                               f"requests in {env.name}.")
 
 
 def _locked_for_review(actor, request_id: int, outcome: str) -> PromotionRequest:
@@ -184,7 +219,7 @@ def promotion_cancel(*, actor, request_id: int, reason: str = "") -> PromotionRe
         req = _locked(request_id)
         if req.requested_by_id != actor.pk and not actor.has_perm("promotions.cancel_any_promotionrequest"):
             raise PermissionDenied("Only the requester or an admin can cancel this request.")
-        if req.state not in (*R.OPEN, R.APPROVED):
+        if req.state not in R.CANCELLABLE:
             raise Conflict(f"Request #{req.pk} is {req.get_state_display().lower()}; it can no longer be cancelled.")
         before = req.state
         req.state, req.state_reason = R.CANCELLED, f"Cancelled by {actor}" + (f": {reason}" if reason else ".")
@@ -237,27 +272,95 @@ def _env_snapshot(env: Environment) -> dict:
         "allow_self_approval": env.allow_self_approval, "require_previous": env.require_previous,
         "metric_thresholds": env.metric_thresholds, "require_signature": env.require_signature,
         "require_compatible_signature": env.require_compatible_signature,
-        "require_servable": env.require_servable, "request_ttl_hours": env.request_ttl_hours,
+        "require_servable": env.require_servable, "protected": env.protected,
+        "request_ttl_hours": env.request_ttl_hours,
         "webhook_url": env.webhook_url,
     }
 
 
+@dataclass(frozen=True)
+class EnvironmentSaved:
+    environment: Environment
+    # On a protected environment a policy change is not applied: it waits here for a second admin.
+    policy_change: PolicyChange | None = None
+
+
+_BOOLEAN_POLICY = ("allow_self_approval", "require_previous", "require_signature", "require_compatible_signature",
+                   "require_servable", "protected")
+
+
+def _policy_values(env: Environment) -> dict:
+    """The policy fields as JSON values (the approver group by name)."""
+    values = {f: getattr(env, f) for f in Environment.POLICY_FIELDS if f != "approver_group"}
+    values["approver_group"] = env.approver_group.name if env.approver_group_id else None
+    return values
+
+
+def _policy_clean(values: dict) -> dict:
+    """Check a whole policy (after a change): types, thresholds, the approver group exists,
+    and no self-approval where the environment is protected. ServiceError names the field."""
+    unknown = sorted(set(values) - set(Environment.POLICY_FIELDS))
+    if unknown:
+        raise ServiceError(f"{unknown[0]} is not a policy field.", field=unknown[0])
+    cleaned = dict(values)
+    for name in _BOOLEAN_POLICY:
+        if name in cleaned and not isinstance(cleaned[name], bool):
+            raise ServiceError(f"{name} must be true or false.", field=name)
+    if "required_approvals" in cleaned:
+        value = cleaned["required_approvals"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+            raise ServiceError("required_approvals must be a whole number from 0 to 100.", field="required_approvals")
+    if "metric_thresholds" in cleaned:
+        try:
+            cleaned["metric_thresholds"] = gates.validate_thresholds(cleaned["metric_thresholds"])
+        except ValueError as exc:
+            raise ServiceError(str(exc), field="metric_thresholds") from None
+    group = cleaned.get("approver_group")
+    if group is not None and not (isinstance(group, str) and Group.objects.filter(name=group).exists()):
+        raise ServiceError(f"There is no group {group!r}.", field="approver_group")
+    if cleaned.get("protected") and cleaned.get("allow_self_approval"):
+        raise ServiceError("A protected environment cannot allow self-approval: a requester never approves "
+                           "their own request there.", field="allow_self_approval")
+    return cleaned
+
+
+def _policy_apply(env: Environment, values: dict) -> None:
+    for name, value in values.items():
+        if name == "approver_group":
+            env.approver_group = Group.objects.get(name=value) if value else None
+        else:
+            setattr(env, name, value)
+
+
 def environment_save(*, actor, environment: Environment, metric_thresholds: list, new_webhook_secret: str = "",
-                     clear_webhook_secret: bool = False) -> Environment:
-    """Create or change an environment and its policy, with its audit event in one
-    transaction. The secret is write-only: the audit records that it changed, never its value."""
+                     clear_webhook_secret: bool = False, reason: str = "") -> EnvironmentSaved:
+    """Create or change an environment, with its audit event in one transaction: the one way
+    an environment is saved (pages, the Django admin). On a protected environment the policy
+    fields are not changed here: a change to them becomes a pending PolicyChange that a
+    second admin confirms. The webhook secret is write-only: the audit records that it
+    changed, never its value."""
     try:
         metric_thresholds = gates.validate_thresholds(metric_thresholds)
     except ValueError as exc:
         raise ServiceError(str(exc), field="thresholds") from None
     env = environment
+    env.metric_thresholds = metric_thresholds
+    change = None
     with transaction.atomic():
         created = env.pk is None
-        before = None
+        stored = None
         if not created:
-            before = _env_snapshot(Environment.objects.select_for_update(of=("self",)).select_related("approver_group")
-                                   .get(pk=env.pk))
-        env.metric_thresholds = metric_thresholds
+            stored = Environment.objects.select_for_update(of=("self",)).select_related("approver_group").get(pk=env.pk)
+        wanted = _policy_values(env)
+        if stored is not None and stored.protected:
+            current = _policy_values(stored)
+            changes = {k: v for k, v in wanted.items() if v != current[k]}
+            _policy_apply(env, current)  # the policy stays as it is until confirmed
+            if changes:
+                change = _policy_change_create(actor=actor, environment=stored, changes=changes, reason=reason)
+        else:
+            _policy_clean(wanted)
+        before = None if created else _env_snapshot(stored)
         secret_changed = False
         if new_webhook_secret:
             env.webhook_secret, secret_changed = new_webhook_secret, True
@@ -270,9 +373,91 @@ def environment_save(*, actor, environment: Environment, metric_thresholds: list
             before, after = {k: before[k] for k in changed}, {k: after[k] for k in changed}
         if secret_changed:
             after["webhook_secret_changed"] = True
-        audit_record(actor=actor, verb="environment.created" if created else "environment.updated", obj=env,
-                     before=before, after=after)
-    return env
+        if created or after:
+            audit_record(actor=actor, verb="environment.created" if created else "environment.updated", obj=env,
+                         before=before, after=after)
+    return EnvironmentSaved(environment=env, policy_change=change)
+
+
+def _policy_change_create(*, actor, environment: Environment, changes: dict, reason: str) -> PolicyChange:
+    """In the caller's transaction, with the environment row locked."""
+    current = _policy_values(environment)
+    changes = _policy_clean(changes)
+    changes = {k: v for k, v in changes.items() if v != current[k]}
+    if not changes:
+        raise ServiceError("This changes nothing in the policy.", field=None)
+    _policy_clean({**current, **changes})
+    if environment.policy_changes.filter(state=PolicyChange.PENDING).exists():
+        raise Conflict(f"A policy change of {environment.name} already waits for confirmation; it is confirmed "
+                       "or withdrawn first.")
+    change = PolicyChange.objects.create(environment=environment, proposed=changes,
+                                         current={k: current[k] for k in changes}, reason=reason, proposed_by=actor)
+    audit_record(actor=actor, verb="environment.policy_change_proposed", obj=environment,
+                 before={k: current[k] for k in changes},
+                 after={"policy_change": change.pk, "proposed": changes, "proposed_by": actor.get_username(),
+                        "reason": reason})
+    return change
+
+
+def policy_change_propose(*, actor, environment: Environment, changes: dict, reason: str = "") -> PolicyChange:
+    """Propose new values for some of an environment's policy fields; they apply once a
+    second admin confirms (policy_change_confirm)."""
+    reason = _clean_text(reason, field="reason", required=False, what="Reason")
+    if not isinstance(changes, dict) or not changes:
+        raise ServiceError("Name at least one policy field to change.", field=None)
+    with transaction.atomic():
+        env = Environment.objects.select_for_update(of=("self",)).select_related("approver_group").get(pk=environment.pk)
+        return _policy_change_create(actor=actor, environment=env, changes=changes, reason=reason)
+
+
+def _locked_change(change_id: int, environment: Environment | None) -> PolicyChange:
+    qs = PolicyChange.objects.select_for_update(of=("self",)).select_related("proposed_by", "environment")
+    if environment is not None:
+        qs = qs.filter(environment=environment)
+    change = qs.filter(pk=change_id).first()
+    if change is None:
+        raise NotFound(f"Policy change #{change_id} does not exist.")
+    if change.state != PolicyChange.PENDING:
+        raise Conflict(f"Policy change #{change.pk} is {change.get_state_display().lower()}; only a pending "
+                       "change can be confirmed or withdrawn.")
+    return change
+
+
+def policy_change_confirm(*, actor, change_id: int, environment: Environment | None = None) -> PolicyChange:
+    """A second admin confirms: the proposed values become the policy. The proposer never
+    confirms their own change; both are named in the audit event."""
+    with transaction.atomic():
+        change = _locked_change(change_id, environment)
+        if not actor.has_perm("promotions.change_environment"):
+            raise PermissionDenied("Only an admin may confirm a policy change.")
+        if change.proposed_by_id == actor.pk:
+            raise PermissionDenied("You proposed this change; a second admin must confirm it.")
+        env = Environment.objects.select_for_update(of=("self",)).select_related("approver_group") \
+            .get(pk=change.environment_id)
+        current = _policy_values(env)
+        if any(current[k] != v for k, v in change.current.items()):
+            raise Conflict("The policy changed since this was proposed; withdraw it and propose again.")
+        _policy_apply(env, _policy_clean({**current, **change.proposed}))
+        env.save()
+        change.state, change.decided_by, change.decided_at = PolicyChange.CONFIRMED, actor, timezone.now()
+        change.save(update_fields=["state", "decided_by", "decided_at"])
+        audit_record(actor=actor, verb="environment.policy_change_confirmed", obj=env, before=change.current,
+                     after={**change.proposed, "policy_change": change.pk,
+                            "proposed_by": change.proposed_by.get_username(), "confirmed_by": actor.get_username()})
+    return change
+
+
+def policy_change_withdraw(*, actor, change_id: int, environment: Environment | None = None) -> PolicyChange:
+    with transaction.atomic():
+        change = _locked_change(change_id, environment)
+        if change.proposed_by_id != actor.pk:
+            raise PermissionDenied("Only the admin who proposed this change may withdraw it.")
+        change.state, change.decided_by, change.decided_at = PolicyChange.WITHDRAWN, actor, timezone.now()
+        change.save(update_fields=["state", "decided_by", "decided_at"])
+        audit_record(actor=actor, verb="environment.policy_change_withdrawn", obj=change.environment,
+                     after={"policy_change": change.pk, "proposed": change.proposed,
+                            "proposed_by": actor.get_username()})
+    return change
 
 
 # --- what the deployer calls ------------------------------------------------
@@ -343,6 +528,24 @@ def promotion_mark_live(*, request_id: int) -> PromotionRequest:
         audit_record(actor="worker", verb="promotion.live", obj=req, before={"state": R.DEPLOYING},
                      after={"state": R.LIVE, "alias": req.environment.alias, "version": req.version.version})
         notify.on_commit(req.pk, "promotion.live")
+    return req
+
+
+def promotion_mark_done(*, request_id: int) -> PromotionRequest:
+    """A redeploy or undeploy request was carried out: a redeploy is live again (the alias
+    already points at its version), an undeploy is done (the unalias step removed the alias)."""
+    with transaction.atomic():
+        req = _locked(request_id)
+        final = R.DONE if req.kind == R.UNDEPLOY else R.LIVE
+        if req.state == final:
+            return req
+        if req.state != R.DEPLOYING:
+            raise Conflict(f"Request #{req.pk} is {req.state}, not deploying.")
+        req.state = final
+        req.save(update_fields=["state", "updated_at"])
+        audit_record(actor="worker", verb=f"promotion.{final}", obj=req, before={"state": R.DEPLOYING},
+                     after={"state": final, "kind": req.kind})
+        notify.on_commit(req.pk, f"promotion.{final}")
     return req
 
 

@@ -39,11 +39,27 @@ def send_promotion_email(request_id: int, event: str):
     if not recipients:
         return
     url = f"{settings.MODELGATE_URL.rstrip('/')}/promotions/{req.pk}/"
-    subject = f"[Modelgate] {req.model.name} v{req.version.version} → {req.environment.name}: " \
+    what = "" if req.kind == req.PROMOTE else f"{req.get_kind_display().lower()}: "
+    subject = f"[Modelgate] {what}{req.model.name} v{req.version.version} → {req.environment.name}: " \
               f"{req.get_state_display().lower()}"
     body = (f"{event.replace('promotion.', 'Promotion ')} — request #{req.pk} by {req.requested_by}.\n\n"
             f"Justification: {req.justification}\n{req.state_reason}\n\nOpen it: {url}\n")
     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+
+
+@shared_task(name="promotions.send_approver_email", autoretry_for=(OSError,), retry_backoff=True, max_retries=3)
+def send_approver_email(environment_id: int, subject: str, body: str):
+    from .models import Environment
+    from .selectors import approver_group
+
+    environment = Environment.objects.select_related("approver_group").filter(pk=environment_id).first()
+    group = approver_group(environment) if environment else None
+    if group is None:
+        return
+    recipients = sorted(set(get_user_model().objects.filter(groups=group, is_active=True).exclude(email="")
+                            .values_list("email", flat=True)))
+    if recipients:
+        send_mail(f"[Modelgate] {subject}", body, settings.DEFAULT_FROM_EMAIL, recipients)
 
 
 @shared_task(name="promotions.expire_requests")

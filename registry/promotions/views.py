@@ -16,8 +16,22 @@ from registry import selectors as registry_selectors
 from registry.models import ModelVersion
 
 from . import selectors, services
-from .forms import AsOfForm, CancelForm, CommentForm, EnvironmentForm, PromotionRequestForm, ReviewForm
-from .models import Comment, Environment, LiveSpan, PromotionRequest, WebhookDelivery
+from .forms import (
+    AsOfForm,
+    CancelForm,
+    CommentForm,
+    EnvironmentForm,
+    PromotionRequestForm,
+    ReviewForm,
+)
+from .models import (
+    Comment,
+    Environment,
+    LiveSpan,
+    PolicyChange,
+    PromotionRequest,
+    WebhookDelivery,
+)
 
 PAGE_SIZE = 25
 R = PromotionRequest
@@ -35,7 +49,7 @@ def _form_error(form, exc: ServiceError):
 
 @permission_required("promotions.view_promotionrequest", raise_exception=True)
 def inbox(request):
-    open_requests = selectors.request_list().filter(state__in=(*R.OPEN, R.APPROVED)).order_by("-created_at", "-id")
+    open_requests = selectors.request_list().filter(state__in=R.CANCELLABLE).order_by("-created_at", "-id")
     return render(request, "promotions/inbox.html", {
         "waiting": selectors.inbox(request.user),
         "open_requests": open_requests[:50],
@@ -88,8 +102,8 @@ def _review_context(request, req: PromotionRequest) -> dict:
         "req": req,
         "reviews": reviews,
         "approvals": sum(1 for r in reviews if r.decision == "approve"),
-        "can_review": req.state == R.PENDING and user.has_perm("promotions.review_promotionrequest"),
-        "can_cancel": req.state in (*R.OPEN, R.APPROVED) and (
+        "can_review": req.state == R.PENDING and selectors.is_approver(user, req.environment),
+        "can_cancel": req.state in R.CANCELLABLE and (
             req.requested_by_id == user.pk or user.has_perm("promotions.cancel_any_promotionrequest")),
     }
 
@@ -156,14 +170,14 @@ def _review(request, pk, decide, form_name: str):
 
 
 @require_POST
-@permission_required("promotions.review_promotionrequest", raise_exception=True)
+@permission_required("promotions.view_promotionrequest", raise_exception=True)  # the service: is_approver
 def request_approve(request, pk):
     return _review(request, pk, lambda req, comment: services.promotion_approve(
         actor=request.user, request_id=req.pk, comment=comment), "approve_form")
 
 
 @require_POST
-@permission_required("promotions.review_promotionrequest", raise_exception=True)
+@permission_required("promotions.view_promotionrequest", raise_exception=True)  # the service: is_approver
 def request_reject(request, pk):
     return _review(request, pk, lambda req, comment: services.promotion_reject(
         actor=request.user, request_id=req.pk, comment=comment), "reject_form")
@@ -265,9 +279,12 @@ def environment_detail(request, name):
                 status = 400
         else:
             status = 400
+    changes = list(env.policy_changes.select_related("proposed_by", "decided_by")[:10])
     return render(request, "promotions/environment.html", {
         "env": env, "spans": spans, "model_names": model_names, "as_of": as_of, "answer": answer,
         "requests": selectors.request_list(environment=env.name)[:PAGE_SIZE],
+        "pending_change": next((c for c in changes if c.state == PolicyChange.PENDING), None),
+        "policy_changes": changes,
     }, status=status)
 
 
@@ -289,12 +306,17 @@ def _environment_form_page(request, form: EnvironmentForm, env: Environment | No
                 actor=request.user, environment=form.save(commit=False),
                 metric_thresholds=form.cleaned_data["thresholds"],
                 new_webhook_secret=form.cleaned_data["new_webhook_secret"],
-                clear_webhook_secret=form.cleaned_data["clear_webhook_secret"])
+                clear_webhook_secret=form.cleaned_data["clear_webhook_secret"],
+                reason=form.cleaned_data["policy_reason"])
         except ServiceError as exc:
             _form_error(form, exc)
         else:
-            messages.success(request, f"Environment {saved.name} saved.")
-            return redirect("promotions:environment", name=saved.name)
+            if saved.policy_change is not None:
+                messages.warning(request, f"Policy change #{saved.policy_change.pk} proposed: {saved.environment.name} "
+                                          "is protected, so it applies once another admin confirms it.")
+            else:
+                messages.success(request, f"Environment {saved.environment.name} saved.")
+            return redirect("promotions:environment", name=saved.environment.name)
     return render(request, "promotions/environment_form.html", {
         "form": form, "env": env, "secret_set": bool(env and env.webhook_secret),
     }, status=400 if form.errors else 200)
@@ -311,6 +333,34 @@ def environment_edit(request, name):
     form = EnvironmentForm(request.POST or None, instance=env)
     # The form writes into ``env`` while validating; keep the saved name for the page.
     return _environment_form_page(request, form, Environment.objects.get(pk=env.pk))
+
+
+def _policy_change_action(request, name, pk, verb, done: str):
+    env = selectors.environment_get(name)
+    try:
+        change = verb(actor=request.user, change_id=pk, environment=env)
+    except PermissionDenied as exc:
+        return _denied(request, exc)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        response = redirect("promotions:environment", name=env.name)
+        response.status_code = 303
+        return response
+    messages.success(request, f"Policy change #{change.pk} {done}.")
+    return redirect("promotions:environment", name=env.name)
+
+
+@require_POST
+@permission_required("promotions.change_environment", raise_exception=True)
+def policy_change_confirm(request, name, pk):
+    """A second admin confirms a pending policy change: it applies now."""
+    return _policy_change_action(request, name, pk, services.policy_change_confirm, "confirmed and applied")
+
+
+@require_POST
+@permission_required("promotions.change_environment", raise_exception=True)
+def policy_change_withdraw(request, name, pk):
+    return _policy_change_action(request, name, pk, services.policy_change_withdraw, "withdrawn")
 
 
 @permission_required("promotions.view_webhookdelivery", raise_exception=True)
