@@ -142,6 +142,11 @@ class FakeKubeApiServer:
             raise KeyError(f"{kind} {namespace}/{name} does not exist")
         return changed
 
+    def label_namespace(self, namespace: str, labels: dict) -> None:
+        """Set a namespace's labels (there are no Namespace objects), e.g.
+        {"pod-security.kubernetes.io/enforce": "restricted"}: PodSecurity admission reads them."""
+        self.api.namespace_labels[namespace] = dict(labels)
+
     def fail_pods(self, namespace: str, deployment: str, mode: str) -> None:
         """Pods the Deployment starts from now on fail: crash_loop, image_pull (ImagePullBackOff) or
         stall (never ready, no error)."""
