@@ -56,6 +56,8 @@ def deployment_status(deployment: dict) -> RolloutStatus:
 
 
 # Waiting reasons that do not go away by waiting: the kubelet retries them with back-off forever.
+# Failed starts in a row that make a running container a crash loop all the same.
+CRASHES = 2
 STUCK_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff",
                  "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
 
@@ -90,12 +92,15 @@ def pod_failure(pod: dict) -> str | None:
         for entry in status.get(kind) or []:
             waiting = (entry.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason")
+            last = ((entry.get("lastState") or {}).get("terminated") or {})
+            if reason is None and last.get("exitCode") and (entry.get("restartCount") or 0) >= CRASHES:
+                # Between two back-offs a crash-looping container runs again for a moment.
+                reason = "CrashLoopBackOff"
             if reason not in STUCK_REASONS:
                 continue
             if reason == "CrashLoopBackOff" and not entry.get("restartCount"):
                 continue
             container = f"{'init container' if kind.startswith('init') else 'container'} {entry.get('name')}"
-            last = ((entry.get("lastState") or {}).get("terminated") or {})
             if last:
                 detail = (f"last exit code {last.get('exitCode')} ({last.get('reason') or 'Error'})"
                           + (f": {last['message'].strip()}" if (last.get("message") or "").strip() else ""))

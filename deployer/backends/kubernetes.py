@@ -49,7 +49,7 @@ VERSION_LABEL = "modelgate.io/version"
 MAX_EVENTS = 20
 # How often a rollout's pods are looked at while the Deployment's watch is quiet: a pod stuck in a
 # back-off changes no Deployment field, so the watch alone would wait for the progress deadline.
-POD_CHECK_SECONDS = 2.0
+POD_CHECK_SECONDS = 1.0
 
 # What Modelgate applies: (apiVersion, kind) -> (typed API, the suffix of its *_namespaced_* methods).
 _KINDS = {
@@ -153,7 +153,11 @@ class KubernetesBackend:
         def done(deployment: dict) -> bool:
             nonlocal shown, latest
             latest = deployment
-            status = deployment_status(deployment)
+            try:
+                status = deployment_status(deployment)
+            except RolloutFailed as deadline:  # say why no progress was made, when the pods tell
+                cause = self._stuck(deployment)
+                raise RolloutFailed(f"{deadline}: {cause}" if cause else str(deadline)) from None
             if status.message != shown:
                 shown = status.message
                 progress(status.message)
@@ -185,19 +189,29 @@ class KubernetesBackend:
                              f"{shown}")
 
     def _check_pods(self, deployment: dict) -> None:
-        """Raise RolloutFailed when a pod of the Deployment's current template is stuck. Pods carry
-        the template's annotations (rollout id, config hash), which tell them from older pods."""
+        """Raise RolloutFailed when a pod of the Deployment's current template is stuck."""
+        if failure := self._stuck_pod(deployment):
+            raise RolloutFailed(f"Deployment {self.namespace}/{deployment['metadata']['name']}: {failure}")
+
+    def _stuck(self, deployment: dict) -> str | None:
+        failure = replica_failure(deployment)
+        return f"cannot create its pods: {failure}" if failure else self._stuck_pod(deployment)
+
+    def _stuck_pod(self, deployment: dict) -> str | None:
+        """Why a pod of the Deployment's current template cannot become ready, if it is stuck. Pods
+        carry the template's annotations (rollout id, config hash), which tell them from older pods."""
         template = (deployment.get("spec") or {}).get("template") or {}
         wanted = (template.get("metadata") or {}).get("annotations") or {}
         match = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         if not match:
-            return
+            return None
         for pod in self._pods(",".join(f"{k}={v}" for k, v in sorted(match.items()))):
             annotations = pod["metadata"].get("annotations") or {}
             if pod["metadata"].get("deletionTimestamp") or any(annotations.get(k) != v for k, v in wanted.items()):
                 continue
             if failure := pod_failure(pod):
-                raise RolloutFailed(f"Deployment {self.namespace}/{deployment['metadata']['name']}: {failure}")
+                return failure
+        return None
 
     def _read_deployment(self, name: str) -> dict:
         with _translated(f"Reading Deployment {self.namespace}/{name}"):
