@@ -228,3 +228,24 @@ def test_an_apply_the_servers_schema_refuses_fails_for_good_with_the_servers_mes
     assert ('failed to create typed patch object (ml-staging/tfs-iris-staging; apps/v1, Kind=Deployment): '
             '.spec.template.spec.containers[name="tensorflow-serving"].readinesProbe: field not declared in schema'
             ) in rollout.reason
+
+
+def test_a_forbidden_update_is_rolled_back_and_the_replicas_panel_shows_the_replica_sets_refusal(
+        cluster, browser_client, engineer, approver, viewer, iris, sent_tasks):
+    """v1 serves in a restricted namespace (its pods are hardened); v2 is rendered for a privileged
+    namespace by mistake. The refusal exists only as the new ReplicaSet's FailedCreate event: the
+    replicas panel lists it beside the pods' own warnings."""
+    cluster.server.label_namespace(NAMESPACE, {"pod-security.kubernetes.io/enforce": "restricted"})
+    promote(browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment, sent_tasks)
+    DeploymentTarget.objects.filter(pk=cluster.target.pk).update(pod_security_level="privileged",
+                                                                 progress_deadline_seconds=600)
+    req = promote(browser_client, engineer, approver, iris.versions.get(version=2), cluster.target.environment,
+                  sent_tasks)
+
+    assert req.state == PromotionRequest.ROLLED_BACK, req.state_reason
+    assert "violates PodSecurity" in req.state_reason and "Revision 1 (v1) serves again" in req.state_reason
+    deployment = Deployment.objects.get(model=iris)
+    panel = html.unescape(browser_client(viewer).get(f"/deployments/{deployment.pk}/health/").content.decode())
+    assert "1</strong> of 1 ready" in panel
+    assert "FailedCreate" in panel and f"ReplicaSet {deployment.name}-" in panel
+    assert 'Error creating: pods "' in panel and 'violates PodSecurity "restricted:latest"' in panel
