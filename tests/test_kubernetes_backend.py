@@ -177,6 +177,16 @@ def test_a_crash_looping_version_fails_at_once_with_the_containers_last_message(
     assert time.monotonic() - started < 15
 
 
+def test_a_pod_no_node_can_take_fails_the_rollout_at_once_with_the_schedulers_words(backend, kube):
+    kube.fail_pods(NAMESPACE, NAME, "unschedulable")
+    backend.apply(rendered(1))
+    with pytest.raises(RolloutFailed, match=r"is Unschedulable: 0/1 nodes are available: 1 Insufficient cpu\."):
+        backend.wait_for_rollout(NAME, timeout=60)
+    health = backend.deployment_health(NAME)
+    assert health["pods"][0]["phase"] == "Pending" and "Insufficient cpu" in health["pods"][0]["message"]
+    assert health["events"][0]["reason"] == "FailedScheduling"
+
+
 def test_an_image_that_cannot_be_pulled_fails_the_rollout_at_once(backend, kube):
     kube.fail_pods(NAMESPACE, NAME, "image_pull")
     backend.apply(rendered(1))
