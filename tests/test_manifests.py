@@ -134,7 +134,8 @@ def test_both_containers_run_unprivileged_with_a_read_only_root_and_write_only_t
     for container in pod["initContainers"] + pod["containers"]:
         assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                                 "capabilities": {"drop": ["ALL"]}}
-        writable = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"] if not mount.get("readOnly")}
+        writable = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]
+                    if not mount.get("readOnly")}
         assert all("emptyDir" in volumes[name] for name in writable.values()), container["name"]
         assert "/tmp" in writable, container["name"]
     fetch, serving = pod["initContainers"][0], pod["containers"][0]
