@@ -3,15 +3,15 @@
 server-side apply's schema check, answered with the real status codes and wording.
 
 Sources (kubernetes/kubernetes), pinned in tests/kubeapi/podsecurity.py and schema.py:
-- staging/src/k8s.io/pod-security-admission/policy/check_allowPrivilegeEscalation.go:65-79,
-  check_capabilities_restricted.go:74-120, check_runAsNonRoot.go:61-130,
-  check_seccompProfile_restricted.go:62-135: the four details of the message below;
+- staging/src/k8s.io/pod-security-admission/policy/check_allowPrivilegeEscalation.go:60-80,
+  check_capabilities_restricted.go:72-129, check_runAsNonRoot.go:61-133,
+  check_seccompProfile_restricted.go:62-137: the four details of the message below;
 - .../pod-security-admission/policy/checks.go (AggregateCheckResult.ForbiddenDetail): "reason (detail), ...";
 - .../pod-security-admission/admission/admission.go EvaluatePod: `violates PodSecurity %q: %s` for a
   pod (enforce), `would violate PodSecurity %q: %s` as a warning for a pod controller (warn mode);
   admission/response.go forbiddenResponse: apierrors.NewForbidden, `pods "<name>" is forbidden: ...`;
 - pkg/controller/controller_utils.go createPods: Warning event FailedCreate "Error creating: <err>";
-- pkg/controller/replicaset/replica_set_utils.go:110-121 calculateStatus: ReplicaFailure True,
+- pkg/controller/replicaset/replica_set_utils.go:109-121 calculateStatus: ReplicaFailure True,
   reason FailedCreate, message the error; pkg/controller/deployment/progress.go getReplicaFailures:
   copied onto the Deployment;
 - k8s.io/apimachinery/pkg/util/managedfields/internal/structuredmerge.go Apply + objectGVKNN, and
@@ -205,3 +205,14 @@ def test_several_unknown_fields_are_listed_with_list_elements_named_by_their_key
     assert sorted(listed.split("\n")) == [
         "  .metadata.lables: field not declared in schema",
         '  .spec.template.spec.containers[name="tensorflow-serving"].readinesProbe: field not declared in schema']
+
+
+def test_restricted_names_a_host_path_once_as_a_restricted_volume_type():
+    """check_hostPathVolumes.go is an Overlap check: at restricted, restrictedVolumes reports it."""
+    spec = {"volumes": [{"name": "data", "hostPath": {"path": "/srv"}}], "containers": [
+        {"name": "a", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}
+    assert podsecurity.evaluate("baseline", spec) == (
+        'hostPath volumes (volume "data"), hostPort (container "a" uses hostPort 8080)')
+    restricted = podsecurity.evaluate("restricted", spec)
+    assert "hostPath volumes" not in restricted
+    assert 'restricted volume types (volume "data" uses restricted volume type "hostPath")' in restricted

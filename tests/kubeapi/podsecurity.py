@@ -77,6 +77,7 @@ def _host_ports(spec):  # policy/check_hostPorts.go
         if found:
             bad.append(c["name"])
             ports += found
+    ports = sorted(set(ports))  # a sets.String's List()
     return bad and ("hostPort", f"{_containers('container', bad)} {'uses' if len(bad) == 1 else 'use'} "
                                 f"{'hostPort' if len(ports) == 1 else 'hostPorts'} {', '.join(ports)}")
 
@@ -95,13 +96,13 @@ def _capabilities_baseline(spec):  # policy/check_capabilities_baseline.go
 
 # --- restricted ---
 
-def _allow_privilege_escalation(spec):  # policy/check_allowPrivilegeEscalation.go:65-79
+def _allow_privilege_escalation(spec):  # policy/check_allowPrivilegeEscalation.go:60-80
     bad = [c["name"] for c in _every_container(spec) if _sc(c).get("allowPrivilegeEscalation") is not False]
     return bad and ("allowPrivilegeEscalation != false",
                     f"{_containers('container', bad)} must set securityContext.allowPrivilegeEscalation=false")
 
 
-def _capabilities_restricted(spec):  # policy/check_capabilities_restricted.go:74-120
+def _capabilities_restricted(spec):  # policy/check_capabilities_restricted.go:72-129
     missing, adding, added = [], [], set()
     for c in _every_container(spec):
         capabilities = _sc(c).get("capabilities") or {}
@@ -154,7 +155,7 @@ def _pod_or_containers(spec, key: str, good) -> tuple[list, list, set]:
     return setters, implicit, values
 
 
-def _run_as_non_root(spec):  # policy/check_runAsNonRoot.go:61-130
+def _run_as_non_root(spec):  # policy/check_runAsNonRoot.go:61-133
     setters, implicit, _ = _pod_or_containers(spec, "runAsNonRoot", lambda v: v is True)
     if setters:
         return "runAsNonRoot != true", f"{' and '.join(setters)} must not set securityContext.runAsNonRoot=false"
@@ -170,7 +171,7 @@ def _run_as_user(spec):  # policy/check_runAsUser.go
     return setters and ("runAsUser=0", f"{' and '.join(setters)} must not set runAsUser=0")
 
 
-def _seccomp_restricted(spec):  # policy/check_seccompProfile_restricted.go:62-135
+def _seccomp_restricted(spec):  # policy/check_seccompProfile_restricted.go:62-137
     setters, implicit, values = _pod_or_containers(
         spec, "seccompProfile", lambda p: (p or {}).get("type") in ("RuntimeDefault", "Localhost"))
     if setters:
@@ -184,8 +185,9 @@ def _seccomp_restricted(spec):  # policy/check_seccompProfile_restricted.go:62-1
 BASELINE = (_capabilities_baseline, _host_namespaces, _host_path, _host_ports, _privileged)
 RESTRICTED = (_allow_privilege_escalation, _capabilities_restricted, _restricted_volumes, _run_as_non_root,
               _run_as_user, _seccomp_restricted)
-# Restricted replaces the baseline capabilities check (its Overlap entry in registry.go).
-_OVERLAPPED = (_capabilities_baseline,)
+# Checks marked Overlap (registry.go): restricted replaces them with its own (capabilities by
+# capabilities_restricted, hostPath by restrictedVolumes).
+_OVERLAPPED = (_capabilities_baseline, _host_path)
 
 
 def evaluate(level: str, spec: dict) -> str:
