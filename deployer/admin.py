@@ -13,11 +13,11 @@ def _plain(value):
 
 @admin.register(DeploymentTarget)
 class DeploymentTargetAdmin(admin.ModelAdmin):
-    list_display = ("environment", "backend", "namespace", "image", "replicas", "kube_context")
+    list_display = ("environment", "backend", "namespace", "pod_security_level", "image", "replicas", "kube_context")
     fieldsets = [
         (None, {"fields": ["environment", "backend"]}),
         ("Kubernetes connection (credentials are read from the file at run time, never stored)",
-         {"fields": ["in_cluster", "kubeconfig_path", "kube_context", "namespace"]}),
+         {"fields": ["in_cluster", "kubeconfig_path", "kube_context", "namespace", "pod_security_level"]}),
         ("Pods", {"fields": ["image", "fetcher_image", "replicas", "cpu_request", "cpu_limit", "memory_request",
                              "memory_limit", "node_selector", "tolerations", "extra_labels"]}),
         ("Autoscaling", {"fields": ["autoscale_min", "autoscale_max", "autoscale_cpu_percent"]}),

@@ -10,6 +10,14 @@ Why the probes look the way they do:
   bash but no curl).
 - startup: the same check, allowed up to ``startup_seconds`` so large models can load.
 - liveness: a TCP check on the gRPC port; TF Serving implements no gRPC health service.
+
+Why the security context looks the way it does: a namespace enforcing the "restricted" Pod
+Security Standard refuses any pod that may run as root, escalate privileges, keep a capability
+or run without a seccomp profile. Both containers run as an unprivileged user with a read-only
+root filesystem; what they must write goes to emptyDir volumes (the model directory, /tmp).
+TF Serving needs nothing else: it reads the model and its config and listens on unprivileged
+ports. A target whose namespace enforces "privileged" may opt out (``pod_security_level``), for
+an image that insists on running as root.
 """
 
 import hashlib
@@ -24,6 +32,11 @@ MODEL_ROOT = "/models"
 CONFIG_DIR = "/config"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 MANAGER = "modelgate"
+TMP_DIR = "/tmp"
+# An unprivileged uid and gid (not in the serving image's /etc/passwd, which TF Serving ignores);
+# fsGroup makes the emptyDir volumes writable for it.
+RUN_AS = 1000
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,9 @@ class Target:
     autoscaling: Autoscaling | None = None
     startup_seconds: int = 600
     progress_deadline_seconds: int = 600
+    # The Pod Security Standard the namespace enforces: "restricted" and "baseline" render the
+    # hardened security context below; "privileged" leaves the image's defaults.
+    pod_security_level: str = "restricted"
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,9 @@ def _check(target: Target, release: Release) -> None:
         raise ManifestError("A TF Serving version must be a positive integer.")
     if target.autoscaling and target.autoscaling.min_replicas > target.autoscaling.max_replicas:
         raise ManifestError("Autoscaling min_replicas is above max_replicas.")
+    if target.pod_security_level not in POD_SECURITY_LEVELS:
+        raise ManifestError(f"Pod security level {target.pod_security_level!r} is none of "
+                            f"{', '.join(POD_SECURITY_LEVELS)}.")
 
 
 def models_config(release: Release, *, model_root: str = MODEL_ROOT, also_serve: tuple[int, ...] = (),
@@ -217,6 +236,20 @@ def fetch_command(release: Release) -> list[str]:
     return ["sh", "-c", script]
 
 
+def pod_security_context(target: Target) -> dict | None:
+    """What the restricted Pod Security Standard asks of a pod (None: the image's defaults)."""
+    if target.pod_security_level == "privileged":
+        return None
+    return {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def container_security_context(target: Target) -> dict | None:
+    if target.pod_security_level == "privileged":
+        return None
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+
+
 def deployment(target: Target, release: Release) -> dict:
     name = resource_name(release.model, release.environment)
     config_hash = hashlib.sha256((models_config(release) + monitoring_config()).encode()).hexdigest()[:16]
@@ -227,8 +260,10 @@ def deployment(target: Target, release: Release) -> dict:
             "name": "fetch-model",
             "image": target.fetcher_image,
             "command": fetch_command(release),
-            "env": [{"name": "MLFLOW_TRACKING_URI", "value": target.mlflow_tracking_uri}],
-            "volumeMounts": [{"name": "models", "mountPath": MODEL_ROOT}],
+            # HOME on the writable volume: MLflow and its libraries may write caches there.
+            "env": [{"name": "MLFLOW_TRACKING_URI", "value": target.mlflow_tracking_uri},
+                    {"name": "HOME", "value": TMP_DIR}],
+            "volumeMounts": [{"name": "models", "mountPath": MODEL_ROOT}, {"name": "tmp", "mountPath": TMP_DIR}],
             "resources": resources,
         }],
         "containers": [{
@@ -248,10 +283,16 @@ def deployment(target: Target, release: Release) -> dict:
             "livenessProbe": {"tcpSocket": {"port": GRPC_PORT}, "periodSeconds": 10, "failureThreshold": 3},
             "resources": resources,
             "volumeMounts": [{"name": "models", "mountPath": MODEL_ROOT, "readOnly": True},
-                             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
+                             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                             {"name": "tmp", "mountPath": TMP_DIR}],
         }],
-        "volumes": [{"name": "models", "emptyDir": {}}, {"name": "config", "configMap": {"name": config_name(release)}}],
+        "volumes": [{"name": "models", "emptyDir": {}}, {"name": "config", "configMap": {"name": config_name(release)}},
+                    {"name": "tmp", "emptyDir": {}}],
     }
+    if (security := pod_security_context(target)) is not None:
+        pod_spec["securityContext"] = security
+        for container in pod_spec["initContainers"] + pod_spec["containers"]:
+            container["securityContext"] = container_security_context(target)
     if target.node_selector:
         pod_spec["nodeSelector"] = dict(target.node_selector)
     if target.tolerations:

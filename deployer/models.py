@@ -48,6 +48,14 @@ class DeploymentTarget(models.Model):
     node_selector = models.JSONField(default=dict, blank=True)
     tolerations = models.JSONField(default=list, blank=True)
     extra_labels = models.JSONField(default=dict, blank=True)
+    RESTRICTED, BASELINE, PRIVILEGED = "restricted", "baseline", "privileged"
+    POD_SECURITY_LEVELS = [(RESTRICTED, "restricted"), (BASELINE, "baseline"), (PRIVILEGED, "privileged")]
+    pod_security_level = models.CharField(
+        max_length=20, choices=POD_SECURITY_LEVELS, default=RESTRICTED,
+        help_text="The Pod Security Standard the namespace enforces (its pod-security.kubernetes.io/enforce "
+                  "label). restricted and baseline: pods run as a non-root user with no privileges, capabilities "
+                  "or writable root filesystem. privileged: the image's defaults (e.g. an image that must run as "
+                  "root).")
     startup_seconds = models.PositiveIntegerField(default=600, help_text="How long a model may take to load.")
     progress_deadline_seconds = models.PositiveIntegerField(default=600)
     rollout_timeout_seconds = models.PositiveIntegerField(default=900)

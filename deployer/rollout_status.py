@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 
 class RolloutFailed(Exception):
-    """The rollout cannot finish by itself (ProgressDeadlineExceeded): roll back."""
+    """The rollout cannot finish by itself (ProgressDeadlineExceeded, a ReplicaFailure, pods
+    that cannot start): roll back."""
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,58 @@ def deployment_status(deployment: dict) -> RolloutStatus:
         return RolloutStatus(False, f'Waiting for deployment "{name}" rollout to finish: '
                                     f"{available} of {updated} updated replicas are available...")
     return RolloutStatus(True, f'deployment "{name}" successfully rolled out')
+
+
+# Waiting reasons that do not go away by waiting: the kubelet retries them with back-off forever.
+# Failed starts in a row that make a running container a crash loop all the same.
+CRASHES = 2
+STUCK_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff",
+                 "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+
+
+def replica_failure(deployment: dict) -> str | None:
+    """Why the Deployment's pods cannot be created, when it says so.
+
+    The ReplicaSet controller sets ReplicaFailure (reason FailedCreate, the API error as message)
+    when a pod create is refused (admission such as PodSecurity, a quota, a missing service
+    account), and the Deployment controller copies it onto the Deployment
+    (pkg/controller/deployment/progress.go getReplicaFailures). Nothing changes that without a
+    new template or a change in the namespace, so waiting out the progress deadline helps nobody.
+    kubectl rollout status ignores the condition; this is Modelgate's own, earlier verdict."""
+    for condition in (deployment.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return f"{condition.get('reason') or 'ReplicaFailure'}: {condition.get('message') or ''}".strip()
+    return None
+
+
+def pod_failure(pod: dict) -> str | None:
+    """Why a pod of the new template cannot become ready, if it is stuck rather than slow: a
+    container in a back-off the kubelet will not leave by itself, or a pod the scheduler cannot
+    place. The text quotes what the pod says: the container's last termination message (a
+    crash), its waiting message (a pull), or the scheduler's condition message."""
+    name = (pod.get("metadata") or {}).get("name", "")
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
+                and condition.get("reason") == "Unschedulable":
+            return f"pod {name} is Unschedulable: {condition.get('message') or ''}".strip()
+    for kind in ("initContainerStatuses", "containerStatuses"):
+        for entry in status.get(kind) or []:
+            waiting = (entry.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            last = ((entry.get("lastState") or {}).get("terminated") or {})
+            if reason is None and last.get("exitCode") and (entry.get("restartCount") or 0) >= CRASHES:
+                # Between two back-offs a crash-looping container runs again for a moment.
+                reason = "CrashLoopBackOff"
+            if reason not in STUCK_REASONS:
+                continue
+            if reason == "CrashLoopBackOff" and not entry.get("restartCount"):
+                continue
+            container = f"{'init container' if kind.startswith('init') else 'container'} {entry.get('name')}"
+            if last:
+                detail = (f"last exit code {last.get('exitCode')} ({last.get('reason') or 'Error'})"
+                          + (f": {last['message'].strip()}" if (last.get("message") or "").strip() else ""))
+            else:
+                detail = waiting.get("message") or ""
+            return f"pod {name}: {container} is {reason}" + (f"; {detail}" if detail else "")
+    return None

@@ -14,6 +14,7 @@ import yaml
 
 from deployer import manifests as m
 from deployer.backends.kubernetes import KubernetesBackend
+from tests.kubeapi import podsecurity
 from tests.kubeapi.fixtures import (  # noqa: F401 - fixtures
     TARGET,
     fetch_model,
@@ -132,6 +133,18 @@ def test_pods_run_as_non_root_with_resources_and_nothing_to_escalate():
             writable = {mount["mountPath"] for mount in container.get("volumeMounts", [])
                         if not mount.get("readOnly")}
             assert {"/tmp", "/var/lib/modelgate"} <= writable, (name, container["name"])
+
+
+def test_every_pod_meets_the_restricted_standard_its_namespace_enforces():
+    """The test API server's PodSecurity checks (tests/kubeapi/podsecurity.py, ported from
+    k8s.io/pod-security-admission) find nothing to refuse; both namespaces enforce restricted,
+    the serving one because the TF Serving pods Modelgate renders meet it too."""
+    for name, spec in pod_specs().items():
+        assert podsecurity.evaluate("restricted", spec) == "", name
+    for namespace in objects("Namespace"):
+        assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted", namespace
+    serving = rendered(1, m.Target(**{**TARGET.__dict__, "namespace": "modelgate-serving"}))[2]
+    assert podsecurity.evaluate("restricted", serving["spec"]["template"]["spec"]) == ""
 
 
 def test_only_the_web_and_worker_pods_carry_an_api_token():

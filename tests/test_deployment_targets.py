@@ -41,9 +41,11 @@ def test_the_admin_saves_a_target_with_an_audit_event_and_shows_no_credentials(
         "cpu_request": "250m", "cpu_limit": "1", "memory_request": "512Mi", "memory_limit": "1Gi",
         "autoscale_cpu_percent": 70, "node_selector": "{}", "tolerations": "[]", "extra_labels": "{}",
         "startup_seconds": 600, "progress_deadline_seconds": 600, "rollout_timeout_seconds": 900,
-        "guard_minutes": 10})
+        "guard_minutes": 10, "pod_security_level": "baseline"})
     assert response.status_code == 302, response.content[:2000]
     target = DeploymentTarget.objects.get(environment=staging)
+    assert target.pod_security_level == "baseline"
     assert AuditEvent.objects.filter(verb="target.saved", object_id=str(target.pk)).exists()
     page = client.get(f"/admin/deployer/deploymenttarget/{target.pk}/change/").content.decode()
     assert "s3cr3t-token" not in page
+    assert 'name="pod_security_level"' in page and '<option value="baseline" selected>' in page

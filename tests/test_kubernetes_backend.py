@@ -137,9 +137,64 @@ def test_a_new_version_replaces_the_old_pods(backend, kube):
 def test_no_progress_within_the_deadline_raises_rollout_failed(backend, kube):
     backend.apply(rendered(1, deadline_target()))
     backend.wait_for_rollout(NAME, timeout=30)
-    backend.apply(rendered(BROKEN, deadline_target()))
+    kube.fail_pods(NAMESPACE, NAME, "stall")  # never ready, no error: only the deadline says so
+    backend.apply(rendered(2, deadline_target()))
     with pytest.raises(RolloutFailed, match="exceeded its progress deadline"):
         backend.wait_for_rollout(NAME, timeout=20)
+
+
+# --- failing fast, with the cause ---
+
+def test_pods_forbidden_by_pod_security_fail_the_rollout_at_once_naming_the_fields(backend, kube):
+    """The Deployment's ReplicaFailure condition (copied from its ReplicaSet, progress.go
+    getReplicaFailures) ends the wait long before the 600 s progress deadline."""
+    kube.label_namespace(NAMESPACE, {"pod-security.kubernetes.io/enforce": "restricted"})
+    backend.apply(rendered(1, m.Target(**{**TARGET.__dict__, "pod_security_level": "privileged"})))
+    started = time.monotonic()
+    with pytest.raises(RolloutFailed) as failed:
+        backend.wait_for_rollout(NAME, timeout=60)
+    assert time.monotonic() - started < 10
+    message = str(failed.value)
+    assert message.startswith(f"Deployment {NAMESPACE}/{NAME} cannot create its pods: FailedCreate: pods ")
+    assert 'is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false' in message
+    assert "runAsNonRoot != true" in message and 'capabilities.drop=["ALL"]' in message
+
+    health = backend.deployment_health(NAME)
+    assert health["pods"] == []
+    assert [(c["type"], c["reason"]) for c in health["conditions"]] == [("ReplicaFailure", "FailedCreate")]
+    assert health["events"][0]["kind"] == "ReplicaSet" and health["events"][0]["reason"] == "FailedCreate"
+    assert health["events"][0]["message"].startswith("Error creating: pods ")
+
+
+def test_a_crash_looping_version_fails_at_once_with_the_containers_last_message(backend, kube):
+    backend.apply(rendered(1))
+    backend.wait_for_rollout(NAME, timeout=30)
+    backend.apply(rendered(BROKEN))  # progress deadline: 600 s
+    started = time.monotonic()
+    with pytest.raises(RolloutFailed, match="container tensorflow-serving is CrashLoopBackOff; last exit code 1 "
+                                            r"\(Error\): Loading servable failed"):
+        backend.wait_for_rollout(NAME, timeout=60)
+    assert time.monotonic() - started < 15
+
+
+def test_a_pod_no_node_can_take_fails_the_rollout_at_once_with_the_schedulers_words(backend, kube):
+    kube.fail_pods(NAMESPACE, NAME, "unschedulable")
+    backend.apply(rendered(1))
+    with pytest.raises(RolloutFailed, match=r"is Unschedulable: 0/1 nodes are available: 1 Insufficient cpu\."):
+        backend.wait_for_rollout(NAME, timeout=60)
+    health = backend.deployment_health(NAME)
+    assert health["pods"][0]["phase"] == "Pending" and "Insufficient cpu" in health["pods"][0]["message"]
+    assert health["events"][0]["reason"] == "FailedScheduling"
+
+
+def test_an_image_that_cannot_be_pulled_fails_the_rollout_at_once(backend, kube):
+    kube.fail_pods(NAMESPACE, NAME, "image_pull")
+    backend.apply(rendered(1))
+    started = time.monotonic()
+    with pytest.raises(RolloutFailed, match=r"container tensorflow-serving is (ErrImagePull|ImagePullBackOff); "
+                                            'Back-off pulling image "tensorflow/serving:2.19.0"'):
+        backend.wait_for_rollout(NAME, timeout=60)
+    assert time.monotonic() - started < 10
 
 
 def test_a_rollout_slower_than_the_timeout_raises_rollout_timeout_on_time(backend, kube):
@@ -283,6 +338,27 @@ def test_client_errors_are_permanent(backend, kube, code, words):
     kube.inject_error(code, message=f"Invalid {code}")
     with pytest.raises(PermanentError, match=words):
         backend.apply(rendered(1))
+
+
+def test_an_unknown_field_is_permanent_although_the_server_answers_500(backend, kube):
+    """SSA's typed conversion fails with a 500 and no Status reason (apiserver handlers/patch.go
+    returns the field manager's error unwrapped); retrying the same manifest can never work."""
+    deployment = rendered(1)[2]
+    deployment["spec"]["foo"] = 1
+    with pytest.raises(PermanentError) as failed:
+        backend.apply([deployment])
+    assert f"failed to create typed patch object ({NAMESPACE}/{NAME}; apps/v1, Kind=Deployment): .spec.foo: " \
+           "field not declared in schema (HTTP 500)" in str(failed.value)
+    assert kube.get("Deployment", NAMESPACE, NAME) is None
+
+
+@pytest.mark.parametrize("code, reason, kind", [
+    (500, "InternalError", TransientError), (500, "Invalid", PermanentError), (504, "Timeout", TransientError),
+    (400, "BadRequest", PermanentError), (503, "ServiceUnavailable", TransientError)])
+def test_the_status_reason_decides_before_the_http_code(code, reason, kind):
+    from deployer.backends.kubernetes import _classify
+
+    assert isinstance(_classify(code, "something", "Applying", reason=reason), kind)
 
 
 def test_an_invalid_manifest_is_permanent_with_the_servers_message(backend):

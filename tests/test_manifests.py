@@ -119,3 +119,35 @@ def test_resource_names_are_valid_dns_labels_and_distinct(model, environment):
     name = m.resource_name(model, environment)
     assert len(name) <= 63 and name == name.lower() and name[0].isalnum() and name[-1].isalnum()
     assert m.resource_name(model + "2", environment) != name
+
+
+def _pod(target=TARGET):
+    return _by_kind(m.render(target, RELEASE))["Deployment"]["spec"]["template"]["spec"]
+
+
+def test_both_containers_run_unprivileged_with_a_read_only_root_and_write_only_to_empty_dirs():
+    """What the restricted Pod Security Standard asks (pod-security-admission policy/check_*.go)."""
+    pod = _pod()
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                                      "seccompProfile": {"type": "RuntimeDefault"}}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for container in pod["initContainers"] + pod["containers"]:
+        assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                                "capabilities": {"drop": ["ALL"]}}
+        writable = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]
+                    if not mount.get("readOnly")}
+        assert all("emptyDir" in volumes[name] for name in writable.values()), container["name"]
+        assert "/tmp" in writable, container["name"]
+    fetch, serving = pod["initContainers"][0], pod["containers"][0]
+    assert "/models" in {m_["mountPath"] for m_ in fetch["volumeMounts"] if not m_.get("readOnly")}
+    assert {"name": "HOME", "value": "/tmp"} in fetch["env"]  # MLflow's caches land on the writable volume
+    assert {m_["mountPath"] for m_ in serving["volumeMounts"] if m_.get("readOnly")} == {"/models", "/config"}
+
+
+def test_a_privileged_target_keeps_the_images_own_user_and_a_bad_level_is_refused():
+    pod = _pod(m.Target(**{**TARGET.__dict__, "pod_security_level": "privileged"}))
+    assert "securityContext" not in pod
+    assert all("securityContext" not in c for c in pod["initContainers"] + pod["containers"])
+    assert "securityContext" in _pod(m.Target(**{**TARGET.__dict__, "pod_security_level": "baseline"}))
+    with pytest.raises(m.ManifestError, match="'lenient' is none of privileged, baseline, restricted"):
+        m.render(m.Target(**{**TARGET.__dict__, "pod_security_level": "lenient"}), RELEASE)

@@ -2,6 +2,8 @@
 test API server (tests/kubeapi), whose pods run real model servers reached through the pod
 proxy. Every manifest a rollout applies is checked against the Kubernetes schemas."""
 
+import html
+import time
 from pathlib import Path
 
 import kubernetes_validate
@@ -99,7 +101,9 @@ def test_a_version_that_cannot_load_in_its_pods_is_rolled_back_and_the_old_pods_
                   sent_tasks)
 
     assert req.state == PromotionRequest.ROLLED_BACK, req.state_reason
-    assert "progress deadline" in req.state_reason and "Revision 1 (v1) serves again" in req.state_reason
+    # It fails on the first crash, not at the progress deadline, and says what the container said.
+    assert "container tensorflow-serving is CrashLoopBackOff" in req.state_reason
+    assert "Loading servable failed" in req.state_reason and "Revision 1 (v1) serves again" in req.state_reason
     rollout = Rollout.objects.get(request=req)
     _valid(rollout.manifests)
     steps = {s["name"]: s["state"] for s in rollout.steps}
@@ -169,3 +173,79 @@ def test_a_missing_kubeconfig_fails_the_rollout_with_what_to_fix(
                   sent_tasks)
     assert req.state == PromotionRequest.FAILED
     assert "nope" in req.state_reason and cluster.server.token not in req.state_reason
+
+
+def test_a_rollout_into_a_namespace_that_forbids_its_pods_fails_in_seconds_and_says_which_fields(
+        cluster, browser_client, engineer, approver, viewer, iris, sent_tasks):
+    """The namespace enforces restricted (pod-security.kubernetes.io/enforce) but the target says
+    privileged, so the pods are rendered without a security context: PodSecurity refuses every pod
+    the ReplicaSet controller creates. The rollout ends on the Deployment's ReplicaFailure
+    condition, long before the 600 s progress deadline, and the pages quote the API server."""
+    cluster.server.label_namespace(NAMESPACE, {"pod-security.kubernetes.io/enforce": "restricted"})
+    DeploymentTarget.objects.filter(pk=cluster.target.pk).update(pod_security_level="privileged",
+                                                                 progress_deadline_seconds=600)
+    started = time.monotonic()
+    req = promote(browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment,
+                  sent_tasks)
+    assert time.monotonic() - started < 45
+
+    assert req.state == PromotionRequest.FAILED, req.state_reason
+    rollout = Rollout.objects.get(request=req)
+    wait = next(s for s in rollout.steps if s["name"] == "wait")
+    assert wait["state"] == "failed" and "cannot create its pods: FailedCreate" in wait["detail"]
+    assert {s["name"]: s["state"] for s in rollout.steps}["cleanup"] == "done"  # nothing left half-applied
+    page = browser_client(viewer).get(f"/rollouts/{rollout.pk}/").content.decode()
+    text = html.unescape(page)
+    assert 'violates PodSecurity "restricted:latest"' in text
+    for field in ("securityContext.allowPrivilegeEscalation=false", 'securityContext.capabilities.drop=["ALL"]',
+                  "securityContext.runAsNonRoot=true", "securityContext.seccompProfile.type"):
+        assert field in text
+    deployment_page = html.unescape(browser_client(viewer).get(f"/deployments/{rollout.deployment_id}/")
+                                    .content.decode())
+    assert 'violates PodSecurity "restricted:latest"' in deployment_page
+    assert cluster.server.get("Deployment", NAMESPACE, rollout.deployment.name) is None
+
+
+def test_an_apply_the_servers_schema_refuses_fails_for_good_with_the_servers_message(
+        cluster, browser_client, engineer, approver, iris, sent_tasks, monkeypatch):
+    """A manifest with a field the API server does not know answers 500 ("failed to create typed
+    patch object"): the rollout fails at once instead of being retried as a temporary error."""
+    from deployer import manifests
+
+    real = manifests.deployment
+
+    def with_a_typo(target, release):
+        rendered = real(target, release)
+        rendered["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+        return rendered
+    monkeypatch.setattr(manifests, "deployment", with_a_typo)
+
+    req = promote(browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment,
+                  sent_tasks)
+    assert req.state == PromotionRequest.FAILED, req.state_reason
+    rollout = Rollout.objects.get(request=req)
+    assert rollout.attempts == 1
+    assert ('failed to create typed patch object (ml-staging/tfs-iris-staging; apps/v1, Kind=Deployment): '
+            '.spec.template.spec.containers[name="tensorflow-serving"].readinesProbe: field not declared in schema'
+            ) in rollout.reason
+
+
+def test_a_forbidden_update_is_rolled_back_and_the_replicas_panel_shows_the_replica_sets_refusal(
+        cluster, browser_client, engineer, approver, viewer, iris, sent_tasks):
+    """v1 serves in a restricted namespace (its pods are hardened); v2 is rendered for a privileged
+    namespace by mistake. The refusal exists only as the new ReplicaSet's FailedCreate event: the
+    replicas panel lists it beside the pods' own warnings."""
+    cluster.server.label_namespace(NAMESPACE, {"pod-security.kubernetes.io/enforce": "restricted"})
+    promote(browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment, sent_tasks)
+    DeploymentTarget.objects.filter(pk=cluster.target.pk).update(pod_security_level="privileged",
+                                                                 progress_deadline_seconds=600)
+    req = promote(browser_client, engineer, approver, iris.versions.get(version=2), cluster.target.environment,
+                  sent_tasks)
+
+    assert req.state == PromotionRequest.ROLLED_BACK, req.state_reason
+    assert "violates PodSecurity" in req.state_reason and "Revision 1 (v1) serves again" in req.state_reason
+    deployment = Deployment.objects.get(model=iris)
+    panel = html.unescape(browser_client(viewer).get(f"/deployments/{deployment.pk}/health/").content.decode())
+    assert "1</strong> of 1 ready" in panel
+    assert "FailedCreate" in panel and f"ReplicaSet {deployment.name}-" in panel
+    assert 'Error creating: pods "' in panel and 'violates PodSecurity "restricted:latest"' in panel

@@ -46,3 +46,58 @@ def test_a_progressing_condition_that_is_fine_does_not_fail():
 def test_missing_status_fields_count_as_zero():
     fresh = {"metadata": {"name": "foo", "generation": 1}, "spec": {"replicas": 1}, "status": {"observedGeneration": 1}}
     assert deployment_status(fresh).message.endswith("0 out of 1 new replicas have been updated...")
+
+
+# --- Modelgate's earlier verdicts: refused or stuck pods ---
+
+def test_a_replica_failure_is_quoted_and_its_absence_or_false_status_is_not_a_failure():
+    from deployer.rollout_status import replica_failure
+
+    failing = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+               "message": 'pods "foo-1" is forbidden: exceeded quota: pods'}
+    assert replica_failure(deployment(conditions=[failing])) == \
+        'FailedCreate: pods "foo-1" is forbidden: exceeded quota: pods'
+    assert replica_failure(deployment(conditions=[{**failing, "status": "False"}])) is None
+    assert replica_failure(deployment()) is None
+
+
+def _pod(*, init=(), containers=(), conditions=()):
+    return {"metadata": {"name": "foo-abc-1"},
+            "status": {"initContainerStatuses": list(init), "containerStatuses": list(containers),
+                       "conditions": list(conditions)}}
+
+
+def _container(name="tensorflow-serving", *, waiting=None, restarts=0, last=None, running=False):
+    state = {"running": {}} if running else {"waiting": waiting or {}}
+    return {"name": name, "state": state, "restartCount": restarts,
+            "lastState": {"terminated": last} if last else {}}
+
+
+CRASH = {"exitCode": 1, "reason": "Error", "message": "Loading servable failed: DATA_LOSS\n"}
+
+
+@pytest.mark.parametrize("pod, expected", [
+    (_pod(containers=[_container(waiting={"reason": "CrashLoopBackOff"}, restarts=1, last=CRASH)]),
+     "pod foo-abc-1: container tensorflow-serving is CrashLoopBackOff; last exit code 1 (Error): "
+     "Loading servable failed: DATA_LOSS"),
+    # Between two back-offs the container runs again: still a crash loop once it failed twice.
+    (_pod(containers=[_container(running=True, restarts=2, last=CRASH)]),
+     "pod foo-abc-1: container tensorflow-serving is CrashLoopBackOff; last exit code 1 (Error): "
+     "Loading servable failed: DATA_LOSS"),
+    (_pod(containers=[_container(running=True, restarts=1, last=CRASH)]), None),  # one crash may be bad luck
+    (_pod(containers=[_container(waiting={"reason": "ImagePullBackOff",
+                                          "message": 'Back-off pulling image "tfs:9"'})]),
+     'pod foo-abc-1: container tensorflow-serving is ImagePullBackOff; Back-off pulling image "tfs:9"'),
+    (_pod(init=[_container("fetch-model", waiting={"reason": "CrashLoopBackOff"}, restarts=3,
+                           last={"exitCode": 2, "reason": "Error"})]),
+     "pod foo-abc-1: init container fetch-model is CrashLoopBackOff; last exit code 2 (Error)"),
+    (_pod(conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                       "message": "0/3 nodes are available: 3 Insufficient memory."}]),
+     "pod foo-abc-1 is Unschedulable: 0/3 nodes are available: 3 Insufficient memory."),
+    (_pod(containers=[_container(waiting={"reason": "ContainerCreating"})]), None),
+    (_pod(containers=[_container(waiting={"reason": "PodInitializing"})]), None),
+])
+def test_a_stuck_pod_says_why_and_a_slow_one_says_nothing(pod, expected):
+    from deployer.rollout_status import pod_failure
+
+    assert pod_failure(pod) == expected

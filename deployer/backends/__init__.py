@@ -20,7 +20,7 @@ def target_spec(target) -> manifests.Target:
         memory_limit=target.memory_limit, node_selector=dict(target.node_selector or {}),
         tolerations=tuple(target.tolerations or ()), extra_labels=dict(target.extra_labels or {}),
         autoscaling=autoscaling, startup_seconds=target.startup_seconds,
-        progress_deadline_seconds=target.progress_deadline_seconds)
+        progress_deadline_seconds=target.progress_deadline_seconds, pod_security_level=target.pod_security_level)
 
 
 def backend_for(deployment):

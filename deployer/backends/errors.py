@@ -2,8 +2,11 @@
 
 TransientError: worth a retry with backoff (API 5xx, 409 conflict, connection reset,
 timeouts). PermanentError: retrying will not help (bad manifest, forbidden, missing
-credentials); the rollout fails or rolls back at once. RolloutFailed (from
-rollout_status) means the cluster itself gave up on the rollout.
+credentials, a field the API server's schema does not know even when it answers 500); the
+rollout fails or rolls back at once. The Kubernetes backend decides between the two from the
+API's Status reason first and the HTTP code second (backends/kubernetes.py `_classify`).
+RolloutFailed (from rollout_status) means the rollout cannot finish by itself: the cluster
+gave up on it, or its pods are refused or stuck.
 """
 
 from deployer.rollout_status import RolloutFailed  # noqa: F401 - re-exported for backends

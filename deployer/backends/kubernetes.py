@@ -6,9 +6,19 @@ and come out as plain dicts, the way manifests.py renders them and the API serve
 client's typed models are skipped (`_preload_content=False`) because they drop fields they do
 not know and turn timestamps into datetimes, and drift detection needs the server's exact answer.
 
-Errors are sorted for the rollout pipeline (see errors.py): a 5xx, 409, 429 or a connection
-problem is a TransientError worth a retry; any other 4xx, or a kubeconfig that cannot work, is a
-PermanentError. Messages carry the API server's own message, never credentials.
+Errors are sorted for the rollout pipeline (see errors.py) by what the API server's Status says,
+not by the HTTP code alone: its reason first (Invalid, BadRequest, Forbidden... are permanent;
+ServerTimeout, TooManyRequests, ServiceUnavailable, Conflict... are worth a retry), and a schema
+error is permanent even though a real server answers it with a 500 and no reason (server-side
+apply's "failed to create typed patch object (...): .spec.foo: field not declared in schema").
+Without a reason, a 5xx, 409, 429 or a connection problem is a TransientError; any other 4xx, or
+a kubeconfig that cannot work, is a PermanentError. Messages carry the API server's own message,
+never credentials.
+
+A rollout fails as soon as it is plainly stuck, not only at its progress deadline: when the
+Deployment reports ReplicaFailure (its pods are refused, e.g. by PodSecurity admission), or a pod
+of the new template is in ImagePullBackOff, CrashLoopBackOff or cannot be scheduled. The reason
+quotes the cause (rollout_status.replica_failure and pod_failure).
 """
 
 import json
@@ -29,7 +39,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from deployer.backends.errors import PermanentError, RolloutTimeout, TransientError
 from deployer.manifests import MANAGER, REST_PORT
-from deployer.rollout_status import deployment_status
+from deployer.rollout_status import RolloutFailed, deployment_status, pod_failure, replica_failure
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,9 @@ APPLY_PATCH = "application/apply-patch+yaml"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 VERSION_LABEL = "modelgate.io/version"
 MAX_EVENTS = 20
+# How often a rollout's pods are looked at while the Deployment's watch is quiet: a pod stuck in a
+# back-off changes no Deployment field, so the watch alone would wait for the progress deadline.
+POD_CHECK_SECONDS = 1.0
 
 # What Modelgate applies: (apiVersion, kind) -> (typed API, the suffix of its *_namespaced_* methods).
 _KINDS = {
@@ -138,20 +151,29 @@ class KubernetesBackend:
         shown = None
 
         def done(deployment: dict) -> bool:
-            nonlocal shown
-            status = deployment_status(deployment)
+            nonlocal shown, latest
+            latest = deployment
+            try:
+                status = deployment_status(deployment)
+            except RolloutFailed as deadline:  # say why no progress was made, when the pods tell
+                cause = self._stuck(deployment)
+                raise RolloutFailed(f"{deadline}: {cause}" if cause else str(deadline)) from None
             if status.message != shown:
                 shown = status.message
                 progress(status.message)
+            if not status.done and (failure := replica_failure(deployment)):
+                raise RolloutFailed(f"Deployment {self.namespace}/{name} cannot create its pods: {failure}")
             return status.done
 
+        latest = None
         deployment = self._read_deployment(name)
         version = deployment["metadata"]["resourceVersion"]
         if done(deployment):
             return deployment
         while (remaining := deadline - time.monotonic()) > 0:
+            self._check_pods(latest)
             try:
-                for kind, obj in self._watch(name, version, remaining):
+                for kind, obj in self._watch(name, version, min(remaining, POD_CHECK_SECONDS)):
                     version = obj["metadata"]["resourceVersion"]
                     if kind == "DELETED":
                         raise PermanentError(f"Deployment {self.namespace}/{name} was deleted during its rollout.")
@@ -165,6 +187,31 @@ class KubernetesBackend:
                     return deployment
         raise RolloutTimeout(f"Deployment {self.namespace}/{name} did not finish rolling out within {timeout:g} s: "
                              f"{shown}")
+
+    def _check_pods(self, deployment: dict) -> None:
+        """Raise RolloutFailed when a pod of the Deployment's current template is stuck."""
+        if failure := self._stuck_pod(deployment):
+            raise RolloutFailed(f"Deployment {self.namespace}/{deployment['metadata']['name']}: {failure}")
+
+    def _stuck(self, deployment: dict) -> str | None:
+        failure = replica_failure(deployment)
+        return f"cannot create its pods: {failure}" if failure else self._stuck_pod(deployment)
+
+    def _stuck_pod(self, deployment: dict) -> str | None:
+        """Why a pod of the Deployment's current template cannot become ready, if it is stuck. Pods
+        carry the template's annotations (rollout id, config hash), which tell them from older pods."""
+        template = (deployment.get("spec") or {}).get("template") or {}
+        wanted = (template.get("metadata") or {}).get("annotations") or {}
+        match = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        if not match:
+            return None
+        for pod in self._pods(",".join(f"{k}={v}" for k, v in sorted(match.items()))):
+            annotations = pod["metadata"].get("annotations") or {}
+            if pod["metadata"].get("deletionTimestamp") or any(annotations.get(k) != v for k, v in wanted.items()):
+                continue
+            if failure := pod_failure(pod):
+                return failure
+        return None
 
     def _read_deployment(self, name: str) -> dict:
         with _translated(f"Reading Deployment {self.namespace}/{name}"):
@@ -206,7 +253,8 @@ class KubernetesBackend:
                         status = event["object"]
                         if status.get("code") == 410:
                             raise _Expired()
-                        raise _classify(status.get("code") or 500, status.get("message") or "watch failed", action)
+                        raise _classify(status.get("code") or 500, status.get("message") or "watch failed", action,
+                                        reason=status.get("reason") or "")
                     yield event["type"], event["object"]
         except _Silent:
             return  # nothing changed before the deadline: the caller times out
@@ -265,12 +313,15 @@ class KubernetesBackend:
             answer = text
         if not 200 <= response.status < 300 and isinstance(answer, dict) and answer.get("kind") == "Status" \
                 and answer.get("apiVersion") == "v1":
-            raise _classify(response.status, answer.get("message") or response.reason, action)
+            raise _classify(response.status, answer.get("message") or response.reason, action,
+                            reason=answer.get("reason") or "")
         return response.status, answer
 
     def deployment_health(self, name: str) -> dict:
-        """What an operator looks at when a rollout is stuck: counts, each pod's state, and the
-        latest Warning events of the Deployment's pods (newest first)."""
+        """What an operator looks at when a rollout is stuck: counts, the Deployment's failure
+        conditions (ReplicaFailure, a Progressing that gave up), each pod's state and why, and the
+        latest Warning events of the Deployment, its ReplicaSets and its pods (newest first): a
+        pod PodSecurity refused exists only as its ReplicaSet's FailedCreate event."""
         deployment = self._read_deployment(name)
         pods = self._pods(f"{INSTANCE_LABEL}={name}")
         status = deployment.get("status") or {}
@@ -279,6 +330,10 @@ class KubernetesBackend:
             "updated": status.get("updatedReplicas", 0),
             "ready": status.get("readyReplicas", 0),
             "available": status.get("availableReplicas", 0),
+            "conditions": [{"type": c.get("type"), "reason": c.get("reason"), "message": c.get("message")}
+                           for c in status.get("conditions") or []
+                           if (c.get("type") == "ReplicaFailure" and c.get("status") == "True")
+                           or (c.get("type") == "Progressing" and c.get("status") == "False")],
             "pods": [_pod_health(p) for p in pods],
             "events": self._warnings(name, {p["metadata"]["name"] for p in pods}),
         }
@@ -286,14 +341,21 @@ class KubernetesBackend:
     def _warnings(self, name: str, pod_names: set) -> list[dict]:
         with _translated(f"Listing events in {self.namespace}"):
             events = _body(self._core.list_namespaced_event(
-                self.namespace, field_selector="involvedObject.kind=Pod,type=Warning", _preload_content=False,
+                self.namespace, field_selector="type=Warning", _preload_content=False,
                 _request_timeout=self.request_timeout))["items"]
-        # Pods already replaced still explain a failure: <deployment>-<template hash>-<suffix>.
-        ours = re.compile(rf"^{re.escape(name)}-[a-z0-9]+-[a-z0-9]+$")
-        mine = [e for e in events if e["involvedObject"].get("name") in pod_names
-                or ours.match(e["involvedObject"].get("name", ""))]
+        # Objects already replaced still explain a failure: ReplicaSets are <deployment>-<template
+        # hash>, their pods <deployment>-<template hash>-<suffix>.
+        replica_set = re.compile(rf"^{re.escape(name)}-[a-z0-9]+$")
+        pod = re.compile(rf"^{re.escape(name)}-[a-z0-9]+-[a-z0-9]+$")
+
+        def ours(involved: dict) -> bool:
+            kind, other = involved.get("kind"), involved.get("name", "")
+            return (kind == "Pod" and (other in pod_names or bool(pod.match(other)))) \
+                or (kind == "ReplicaSet" and bool(replica_set.match(other))) or (kind == "Deployment" and other == name)
+        mine = [e for e in events if ours(e.get("involvedObject") or {})]
         mine.sort(key=_last_seen, reverse=True)
         return [{"reason": e.get("reason"), "message": e.get("message"), "type": e.get("type"),
+                 "kind": e["involvedObject"].get("kind"), "object": e["involvedObject"].get("name"),
                  "count": e.get("count") or (e.get("series") or {}).get("count") or 1, "last_seen": _last_seen(e)}
                 for e in mine[:MAX_EVENTS]]
 
@@ -360,7 +422,9 @@ def _translated(action: str, *, missing_ok: bool = False, watching: bool = False
             return
         if exc.status == 410:  # only a watch or list names a resourceVersion that can expire
             raise _Expired() from None
-        raise _classify(exc.status, _api_message(exc), action) from None
+        status = _api_status(exc)
+        raise _classify(exc.status, status.get("message") or exc.reason or "no message", action,
+                        reason=status.get("reason") or "") from None
     except urllib3.exceptions.ReadTimeoutError as exc:
         if watching:
             raise _Silent() from None
@@ -371,27 +435,42 @@ def _translated(action: str, *, missing_ok: bool = False, watching: bool = False
                              f"{_reason(exc)}).") from None
 
 
-def _classify(code: int, message: str, action: str) -> Exception:
+# Status reasons (k8s.io/apimachinery/pkg/apis/meta/v1/types.go StatusReason*) a retry cannot fix,
+# and those worth one, whatever the HTTP code they came with.
+_PERMANENT_REASONS = {"BadRequest", "Unauthorized", "Forbidden", "NotFound", "MethodNotAllowed", "Invalid",
+                      "UnsupportedMediaType", "NotAcceptable", "RequestEntityTooLarge", "Gone"}
+_TRANSIENT_REASONS = {"ServerTimeout", "Timeout", "TooManyRequests", "ServiceUnavailable", "Conflict",
+                      "AlreadyExists", "InternalError"}
+# A request the server cannot even type-check: server-side apply answers these with a 500 and no
+# reason (apiserver handlers/patch.go passes the field manager's error through unwrapped).
+_SCHEMA_ERRORS = ("failed to create typed patch object", "field not declared in schema", "error decoding patch",
+                  "error strict decoding", "unable to unmarshal the patch")
+
+
+def _classify(code: int, message: str, action: str, *, reason: str = "") -> Exception:
     text = f"{action}: {message} (HTTP {code})"
     if code == 0:  # the client failed before any answer (e.g. TLS): not something a retry fixes
         return PermanentError(text)
-    if code in (409, 429) or code >= 500:
-        return TransientError(text)
-    if code == 401:
+    if any(marker in message for marker in _SCHEMA_ERRORS):
+        return PermanentError(f"{text}: the manifest has a field the API server's schema does not know.")
+    if code == 401 or reason == "Unauthorized":
         return PermanentError(f"{text}: the kubeconfig's credentials were refused.")
-    if code == 403:
+    if code == 403 or reason == "Forbidden":
         return PermanentError(f"{text}: the service account lacks a permission (see the RBAC role).")
+    if reason in _PERMANENT_REASONS:
+        return PermanentError(text)
+    if reason in _TRANSIENT_REASONS or code in (409, 429) or code >= 500:
+        return TransientError(text)
     return PermanentError(text)
 
 
-def _api_message(exc: ApiException) -> str:
+def _api_status(exc: ApiException) -> dict:
+    """The Status object the API server sent with an error ({} when the body is not one)."""
     try:
         status = json.loads(exc.body or "")
     except ValueError:
-        status = None
-    if isinstance(status, dict) and status.get("message"):
-        return status["message"]
-    return exc.reason or "no message"
+        return {}
+    return status if isinstance(status, dict) else {}
 
 
 def _reason(exc: urllib3.exceptions.HTTPError) -> str:
@@ -429,7 +508,7 @@ def _pod_health(pod: dict) -> dict:
     statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
     return {"name": pod["metadata"]["name"], "phase": status.get("phase"), "ready": _ready(pod),
             "restarts": sum(c.get("restartCount", 0) for c in statuses), "reason": _pod_reason(pod),
-            "version": (pod["metadata"].get("labels") or {}).get(VERSION_LABEL)}
+            "version": (pod["metadata"].get("labels") or {}).get(VERSION_LABEL), "message": pod_failure(pod)}
 
 
 def _pod_reason(pod: dict) -> str | None:

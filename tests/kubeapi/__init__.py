@@ -10,7 +10,8 @@ It serves what Modelgate uses: ConfigMaps, Services, Deployments and HorizontalP
 fetch_model, the serving container is deployer.local_server's TF Serving stand-in.
 
 Modules: status (Status errors), resources (the types served), fields + apply (field paths and
-server-side apply), validation (defaults and 422s), selectors, store (objects, resourceVersion,
+server-side apply), schema (apply's unknown fields), validation (defaults and 422s), podsecurity
+(PodSecurity admission), selectors, store (objects, resourceVersion,
 watch history), api (the verbs), controller (Deployment, ReplicaSet, HPA, garbage collection),
 pods (kubelet), events, handler (HTTP), server (FakeKubeApiServer and the test hooks).
 
@@ -20,12 +21,18 @@ Where it is simpler than a real API server, knowingly:
 - Only apply patches: JSON, strategic-merge and merge patches answer 415. Bodies are JSON (valid
   YAML); other YAML is refused with 400.
 - Validation covers names, labels, annotation keys, the Deployment selector (must match, cannot
-  change), required containers, Service ports and HPA bounds; unknown fields are kept silently
-  (the manifest tests run kubernetes-validate in strict mode instead).
+  change), required containers, Service ports and HPA bounds. An apply with a field the schema
+  does not declare answers the real 500 (schema.py); other type errors are not checked (the
+  manifest tests run kubernetes-validate in strict mode), and creates and updates keep unknown
+  fields silently.
 - Defaulting covers what clients read back most (replicas, strategy, revisionHistoryLimit,
   progressDeadlineSeconds, pod and container defaults, clusterIP...), not every field.
-- One namespace-agnostic store, no Namespace objects, no RBAC (every valid token may do
-  anything; `calls` records the RBAC verbs for tests to check), no admission, no finalizers.
+- One namespace-agnostic store, no Namespace objects (`label_namespace` sets the labels
+  admission reads), no RBAC (every valid token may do anything; `calls` records the RBAC verbs
+  for tests to check), no finalizers. The only admission is PodSecurity (podsecurity.py):
+  enforce on pod creates (the ReplicaSet controller's, which then records FailedCreate and
+  ReplicaFailure), warn on Deployments (a `Warning` header). The ReplicaSet controller retries a
+  refused create every `backoff` seconds.
   Deletion propagates in the background only; pods terminate gracefully in
   `termination_seconds`, other objects go at once.
 - Controllers tick every `tick` seconds in one thread. The Deployment controller sees ReplicaSet

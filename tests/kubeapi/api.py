@@ -7,9 +7,10 @@ here, so every write gets the same metadata (resourceVersion, generation, manage
 from __future__ import annotations  # the classes below have a method named list
 
 import copy
+import threading
 
 from . import apply as ssa
-from . import selectors, validation
+from . import podsecurity, schema, selectors, validation
 from .status import ApiError, already_exists, not_found, success
 from .store import Store, conflict_on_stale
 
@@ -22,6 +23,10 @@ class Api:
         self.store = store
         # Set by the kubelet simulation: deleting a pod is graceful (it terminates first).
         self.delete_pod = None
+        # Namespace labels (there are no Namespace objects): PodSecurity admission reads them.
+        self.namespace_labels: dict[str, dict] = {}
+        # Warnings for the response being built, per thread: the handler sends them as headers.
+        self.warnings = threading.local()
 
     # --- reads ---
 
@@ -70,6 +75,7 @@ class Api:
             raise ApiError(422, 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
                                 "is required for apply patch")
         validation.check_identity(resource, body, name=name, namespace=namespace)
+        schema.check_apply(resource, namespace, name, body)
         given_rv = (body.get("metadata") or {}).get("resourceVersion")
         applied = _client_body(resource, body)
         with self.store.lock:
@@ -118,6 +124,20 @@ class Api:
             self.store.remove(resource, namespace, name)
         return success(resource, name, uid)
 
+    def _admit(self, resource, obj: dict) -> None:
+        """Admission after validation, as the real chain orders them: PodSecurity refuses a pod
+        (enforce) and warns about a workload's pod template (warn)."""
+        labels = self.namespace_labels.get(obj["metadata"]["namespace"], {})
+        if resource.kind == "Pod":
+            podsecurity.admit_pod(labels, obj)
+        elif resource.kind == "Deployment":
+            self.warn(*podsecurity.pod_controller_warnings(labels, obj))
+
+    def warn(self, *messages: str) -> None:
+        pending = getattr(self.warnings, "messages", None)
+        if pending is not None:
+            pending.extend(messages)
+
     def _check_writable(self, resource) -> None:
         if not resource.writable:
             raise ApiError(405, f"the fake API server does not let clients write {resource.plural}: "
@@ -126,6 +146,7 @@ class Api:
     def _save(self, resource, live: dict | None, obj: dict, entries: list, dry_run: bool) -> dict:
         validation.apply_defaults(resource, obj)
         validation.validate(resource, obj, live)
+        self._admit(resource, obj)
         _set_generation(resource, live, obj)
         if dry_run:
             return obj
@@ -134,9 +155,13 @@ class Api:
     # --- writes from the simulated cluster and the test hooks ---
 
     def create_internal(self, resource, obj: dict, *, manager: str) -> dict:
+        """A write by the simulated control plane. Pods go through admission like any create
+        (the ReplicaSet controller is a client of the real API server)."""
         with self.store.lock:
             entries = ssa.update(None, obj, [], manager=manager, api_version=resource.group_version)
             validation.apply_defaults(resource, obj)
+            if resource.kind == "Pod":
+                self._admit(resource, obj)
             _set_generation(resource, None, obj)
             return self.store.put(resource, obj, entries)
 

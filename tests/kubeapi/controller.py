@@ -18,7 +18,9 @@ import time
 from datetime import datetime
 
 from . import progress
+from .apply import now
 from .resources import by_name
+from .status import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,7 @@ class Controllers:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._progress_at: dict[str, float] = {}  # deployment uid -> monotonic time of last progress
+        self._create_retry_at: dict[str, float] = {}  # ReplicaSet uid -> when a failed create is tried again
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="fake-kube-controllers", daemon=True)
@@ -323,8 +326,20 @@ class Controllers:
         pods = [p for p in self.store.list(PODS, meta["namespace"]) if owner_uid(p) == meta["uid"]]
         active = [p for p in pods if is_active(p)]
         wanted = rs["spec"].get("replicas", 0)
-        for _ in range(wanted - len(active)):
-            active.append(self._create_pod(rs))
+        failure = None
+        if wanted > len(active) and time.monotonic() >= self._create_retry_at.get(meta["uid"], 0):
+            for _ in range(wanted - len(active)):
+                try:
+                    active.append(self._create_pod(rs))
+                except ApiError as error:
+                    failure = error.message
+                    break
+        if failure is not None:
+            # controller_utils.go createPods: a Warning event "FailedCreate", "Error creating: <err>";
+            # the controller retries with a rate-limited back-off (scaled down here).
+            self.recorder.record(rs, "Warning", "FailedCreate", f"Error creating: {failure}",
+                                 component="replicaset-controller")
+            self._create_retry_at[meta["uid"]] = time.monotonic() + self.kubelet.backoff
         if len(active) > wanted:
             for pod in sorted(active, key=_deletion_rank)[:len(active) - wanted]:
                 self.kubelet.terminate(meta["namespace"], pod["metadata"]["name"])
@@ -335,6 +350,9 @@ class Controllers:
         status = {k: v for k, v in {"replicas": len(active), "fullyLabeledReplicas": len(active),
                                     "readyReplicas": ready, "availableReplicas": ready}.items() if v}
         status["observedGeneration"] = meta.get("generation", 1)
+        conditions = _replica_failure(rs.get("status") or {}, failure, wanted > len(active))
+        if conditions:
+            status["conditions"] = conditions
         if status != rs.get("status"):
             def change(obj):
                 obj["status"] = status
@@ -357,6 +375,17 @@ class Controllers:
         deployment = meta["name"][:-len(template["metadata"]["labels"][HASH_LABEL]) - 1]
         self.kubelet.start(pod, deployment=deployment)
         return pod
+
+
+def _replica_failure(previous: dict, failure: str | None, short: bool) -> list:
+    """replica_set_utils.go calculateStatus: a failed create sets ReplicaFailure (True,
+    FailedCreate, the error) unless one is already there; a sync without error removes it. A sync
+    that did not try (waiting out the back-off) while still short keeps what was there."""
+    current = [c for c in previous.get("conditions") or [] if c["type"] == "ReplicaFailure"]
+    if failure is not None:
+        return current or [{"type": "ReplicaFailure", "status": "True", "lastTransitionTime": now(),
+                            "reason": "FailedCreate", "message": failure}]
+    return current if short else []
 
 
 def _deletion_rank(pod: dict):

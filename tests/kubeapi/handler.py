@@ -101,6 +101,7 @@ def handler_class(server):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             group, version, route = _route(split.path)
+            server.api.warnings.messages = []
             call = None
             if route is not None:
                 call = Call(self.command, split.path, f"{group}/{version}" if group else version,
@@ -261,6 +262,8 @@ def handler_class(server):
             self.send_header("Content-Length", str(len(payload)))
             for key, value in (extra or {}).items():
                 self.send_header(key, value)
+            for message in dict.fromkeys(getattr(server.api.warnings, "messages", None) or []):
+                self.send_header("Warning", _warning(message))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(payload)
@@ -269,6 +272,13 @@ def handler_class(server):
             log.debug("%s - %s", self.address_string(), format % args)
 
     return Handler
+
+
+def _warning(message: str) -> str:
+    """A Warning header as kube-apiserver writes one (apimachinery/pkg/util/net/http.go
+    NewWarningHeader): code 299, agent "-", the text quoted with \\ and \" escaped."""
+    escaped = message.replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 - "{escaped}"'
 
 
 def _json_body(body: bytes):

@@ -25,7 +25,11 @@ from .resources import by_name
 log = logging.getLogger(__name__)
 
 PODS, CONFIGMAPS = by_name("pods"), by_name("configmaps")
-MODES = ("crash_loop", "image_pull", "stall")
+MODES = ("crash_loop", "image_pull", "stall", "unschedulable")
+# What the default scheduler says when no node fits (its FailedScheduling event and the pod's
+# PodScheduled condition carry the same text).
+UNSCHEDULABLE = ("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
+                 "1 No preemption victims found for incoming pod.")
 
 
 class _Stopped(Exception):
@@ -141,6 +145,8 @@ class PodRuntime:
 
     def _run(self) -> None:
         try:
+            if self.mode == "unschedulable":
+                self._unschedulable()
             self._write(self._scheduled)
             self.kubelet.recorder.record(self.pod, "Normal", "Scheduled",
                                          f"Successfully assigned {self.namespace}/{self.name} to {self.kubelet.node}",
@@ -153,6 +159,20 @@ class PodRuntime:
             log.exception("fake pod %s failed", self.name)
         finally:
             self._stop_server()
+
+    def _unschedulable(self) -> None:
+        """No node fits: the pod stays Pending, PodScheduled False (Unschedulable), and the scheduler
+        retries, repeating its FailedScheduling warning."""
+        def pending(status):
+            status["phase"] = "Pending"
+            status["conditions"] = [{"type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                                     "lastTransitionTime": now(), "reason": "Unschedulable",
+                                     "message": UNSCHEDULABLE}]
+        self._write(pending)
+        while True:
+            self.kubelet.recorder.record(self.pod, "Warning", "FailedScheduling", UNSCHEDULABLE,
+                                         component="default-scheduler")
+            self._sleep(self.kubelet.backoff * 4)
 
     def _sleep(self, seconds: float) -> None:
         if self._stopping.wait(seconds):

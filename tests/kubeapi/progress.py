@@ -50,6 +50,7 @@ def calculate(deployment: dict, new_rs: dict, old: list, *, max_unavailable: int
     else:
         set_condition(status, "Available", "False", "MinimumReplicasUnavailable",
                       "Deployment does not have minimum availability.")
+    _replica_failures(status, new_rs, old)
     name = new_rs["metadata"]["name"]
     progressed = False
     if condition(status, "Progressing") is None:  # a Deployment whose progress nobody tracked yet
@@ -73,6 +74,23 @@ def calculate(deployment: dict, new_rs: dict, old: list, *, max_unavailable: int
         set_condition(status, "Progressing", "False", "ProgressDeadlineExceeded",
                       f'ReplicaSet "{name}" has timed out progressing.')
     return status, progressed
+
+
+def _replica_failures(status: dict, new_rs: dict, old: list) -> None:
+    """progress.go syncRolloutStatus + getReplicaFailures: the new ReplicaSet's ReplicaFailure
+    condition (else an old one's) is copied onto the Deployment (util.ReplicaSetToDeploymentCondition:
+    both times are the ReplicaSet condition's lastTransitionTime); none left, it is removed."""
+    found = next((c for rs in [new_rs, *old] for c in (rs.get("status") or {}).get("conditions") or []
+                  if c["type"] == "ReplicaFailure"), None)
+    if found is None:
+        status["conditions"] = [c for c in status["conditions"] if c["type"] != "ReplicaFailure"]
+        return
+    current = condition(status, "ReplicaFailure")
+    if current and current["status"] == found["status"] and current["reason"] == found["reason"]:
+        return  # SetDeploymentCondition leaves an unchanged condition alone
+    status["conditions"] = [c for c in status["conditions"] if c["type"] != "ReplicaFailure"] + [{
+        "type": "ReplicaFailure", "status": found["status"], "lastUpdateTime": found["lastTransitionTime"],
+        "lastTransitionTime": found["lastTransitionTime"], "reason": found["reason"], "message": found["message"]}]
 
 
 def _counts(new_rs: dict, old: list) -> dict:

@@ -142,9 +142,14 @@ class FakeKubeApiServer:
             raise KeyError(f"{kind} {namespace}/{name} does not exist")
         return changed
 
+    def label_namespace(self, namespace: str, labels: dict) -> None:
+        """Set a namespace's labels (there are no Namespace objects), e.g.
+        {"pod-security.kubernetes.io/enforce": "restricted"}: PodSecurity admission reads them."""
+        self.api.namespace_labels[namespace] = dict(labels)
+
     def fail_pods(self, namespace: str, deployment: str, mode: str) -> None:
-        """Pods the Deployment starts from now on fail: crash_loop, image_pull (ImagePullBackOff) or
-        stall (never ready, no error)."""
+        """Pods the Deployment starts from now on fail: crash_loop, image_pull (ImagePullBackOff),
+        stall (never ready, no error) or unschedulable (Pending, no node fits)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.kubelet.failures[(namespace, deployment)] = mode

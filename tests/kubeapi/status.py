@@ -15,7 +15,7 @@ class ApiError(Exception):
         self.retry_after = code == 429 if retry_after is None else retry_after
         self.code = code
         self.message = message
-        self.reason = reason or REASONS.get(code, "Unknown")
+        self.reason = REASONS.get(code, "Unknown") if reason is None else reason
         self.details = details
 
     def status(self) -> dict:
@@ -25,6 +25,8 @@ class ApiError(Exception):
 def status_object(code: int, reason: str, message: str, details: dict | None = None) -> dict:
     body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
             "reason": reason, "code": code}
+    if not reason:  # StatusReasonUnknown is "", omitted from the JSON (omitempty)
+        del body["reason"]
     if details:
         body["details"] = details
     return body
