@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployer', '0003_guard_rollback'),
+        ('deployer', '0004_break_glass_permission'),
     ]
 
     operations = [
