@@ -19,13 +19,13 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponse
+from django.utils.module_loading import import_string
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
 REQUEST_SECONDS = Histogram("modelgate_http_request_duration_seconds", "Console and API requests.",
                             ["method", "view", "status"],
                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-ROLLOUT_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 
 
 class RequestMetricsMiddleware:
@@ -60,40 +60,18 @@ def queue_lengths() -> dict[str, int]:
     return lengths
 
 
-class _StateCollector:
-    """Gathers at scrape time what lives in the database and the broker."""
+class _QueueCollector:
+    """Messages waiting on each Celery queue, read from the broker at scrape time."""
 
     def collect(self):
-        from django.db.models import Count
-
-        from deployer.models import Rollout
-
         queue = GaugeMetricFamily("modelgate_celery_queue_length", "Messages waiting on a Celery queue.",
                                   labels=["queue"])
         try:
             for name, length in queue_lengths().items():
                 queue.add_metric([name], length)
-        except Exception:  # an unreachable broker must not break the rest of the scrape
+        except Exception:  # noqa: S110 - an unreachable broker must not break the rest of the scrape
             pass
         yield queue
-
-        totals = CounterMetricFamily("modelgate_rollouts", "Rollouts by kind and outcome.", labels=["kind", "state"])
-        for row in Rollout.objects.values("kind", "state").annotate(n=Count("id")).order_by():
-            totals.add_metric([row["kind"], row["state"]], row["n"])
-        yield totals
-
-        durations = HistogramMetricFamily("modelgate_rollout_duration_seconds", "Finished rollouts, start to end.",
-                                          labels=["kind", "state"])
-        groups: dict = {}
-        for kind, state, started, finished in Rollout.objects.filter(
-                started_at__isnull=False, finished_at__isnull=False).values_list("kind", "state", "started_at",
-                                                                                 "finished_at").iterator():
-            groups.setdefault((kind, state), []).append((finished - started).total_seconds())
-        for (kind, state), values in sorted(groups.items()):
-            buckets = [(str(le), sum(1 for v in values if v <= le)) for le in ROLLOUT_BUCKETS]
-            buckets.append(("+Inf", len(values)))
-            durations.add_metric([kind, state], buckets, sum(values))
-        yield durations
 
 
 def _registry() -> CollectorRegistry:
@@ -104,7 +82,10 @@ def _registry() -> CollectorRegistry:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(REQUEST_SECONDS)
-    registry.register(_StateCollector())
+    registry.register(_QueueCollector())
+    # The apps above the console add their own (the deployer's rollouts), wired by settings.
+    for path in settings.OWN_METRICS_COLLECTORS:
+        registry.register(import_string(path)())
     return registry
 
 

@@ -176,6 +176,11 @@ MODELGATE_ALLOWED_SOURCE_ROOTS = env_list("MODELGATE_ALLOWED_SOURCE_ROOTS", [MLF
 MODELGATE_URL = env_str("MODELGATE_URL", "http://127.0.0.1:8000")
 MLFLOW_UI_URL = env_str("MLFLOW_UI_URL", "")
 REGISTRY_SYNC_INTERVAL = env_int("REGISTRY_SYNC_INTERVAL", 60, minimum=5)
+# Run by the sync when MLflow's aliases of a model changed (the registry does not import the
+# promotion workflow above it; this wires the workflow's drift check in).
+REGISTRY_ALIAS_CHECKS = ["registry.promotions.drift.record_alias_drift"]
+# Collectors added to Modelgate's own /metrics by the apps above the console (console/metrics.py).
+OWN_METRICS_COLLECTORS = ["deployer.own_metrics.RolloutCollector"]
 
 # --- Celery ---------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

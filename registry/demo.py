@@ -42,17 +42,6 @@ def seed_users() -> dict:
     return saved
 
 
-def seed_environments() -> None:
-    """staging, then production (protected; it asks for accuracy >= 0.92), one approval each."""
-    from .promotions.models import Environment
-
-    if Environment.objects.exists():
-        return
-    Environment.objects.create(name="staging", position=1, alias="staging", required_approvals=1)
-    Environment.objects.create(name="production", position=2, alias="production", required_approvals=1, protected=True,
-                               metric_thresholds=[{"metric": "accuracy", "op": ">=", "value": 0.92}])
-
-
 def seed_model(stdout=None) -> None:
     """Train and register the demo model unless MLflow already has it."""
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from console.audit.services import audit_record
 
@@ -89,7 +90,7 @@ def _apply(remote_models: list, remote_versions: dict, inspections: dict, snapsh
                 verb = "model.aliases_changed" if set(diff) == {"aliases"} else "model.changed"
                 audit_record(actor=ACTOR, verb=verb, obj=model, before=before, after=after)
                 if "aliases" in diff:
-                    _record_alias_drift(model)
+                    _after_aliases_changed(model)
         _apply_versions(model, remote_versions.get(rm.name, []), inspections, snapshot_at, report,
                         quiet=new_model, now=now)
     for model in local.values():
@@ -101,15 +102,13 @@ def _apply(remote_models: list, remote_versions: dict, inspections: dict, snapsh
         model.delete()
 
 
-def _record_alias_drift(model) -> None:
-    """Environment aliases move only through the promotion workflow; one moved in MLflow
-    behind Modelgate's back is drift, recorded here and shown on the model page."""
-    from .promotions.selectors import alias_drift
-
-    for drift in alias_drift(model):
-        audit_record(actor=ACTOR, verb="alias.drift", obj=model,
-                     before={"alias": drift["alias"], "version": drift["expected"]},
-                     after={"alias": drift["alias"], "version": drift["actual"]})
+def _after_aliases_changed(model) -> None:
+    """The checks settings.REGISTRY_ALIAS_CHECKS name run when MLflow's aliases of a model
+    changed. The registry sits below the promotion workflow and does not import it: the
+    workflow's drift check (environment aliases move only through promotions) is wired in
+    by the settings, as middleware is."""
+    for path in settings.REGISTRY_ALIAS_CHECKS:
+        import_string(path)(model, actor=ACTOR)
 
 
 def _apply_versions(model, remote: list, inspections: dict, snapshot_at, report, *, quiet: bool, now) -> None:

@@ -31,7 +31,8 @@ class Command(BaseCommand):
         credentials = {}
         if env_bool("MODELGATE_DEMO", True):
             from deployer.demo import seed_targets
-            from registry.demo import seed_environments, seed_model, seed_users
+            from registry.demo import seed_model, seed_users
+            from registry.promotions.demo import seed_environments
 
             credentials = seed_users()
             seed_environments()

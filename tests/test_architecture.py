@@ -1,0 +1,46 @@
+"""The layers docs/architecture.md describes are import-linter contracts that `make lint` runs:
+breaking one fails the build with the contract's name (issue 14)."""
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def contracts() -> dict[str, dict]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    return {contract["id"]: contract for contract in config["contracts"]}
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+
+
+def test_the_code_keeps_every_contract():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"Contracts: {len(contracts())} kept, 0 broken." in result.stdout
+
+
+def test_every_registry_module_but_promotions_is_held_below_the_promotion_workflow():
+    listed = set(contracts()["registry-core-below-promotions"]["source_modules"])
+    present = {f"registry.{path.stem if path.is_file() else path.name}" for path in (ROOT / "registry").iterdir()
+               if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").exists()}
+    assert present - {"registry.promotions"} == listed
+
+
+def test_a_registry_module_that_imports_the_deployer_fails_lint_naming_the_contract(tmp_path):
+    for name in ("console", "registry", "deployer"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    models = tmp_path / "registry" / "models.py"
+    models.write_text(models.read_text() + "\nfrom deployer.models import Rollout  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "The registry never imports the deployer BROKEN" in result.stdout
+    assert "registry.models -> deployer.models" in result.stdout
