@@ -4,12 +4,20 @@ Both count in the shared cache (``CACHES["default"]``: Redis in production, a da
 table in the embedded default), so every web process sees the same counts.
 """
 
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from console.clientip import client_ip
 
 
-class TokenRateThrottle(SimpleRateThrottle):
+class _SettingsRate:
+    def get_rate(self):
+        # DRF reads the rates once at import; reading them per request lets a changed
+        # setting (and a test's override) apply.
+        return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
+
+
+class TokenRateThrottle(_SettingsRate, SimpleRateThrottle):
     """``API_RATE_LIMIT`` requests per token; a browser session counts per user."""
 
     scope = "token"
@@ -28,7 +36,7 @@ class TokenRateThrottle(SimpleRateThrottle):
         return client_ip(request)
 
 
-class BearerFailureThrottle(SimpleRateThrottle):
+class BearerFailureThrottle(_SettingsRate, SimpleRateThrottle):
     """``API_AUTH_FAILURE_RATE`` wrong, revoked or expired tokens per client address; after
     that the address gets 429 (even with a good token) until the window has moved on, so
     guessing tokens is slow."""
