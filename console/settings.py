@@ -359,6 +359,8 @@ LOGGING = {
     "loggers": {
         "mlflow": {"level": "WARNING"},
         "alembic": {"level": "WARNING"},
+        # Lockouts are logged at WARNING (and audited); every attempt is not.
+        "axes": {"level": "WARNING"},
     },
 }
 # At most this many versions have their artifacts inspected per sync run; the
