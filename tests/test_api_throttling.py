@@ -100,3 +100,15 @@ def test_a_bad_rate_setting_stops_the_process_at_start(monkeypatch, value):
     monkeypatch.setenv("API_RATE_LIMIT", value)
     with pytest.raises(ImproperlyConfigured, match="API_RATE_LIMIT"):
         env_rate("API_RATE_LIMIT", "600/minute")
+
+
+def test_metrics_share_the_failed_token_count(client, viewer, rates):
+    rates(bearer_failure="2/minute")
+    good = token_create(user=viewer, name="prometheus").raw
+
+    guesses = [client.get("/metrics", HTTP_AUTHORIZATION="Bearer mg_guess").status_code for _ in range(2)]
+    refused = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {good}")
+
+    assert guesses == [401, 401]
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    assert "Retry in" in refused.content.decode()
