@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from console.urls import handler400, handler403, handler404, handler500, urlpatterns as console_urlpatterns  # noqa: F401
+from console.urls import handler400, handler403, handler404, handler500  # noqa: F401
+from console.urls import urlpatterns as console_urlpatterns
 
 
 def boom(request):
