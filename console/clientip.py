@@ -19,7 +19,8 @@ def _valid(value: str) -> str | None:
         return None
 
 
-def client_ip(request) -> str:
+def client_ip(request) -> str | None:
+    """The address, or None when the request has none (a test's or a unix socket's)."""
     remote = request.META.get("REMOTE_ADDR", "") or ""
     proxies = settings.TRUSTED_PROXY_COUNT
     if proxies > 0:
@@ -29,4 +30,4 @@ def client_ip(request) -> str:
             candidate = _valid(forwarded[-min(proxies, len(forwarded))])
             if candidate:
                 return candidate
-    return _valid(remote) or remote or "unknown"
+    return _valid(remote)

@@ -125,3 +125,9 @@ def test_the_client_address_trusts_only_the_configured_proxies(settings, proxies
     extra = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded else {}
     request = RequestFactory().get("/", REMOTE_ADDR=remote, **extra)
     assert client_ip(request) == expected
+
+
+def test_a_request_without_an_address_has_no_client_address(settings):
+    request = RequestFactory().get("/")
+    del request.META["REMOTE_ADDR"]
+    assert client_ip(request) is None

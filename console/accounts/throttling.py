@@ -33,7 +33,7 @@ class TokenRateThrottle(_SettingsRate, SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
     def get_ident(self, request):
-        return client_ip(request)
+        return client_ip(request) or "unknown"
 
 
 class BearerFailureThrottle(_SettingsRate, SimpleRateThrottle):
@@ -45,7 +45,7 @@ class BearerFailureThrottle(_SettingsRate, SimpleRateThrottle):
 
     def __init__(self, request):
         super().__init__()
-        self.key = self.cache_format % {"scope": self.scope, "ident": client_ip(request)}
+        self.key = self.cache_format % {"scope": self.scope, "ident": client_ip(request) or "unknown"}
         self.history = self.cache.get(self.key, [])
         self.now = self.timer()
         while self.history and self.history[-1] <= self.now - self.duration:
