@@ -1,13 +1,15 @@
 # Modelgate: one image for the console (gunicorn), the Celery worker and beat, the one-shot
 # `manage.py migrate`, and (in docker-compose.yml) the MLflow tracking server, since MLflow
-# and psycopg2 are already pinned in constraints.txt.
+# and psycopg2 are already pinned in requirements/runtime.txt.
 #
 #   docker build -t modelgate:0.1.0 .
 #
 # No secrets are baked in: SECRET_KEY, DATABASE_URL and the rest come from the environment
 # (or NAME_FILE) at run time, and DEBUG defaults to false here, so a container started
-# without SECRET_KEY stops at once with a message naming it. tensorflow-cpu publishes
-# x86_64 Linux wheels: on an arm64 machine build with --platform linux/amd64.
+# without SECRET_KEY stops at once with a message naming it. The image installs only the
+# runtime lock: no TensorFlow (the model servers run TF Serving's own image), no Playwright,
+# no test tools (tests/test_requirements.py checks the lock). The lock is resolved for
+# x86_64 Linux: on an arm64 machine build with --platform linux/amd64.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -17,16 +19,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, in their own layer: it is rebuilt only when the pins change. At this
-# point the package directories are not copied yet, so this installs every dependency
-# (pinned by constraints.txt) and an empty modelgate distribution.
-COPY pyproject.toml constraints.txt README.md ./
-RUN pip install -c constraints.txt .
+# Dependencies first, in their own layer: it is rebuilt only when the pins change. Exactly
+# the hashed runtime lock, nothing resolved at build time.
+COPY requirements/runtime.txt requirements/runtime.txt
+RUN pip install --require-hashes --no-deps -r requirements/runtime.txt
 
 # Then the code. templates/ and static/ sit beside the packages (settings.BASE_DIR), so the
 # processes run the code from /app (PYTHONPATH), where both are found.
 COPY . .
-RUN pip install --no-deps -c constraints.txt . \
+RUN pip install --no-deps . \
     && python -m compileall -q console registry deployer
 
 # A fixed, numeric, unprivileged user, so Kubernetes' runAsNonRoot can verify it. Its home

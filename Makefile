@@ -8,10 +8,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test venv worker sync clean lock bench bench-quick
 
-$(STAMP): pyproject.toml constraints.txt
+# Installs exactly the hashed lock (requirements/dev.txt: runtime, local, dev and bench), then
+# Modelgate itself, editable and without dependencies, so nothing unpinned gets in.
+$(STAMP): pyproject.toml requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -37,9 +40,13 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) -m bench.run --scale quick $(BENCH_ARGS)
 
-# Re-pin every package after changing pyproject.toml.
+# Re-pin after changing pyproject.toml: keeps every existing pin that still fits, with hashes.
+# requirements/runtime.txt is what the production image installs; requirements/dev.txt the rest.
+LOCK := $(VENV)/bin/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock"
 lock: $(STAMP)
-	$(PY) -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+	$(LOCK) -o requirements/runtime.txt
+	$(LOCK) --extra local --extra dev --extra bench -o requirements/dev.txt
 
 clean:
 	rm -rf $(VENV) var

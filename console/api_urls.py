@@ -39,4 +39,6 @@ urlpatterns = [
     path("models/<str:name>/versions/", registry.VersionListView.as_view(), name="version-list"),
     path("models/<str:name>/versions/<int:version>/", registry.VersionDetailView.as_view(), name="version-detail"),
     path("models/<str:name>/versions/<int:version>/run/", registry.VersionRunView.as_view(), name="version-run"),
+    path("models/<str:name>/versions/<int:version>/convert/", registry.VersionConvertView.as_view(),
+         name="version-convert"),
 ]

@@ -6,6 +6,7 @@ cluster) is read from the environment through the typed helpers in
 ``console.env``. README.md lists every variable.
 """
 
+import importlib.util
 import os
 import secrets
 from datetime import timedelta
@@ -366,3 +367,6 @@ LOGGING = {
 # At most this many versions have their artifacts inspected per sync run; the
 # rest follow in the next runs, so a first sync of a large registry stays short.
 REGISTRY_SYNC_INSPECT_LIMIT = env_int("REGISTRY_SYNC_INSPECT_LIMIT", 200, minimum=1)
+# Offer converting a version's Keras 3 .keras archive to a SavedModel (the worker needs TensorFlow).
+MODELGATE_KERAS_CONVERSION = env_bool("MODELGATE_KERAS_CONVERSION",
+                                      importlib.util.find_spec("tensorflow") is not None)

@@ -264,14 +264,25 @@ def _config_text(source) -> tuple[str, str]:
     return str(source), "models.config"
 
 
-def versions_on_disk(base_path: str) -> list[int]:
-    """Integer-named directories under base_path; anything else is ignored, as TF Serving does."""
+def version_dirs(base_path: str) -> dict[int, str]:
+    """{version: directory name} for the integer-named directories under base_path, read as
+    TF Serving's file_system_storage_path_source.cc does (absl::SimpleAtoi): "00000123" is
+    version 123. Anything else, and numbers past int64, are ignored."""
     try:
         entries = os.scandir(base_path)
     except OSError:
-        return []
+        return {}
+    found: dict[int, str] = {}
     with entries:
-        return sorted(int(e.name) for e in entries if e.name.isdigit() and e.is_dir())
+        for entry in entries:
+            if entry.name.isascii() and entry.name.isdigit() and int(entry.name) < 2**63 and entry.is_dir():
+                found.setdefault(int(entry.name), entry.name)
+    return found
+
+
+def versions_on_disk(base_path: str) -> list[int]:
+    """Integer-named directories under base_path; anything else is ignored, as TF Serving does."""
+    return sorted(version_dirs(base_path))
 
 
 def aspired_versions(config: ModelConfig, on_disk: list[int]) -> set[int]:

@@ -21,7 +21,15 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.protos import databricks_pb2
 
-from .savedmodel import Inspection, savedmodel_candidate, signature_from_mlmodel, signature_from_savedmodel_proto
+from .savedmodel import (
+    CONVERTED_DIR,
+    Inspection,
+    keras_archive_candidate,
+    keras_archive_note,
+    savedmodel_candidate,
+    signature_from_mlmodel,
+    signature_from_savedmodel_proto,
+)
 
 log = logging.getLogger(__name__)
 
@@ -261,15 +269,29 @@ def inspect_model_version(name: str, version: int) -> Inspection:
         flavor_names = sorted(flavors)
         subdir, why_not = savedmodel_candidate(flavors)
         signature = signature_from_mlmodel(mlmodel.get("signature"))
+        if subdir is not None and "saved_model.pb" in _artifact_names(f"{base}/{subdir}"):
+            if signature is None:
+                signature = signature_from_savedmodel_proto(_read_artifact(f"{base}/{subdir}/saved_model.pb"))
+            return Inspection(flavors=flavor_names, signature=signature, savedmodel_path=subdir, servable=True)
+        archive = keras_archive_candidate(flavors)
+        if archive is not None:
+            folder, _, file_name = archive.rpartition("/")
+            archive = archive if file_name in _artifact_names(f"{base}/{folder}" if folder else base) else None
+        if CONVERTED_DIR in root and "saved_model.pb" in _artifact_names(f"{base}/{CONVERTED_DIR}"):
+            # TF Serving reads the SavedModel's own signature, not the one MLflow recorded.
+            return Inspection(flavors=flavor_names, savedmodel_path=CONVERTED_DIR, servable=True,
+                              signature=signature_from_savedmodel_proto(
+                                  _read_artifact(f"{base}/{CONVERTED_DIR}/saved_model.pb")) or signature,
+                              keras_archive=archive or "",
+                              note=f"Serves {CONVERTED_DIR}/, converted by Modelgate from the Keras 3 archive "
+                                   f"at {archive or 'its .keras file'}.")
+        if archive is not None:
+            return Inspection(flavors=flavor_names, signature=signature, keras_archive=archive,
+                              note=keras_archive_note(archive))
         if subdir is None:
             return Inspection(flavors=flavor_names, signature=signature, note=why_not)
-        present = _artifact_names(f"{base}/{subdir}")
-        if "saved_model.pb" not in present:
-            return Inspection(flavors=flavor_names, signature=signature,
-                              note=f"The flavor points at {subdir}/ but it holds no saved_model.pb.")
-        if signature is None:
-            signature = signature_from_savedmodel_proto(_read_artifact(f"{base}/{subdir}/saved_model.pb"))
-        return Inspection(flavors=flavor_names, signature=signature, savedmodel_path=subdir, servable=True)
+        return Inspection(flavors=flavor_names, signature=signature,
+                          note=f"The flavor points at {subdir}/ but it holds no saved_model.pb.")
 
 
 def check_source_exists(source: str) -> str:
@@ -316,3 +338,15 @@ def download_model_version(name: str, version: int, subdir: str, dst: str) -> st
         base = client().get_model_version_download_uri(name, str(version)).rstrip("/")
         uri = base if subdir in ("", ".") else f"{base}/{subdir.strip('/')}"
         return artifacts.download_artifacts(artifact_uri=uri, dst_path=dst, tracking_uri=settings.MLFLOW_TRACKING_URI)
+
+
+def log_model_version_artifacts(name: str, version: int, local_dir: str, artifact_path: str) -> str:
+    """Log a local directory into the version's own artifact location, beside what is there
+    (under ``artifact_path``); return the URI it was logged to. Logging the same files again
+    overwrites them, so a retried conversion leaves one copy."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    with _translated():
+        base = client().get_model_version_download_uri(name, str(version)).rstrip("/")
+        get_artifact_repository(base).log_artifacts(local_dir, artifact_path)
+        return f"{base}/{artifact_path}"

@@ -44,6 +44,7 @@ def inspection_fields(inspection, *, at: datetime) -> dict:
         "savedmodel_path": inspection.savedmodel_path,
         "servable": inspection.servable,
         "serving_note": inspection.note[:500],
+        "keras_archive_path": inspection.keras_archive,
         "inspected_at": at,
     }
 

@@ -61,6 +61,15 @@ class ModelVersion(models.Model):
     servable = models.BooleanField(default=False)
     serving_note = models.CharField(max_length=500, blank=True)
     inspected_at = models.DateTimeField(null=True, blank=True)
+    # A Keras 3 .keras archive among the artifacts (relative path), which can be converted.
+    keras_archive_path = models.CharField(max_length=500, blank=True)
+
+    # Converting that archive to a SavedModel (registry.convert_keras_version): the job's state.
+    CONVERSION_QUEUED, CONVERSION_RUNNING, CONVERSION_DONE, CONVERSION_FAILED = "queued", "running", "done", "failed"
+    CONVERSION_CHOICES = [(CONVERSION_QUEUED, "Queued"), (CONVERSION_RUNNING, "Converting"),
+                          (CONVERSION_DONE, "Converted"), (CONVERSION_FAILED, "Conversion failed")]
+    conversion_state = models.CharField(max_length=16, choices=CONVERSION_CHOICES, blank=True)
+    conversion_detail = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["model", "-version"]

@@ -7,7 +7,12 @@ variables/) is among its artifacts. Which subdirectory depends on the flavor:
 - ``tensorflow`` flavor, ``tf2-module`` or ``tf1-estimator``: ``saved_model_dir``;
 - ``tensorflow`` flavor, ``keras`` model type saved with ``save_format: tf``: ``data/model``;
 - ``keras`` flavor saved with ``save_exported_model: true``: ``data/model``;
-- no MLmodel at all but a ``saved_model.pb`` at the root: a raw SavedModel directory.
+- no MLmodel at all but a ``saved_model.pb`` at the root: a raw SavedModel directory;
+- ``savedmodel/`` beside the MLmodel: a SavedModel Modelgate converted from a Keras 3 archive.
+
+With Keras 3 (TensorFlow >= 2.16), ``mlflow.tensorflow.log_model(keras_model)`` records
+``save_format: tf`` but writes ``data/model.keras``, a Keras 3 archive TF Serving cannot
+load; ``mlflow.keras.log_model`` does the same unless ``save_exported_model=True``.
 """
 
 import json
@@ -21,6 +26,30 @@ class Inspection:
     savedmodel_path: str = ""
     servable: bool = False
     note: str = ""
+    keras_archive: str = ""  # a Keras 3 .keras file among the artifacts, relative to them
+
+
+# Where a SavedModel converted from a version's Keras 3 archive is logged, beside the original.
+CONVERTED_DIR = "savedmodel"
+LOG_A_SAVEDMODEL = ('Log a SavedModel instead: mlflow.keras.log_model(model, name="model", '
+                    "save_exported_model=True, signature=signature), or model.export(dir) and "
+                    'mlflow.log_artifacts(dir, "model") (docs/api-for-ci.md).')
+
+
+def keras_archive_candidate(flavors: dict) -> str | None:
+    """Where a Keras 3 .keras archive would be, if the flavor saved one."""
+    tf_conf = flavors.get("tensorflow")
+    if tf_conf is not None and tf_conf.get("model_type") == "keras" and tf_conf.get("save_format", "tf") != "h5":
+        return tf_conf.get("data", "data") + "/model.keras"
+    keras_conf = flavors.get("keras")
+    if keras_conf is not None and not keras_conf.get("save_exported_model"):
+        return keras_conf.get("data", "data") + "/model.keras"
+    return None
+
+
+def keras_archive_note(path: str) -> str:
+    return (f"Holds a Keras 3 .keras archive at {path}, not a SavedModel: TF Serving cannot load it "
+            f"(it needs saved_model.pb with variables/). {LOG_A_SAVEDMODEL}")
 
 
 def savedmodel_candidate(flavors: dict) -> tuple[str | None, str]:
@@ -42,10 +71,7 @@ def savedmodel_candidate(flavors: dict) -> tuple[str | None, str]:
     if keras_conf is not None:
         if keras_conf.get("save_exported_model"):
             return keras_conf.get("data", "data") + "/model", ""
-        return None, (
-            "Keras model saved as a .keras file, which TF Serving cannot load. "
-            "Log it with mlflow.keras.log_model(..., save_exported_model=True)."
-        )
+        return None, keras_archive_note(keras_conf.get("data", "data") + "/model.keras")
     names = ", ".join(sorted(f for f in flavors if f != "python_function")) or "none"
     return None, f"No TensorFlow or Keras flavor (flavors: {names}); TF Serving needs a SavedModel."
 

@@ -214,3 +214,78 @@ def version_update(*, actor, version: ModelVersion, description: str | None = No
             audit_record(actor=actor, verb="version.updated", obj=version,
                          before={k: jsonable(v) for k, v in before.items()}, after=after)
     return version
+
+
+# --- converting a Keras 3 archive to a SavedModel --------------------------------------
+
+def version_convert_request(*, actor, version: ModelVersion) -> ModelVersion:
+    """Queue the conversion of the version's Keras 3 archive to a SavedModel (the worker runs
+    registry.convert_keras_version). Asking again while it is queued or running changes nothing."""
+    from .convert import tensorflow_available  # noqa: PLC0415
+
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+        if version.conversion_state in (ModelVersion.CONVERSION_QUEUED, ModelVersion.CONVERSION_RUNNING):
+            return version
+        if version.servable:
+            raise ServiceError(f"{version} is servable already; there is nothing to convert.", field="version")
+        if not version.keras_archive_path:
+            raise ServiceError(f"{version} holds no Keras 3 .keras archive to convert.", field="version")
+        if not settings.MODELGATE_KERAS_CONVERSION or not tensorflow_available():
+            raise ServiceError("Converting Keras models needs TensorFlow on the worker, and this installation "
+                               "has it turned off (MODELGATE_KERAS_CONVERSION).", field="version")
+        before = {"conversion_state": version.conversion_state}
+        version.conversion_state, version.conversion_detail = ModelVersion.CONVERSION_QUEUED, ""
+        version.save(update_fields=["conversion_state", "conversion_detail"])
+        audit_record(actor=actor, verb="version.conversion_requested", obj=version, before=before,
+                     after={"conversion_state": version.conversion_state, "archive": version.keras_archive_path})
+        version_id = version.pk
+        transaction.on_commit(lambda: _queue_conversion(version_id))
+    return version
+
+
+def _queue_conversion(version_id: int) -> None:
+    from .tasks import convert_keras_version  # noqa: PLC0415 - tasks import this module
+
+    convert_keras_version.delay(version_id)
+
+
+def version_conversion_claim(*, version_id: int) -> ModelVersion | None:
+    """Claim a queued conversion (or one a killed worker left running); None if there is none."""
+    claimed = (ModelVersion.objects.filter(pk=version_id, conversion_state__in=[
+        ModelVersion.CONVERSION_QUEUED, ModelVersion.CONVERSION_RUNNING])
+        .update(conversion_state=ModelVersion.CONVERSION_RUNNING))
+    return ModelVersion.objects.select_related("model").get(pk=version_id) if claimed else None
+
+
+def version_conversion_finish(*, version_id: int, inspection: Inspection, logged_uri: str) -> ModelVersion:
+    """Record the converted SavedModel: the version's new inspection, and two audit events,
+    one for the conversion and one for the artifact logged to MLflow."""
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version_id)
+        before = {"servable": version.servable, "savedmodel_path": version.savedmodel_path,
+                  "serving_note": version.serving_note}
+        for field, value in inspection_fields(inspection, at=timezone.now()).items():
+            setattr(version, field, value)
+        version.keras_archive_path = version.keras_archive_path or inspection.keras_archive
+        ok = inspection.servable
+        version.conversion_state = ModelVersion.CONVERSION_DONE if ok else ModelVersion.CONVERSION_FAILED
+        version.conversion_detail = "" if ok else f"The converted SavedModel was logged but is not servable: " \
+                                                  f"{inspection.note}"[:500]
+        version.save()
+        audit_record(actor="worker", verb="version.artifact_logged", obj=version,
+                     after={"uri": logged_uri, "from": version.keras_archive_path})
+        audit_record(actor="worker", verb="version.converted" if ok else "version.conversion_failed", obj=version,
+                     before=before, after={"servable": version.servable, "savedmodel_path": version.savedmodel_path,
+                                           "serving_note": version.serving_note})
+    return version
+
+
+def version_conversion_fail(*, version_id: int, reason: str) -> ModelVersion:
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version_id)
+        version.conversion_state, version.conversion_detail = ModelVersion.CONVERSION_FAILED, reason[:500]
+        version.save(update_fields=["conversion_state", "conversion_detail"])
+        audit_record(actor="worker", verb="version.conversion_failed", obj=version,
+                     after={"reason": version.conversion_detail})
+    return version

@@ -14,4 +14,5 @@ urlpatterns = [
     path("<str:name>/versions/<int:version>/", views.version_detail, name="version-detail"),
     path("<str:name>/versions/<int:version>/run/", views.version_run, name="version-run"),
     path("<str:name>/versions/<int:version>/edit/", views.version_edit, name="version-edit"),
+    path("<str:name>/versions/<int:version>/convert/", views.version_convert, name="version-convert"),
 ]

@@ -1,5 +1,6 @@
 """The registry pages. Thin: parse the form, call a service or selector, render."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
@@ -117,6 +118,7 @@ def version_detail(request, name, version):
         "version": mv, "model": mv.model,
         "edit_form": _version_edit_form(mv),
         "recent_requests": _recent_requests(mv),
+        "keras_conversion": settings.MODELGATE_KERAS_CONVERSION,
     })
 
 
@@ -151,6 +153,19 @@ def version_edit(request, name, version):
                  reverse("registry:version-detail", kwargs={"name": name, "version": mv.version}),
                  "registry/version_detail.html",
                  {"version": mv, "model": mv.model, "recent_requests": _recent_requests(mv)})
+
+
+@require_POST
+@permission_required("registry.change_modelversion", raise_exception=True)
+def version_convert(request, name, version):
+    mv = selectors.version_get(name, version)
+    try:
+        services.version_convert_request(actor=request.user, version=mv)
+        messages.info(request, f"Converting v{mv.version}'s Keras archive to a SavedModel; this page shows "
+                               "the outcome when the worker is done.")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("registry:version-detail", name=name, version=mv.version)
 
 
 @require_POST

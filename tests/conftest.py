@@ -1,10 +1,14 @@
-"""The fixed cast and the MLflow store every test gets.
+"""The fixed cast and the MLflow store for the tests that ask for it.
 
 MLflow is never mocked: a real SQLite-backed MLflow store with real TensorFlow
-SavedModels is built once per session, and each test gets its own copy of it,
-so tests can create, change and delete freely without seeing each other.
+SavedModels is built once per test run (shared by the xdist workers), and each test
+that asks for `mlflow_store` gets its own copy of it, so tests can create, change and
+delete freely without seeing each other. Tests that don't ask pay nothing for it: their
+MLflow points at a closed port, so one that needs MLflow and forgot the fixture fails
+at once instead of writing into var/.
 """
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +17,7 @@ import mlflow
 import pytest
 from django.contrib.auth.models import Group
 from django.core.cache import cache
+from filelock import FileLock
 from rest_framework.test import APIClient
 
 from console.accounts.roles import ADMIN, APPROVER, ENGINEER, VIEWER, ensure_roles
@@ -28,16 +33,31 @@ class MlflowTemplate:
     unsigned: LoggedModel  # logged without an MLmodel signature
 
 
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory) -> MlflowTemplate:
-    root = tmp_path_factory.mktemp("mlflow-template")
+def _build_template(root: Path) -> dict:
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    artifacts = root / "artifacts"
-    common = {"tracking_uri": uri, "experiment": "tests", "artifact_location": artifacts.as_uri()}
+    common = {"tracking_uri": uri, "experiment": "tests", "artifact_location": (root / "artifacts").as_uri()}
     models = [log_model(seed=1, metrics={"accuracy": 0.91}, **common),
               log_model(seed=2, metrics={"accuracy": 0.95}, **common)]
     unsigned = log_model(seed=3, metrics={"accuracy": 0.5}, with_signature=False, **common)
-    return MlflowTemplate(db=root / "mlflow.db", artifacts=artifacts, models=models, unsigned=unsigned)
+    return {"models": [m.__dict__ for m in models], "unsigned": unsigned.__dict__}
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> MlflowTemplate:
+    # Under xdist every worker has its own base temp dir inside one shared parent: the first
+    # worker to get here trains and logs the models, the others wait on the lock and reuse them.
+    shared = tmp_path_factory.getbasetemp().parent
+    root = shared / "mlflow-template"
+    with FileLock(str(shared / "mlflow-template.lock")):
+        done = root / "template.json"
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            done.write_text(json.dumps(_build_template(root)))
+        built = json.loads(done.read_text())
+    return MlflowTemplate(db=root / "mlflow.db", artifacts=root / "artifacts",
+                          models=[LoggedModel(**m) for m in built["models"]],
+                          unsigned=LoggedModel(**built["unsigned"]))
 
 
 @dataclass
@@ -51,8 +71,23 @@ class Store:
         return mlflow.MlflowClient(self.uri, self.uri)
 
 
+NO_MLFLOW = "http://127.0.0.1:9"  # the discard port: nothing listens, so a call fails at once
+
+
 @pytest.fixture(autouse=True)
-def mlflow_store(settings, tmp_path, mlflow_template, request) -> Store:
+def _no_mlflow_unless_asked(settings, monkeypatch, request):
+    settings.MLFLOW_TRACKING_URI = settings.MLFLOW_REGISTRY_URI = NO_MLFLOW
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    if request.node.get_closest_marker("django_db"):
+        # The cache is a database table (API throttle counts, run metrics) that a
+        # transactional test's flush does not empty: each test starts with none.
+        cache.clear()
+    mlflow.set_tracking_uri(NO_MLFLOW)
+
+
+@pytest.fixture
+def mlflow_store(_no_mlflow_unless_asked, settings, tmp_path, mlflow_template) -> Store:
     db = tmp_path / "mlflow.db"
     shutil.copy(mlflow_template.db, db)
     uri = f"sqlite:///{db}"
@@ -61,10 +96,6 @@ def mlflow_store(settings, tmp_path, mlflow_template, request) -> Store:
     settings.MLFLOW_TRACKING_URI = settings.MLFLOW_REGISTRY_URI = uri
     settings.MLFLOW_ARTIFACT_ROOT = mlflow_template.artifacts.as_uri()
     settings.MODELGATE_ALLOWED_SOURCE_ROOTS = [mlflow_template.artifacts.as_uri(), allowed.as_uri()]
-    if request.node.get_closest_marker("django_db"):
-        # The cache is a database table (API throttle counts, run metrics) that a
-        # transactional test's flush does not empty: each test starts with none.
-        cache.clear()
     # A user's own MLflow client in the same process would have this set too (MLflow's
     # registry store resolves models:/m-… sources through the global tracking URI).
     mlflow.set_tracking_uri(uri)
@@ -143,3 +174,17 @@ def browser_client(client):
 from tests.browser_fixtures import browser, login, pytest_runtest_makereport, worker  # noqa: E402,F401
 from tests.deployer_fixtures import local_root, production_local, sent_tasks, staging_local  # noqa: E402,F401
 from tests.promotion_fixtures import iris, production, staging  # noqa: E402,F401
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The TF Serving conformance suite's score: "N of M cases match" (strict xfails differ on purpose)."""
+    outcomes: dict[str, bool] = {}
+    for kind in ("passed", "failed", "xfailed", "xpassed", "error"):
+        for report in terminalreporter.stats.get(kind, []):
+            nodeid = getattr(report, "nodeid", "")
+            if "test_tfserving_conformance.py" in nodeid:
+                matched = kind == "passed" and report.when == "call"
+                outcomes[nodeid] = outcomes.get(nodeid, True) and matched
+    if outcomes:
+        terminalreporter.write_line(
+            f"TF Serving conformance: {sum(outcomes.values())} of {len(outcomes)} cases match")

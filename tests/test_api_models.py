@@ -3,7 +3,7 @@ import pytest
 from console.audit.models import AuditEvent
 from registry.models import RegisteredModel
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("mlflow_store")]
 URL = "/api/v1/models/"
 
 

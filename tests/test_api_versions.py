@@ -2,7 +2,7 @@ import pytest
 
 from registry.models import ModelVersion
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("mlflow_store")]
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from console.audit.models import AuditEvent
 from console.audit.services import audit_record
 from tests import factories
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("mlflow_store")]
 
 
 def test_audit_events_carry_the_request_id(api, engineer):

@@ -1,6 +1,8 @@
 """Against a real `mlflow server` (not only its store opened directly): registering a logged
 model (models:/m-…) through Modelgate's API must work, as it does for CI pipelines."""
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +25,7 @@ def mlflow_server(mlflow_store, settings, tmp_path):
     server = subprocess.Popen([str(mlflow), "server", "--backend-store-uri", mlflow_store.uri, "--host", "127.0.0.1",
                                "--port", str(port), "--workers", "1",
                                "--default-artifact-root", mlflow_store.artifacts.as_uri()],
-                              stdout=log, stderr=subprocess.STDOUT)
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -38,8 +40,14 @@ def mlflow_server(mlflow_store, settings, tmp_path):
 
     mlflow_module.set_tracking_uri(url)
     yield url
-    server.terminate()
-    server.wait(timeout=20)
+    # `mlflow server` runs its web workers as children: stop the whole group, and kill it if
+    # it does not go within the grace time (a loaded CI machine can be slow to shut down).
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
     log.close()
 
 

@@ -7,8 +7,19 @@ ConfigMap update would be on Kubernetes. The process is started in its own sessi
 worker that dies (even by SIGKILL) leaves serving untouched.
 
 A switch from v1 to v2 first serves both (the label still on v1), waits for v2 to be
-AVAILABLE, and only then drops v1 (``finalize``): the local equivalent of a rolling update
-with maxUnavailable 0. A v2 that cannot load never takes v1 down.
+AVAILABLE, and only then drops v1 and moves the label (``finalize``): the local equivalent
+of a rolling update with maxUnavailable 0. A v2 that cannot load never takes v1 down.
+
+What the real binary requires (tensorflow/serving, model_servers/):
+- a label may point only at an AVAILABLE version (server_core.cc:498-533); at startup no
+  version is, so the server is started with --allow_version_labels_for_unavailable_models,
+  and an existing label is only ever moved onto a version already AVAILABLE;
+- a version that fails to load is retried 5 times a minute apart by default; with
+  --max_num_load_retries=0 it is END with its error at once, so a rollout fails in seconds;
+- the status of /labels/<label> lists every version (get_model_status_impl.cc:82-97 ignores
+  the label), so a version's state is read from /versions/<n>, and where a label points from
+  /labels/<label>/metadata, whose model_spec names the version it resolved
+  (get_model_metadata_impl.cc:62-64).
 """
 
 import json
@@ -29,6 +40,7 @@ from deployer.backends.base import Answer
 from deployer.backends.errors import PermanentError, RolloutFailed, RolloutTimeout, TransientError
 from deployer.export import ExportError, export_version
 from deployer.manifests import Release
+from deployer.tfserving_config import parse_models_config
 
 KIND = "LocalModelServer"
 API_VERSION = "modelgate.io/v1"
@@ -43,7 +55,8 @@ def free_port() -> int:
 def _server_command(port: int, config: Path, monitoring: Path) -> list[str]:
     flags = [f"--rest_api_port={port}", f"--model_config_file={config}",
              f"--monitoring_config_file={monitoring}", "--model_config_file_poll_wait_seconds=1",
-             "--file_system_poll_wait_seconds=1", f"--port={free_port()}"]
+             "--file_system_poll_wait_seconds=1", f"--port={free_port()}",
+             "--allow_version_labels_for_unavailable_models=true", "--max_num_load_retries=0"]
     binary = shutil.which("tensorflow_model_server")
     if binary:
         return [binary, *flags]
@@ -155,16 +168,31 @@ class LocalBackend:
             raise PermanentError(str(exc)) from exc
         return f"SavedModel laid out at {path}"
 
+    def _labelled_version(self, spec: dict) -> int | None:
+        """The version the environment's label points at in the models.config being served."""
+        try:
+            configs = parse_models_config(self.config_path.read_text(), str(self.config_path))
+        except (OSError, ValueError):
+            return None
+        for config in configs:
+            if config.name == spec["model"]:
+                return dict(config.labels).get(spec["environment"])
+        return None
+
     def apply(self, objects: list[dict], *, previous: list[dict] | None = None) -> None:
+        """Serve the new version beside the one the label points at now, the label staying
+        where it is: TF Serving refuses to move a label onto a version that is not AVAILABLE
+        yet, even with --allow_version_labels_for_unavailable_models (server_core.cc:512-532).
+        The label is read from the served config, not from `previous`: after a failed switch
+        it is still on the version that served before."""
         spec = objects[0]["spec"]
         text = spec["modelsConfig"]
-        old = previous[0]["spec"] if previous else None
-        if old and old["model"] == spec["model"] and old["version"] != spec["version"]:
-            # Serve both while the new version loads; the label stays on the old one.
+        labelled = self._labelled_version(spec) if self.pid() is not None else None
+        if labelled is not None and labelled != spec["version"]:
             release = Release(model=spec["model"], version=spec["version"], environment=spec["environment"],
                               rollout_id=0, savedmodel_path=".")
-            text = manifests.models_config(release, model_root=str(self.models_dir), also_serve=(old["version"],),
-                                           label_version=old["version"])
+            text = manifests.models_config(release, model_root=str(self.models_dir), also_serve=(labelled,),
+                                           label_version=labelled)
         self._write(self.root / "monitoring.config", spec["monitoringConfig"])
         self._write(self.config_path, text)
         self._ensure_running()
@@ -176,7 +204,7 @@ class LocalBackend:
         last = None
         while True:
             if self.pid() is None:
-                raise RolloutFailed(f"The model server exited. Its log ends with:\n{self._log_tail()}")
+                raise RolloutFailed(self._exit_reason(spec["version"]))
             try:
                 status, body = self._http("GET", path, timeout=5)
             except TransientError:
@@ -200,25 +228,47 @@ class LocalBackend:
                 raise RolloutTimeout(f"version {spec['version']} was not AVAILABLE after {timeout:.0f} s ({message})")
             time.sleep(0.3)
 
+    def _exit_reason(self, version) -> str:
+        """Why the server is gone, quoting tensorflow_model_server's own last word (main.cc:323:
+        "Failed to start server. Error: …") when there is one."""
+        tail = self._log_tail(40)
+        reason = next((line for line in reversed(tail.splitlines()) if "Failed to start server" in line), "")
+        if "did not become available" in reason:
+            return f"version {version} could not load, and the model server exited: {reason}"
+        if reason:
+            return f"The model server did not start: {reason}"
+        return f"The model server exited. Its log ends with:\n{self._log_tail()}"
+
     def finalize(self, objects: list[dict]) -> None:
         """Drop the old version and move the label, then wait until the server has read the
-        new config: only then do requests by label reach the new version."""
+        new config: until /labels/<env>/metadata resolves to the new version, with that version
+        still AVAILABLE at /versions/<n>. Only then do requests by label reach it."""
         spec = objects[0]["spec"]
         self._write(self.config_path, spec["modelsConfig"])
-        path = f"/v1/models/{spec['model']}/labels/{spec['environment']}"
+        model, version = spec["model"], str(spec["version"])
         deadline = time.monotonic() + 30
+        seen = "no answer"
         while time.monotonic() < deadline:
+            if self.pid() is None:
+                raise RolloutFailed(self._exit_reason(version))
             try:
-                status, body = self._http("GET", path, timeout=5)
-            except TransientError:
-                status, body = 0, None
-            served = [s.get("version") for s in body.get("model_version_status", [])] \
-                if status == 200 and isinstance(body, dict) else []
-            if served == [str(spec["version"])]:
-                return
+                status, body = self._http("GET", f"/v1/models/{model}/labels/{spec['environment']}/metadata",
+                                          timeout=5)
+                resolved = (body.get("model_spec") or {}).get("version") if status == 200 \
+                    and isinstance(body, dict) else None
+                seen = f"the label resolves to v{resolved}" if resolved else f"HTTP {status}: {str(body)[:200]}"
+                if resolved == version:
+                    status, body = self._http("GET", f"/v1/models/{model}/versions/{version}", timeout=5)
+                    states = [s.get("state") for s in body.get("model_version_status", [])] \
+                        if status == 200 and isinstance(body, dict) else []
+                    if states == ["AVAILABLE"]:
+                        return
+                    seen = f"v{version} is {states or status}"
+            except TransientError as exc:
+                seen = str(exc)
             time.sleep(0.2)
         raise TransientError(f"The model server did not switch label {spec['environment']!r} to "
-                             f"v{spec['version']} within 30 s.")
+                             f"v{version} within 30 s ({seen}).")
 
     def call(self, release: Release, method: str, path: str, body: dict | None = None) -> list[Answer]:
         status, answer = self._http(method, path, body)

@@ -46,7 +46,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         model = ModelVersion
         fields = ["model", "version", "model_uri", "description", "tags", "aliases", "source", "run_id",
                   "status", "status_message", "creator", "created_at", "updated_at", "flavors", "signature",
-                  "servable", "serving_note", "url"]
+                  "servable", "serving_note", "keras_archive_path", "conversion_state", "conversion_detail", "url"]
 
     def get_url(self, obj) -> str:
         # What reverse("api:version-detail") returns, built without resolving the URLconf for every

@@ -146,6 +146,16 @@ class VersionDetailView(RegistryView):
         return Response(ModelVersionSerializer(updated).data)
 
 
+class VersionConvertView(RegistryView):
+    permissions_by_method = {"POST": CHANGE_VERSION}
+
+    @extend_schema(request=None, responses={202: ModelVersionSerializer})
+    def post(self, request, name, version):
+        """Queue converting the version's Keras 3 archive to a SavedModel; 202 with the version."""
+        queued = services.version_convert_request(actor=request.user, version=selectors.version_get(name, version))
+        return Response(ModelVersionSerializer(queued).data, status=status.HTTP_202_ACCEPTED)
+
+
 class VersionRunView(RegistryView):
     permissions_by_method = {"GET": VIEW_VERSION}
 
