@@ -42,6 +42,8 @@ class BearerFailureThrottle(_SettingsRate, SimpleRateThrottle):
     guessing tokens is slow."""
 
     scope = "bearer_failure"
+    num_requests: int  # set from the rate by SimpleRateThrottle.__init__
+    duration: int
 
     def __init__(self, request):
         super().__init__()
