@@ -1,7 +1,9 @@
 """Shared pieces of the REST API: the error format."""
 
 import logging
+import math
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -48,7 +50,16 @@ def exception_handler(exc, context):
         )
 
     code = getattr(exc, "default_code", "error")
-    if isinstance(exc, exceptions.ValidationError):
+    if isinstance(exc, exceptions.Throttled):
+        # DRF has set Retry-After already; say the same in words for a CI log.
+        wait = max(1, math.ceil(exc.wait or 1))
+        reason = getattr(exc, "reason", None) or (
+            "Too many requests for this token (at most "
+            f"{settings.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['token']}).")
+        response["Retry-After"] = str(wait)
+        response.data = {"error": "throttled", "detail": f"{reason} Retry in {wait} seconds.",
+                         "retry_after": wait}
+    elif isinstance(exc, exceptions.ValidationError):
         pairs = list(_flatten(response.data))
         fields: dict[str, list[str]] = {}
         for field, message in pairs:

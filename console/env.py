@@ -60,3 +60,18 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+_RATE_PERIODS = {"second": "s", "sec": "s", "s": "s", "minute": "m", "min": "m", "m": "m",
+                 "hour": "h", "h": "h", "day": "d", "d": "d"}
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate such as ``600/minute`` (periods: second, minute, hour, day), in the
+    form DRF's throttles read."""
+    value = (_raw(name) or "").strip() or default
+    count, _, period = value.partition("/")
+    if not count.strip().isdigit() or int(count) < 1 or period.strip().lower() not in _RATE_PERIODS:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate; write it like 600/minute "
+                                   "(per second, minute, hour or day).")
+    return f"{int(count)}/{period.strip().lower()}"

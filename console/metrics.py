@@ -12,6 +12,7 @@ deployments), e.g. `authorization: {credentials_file: …}` in its scrape config
 gunicorn workers set PROMETHEUS_MULTIPROC_DIR so request metrics of all of them are merged.
 """
 
+import math
 import os
 import time
 from pathlib import Path
@@ -89,22 +90,40 @@ def _registry() -> CollectorRegistry:
     return registry
 
 
+class _Throttled(Exception):
+    def __init__(self, wait):
+        self.wait = wait
+
+
 def _user(request):
     from console.accounts.services import token_authenticate
+    from console.accounts.throttling import BearerFailureThrottle
     from console.errors import ServiceError
 
     header = request.headers.get("Authorization", "").split()
     if len(header) == 2 and header[0].lower() == "bearer":
+        # The same count of failed tokens per address as the API: no second place to guess.
+        failures = BearerFailureThrottle(request)
+        if failures.blocked():
+            raise _Throttled(failures.wait())
         try:
             return token_authenticate(header[1]).user
         except ServiceError:
+            failures.record_failure()
             return None
     return request.user if request.user.is_authenticated else None
 
 
 @login_not_required
 def metrics_view(request):
-    user = _user(request)
+    try:
+        user = _user(request)
+    except _Throttled as refusal:
+        wait = max(1, math.ceil(refusal.wait or 1))
+        response = HttpResponse(f"Too many failed token logins from this address. Retry in {wait} seconds.\n",
+                                status=429, content_type="text/plain")
+        response["Retry-After"] = str(wait)
+        return response
     if user is None:
         response = HttpResponse("Authenticate with 'Authorization: Bearer <API token>'.\n", status=401,
                                 content_type="text/plain")

@@ -9,12 +9,13 @@ cluster) is read from the environment through the typed helpers in
 import importlib.util
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from console.env import env_bool, env_int, env_list, env_str
+from console.env import env_bool, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MODELGATE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -58,6 +59,10 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # proxy's X-Forwarded-Proto; only turn this on when the proxy always sets that header.
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# How many proxies in front of Modelgate append to X-Forwarded-For. 0: the header is
+# ignored (anyone can send it) and the client address is REMOTE_ADDR. The lockout and
+# the API throttles key on this address (console/clientip.py).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -66,6 +71,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Before console.accounts: its failed-login receiver reads what axes' receiver decided.
+    "axes",
+    "csp",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -81,6 +89,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "console.middleware.RequestIdMiddleware",
     "console.metrics.RequestMetricsMiddleware",
@@ -93,6 +102,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "console.middleware.NotFoundPageMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the 429 lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -135,21 +146,88 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-modelgate.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Cache ----------------------------------------------------------------
+# Shared by every web process: the API throttles count here, and the run metrics read
+# from MLflow are kept here briefly. CACHE_URL=redis://host:6379/1 in production; the
+# embedded default uses a table in the database (made by `migrate`, see console/apps.py).
+CACHE_URL = env_str("CACHE_URL", "")
+if CACHE_URL:
+    if not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r} must be a redis://, rediss:// or unix:// URL.")
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                          "LOCATION": "modelgate_cache"}}
+
 # --- Auth -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # Refuses every login while the username or the client address is locked out.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "registry:model-list"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- Login lockout (django-axes) ----------------------------------------------
+# After LOGIN_FAILURE_LIMIT failed logins for one username, or from one client address,
+# every login for it is refused (even with the right password) for LOGIN_LOCKOUT_MINUTES;
+# each refused try starts that time again. Attempts are rows (axes' AccessAttempt), so
+# the lockout needs no cache and holds across processes.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "console.clientip.client_ip"
+AXES_LOCKOUT_CALLABLE = "console.accounts.lockout.lockout_response"
+AXES_VERBOSE = False
+
+# --- Security headers ------------------------------------------------------
 SECURE_COOKIES = env_bool("SECURE_COOKIES", not DEBUG)
 SESSION_COOKIE_SECURE = SECURE_COOKIES
 CSRF_COOKIE_SECURE = SECURE_COOKIES
 SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Behind TLS (see cluster/configmap.yaml): redirect plain HTTP to HTTPS and send HSTS.
+# Off by default because the embedded default and the compose stack serve plain HTTP.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes and Prometheus reach the pod directly over HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+CSRF_FAILURE_VIEW = "console.urls.csrf_failure"
+
+# A strict Content-Security-Policy: scripts, styles, images and requests only from this
+# origin; no inline script, style attribute or eval anywhere (tests/test_csp.py scans
+# the templates). Behaviour lives in static/js/modelgate.js, looks in static/css.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        # Swagger UI's and uPlot's CSS draw icons from data: URIs.
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- Static ---------------------------------------------------------------
 STATIC_URL = "static/"
@@ -252,7 +330,17 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "console.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Per token (or per signed-in user): API_RATE_LIMIT requests, then 429 with Retry-After.
+    # Failed bearer logins from one client address: API_AUTH_FAILURE_RATE, then 429 for
+    # that address whatever token it sends (console/accounts/throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": ["console.accounts.throttling.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "token": env_rate("API_RATE_LIMIT", "600/minute"),
+        "bearer_failure": env_rate("API_AUTH_FAILURE_RATE", "30/minute"),
+    },
 }
+# The docs page's own script is served as a file (SpectacularSwaggerSplitView), so the
+# CSP needs no 'unsafe-inline'.
 SPECTACULAR_SETTINGS = {
     "TITLE": "Modelgate API",
     "DESCRIPTION": "Registry, promotion and deployment of ML models. Authenticate with `Authorization: Bearer <token>`.",
@@ -277,6 +365,8 @@ LOGGING = {
     "loggers": {
         "mlflow": {"level": "WARNING"},
         "alembic": {"level": "WARNING"},
+        # Lockouts are logged at WARNING (and audited); every attempt is not.
+        "axes": {"level": "WARNING"},
     },
 }
 # At most this many versions have their artifacts inspected per sync run; the

@@ -20,7 +20,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 MODELGATE_SERVICES = {"migrate", "web", "worker", "beat"}  # the image's own processes, with env_file .env
-_ENV_HELPERS = {"env_str", "env_int", "env_bool", "env_list"}
+_ENV_HELPERS = {"env_str", "env_int", "env_bool", "env_list", "env_rate"}
 
 # The keys of the Compose Specification's service, health check and volume objects this file may
 # use: a typo (`healtcheck:`) would otherwise pass unnoticed, as Compose is the only other reader.

@@ -1,6 +1,7 @@
 """List pages and list endpoints cost the same number of queries for 2 rows or 20 (1 or 5 deployments)."""
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -8,6 +9,12 @@ from django.utils import timezone
 from registry.models import ModelVersion, RegisteredModel
 
 pytestmark = pytest.mark.django_db
+
+# Every API request reads the failed-token count for its address and counts itself against
+# its token's rate (console/accounts/throttling.py). In the embedded default the cache is a
+# database table: one SELECT, and a savepoint, COUNT, SELECT and write for the set. With
+# CACHE_URL (Redis) these are not database queries at all.
+THROTTLE = 7 if settings.CACHES["default"]["BACKEND"].endswith("DatabaseCache") else 0
 
 
 def _mirror(models: int, versions: int):
@@ -49,9 +56,9 @@ def test_list_pages_have_a_pinned_query_count(browser_client, viewer, path, expe
 
 
 @pytest.mark.parametrize("path, expected", [
-    ("/api/v1/models/", 4),
-    ("/api/v1/models/m000/versions/", 5),
-    ("/api/v1/versions/", 4),
+    ("/api/v1/models/", 4 + THROTTLE),
+    ("/api/v1/models/m000/versions/", 5 + THROTTLE),
+    ("/api/v1/versions/", 4 + THROTTLE),
 ])
 def test_list_endpoints_have_a_pinned_query_count(api, viewer, path, expected):
     client = api(viewer)
@@ -76,7 +83,7 @@ def _requests(n: int, engineer, staging):
 @pytest.mark.parametrize("path, expected", [
     ("/promotions/", 8),
     ("/promotions/inbox/", 9),
-    ("/api/v1/promotions/", 4),
+    ("/api/v1/promotions/", 4 + THROTTLE),
 ])
 def test_promotion_lists_have_a_pinned_query_count(api, browser_client, approver, engineer, staging, path, expected):
     client = api(approver) if path.startswith("/api/") else browser_client(approver)
@@ -135,7 +142,7 @@ def _revisions(deployment, version, n: int, engineer, approver):
 
 @pytest.mark.parametrize("path, expected", [
     ("/deployments/", 10),  # two of them read the metrics summary, whatever the number of rows
-    ("/api/v1/deployments/", 4),
+    ("/api/v1/deployments/", 4 + THROTTLE),
 ])
 def test_deployment_lists_have_a_pinned_query_count(api, browser_client, viewer, engineer, approver, staging, path,
                                                     expected):
@@ -150,7 +157,7 @@ def test_deployment_lists_have_a_pinned_query_count(api, browser_client, viewer,
 
 @pytest.mark.parametrize("path, expected", [
     ("/deployments/{pk}/", 9),  # + the requests waiting for a decision there
-    ("/api/v1/deployments/{pk}/rollouts/", 6),
+    ("/api/v1/deployments/{pk}/rollouts/", 6 + THROTTLE),
 ])
 def test_deployment_history_has_a_pinned_query_count(api, browser_client, viewer, engineer, approver, staging, path,
                                                      expected):

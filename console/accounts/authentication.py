@@ -4,6 +4,7 @@ from rest_framework import authentication, exceptions
 from console.errors import ServiceError
 
 from .services import token_authenticate
+from .throttling import BearerFailureThrottle
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -17,9 +18,15 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
+        failures = BearerFailureThrottle(request)
+        if failures.blocked():
+            refusal = exceptions.Throttled(wait=failures.wait())
+            refusal.reason = "Too many failed token logins from this address."
+            raise refusal
         try:
             token = token_authenticate(header[1])
         except ServiceError as exc:
+            failures.record_failure()
             raise exceptions.AuthenticationFailed(exc.message) from None
         return token.user, token
 

@@ -68,3 +68,22 @@ def token_authenticate(raw: str) -> ApiToken:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token
+
+
+def login_failure_record(*, username: str, ip_address: str, locked_out: bool) -> None:
+    """Audit one refused login: ``login.failed`` for a wrong password, ``login.locked_out``
+    for the try that started a lockout and every try refused while it lasts (right
+    password or not). Called from the failed-login signal (console/accounts/apps.py)."""
+    from django.contrib.auth import get_user_model
+
+    username = (username or "")[:150]
+    user = get_user_model().objects.filter(username=username).first() if username else None
+    with transaction.atomic():
+        audit_record(
+            actor="anonymous",
+            verb="login.locked_out" if locked_out else "login.failed",
+            object_type="auth.user",
+            object_id=str(user.pk) if user else "",
+            object_repr=username or "(no username)",
+            after={"username": username, "ip_address": ip_address, "known_user": user is not None},
+        )
