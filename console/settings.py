@@ -226,6 +226,9 @@ DEPLOYER_LOCAL_ROOT = Path(env_str("DEPLOYER_LOCAL_ROOT", str(VAR_DIR / "deploym
 # A worker renews its claim on a running rollout this often; a claim older than the lease
 # belongs to a dead worker and the rollout is resumed elsewhere.
 DEPLOYER_LEASE_SECONDS = env_int("DEPLOYER_LEASE_SECONDS", 30, minimum=3)
+# An approved request without a rollout after this long lost its hand-over message (the
+# broker was down); the resume sweep creates and queues its rollout.
+DEPLOYER_HANDOVER_GRACE_SECONDS = env_int("DEPLOYER_HANDOVER_GRACE_SECONDS", 30, minimum=0)
 # The init container that downloads a version from MLflow into the pod (an image with MLflow).
 MODELGATE_FETCHER_IMAGE = env_str("MODELGATE_FETCHER_IMAGE", "ghcr.io/mlflow/mlflow:v3.17.2")
 # The MLflow address as pods in the cluster reach it (often not the one Modelgate uses).

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from console.audit.services import audit_record
 from console.errors import Conflict, NotFound, ServiceError, UpstreamUnavailable
+from console.transactions import on_commit_safely
 from registry import gateway
 from registry.models import ModelVersion, RegisteredModel
 
@@ -120,7 +121,7 @@ def promotion_request(*, actor, version: ModelVersion, environment: Environment,
                             "gates": results})
         notify.on_commit(req.pk, "promotion.requested")
         if req.state == R.APPROVED:
-            transaction.on_commit(lambda: _queue_deployment(req.pk))
+            on_commit_safely(lambda: _queue_deployment(req.pk), what=f"Deployment of request #{req.pk}")
     return req
 
 
@@ -161,7 +162,7 @@ def promotion_approve(*, actor, request_id: int, comment: str = "") -> Promotion
             audit_record(actor=actor, verb="promotion.approved", obj=req, before={"state": R.PENDING},
                          after={"state": R.APPROVED, "approvals": approvals})
             notify.on_commit(req.pk, "promotion.approved")
-            transaction.on_commit(lambda: _queue_deployment(req.pk))
+            on_commit_safely(lambda: _queue_deployment(req.pk), what=f"Deployment of request #{req.pk}")
     return req
 
 
