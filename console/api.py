@@ -3,6 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -38,6 +39,12 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, IntegrityError):
+        # A unique rule the services did not serialize (a concurrent write won): the request
+        # conflicts with the current state, it is not a server fault. Nothing was written.
+        log.warning("Integrity conflict answered 409: %s", str(exc).splitlines()[0])
+        exc = exceptions.APIException("This conflicts with a change made at the same moment; reload and retry.")
+        exc.status_code, exc.default_code = status.HTTP_409_CONFLICT, "conflict"
 
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -93,6 +93,9 @@ def promotion_request(*, actor, version: ModelVersion, environment: Environment,
     failed = [g for g in results if not g["passed"]]
     now = timezone.now()
     with transaction.atomic():
+        # Requests for one model queue here: with nothing open there is no request row to lock,
+        # and two racing requests would both insert past the one-open-request index.
+        list(RegisteredModel.objects.select_for_update().filter(pk=version.model_id).values_list("pk"))
         superseded = list(PromotionRequest.objects.select_for_update()
                           .filter(model=version.model, environment=environment, state__in=R.OPEN))
         for old in superseded:
