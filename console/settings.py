@@ -175,6 +175,9 @@ MODELGATE_ALLOWED_SOURCE_ROOTS = env_list("MODELGATE_ALLOWED_SOURCE_ROOTS", [MLF
 MODELGATE_URL = env_str("MODELGATE_URL", "http://127.0.0.1:8000")
 MLFLOW_UI_URL = env_str("MLFLOW_UI_URL", "")
 REGISTRY_SYNC_INTERVAL = env_int("REGISTRY_SYNC_INTERVAL", 60, minimum=5)
+# An Idempotency-Key whose first request died (killed, database gone) is released after this
+# long. Keep it above the web server's request timeout (WEB_TIMEOUT).
+IDEMPOTENCY_PENDING_SECONDS = env_int("IDEMPOTENCY_PENDING_SECONDS", 60, minimum=1)
 
 # --- Celery ---------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
