@@ -9,6 +9,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from console import outages
 from console.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,11 @@ def exception_handler(exc, context):
 
     ``detail`` always names the field at fault, so a CI log line is enough to fix the call.
     """
+    outage = outages.dependency_of(exc)
+    if outage is not None and not isinstance(exc, ServiceError):
+        outages.mark_down(outage, exc)
+        return outages.outage_response(context["request"], outage)
+    retry_after = outages.RETRY_AFTER[outage] if outage else None
     if isinstance(exc, ServiceError):
         exc = exc.as_api_exception()
     elif isinstance(exc, DjangoValidationError):
@@ -65,4 +71,6 @@ def exception_handler(exc, context):
     else:
         detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
         response.data = {"error": getattr(exc, "error_code", None) or code, "detail": str(detail)}
+    if retry_after and response.status_code == 503:
+        response["Retry-After"] = str(retry_after)
     return response

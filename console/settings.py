@@ -79,6 +79,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: /healthz and /readyz before sessions; outages below become 503s.
+    "console.outages.OutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "console.middleware.RequestIdMiddleware",
@@ -132,7 +134,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory, so a worker process started by a test sees the same data.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-modelgate.sqlite3")}
+elif DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
+    # A database that refuses or stays silent fails a request within seconds, not minutes:
+    # connecting gives up after DATABASE_CONNECT_TIMEOUT, a statement after
+    # DATABASE_STATEMENT_TIMEOUT (the server cancels it), and the web answers 503.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 3, minimum=1),
+        "options": f"-c statement_timeout={env_int('DATABASE_STATEMENT_TIMEOUT', 30, minimum=1) * 1000}",
+        # A peer that vanished (no FIN) is noticed by TCP keepalives within about 10 s.
+        "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+    })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# `make run` serves with gunicorn: WEB_WORKERS processes x WEB_THREADS threads. Each thread
+# keeps at most one database connection (CONN_MAX_AGE), so their product bounds the console's
+# connections (16 by default; PostgreSQL allows 100). More clients than threads queue.
+WEB_WORKERS = env_int("WEB_WORKERS", 2, minimum=1)
+WEB_THREADS = env_int("WEB_THREADS", 8, minimum=1)
+WEB_TIMEOUT = env_int("WEB_TIMEOUT", 30, minimum=5)
 
 # --- Auth -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -175,6 +193,8 @@ MODELGATE_ALLOWED_SOURCE_ROOTS = env_list("MODELGATE_ALLOWED_SOURCE_ROOTS", [MLF
 MODELGATE_URL = env_str("MODELGATE_URL", "http://127.0.0.1:8000")
 MLFLOW_UI_URL = env_str("MLFLOW_UI_URL", "")
 REGISTRY_SYNC_INTERVAL = env_int("REGISTRY_SYNC_INTERVAL", 60, minimum=5)
+# /readyz waits at most this long for each dependency (checked in parallel).
+READYZ_TIMEOUT = env_int("READYZ_TIMEOUT", 3, minimum=1)
 # An Idempotency-Key whose first request died (killed, database gone) is released after this
 # long. Keep it above the web server's request timeout (WEB_TIMEOUT).
 IDEMPOTENCY_PENDING_SECONDS = env_int("IDEMPOTENCY_PENDING_SECONDS", 60, minimum=1)
@@ -194,6 +214,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(VAR_DIR / "celery" / "control"),
         "store_processed": False,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A Redis that refuses or stays silent fails a send within seconds (the hand-over sweep
+    # sends again later), instead of hanging the request that queued it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": env_int("REDIS_CONNECT_TIMEOUT", 3, minimum=1),
+        "socket_timeout": env_int("REDIS_SOCKET_TIMEOUT", 5, minimum=1),
+        "socket_keepalive": True,
+    }
+CELERY_BROKER_CONNECTION_TIMEOUT = env_int("REDIS_CONNECT_TIMEOUT", 3, minimum=1)
+# One quick retry when publishing; an outage beyond that is the sweep's job, not the request's.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -272,7 +303,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # An outage is logged once when it starts and once when it ends (console.outages), not
+    # as a traceback per request.
+    "filters": {"quiet_outages": {"()": "console.outages.QuietOutages"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["quiet_outages"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "mlflow": {"level": "WARNING"},

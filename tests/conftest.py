@@ -68,6 +68,16 @@ def mlflow_store(settings, tmp_path, mlflow_template) -> Store:
     return Store(uri=uri, artifacts=mlflow_template.artifacts, allowed=allowed, template=mlflow_template)
 
 
+@pytest.fixture(autouse=True)
+def _outages_forgotten():
+    """Each test starts with every dependency up in this process's view (console.outages)."""
+    from console import outages
+
+    outages.reset()
+    yield
+    outages.reset()
+
+
 @pytest.fixture
 def celery_eager():
     """Run Celery tasks in this process as they are queued (Celery reads its settings once, so

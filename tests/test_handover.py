@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from console import outages
 from console.celery import app
 from deployer.models import Rollout
 from deployer.tasks import resume_rollouts
@@ -24,7 +25,8 @@ def broker(monkeypatch, sent_tasks):
     """The broker as the code sees it: ``down`` names the task prefixes whose send raises."""
 
     class Broker:
-        down: tuple[str, ...] = ()
+        down: tuple[str, ...] = ()  # the broker refuses connections
+        broken: tuple[str, ...] = ()  # a bug in the send (e.g. an argument it cannot serialize)
 
     broker = Broker()
     recording = app.send_task
@@ -32,6 +34,8 @@ def broker(monkeypatch, sent_tasks):
     def send_task(name, args=None, kwargs=None, **options):
         if name.startswith(broker.down):
             raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        if name.startswith(broker.broken):
+            raise TypeError("Object of type Decimal is not JSON serializable")
         return recording(name, args=args, kwargs=kwargs, **options)
 
     monkeypatch.setattr(app, "send_task", send_task)
@@ -46,7 +50,7 @@ def _pending(engineer, iris, staging):
 def test_a_failing_notification_does_not_stop_the_deployment_queued_after_it(
         api, engineer, approver, iris, staging_local, broker, sent_tasks, django_capture_on_commit_callbacks):
     req = _pending(engineer, iris, staging_local.environment)
-    broker.down = ("promotions.",)  # the e-mail and webhook sends fail
+    broker.broken = ("promotions.",)  # the e-mail and webhook sends fail
     with django_capture_on_commit_callbacks(execute=True):
         response = api(approver).post(f"{API}{req.pk}/approve/", {"comment": "go"}, format="json")
     assert response.status_code == 200, response.json()
@@ -66,6 +70,7 @@ def test_an_approval_during_a_broker_outage_answers_200_and_the_sweep_deploys_it
     assert sent_tasks == []
 
     broker.down = ()
+    outages.reset()  # the broker is back (this process would notice on its next send)
     with django_capture_on_commit_callbacks(execute=True):
         assert resume_rollouts() == []  # within the grace period the message may still be on its way
     assert not Rollout.objects.filter(request=req).exists()

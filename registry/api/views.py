@@ -7,7 +7,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from console.errors import NotFound
+from console.errors import NotFound, UpstreamUnavailable
 from console.permissions import MethodPermissions
 from registry import selectors, services
 from registry.idempotency import Replay, idempotency_claim, idempotency_complete, idempotency_release
@@ -152,6 +152,8 @@ class VersionRunView(RegistryView):
     @extend_schema(responses=RunSerializer)
     def get(self, request, name, version):
         view = selectors.version_run(selectors.version_get(name, version))
+        if view.unavailable:
+            raise UpstreamUnavailable(view.error)
         if view.run is None:
             raise NotFound(view.error)
         return Response(RunSerializer(view.run).data)
