@@ -76,6 +76,8 @@ def _apply(remote_models: list, remote_versions: dict, inspections: dict, snapsh
             new_model = False
             if model.synced_at >= snapshot_at:
                 continue  # written by Modelgate after the snapshot: newer than what we read
+            if fields["aliases"] != model.aliases:
+                fields["aliases"] = _hold_aliases_in_motion(model, fields["aliases"])
             diff = {k: v for k, v in
                     ((k, (getattr(model, k), nv)) for k, nv in fields.items() if k != "updated_at")
                     if v[0] != v[1]}
@@ -99,6 +101,19 @@ def _apply(remote_models: list, remote_versions: dict, inspections: dict, snapsh
         audit_record(actor=ACTOR, verb="model.removed", obj=model,
                      before={"versions": model.version_count, "aliases": model.aliases})
         model.delete()
+
+
+def _hold_aliases_in_motion(model, remote: dict) -> dict:
+    """The mirror keeps its value for an alias a rollout is moving: the rollout writes it
+    when the version is live (promotion_mark_live), not the sync a moment before."""
+    from .promotions.selectors import aliases_in_motion
+
+    held = dict(remote)
+    for alias in aliases_in_motion(model):
+        held.pop(alias, None)
+        if alias in model.aliases:
+            held[alias] = model.aliases[alias]
+    return dict(sorted(held.items()))
 
 
 def _record_alias_drift(model) -> None:

@@ -63,6 +63,10 @@ def gates_evaluate(*, version: ModelVersion, environment: Environment, breaking_
     if version.run_id and environment.metric_thresholds:
         try:
             metrics = gateway.get_run(version.run_id).metrics
+        except gateway.MlflowUnavailable as exc:
+            # Not a gate failure: the inputs cannot be read now. Nothing is written; retry.
+            raise UpstreamUnavailable(f"MLflow could not be reached to read run {version.run_id}'s metrics "
+                                      f"for the gates; retry in a moment.") from exc
         except gateway.MlflowError as exc:
             log.warning("Gates could not read run %s: %s", version.run_id, exc)
     candidate = gates.Candidate(version=version.version, signature=version.signature, servable=version.servable,
