@@ -75,7 +75,9 @@ class Command(BaseCommand):
         return [sys.executable, "-m", "gunicorn", "console.wsgi", "--bind", bind,
                 "--workers", str(settings.WEB_WORKERS), "--threads", str(settings.WEB_THREADS),
                 "--worker-class", "gthread", "--timeout", str(settings.WEB_TIMEOUT), "--graceful-timeout", "10",
-                "--access-logfile", "-"]
+                "--access-logfile", "-",
+                # No shared control socket in the home directory: several may run side by side.
+                "--no-control-socket"]
 
     @staticmethod
     def _metrics_dir() -> str:
