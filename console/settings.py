@@ -141,8 +141,10 @@ elif DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
     DATABASES["default"].setdefault("OPTIONS", {}).update({
         "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 3, minimum=1),
         "options": f"-c statement_timeout={env_int('DATABASE_STATEMENT_TIMEOUT', 30, minimum=1) * 1000}",
-        # A peer that vanished (no FIN) is noticed by TCP keepalives within about 10 s.
+        # A peer that vanished (no FIN, no ACK) is noticed within about 10 s: by TCP keepalives
+        # while idle, and by tcp_user_timeout while a query waits to be acknowledged.
         "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+        "tcp_user_timeout": 10000,
     })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # `make run` serves with gunicorn: WEB_WORKERS processes x WEB_THREADS threads. Each thread

@@ -1,0 +1,125 @@
+"""Fault injection: a stoppable, pausable TCP proxy (tests/faultproxy.py) sits between a
+real Modelgate server (gunicorn, as `make run` serves it) and PostgreSQL, Redis or MLflow.
+What each outage does is what docs/operations.md "Outages" states; the figures there come
+from these tests' timings.
+
+Each case names the dependency it needs: PostgreSQL cases run in CI's first run (DATABASE_URL
+set), the broker case wherever a Redis answers on 127.0.0.1:6379."""
+
+import socket
+import time
+
+import pytest
+from django.db import connection
+
+from console.accounts.services import token_create
+from deployer.models import Rollout
+from deployer.tasks import resume_rollouts
+from registry.promotions import services
+from registry.promotions.models import PromotionRequest
+from tests.faultproxy import FaultProxy
+from tests.live_console import console_server, http
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+postgres_only = pytest.mark.skipif(connection.vendor != "postgresql",
+                                   reason="cuts PostgreSQL; CI's first run (DATABASE_URL set) runs this")
+REDIS = ("127.0.0.1", 6379)
+REDIS_DB = 8  # this suite's own Redis database; flushed after use
+
+
+def _redis_up() -> bool:
+    try:
+        socket.create_connection(REDIS, timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def pg_proxy():
+    d = connection.settings_dict
+    proxy = FaultProxy(d["HOST"] or "127.0.0.1", d["PORT"] or 5432).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(autouse=True)
+def one_warm_worker(settings):
+    """One gunicorn worker, so the request before the fault warms the one that answers after
+    it (a cold worker spends seconds importing, which is not what these tests time)."""
+    settings.WEB_WORKERS = 1
+
+
+def _bearer(user) -> dict:
+    return {"Authorization": f"Bearer {token_create(user=user, name='faults').raw}"}
+
+
+@postgres_only
+def test_reads_during_a_database_outage_answer_503_quickly_and_recover(tmp_path, pg_proxy, viewer):
+    headers = _bearer(viewer)
+    with console_server(tmp_path, DATABASE_URL=_through(pg_proxy)) as base:
+        assert http(base + "/api/v1/models/", headers=headers).status == 200
+        pg_proxy.stop()  # PostgreSQL refuses
+        api = http(base + "/api/v1/models/", headers=headers)
+        page = http(base + "/models/", headers={"Cookie": "sessionid=nosuchsession0001"})
+        health = http(base + "/healthz", headers={"Cookie": "sessionid=nosuchsession0001"})
+        ready = http(base + "/readyz")
+        assert (api.status, api.headers["Retry-After"], api.json()["dependency"]) == (503, "5", "database")
+        assert page.status == 503 and b"briefly unavailable" in page.body
+        assert health.status == 200 and ready.status == 503 and ready.json()["checks"]["database"]["ok"] is False
+        assert max(api.seconds, page.seconds, health.seconds) < 3
+        pg_proxy.start()  # back
+        assert http(base + "/api/v1/models/", headers=headers).status == 200
+
+
+@postgres_only
+def test_reads_during_a_silent_database_answer_503_within_the_connect_timeout(tmp_path, pg_proxy, viewer):
+    headers = _bearer(viewer)
+    # A new connection per request: a silent database is noticed by the connect timeout.
+    with console_server(tmp_path, DATABASE_URL=_through(pg_proxy), DATABASE_CONN_MAX_AGE="0",
+                        DATABASE_CONNECT_TIMEOUT="2") as base:
+        assert http(base + "/api/v1/models/", headers=headers).status == 200
+        pg_proxy.pause()  # PostgreSQL accepts and says nothing
+        api = http(base + "/api/v1/models/", headers=headers)
+        assert api.status == 503 and api.headers["Retry-After"] == "5"
+        assert api.seconds < 2 + 2  # the connect timeout, and a little
+        assert http(base + "/healthz").status == 200
+        pg_proxy.resume()
+        assert http(base + "/api/v1/models/", headers=headers).status == 200
+
+
+@pytest.mark.skipif(not _redis_up(), reason="needs a Redis on 127.0.0.1:6379")
+def test_an_approval_during_a_broker_outage_answers_200_and_is_deployed_after_recovery(
+        tmp_path, engineer, approver, iris, staging_local, sent_tasks, settings, django_capture_on_commit_callbacks):
+    import redis
+
+    proxy = FaultProxy(*REDIS).start()
+    req = services.promotion_request(actor=engineer, version=iris.versions.get(version=2),
+                                     environment=staging_local.environment, justification="j")
+    try:
+        with console_server(tmp_path, CELERY_BROKER_URL=f"redis://{proxy.address}/{REDIS_DB}",
+                            MLFLOW_TRACKING_URI=settings.MLFLOW_TRACKING_URI) as base:
+            assert http(f"{base}/api/v1/promotions/{req.pk}/", headers=_bearer(approver)).status == 200  # warm
+            proxy.stop()  # Redis refuses
+            approved = http(f"{base}/api/v1/promotions/{req.pk}/approve/", method="POST", data={"comment": "go"},
+                            headers=_bearer(approver))
+            assert approved.status == 200, approved.body
+            assert approved.json()["state"] == PromotionRequest.APPROVED
+            assert approved.seconds < 5
+            proxy.start()  # Redis is back; the sweep (beat, every 15 s) finds what the outage lost
+        settings.DEPLOYER_HANDOVER_GRACE_SECONDS = 0
+        time.sleep(0.01)
+        with django_capture_on_commit_callbacks(execute=True):
+            queued = resume_rollouts()
+        rollout = Rollout.objects.get(request=req)
+        assert queued == [rollout.pk] and sent_tasks == [("deployer.run_rollout", [rollout.pk])]
+        assert PromotionRequest.objects.get(pk=req.pk).state == PromotionRequest.DEPLOYING
+    finally:
+        proxy.stop()
+        redis.Redis(*REDIS, db=REDIS_DB).flushdb()
+
+
+def _through(proxy) -> str:
+    from tests.live_console import database_url
+
+    return database_url(host="127.0.0.1", port=proxy.port)
