@@ -10,7 +10,7 @@ import socket
 import time
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
 from console.accounts.services import token_create
 from deployer.models import Rollout
@@ -123,3 +123,42 @@ def _through(proxy) -> str:
     from tests.live_console import database_url
 
     return database_url(host="127.0.0.1", port=proxy.port)
+
+
+def test_a_registration_whose_database_was_cut_after_mlflow_wrote_leaves_them_equal_and_the_key_works_later(
+        api, engineer, mlflow_store, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from registry.models import IdempotencyKey, ModelVersion
+
+    settings.IDEMPOTENCY_PENDING_SECONDS = 60
+    client = api(engineer)
+    assert client.post("/api/v1/models/", {"name": "churn"}, format="json").status_code == 201
+    body = {"source": mlflow_store.template.models[0].model_uri}
+    cut = []
+
+    def database(execute, sql, params, many, context):
+        # The connection drops once the version is in MLflow and its mirror row is being written.
+        if cut or "registry_modelversion" in sql:
+            cut.append(sql)
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+    client.raise_request_exception = False
+    with connection.execute_wrapper(database):
+        first = client.post("/api/v1/models/churn/versions/", body, format="json", HTTP_IDEMPOTENCY_KEY="run-9")
+    assert first.status_code == 503 and first.json()["dependency"] == "database"
+    versions = mlflow_store.client().search_model_versions("name='churn'")
+    assert versions == [] and not ModelVersion.objects.exists()  # MLflow's write was undone: both empty
+    assert IdempotencyKey.objects.filter(key="run-9", response_status__isnull=True).exists()  # could not free it
+
+    assert client.post("/api/v1/models/churn/versions/", body, format="json",
+                       HTTP_IDEMPOTENCY_KEY="run-9").status_code == 409
+    IdempotencyKey.objects.filter(key="run-9").update(created_at=timezone.now() - timedelta(seconds=61))
+    retry = client.post("/api/v1/models/churn/versions/", body, format="json", HTTP_IDEMPOTENCY_KEY="run-9")
+    assert retry.status_code == 201, retry.json()
+    in_mlflow = [int(v.version) for v in mlflow_store.client().search_model_versions("name='churn'")]
+    assert len(in_mlflow) == 1  # one version, never two (MLflow does not reuse the undone number)
+    assert list(ModelVersion.objects.values_list("version", flat=True)) == in_mlflow == [retry.json()["version"]]
