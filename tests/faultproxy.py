@@ -9,6 +9,7 @@ MLflow server) to cut it in the two ways a network fails:
 """
 
 import contextlib
+import random
 import select
 import socket
 import threading
@@ -31,7 +32,17 @@ class FaultProxy:
     def start(self) -> "FaultProxy":
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        if self.port:
+            listener.bind(("127.0.0.1", self.port))
+        else:
+            # Below the kernel's ephemeral range, so no outgoing connection takes the port while
+            # the proxy is stopped and start() can listen on it again.
+            for _ in range(200):
+                try:
+                    listener.bind(("127.0.0.1", random.randrange(20000, 32000)))
+                    break
+                except OSError:
+                    continue
         listener.listen(128)
         listener.settimeout(0.1)
         self.port = listener.getsockname()[1]
@@ -105,7 +116,7 @@ class FaultProxy:
                     if not data:
                         return
                     pairs[sock].sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # stop() closed the sockets under us
             return
         finally:
             for sock in pairs:

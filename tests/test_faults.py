@@ -18,6 +18,7 @@ from deployer.tasks import resume_rollouts
 from registry.promotions import services
 from registry.promotions.models import PromotionRequest
 from tests.faultproxy import FaultProxy
+from tests.test_mlflow_server import mlflow_server  # noqa: F401 - a real `mlflow server`
 from tests.live_console import console_server, http
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -162,3 +163,32 @@ def test_a_registration_whose_database_was_cut_after_mlflow_wrote_leaves_them_eq
     in_mlflow = [int(v.version) for v in mlflow_store.client().search_model_versions("name='churn'")]
     assert len(in_mlflow) == 1  # one version, never two (MLflow does not reuse the undone number)
     assert list(ModelVersion.objects.values_list("version", flat=True)) == in_mlflow == [retry.json()["version"]]
+
+
+def test_mlflow_down_refuses_writes_with_503_and_reads_from_the_mirror_keep_working(
+        api, engineer, mlflow_server, settings, monkeypatch):
+    import mlflow
+
+    port = int(mlflow_server.rsplit(":", 1)[1])
+    proxy = FaultProxy("127.0.0.1", port).start()
+    settings.MLFLOW_TRACKING_URI = settings.MLFLOW_REGISTRY_URI = f"http://{proxy.address}"
+    mlflow.set_tracking_uri(settings.MLFLOW_TRACKING_URI)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    client = api(engineer)
+    try:
+        assert client.post("/api/v1/models/", {"name": "churn"}, format="json").status_code == 201
+        for fault in (proxy.stop, proxy.pause):  # MLflow refuses, then MLflow is silent
+            fault()
+            started = time.monotonic()
+            write = client.post("/api/v1/models/", {"name": "churn-2"}, format="json")
+            assert write.status_code == 503 and write["Retry-After"] == "10", write.json()
+            assert time.monotonic() - started < 5
+            assert client.get("/api/v1/models/churn/").status_code == 200  # the mirror answers
+            assert client.get("/api/v1/models/").json()["results"][0]["name"] == "churn"
+            proxy.stop()  # drop what a silent MLflow held, so nothing arrives late
+            proxy.resume()
+            proxy.start()
+        assert client.post("/api/v1/models/", {"name": "churn-2"}, format="json").status_code == 201
+    finally:
+        proxy.stop()

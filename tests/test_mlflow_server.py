@@ -39,7 +39,11 @@ def mlflow_server(mlflow_store, settings, tmp_path):
     mlflow_module.set_tracking_uri(url)
     yield url
     server.terminate()
-    server.wait(timeout=20)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:  # a loaded machine: do not fail the test on a slow shutdown
+        server.kill()
+        server.wait()
     log.close()
 
 
