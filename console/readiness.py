@@ -45,7 +45,7 @@ def _timed(check):
     start = time.monotonic()
     try:
         check()
-    except Exception as exc:  # every failure is a "down" answer, named below
+    except Exception as exc:  # noqa: BLE001 - every failure is a "down" answer, named below
         return False, (time.monotonic() - start) * 1000, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     return True, (time.monotonic() - start) * 1000, ""
 

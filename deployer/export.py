@@ -15,7 +15,6 @@ from pathlib import Path
 from registry import gateway
 from registry.models import ModelVersion
 
-
 SCRATCH_PREFIX = ".incoming-"
 # A scratch directory without a process id (or whose id cannot be read) is left alone for this
 # long: no export runs longer than a task may (deployer.tasks.HARD_LIMIT).

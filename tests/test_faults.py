@@ -18,8 +18,8 @@ from deployer.tasks import resume_rollouts
 from registry.promotions import services
 from registry.promotions.models import PromotionRequest
 from tests.faultproxy import FaultProxy
-from tests.test_mlflow_server import mlflow_server  # noqa: F401 - a real `mlflow server`
 from tests.live_console import console_server, http
+from tests.test_mlflow_server import mlflow_server  # noqa: F401 - a real `mlflow server`
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql",
@@ -166,7 +166,7 @@ def test_a_registration_whose_database_was_cut_after_mlflow_wrote_leaves_them_eq
 
 
 def test_mlflow_down_refuses_writes_with_503_and_reads_from_the_mirror_keep_working(
-        api, engineer, mlflow_server, settings, monkeypatch):
+        api, engineer, mlflow_server, settings, monkeypatch):  # noqa: F811 - the imported fixture
     import mlflow
 
     port = int(mlflow_server.rsplit(":", 1)[1])
