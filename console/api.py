@@ -74,4 +74,5 @@ def exception_handler(exc, context):
         response.data = {"error": getattr(exc, "error_code", None) or code, "detail": str(detail)}
     if retry_after and response.status_code == 503:
         response["Retry-After"] = str(retry_after)
+        response._has_been_logged = True  # the outage was logged once when it began
     return response

@@ -13,6 +13,7 @@ import random
 import select
 import socket
 import threading
+import time
 
 
 class FaultProxy:
@@ -33,7 +34,14 @@ class FaultProxy:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if self.port:
-            listener.bind(("127.0.0.1", self.port))
+            for attempt in range(50):  # a connection accepted while stopping may hold it a moment
+                try:
+                    listener.bind(("127.0.0.1", self.port))
+                    break
+                except OSError:
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.1)
         else:
             # Below the kernel's ephemeral range, so no outgoing connection takes the port while
             # the proxy is stopped and start() can listen on it again.
@@ -88,6 +96,9 @@ class FaultProxy:
             except TimeoutError:
                 continue
             except OSError:
+                return
+            if not self._running.is_set():  # stopped while this one was being accepted
+                client.close()
                 return
             self.connections += 1
             self._track(client)

@@ -37,7 +37,7 @@ def mlflow_down(settings, monkeypatch):
     settings.MLFLOW_TRACKING_URI = settings.MLFLOW_REGISTRY_URI = "http://127.0.0.1:9"  # nothing listens
 
 
-def test_api_reads_during_a_database_outage_answer_json_503_and_log_once(api, viewer, caplog):
+def test_api_reads_during_a_database_outage_answer_json_503_and_log_once(api, viewer, caplog, mlflow_store):
     client = api(viewer)
     caplog.set_level(logging.INFO)
     with database_down():
@@ -92,7 +92,7 @@ def test_healthz_depends_on_nothing_even_with_a_session_cookie(browser_client, v
     assert time.monotonic() - started < 1
 
 
-def test_readyz_reports_each_dependency_with_its_latency(client):
+def test_readyz_reports_each_dependency_with_its_latency(client, mlflow_store):
     response = client.get("/readyz")
     assert response.status_code == 200, response.json()
     checks = response.json()["checks"]
