@@ -4,12 +4,15 @@ import logging
 import math
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from console import outages
 from console.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,11 @@ def exception_handler(exc, context):
 
     ``detail`` always names the field at fault, so a CI log line is enough to fix the call.
     """
+    outage = outages.dependency_of(exc)
+    if outage is not None and not isinstance(exc, ServiceError):
+        outages.mark_down(outage, exc)
+        return outages.outage_response(context["request"], outage)
+    retry_after = outages.RETRY_AFTER[outage] if outage else None
     if isinstance(exc, ServiceError):
         exc = exc.as_api_exception()
     elif isinstance(exc, DjangoValidationError):
@@ -40,6 +48,12 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, IntegrityError):
+        # A unique rule the services did not serialize (a concurrent write won): the request
+        # conflicts with the current state, it is not a server fault. Nothing was written.
+        log.warning("Integrity conflict answered 409: %s", str(exc).splitlines()[0])
+        exc = exceptions.APIException("This conflicts with a change made at the same moment; reload and retry.")
+        exc.status_code, exc.default_code = status.HTTP_409_CONFLICT, "conflict"
 
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -69,4 +83,7 @@ def exception_handler(exc, context):
     else:
         detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
         response.data = {"error": getattr(exc, "error_code", None) or code, "detail": str(detail)}
+    if retry_after and response.status_code == 503:
+        response["Retry-After"] = str(retry_after)
+        response._has_been_logged = True  # the outage was logged once when it began
     return response

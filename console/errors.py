@@ -39,3 +39,4 @@ class UpstreamUnavailable(ServiceError):
 
     http_status = status.HTTP_503_SERVICE_UNAVAILABLE
     code = "upstream_unavailable"
+    outage_dependency = "mlflow"  # console.outages: the API adds Retry-After

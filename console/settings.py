@@ -88,6 +88,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: /healthz and /readyz before sessions; outages below become 503s.
+    "console.outages.OutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -144,7 +146,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory, so a worker process started by a test sees the same data.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-modelgate.sqlite3")}
+elif DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
+    # A database that refuses or stays silent fails a request within seconds, not minutes:
+    # connecting gives up after DATABASE_CONNECT_TIMEOUT, a statement after
+    # DATABASE_STATEMENT_TIMEOUT (the server cancels it), and the web answers 503.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 3, minimum=1),
+        "options": f"-c statement_timeout={env_int('DATABASE_STATEMENT_TIMEOUT', 30, minimum=1) * 1000}",
+        # A peer that vanished (no FIN, no ACK) is noticed within about 10 s: by TCP keepalives
+        # while idle, and by tcp_user_timeout while a query waits to be acknowledged.
+        "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+        "tcp_user_timeout": 10000,
+    })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# `make run` serves with gunicorn: WEB_WORKERS processes x WEB_THREADS threads. Each thread
+# keeps at most one database connection (CONN_MAX_AGE), so their product bounds the console's
+# connections (16 by default; PostgreSQL allows 100). More clients than threads queue.
+WEB_WORKERS = env_int("WEB_WORKERS", 2, minimum=1)
+WEB_THREADS = env_int("WEB_THREADS", 8, minimum=1)
+WEB_TIMEOUT = env_int("WEB_TIMEOUT", 30, minimum=5)
 
 # --- Cache ----------------------------------------------------------------
 # Shared by every web process: the API throttles count here, and the run metrics read
@@ -257,8 +277,15 @@ REGISTRY_SYNC_INTERVAL = env_int("REGISTRY_SYNC_INTERVAL", 60, minimum=5)
 # Run by the sync when MLflow's aliases of a model changed (the registry does not import the
 # promotion workflow above it; this wires the workflow's drift check in).
 REGISTRY_ALIAS_CHECKS = ["registry.promotions.drift.record_alias_drift"]
+# The aliases a rollout is moving right now: the sync leaves them to the rollout.
+REGISTRY_ALIASES_IN_MOTION = "registry.promotions.selectors.aliases_in_motion"
 # Collectors added to Modelgate's own /metrics by the apps above the console (console/metrics.py).
 OWN_METRICS_COLLECTORS = ["deployer.own_metrics.RolloutCollector"]
+# /readyz waits at most this long for each dependency (checked in parallel).
+READYZ_TIMEOUT = env_int("READYZ_TIMEOUT", 3, minimum=1)
+# An Idempotency-Key whose first request died (killed, database gone) is released after this
+# long. Keep it above the web server's request timeout (WEB_TIMEOUT).
+IDEMPOTENCY_PENDING_SECONDS = env_int("IDEMPOTENCY_PENDING_SECONDS", 60, minimum=1)
 
 # --- Celery ---------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
@@ -275,6 +302,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(VAR_DIR / "celery" / "control"),
         "store_processed": False,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A Redis that refuses or stays silent fails a send within seconds (the hand-over sweep
+    # sends again later), instead of hanging the request that queued it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": env_int("REDIS_CONNECT_TIMEOUT", 3, minimum=1),
+        "socket_timeout": env_int("REDIS_SOCKET_TIMEOUT", 5, minimum=1),
+        "socket_keepalive": True,
+    }
+CELERY_BROKER_CONNECTION_TIMEOUT = env_int("REDIS_CONNECT_TIMEOUT", 3, minimum=1)
+# One quick retry when publishing; an outage beyond that is the sweep's job, not the request's.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -310,6 +348,9 @@ DEPLOYER_LOCAL_ROOT = Path(env_str("DEPLOYER_LOCAL_ROOT", str(VAR_DIR / "deploym
 # A worker renews its claim on a running rollout this often; a claim older than the lease
 # belongs to a dead worker and the rollout is resumed elsewhere.
 DEPLOYER_LEASE_SECONDS = env_int("DEPLOYER_LEASE_SECONDS", 30, minimum=3)
+# An approved request without a rollout after this long lost its hand-over message (the
+# broker was down); the resume sweep creates and queues its rollout.
+DEPLOYER_HANDOVER_GRACE_SECONDS = env_int("DEPLOYER_HANDOVER_GRACE_SECONDS", 30, minimum=0)
 # The init container that downloads a version from MLflow into the pod (an image with MLflow).
 MODELGATE_FETCHER_IMAGE = env_str("MODELGATE_FETCHER_IMAGE", "ghcr.io/mlflow/mlflow:v3.17.2")
 # The MLflow address as pods in the cluster reach it (often not the one Modelgate uses).
@@ -360,7 +401,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # An outage is logged once when it starts and once when it ends (console.outages), not
+    # as a traceback per request.
+    "filters": {"quiet_outages": {"()": "console.outages.QuietOutages"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["quiet_outages"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "mlflow": {"level": "WARNING"},

@@ -9,10 +9,16 @@ version. Exporting a version that is already there does nothing (safe to run twi
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from registry import gateway
 from registry.models import ModelVersion
+
+SCRATCH_PREFIX = ".incoming-"
+# A scratch directory without a process id (or whose id cannot be read) is left alone for this
+# long: no export runs longer than a task may (deployer.tasks.HARD_LIMIT).
+STALE_SCRATCH_SECONDS = 3700
 
 
 class ExportError(Exception):
@@ -34,7 +40,8 @@ def export_version(version: ModelVersion, base: Path) -> Path:
     # The temporary directory sits beside the target so the final rename stays on one
     # file system (an atomic rename); its name starts with a dot, which TF Serving skips
     # because it is not an integer version.
-    scratch = Path(tempfile.mkdtemp(prefix=f".incoming-{version.version}-", dir=target.parent))
+    # The exporting process's id is in the name, so a later start can tell its own leftovers.
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{version.version}-{os.getpid()}-", dir=target.parent))
     try:
         downloaded = Path(gateway.download_model_version(version.model.name, version.version,
                                                          version.savedmodel_path, str(scratch / "download")))
@@ -50,3 +57,31 @@ def export_version(version: ModelVersion, base: Path) -> Path:
         return target
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def scratch_clean(root: Path) -> list[Path]:
+    """Remove export scratch directories a killed worker left under ``root`` (at worker
+    start): those of processes that no longer run, and any older than a task may run."""
+    removed = []
+    now = time.time()
+    for scratch in Path(root).glob(f"*/models/*/{SCRATCH_PREFIX}*"):
+        parts = scratch.name[len(SCRATCH_PREFIX):].split("-")
+        pid = int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+        try:
+            stale = (pid is not None and not _alive(pid)) or now - scratch.stat().st_mtime > STALE_SCRATCH_SECONDS
+        except OSError:
+            continue
+        if stale and scratch.is_dir():
+            shutil.rmtree(scratch, ignore_errors=True)
+            removed.append(scratch)
+    return removed

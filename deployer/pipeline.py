@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from console.errors import UpstreamUnavailable
 from deployer import services
 from deployer.backends import backend_for
 from deployer.backends.errors import BackendError, PermanentError, RolloutFailed, RolloutTimeout, TransientError
@@ -125,7 +126,11 @@ class Run:
     def step_gates(self, step):
         if self.rollout.request_id is None:
             return "no promotion request"
-        if not promotions.promotion_gates_recheck(request_id=self.rollout.request_id):
+        try:
+            passed = promotions.promotion_gates_recheck(request_id=self.rollout.request_id)
+        except UpstreamUnavailable as exc:
+            raise TransientError(str(exc)) from exc  # the gate inputs cannot be read now: retry later
+        if not passed:
             req = PromotionRequest.objects.get(pk=self.rollout.request_id)
             raise _Failed(req.state_reason or "A gate failed just before deployment.")
         return "every gate passed"

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from console.audit.services import audit_record
 from console.errors import Conflict, NotFound, ServiceError
+from console.transactions import on_commit_safely
 from deployer import manifests
 from deployer.backends.local import free_port
 from deployer.models import Deployment, DeploymentTarget, Rollout
@@ -50,7 +51,7 @@ def queue_run(rollout_id: int) -> None:
     """Send the rollout to a worker once the transaction that created it has committed."""
     from console.celery import app
 
-    transaction.on_commit(lambda: app.send_task(RUN_TASK, args=[rollout_id]))
+    on_commit_safely(lambda: app.send_task(RUN_TASK, args=[rollout_id]), what=f"Rollout {rollout_id}")
 
 
 def deployment_get_or_create(*, target: DeploymentTarget, model) -> Deployment:
@@ -83,18 +84,22 @@ def _create(*, deployment: Deployment, kind: str, version, request=None, actor=N
     return rollout
 
 
-def rollout_for_promotion(*, request_id: int) -> int | None:
+def rollout_for_promotion(*, request_id: int, resume_deploying: bool = False) -> int | None:
     """Claim an approved promotion for deployment and create its rollout; for a request
-    already claimed, return its rollout (a redelivered task resumes it). None: nothing to do."""
+    already claimed, return its rollout (a redelivered task resumes it). None: nothing to do.
+    resume_deploying: also create the rollout of a request left ``deploying`` without one
+    (the hand-over sweep). An existing rollout always wins: one per request."""
     existing = Rollout.objects.filter(request_id=request_id).first()
     if existing is not None:
         return existing.pk
+    wanted = (PromotionRequest.APPROVED, PromotionRequest.DEPLOYING) if resume_deploying \
+        else (PromotionRequest.APPROVED,)
     req = PromotionRequest.objects.select_related("environment", "model", "version").filter(pk=request_id).first()
-    if req is None or req.state != PromotionRequest.APPROVED:
+    if req is None or req.state not in wanted:
         return None
     target = DeploymentTarget.objects.filter(environment=req.environment).first()
     if target is None:
-        if promotions.promotion_start_deploying(request_id=request_id):
+        if promotions.promotion_start_deploying(request_id=request_id) or req.state == PromotionRequest.DEPLOYING:
             promotions.promotion_mark_failed(
                 request_id=request_id,
                 reason=f"The {req.environment.name} environment has no deployment target. An admin adds one "
@@ -104,8 +109,15 @@ def rollout_for_promotion(*, request_id: int) -> int | None:
     kind, steps = REQUEST_ROLLOUTS[req.kind]
     with transaction.atomic():
         Deployment.objects.select_for_update().get(pk=deployment.pk)
+        # Under the deployment's lock: a rollout created meanwhile (the task and the sweep at
+        # once) is seen here, and its claim wins.
+        existing = Rollout.objects.filter(request_id=request_id).first()
+        if existing is not None:
+            return existing.pk
         if not promotions.promotion_start_deploying(request_id=request_id):
-            return None
+            state = PromotionRequest.objects.filter(pk=request_id).values_list("state", flat=True).first()
+            if not (resume_deploying and state == PromotionRequest.DEPLOYING):
+                return None
         deployment.refresh_from_db()
         if kind in (Rollout.REDEPLOY, Rollout.UNDEPLOY) and (deployment.state != Deployment.SERVING
                                                              or deployment.live_rollout is None):
@@ -120,6 +132,34 @@ def rollout_for_promotion(*, request_id: int) -> int | None:
             rollout.reason = req.justification
             rollout.save(update_fields=["reason"])
     return rollout.pk
+
+
+def handover_sweep(*, now=None) -> list[int]:
+    """The durable hand-over: an approved request is itself the record that a deployment is
+    owed. Every approved request without a rollout after DEPLOYER_HANDOVER_GRACE_SECONDS (its
+    message was lost: the broker was down, a callback failed), and every ``deploying`` one
+    whose rollout is gone, gets its rollout now, queued on commit. Safe to run twice and
+    beside the task: an existing rollout claim wins. Returns the rollout ids queued."""
+    now = now or timezone.now()
+    due = now - timedelta(seconds=settings.DEPLOYER_HANDOVER_GRACE_SECONDS)
+    owed = list(PromotionRequest.objects
+                .filter(state__in=(PromotionRequest.APPROVED, PromotionRequest.DEPLOYING), updated_at__lt=due)
+                .exclude(rollouts__isnull=False)
+                .order_by("updated_at").values_list("pk", flat=True))
+    queued = []
+    for request_id in owed:
+        try:
+            rollout_id = rollout_for_promotion(request_id=request_id, resume_deploying=True)
+        except Exception:  # one bad request must not stop the others
+            log.exception("Hand-over sweep could not create the rollout of request #%s", request_id)
+            continue
+        if rollout_id is not None:
+            with transaction.atomic():
+                queue_run(rollout_id)
+            queued.append(rollout_id)
+    if queued:
+        log.info("Hand-over sweep queued rollouts %s for approved requests %s", queued, owed)
+    return queued
 
 
 def rollout_redeploy(*, actor, deployment_id: int, reason: str = "") -> Rollout | PromotionRequest:

@@ -52,15 +52,17 @@ def run_rollout(self, rollout_id: int):
 
 @shared_task(name="deployer.resume_rollouts")
 def resume_rollouts():
-    """Queue every rollout no live worker is running: running with an expired lease (its
+    """First the hand-over sweep (approved requests whose deployment message was lost get
+    their rollout: ``services.handover_sweep``). Then queue every rollout no live worker is running: running with an expired lease (its
     worker died), or queued for longer than a lease (its message was lost, or it waited
     behind an earlier rollout of the same deployment). Running one twice is harmless: the
     claim lets only one worker in."""
     from deployer.models import Rollout
-    from deployer.services import queue_run
+    from deployer.services import handover_sweep, queue_run
     from django.db import transaction
     from django.db.models import Q
 
+    handed_over = handover_sweep()
     stale = timezone.now() - timedelta(seconds=settings.DEPLOYER_LEASE_SECONDS)
     ids = list(Rollout.objects.filter(
         Q(state=Rollout.RUNNING, heartbeat_at__lt=stale) | Q(state=Rollout.RUNNING, heartbeat_at__isnull=True)
@@ -70,7 +72,7 @@ def resume_rollouts():
             queue_run(rollout_id)
     if ids:
         log.info("Resuming rollouts %s", ids)
-    return ids
+    return handed_over + [i for i in ids if i not in handed_over]
 
 
 @shared_task(name="deployer.check_drift")

@@ -21,6 +21,8 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.protos import databricks_pb2
 
+from console import outages
+
 from .savedmodel import (
     CONVERTED_DIR,
     Inspection,
@@ -53,7 +55,7 @@ class MlflowRejected(MlflowError):
 
 
 class MlflowUnavailable(MlflowError):
-    pass
+    outage_dependency = "mlflow"  # console.outages: answered 503 with Retry-After
 
 
 _NOT_FOUND = {databricks_pb2.ErrorCode.Name(databricks_pb2.RESOURCE_DOES_NOT_EXIST),
@@ -66,6 +68,19 @@ _REJECTED = {databricks_pb2.ErrorCode.Name(c) for c in (
 
 @contextlib.contextmanager
 def _translated():
+    """MLflow's errors as the four kinds above; an unreachable MLflow is logged once per
+    outage (console.outages), not once per call."""
+    try:
+        with _translated_errors():
+            yield
+    except MlflowUnavailable as exc:
+        outages.mark_down(outages.MLFLOW, exc)
+        raise
+    outages.mark_up(outages.MLFLOW)
+
+
+@contextlib.contextmanager
+def _translated_errors():
     try:
         yield
     except MlflowException as exc:
@@ -83,6 +98,12 @@ def _translated():
         if type(exc).__module__.split(".")[0] in ("requests", "urllib3", "sqlalchemy"):
             raise MlflowUnavailable(f"MLflow is unreachable: {exc}") from exc
         raise
+
+
+def ping() -> None:
+    """The cheapest registry call: MLflow answers (readiness)."""
+    with _translated():
+        client().search_registered_models(max_results=1)
 
 
 def client() -> MlflowClient:

@@ -1,12 +1,22 @@
 """Idempotency-Key for registration: the same key and body return the first result,
 never a second version. The key row is inserted before MLflow is called, so the
-unique constraint (user, key) is what stops a concurrent duplicate."""
+unique constraint (user, key) is what stops a concurrent duplicate.
+
+A key always ends: a first request that failed releases it, and one that died without a
+word (its process was killed, its database connection dropped) leaves an in-progress
+marker that a retry takes over once it is IDEMPOTENCY_PENDING_SECONDS old. That is longer
+than a request may run (gunicorn's timeout), so a live first request is never overtaken.
+Whatever the dead request left in MLflow is undone by it or repaired by the sync."""
 
 import hashlib
 import json
 from dataclasses import dataclass
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from console.errors import Conflict, ServiceError
 
@@ -40,7 +50,18 @@ def idempotency_claim(*, user, key: str, scope: str, body) -> IdempotencyKey | R
         raise ServiceError("This Idempotency-Key was already used with a different request; use a new key.",
                            field="Idempotency-Key")
     if existing.response_status is None:
-        raise Conflict("A request with this Idempotency-Key is still in progress; retry in a moment.")
+        now = timezone.now()
+        expires = existing.created_at + timedelta(seconds=settings.IDEMPOTENCY_PENDING_SECONDS)
+        if expires <= now:
+            # The first request died; take its marker over (only one retry wins the update).
+            taken = IdempotencyKey.objects.filter(pk=existing.pk, response_status__isnull=True,
+                                                  created_at=existing.created_at).update(created_at=now)
+            if taken:
+                existing.created_at = now
+                return existing
+        wait = max(1, int((expires - now).total_seconds()) + 1)
+        raise Conflict(f"A request with this Idempotency-Key is still in progress; retry in a moment. If it "
+                       f"died, the key is released after {settings.IDEMPOTENCY_PENDING_SECONDS} s (in {wait} s).")
     return Replay(existing.response_status, existing.response_body)
 
 

@@ -83,6 +83,7 @@ def version_get(name: str, number) -> ModelVersion:
 class RunView:
     run: gateway.RunSummary | None
     error: str = ""
+    unavailable: bool = False  # MLflow could not be reached: worth a retry, not a 404
 
 
 RUN_CACHE_SECONDS = 60
@@ -101,7 +102,7 @@ def version_run(version: ModelVersion) -> RunView:
             return RunView(None, f"Run {version.run_id} no longer exists in MLflow.")
         except gateway.MlflowError as exc:
             log.warning("Could not read run %s: %s", version.run_id, exc)
-            return RunView(None, "MLflow could not be reached to read the run; reload in a moment.")
+            return RunView(None, "MLflow could not be reached to read the run; reload in a moment.", unavailable=True)
         cache.set(key, run, RUN_CACHE_SECONDS)
     return RunView(run)
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from console.audit.services import audit_record
 from console.errors import Conflict, NotFound, ServiceError, UpstreamUnavailable
+from console.transactions import on_commit_safely
 
 from . import gateway
 from .mirror import REGISTERED_BY_TAG, inspection_fields, jsonable, model_fields, version_fields
@@ -240,7 +241,7 @@ def version_convert_request(*, actor, version: ModelVersion) -> ModelVersion:
         audit_record(actor=actor, verb="version.conversion_requested", obj=version, before=before,
                      after={"conversion_state": version.conversion_state, "archive": version.keras_archive_path})
         version_id = version.pk
-        transaction.on_commit(lambda: _queue_conversion(version_id))
+        on_commit_safely(lambda: _queue_conversion(version_id), what=f"Conversion of version {version_id}")
     return version
 
 

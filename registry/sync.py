@@ -77,6 +77,8 @@ def _apply(remote_models: list, remote_versions: dict, inspections: dict, snapsh
             new_model = False
             if model.synced_at >= snapshot_at:
                 continue  # written by Modelgate after the snapshot: newer than what we read
+            if fields["aliases"] != model.aliases:
+                fields["aliases"] = _hold_aliases_in_motion(model, fields["aliases"])
             diff = {k: v for k, v in
                     ((k, (getattr(model, k), nv)) for k, nv in fields.items() if k != "updated_at")
                     if v[0] != v[1]}
@@ -109,6 +111,18 @@ def _after_aliases_changed(model) -> None:
     by the settings, as middleware is."""
     for path in settings.REGISTRY_ALIAS_CHECKS:
         import_string(path)(model, actor=ACTOR)
+
+
+def _hold_aliases_in_motion(model, remote: dict) -> dict:
+    """The mirror keeps its value for an alias a rollout is moving: the rollout writes it
+    when the version is live (promotion_mark_live), not the sync a moment before."""
+    held = dict(remote)
+    in_motion = import_string(settings.REGISTRY_ALIASES_IN_MOTION) if settings.REGISTRY_ALIASES_IN_MOTION else None
+    for alias in (in_motion(model) if in_motion else ()):
+        held.pop(alias, None)
+        if alias in model.aliases:
+            held[alias] = model.aliases[alias]
+    return dict(sorted(held.items()))
 
 
 def _apply_versions(model, remote: list, inspections: dict, snapshot_at, report, *, quiet: bool, now) -> None:

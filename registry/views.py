@@ -4,13 +4,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from console.errors import ServiceError
 from console.htmx import render_page
+from console.transactions import on_commit_safely
 
 from . import selectors, services
 from .forms import EditForm, ModelCreateForm, VersionRegisterForm, tag_lines
@@ -171,6 +171,6 @@ def version_convert(request, name, version):
 @require_POST
 @permission_required("registry.sync_registry", raise_exception=True)
 def sync_now(request):
-    transaction.on_commit(sync_registry_task.delay)
+    on_commit_safely(sync_registry_task.delay, what="Sync now")
     messages.info(request, "Sync with MLflow queued; the list refreshes as the worker finishes.")
     return redirect("registry:model-list")

@@ -102,6 +102,16 @@ def mlflow_store(_no_mlflow_unless_asked, settings, tmp_path, mlflow_template) -
     return Store(uri=uri, artifacts=mlflow_template.artifacts, allowed=allowed, template=mlflow_template)
 
 
+@pytest.fixture(autouse=True)
+def _outages_forgotten():
+    """Each test starts with every dependency up in this process's view (console.outages)."""
+    from console import outages
+
+    outages.reset()
+    yield
+    outages.reset()
+
+
 @pytest.fixture
 def celery_eager():
     """Run Celery tasks in this process as they are queued (Celery reads its settings once, so

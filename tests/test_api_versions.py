@@ -110,6 +110,33 @@ def test_a_failed_request_frees_its_idempotency_key(api, engineer, churn, mlflow
                        HTTP_IDEMPOTENCY_KEY="k1").status_code == 400
 
 
+def test_a_key_whose_first_request_died_is_released_after_the_pending_time(api, engineer, churn, mlflow_store,
+                                                                            settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from registry.idempotency import idempotency_claim
+    from registry.models import IdempotencyKey
+
+    settings.IDEMPOTENCY_PENDING_SECONDS = 60
+    body = {"source": mlflow_store.template.models[0].model_uri}
+    # The first request claimed the key, then its process was killed: the marker is all it left.
+    idempotency_claim(user=engineer, key="build-7", scope="register:churn", body=body)
+    client = api(engineer)
+    stuck = client.post(churn, body, format="json", HTTP_IDEMPOTENCY_KEY="build-7")
+    assert stuck.status_code == 409
+    assert "released after 60 s" in stuck.json()["detail"]
+
+    IdempotencyKey.objects.filter(key="build-7").update(created_at=timezone.now() - timedelta(seconds=61))
+    retry = client.post(churn, body, format="json", HTTP_IDEMPOTENCY_KEY="build-7")
+    assert retry.status_code == 201, retry.json()
+    replay = client.post(churn, body, format="json", HTTP_IDEMPOTENCY_KEY="build-7")
+    assert replay.status_code == 201 and replay["Idempotent-Replayed"] == "true"
+    assert replay.json() == retry.json()
+    assert len(mlflow_store.client().search_model_versions("name='churn'")) == 1
+
+
 def test_version_list_detail_and_search(api, engineer, churn, mlflow_store):
     client = api(engineer)
     for logged in mlflow_store.template.models:

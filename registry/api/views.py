@@ -1,14 +1,14 @@
 """REST API v1 for the registry. Views validate shapes and call services or selectors."""
 
-from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from console.errors import NotFound
+from console.errors import NotFound, UpstreamUnavailable
 from console.permissions import MethodPermissions
+from console.transactions import on_commit_safely
 from registry import selectors, services
 from registry.idempotency import Replay, idempotency_claim, idempotency_complete, idempotency_release
 from registry.tasks import sync_registry_task
@@ -162,6 +162,8 @@ class VersionRunView(RegistryView):
     @extend_schema(responses=RunSerializer)
     def get(self, request, name, version):
         view = selectors.version_run(selectors.version_get(name, version))
+        if view.unavailable:
+            raise UpstreamUnavailable(view.error)
         if view.run is None:
             raise NotFound(view.error)
         return Response(RunSerializer(view.run).data)
@@ -183,5 +185,5 @@ class SyncView(RegistryView):
 
     @extend_schema(request=None, responses={202: inline_serializer("SyncQueued", {"detail": serializers.CharField()})})
     def post(self, request):
-        transaction.on_commit(sync_registry_task.delay)
+        on_commit_safely(sync_registry_task.delay, what="Sync now")
         return Response({"detail": "Registry sync queued."}, status=status.HTTP_202_ACCEPTED)

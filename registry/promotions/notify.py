@@ -2,7 +2,7 @@
 environment's outbound webhook. Delivery rows are written in the caller's transaction;
 the sending happens in Celery tasks queued on commit."""
 
-from django.db import transaction
+from console.transactions import on_commit_safely
 
 EVENTS = ("promotion.requested", "promotion.approved", "promotion.rejected", "promotion.cancelled",
           "promotion.expired", "promotion.live", "promotion.failed", "promotion.rolled_back", "promotion.done",
@@ -19,16 +19,16 @@ def on_commit(request_id: int, event: str) -> None:
     if req.environment.webhook_url:
         delivery = WebhookDelivery.objects.create(environment=req.environment, event=event,
                                                   url=req.environment.webhook_url, payload=payload_for(req, event))
-    transaction.on_commit(lambda: send_promotion_email.delay(request_id, event))
+    on_commit_safely(lambda: send_promotion_email.delay(request_id, event), what=f"E-mail for {event} #{request_id}")
     if delivery is not None:
-        transaction.on_commit(lambda: deliver_webhook.delay(delivery.pk))
+        on_commit_safely(lambda: deliver_webhook.delay(delivery.pk), what=f"Webhook delivery {delivery.pk}")
 
 
 def email_on_commit(request_id: int, event: str) -> None:
     """Only the email to the request's requester (e.g. their request was superseded)."""
     from .tasks import send_promotion_email
 
-    transaction.on_commit(lambda: send_promotion_email.delay(request_id, event))
+    on_commit_safely(lambda: send_promotion_email.delay(request_id, event), what=f"E-mail for {event} #{request_id}")
 
 
 def approvers_on_commit(environment, event: str, payload: dict, subject: str, body: str) -> None:
@@ -42,6 +42,7 @@ def approvers_on_commit(environment, event: str, payload: dict, subject: str, bo
         delivery = WebhookDelivery.objects.create(environment=environment, event=event, url=environment.webhook_url,
                                                   payload={"event": event, **payload})
     environment_id = environment.pk
-    transaction.on_commit(lambda: send_approver_email.delay(environment_id, subject, body))
+    on_commit_safely(lambda: send_approver_email.delay(environment_id, subject, body),
+                     what=f"Approver e-mail for environment {environment_id}")
     if delivery is not None:
-        transaction.on_commit(lambda: deliver_webhook.delay(delivery.pk))
+        on_commit_safely(lambda: deliver_webhook.delay(delivery.pk), what=f"Webhook delivery {delivery.pk}")

@@ -73,11 +73,21 @@ def inbox(user):
     return qs.order_by("created_at", "id")
 
 
+def aliases_in_motion(model) -> set[str]:
+    """Aliases a rollout is moving right now (a request for ``model`` is deploying): MLflow's
+    alias moves first and the live span follows a moment later, so in between neither is drift."""
+    return set(PromotionRequest.objects.filter(model=model, state=PromotionRequest.DEPLOYING)
+               .values_list("environment__alias", flat=True))
+
+
 def alias_drift(model) -> list[dict]:
     """Environment aliases that MLflow points somewhere Modelgate did not put them."""
     drifts = []
     live = {s.environment_id: s.version_number for s in LiveSpan.objects.filter(model=model, ended_at__isnull=True)}
+    moving = aliases_in_motion(model)
     for env in Environment.objects.all():
+        if env.alias in moving:
+            continue
         expected = live.get(env.id)
         actual = model.aliases.get(env.alias)
         if actual != expected:

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from console.audit.services import audit_record
 from console.errors import Conflict, NotFound, ServiceError, UpstreamUnavailable
+from console.transactions import on_commit_safely
 from registry import gateway
 from registry.models import ModelVersion, RegisteredModel
 
@@ -71,6 +72,10 @@ def gates_evaluate(*, version: ModelVersion, environment: Environment, breaking_
     if version.run_id and environment.metric_thresholds:
         try:
             metrics = gateway.get_run(version.run_id).metrics
+        except gateway.MlflowUnavailable as exc:
+            # Not a gate failure: the inputs cannot be read now. Nothing is written; retry.
+            raise UpstreamUnavailable(f"MLflow could not be reached to read run {version.run_id}'s metrics "
+                                      f"for the gates; retry in a moment.") from exc
         except gateway.MlflowError as exc:
             log.warning("Gates could not read run %s: %s", version.run_id, exc)
     candidate = gates.Candidate(version=version.version, signature=version.signature, servable=version.servable,
@@ -143,7 +148,7 @@ def promotion_request(*, actor, version: ModelVersion, environment: Environment,
                             "breaking_change": breaking_change, "gates": results})
         notify.on_commit(req.pk, "promotion.requested")
         if req.state == R.APPROVED:
-            transaction.on_commit(lambda: _queue_deployment(req.pk))
+            on_commit_safely(lambda: _queue_deployment(req.pk), what=f"Deployment of request #{req.pk}")
     return req
 
 
@@ -196,7 +201,7 @@ def promotion_approve(*, actor, request_id: int, comment: str = "") -> Promotion
             audit_record(actor=actor, verb="promotion.approved", obj=req, before={"state": R.PENDING},
                          after={"state": R.APPROVED, "approvals": approvals})
             notify.on_commit(req.pk, "promotion.approved")
-            transaction.on_commit(lambda: _queue_deployment(req.pk))
+            on_commit_safely(lambda: _queue_deployment(req.pk), what=f"Deployment of request #{req.pk}")
     return req
 
 

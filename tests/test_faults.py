@@ -1,0 +1,194 @@
+"""Fault injection: a stoppable, pausable TCP proxy (tests/faultproxy.py) sits between a
+real Modelgate server (gunicorn, as `make run` serves it) and PostgreSQL, Redis or MLflow.
+What each outage does is what docs/operations.md "Outages" states; the figures there come
+from these tests' timings.
+
+Each case names the dependency it needs: PostgreSQL cases run in CI's first run (DATABASE_URL
+set), the broker case wherever a Redis answers on 127.0.0.1:6379."""
+
+import socket
+import time
+
+import pytest
+from django.db import OperationalError, connection
+
+from console.accounts.services import token_create
+from deployer.models import Rollout
+from deployer.tasks import resume_rollouts
+from registry.promotions import services
+from registry.promotions.models import PromotionRequest
+from tests.faultproxy import FaultProxy
+from tests.live_console import console_server, http
+from tests.test_mlflow_server import mlflow_server  # noqa: F401 - a real `mlflow server`
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+postgres_only = pytest.mark.skipif(connection.vendor != "postgresql",
+                                   reason="cuts PostgreSQL; CI's first run (DATABASE_URL set) runs this")
+REDIS = ("127.0.0.1", 6379)
+REDIS_DB = 8  # this suite's own Redis database; flushed after use
+
+
+def _redis_up() -> bool:
+    try:
+        socket.create_connection(REDIS, timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def pg_proxy():
+    d = connection.settings_dict
+    proxy = FaultProxy(d["HOST"] or "127.0.0.1", d["PORT"] or 5432).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(autouse=True)
+def one_warm_worker(settings):
+    """One gunicorn worker, so the request before the fault warms the one that answers after
+    it (a cold worker spends seconds importing, which is not what these tests time)."""
+    settings.WEB_WORKERS = 1
+
+
+def _bearer(user) -> dict:
+    return {"Authorization": f"Bearer {token_create(user=user, name='faults').raw}"}
+
+
+@postgres_only
+def test_reads_during_a_database_outage_answer_503_quickly_and_recover(tmp_path, pg_proxy, viewer):
+    headers = _bearer(viewer)
+    with console_server(tmp_path, DATABASE_URL=_through(pg_proxy)) as base:
+        assert http(base + "/api/v1/models/", headers=headers).status == 200
+        pg_proxy.stop()  # PostgreSQL refuses
+        api = http(base + "/api/v1/models/", headers=headers)
+        page = http(base + "/models/", headers={"Cookie": "sessionid=nosuchsession0001"})
+        health = http(base + "/healthz", headers={"Cookie": "sessionid=nosuchsession0001"})
+        ready = http(base + "/readyz")
+        assert (api.status, api.headers["Retry-After"], api.json()["dependency"]) == (503, "5", "database")
+        assert page.status == 503 and b"briefly unavailable" in page.body
+        assert health.status == 200 and ready.status == 503 and ready.json()["checks"]["database"]["ok"] is False
+        assert max(api.seconds, page.seconds, health.seconds) < 3
+        pg_proxy.start()  # back
+        assert http(base + "/api/v1/models/", headers=headers).status == 200
+
+
+@postgres_only
+def test_reads_during_a_silent_database_answer_503_within_the_connect_timeout(tmp_path, pg_proxy, viewer):
+    headers = _bearer(viewer)
+    # A new connection per request: a silent database is noticed by the connect timeout.
+    with console_server(tmp_path, DATABASE_URL=_through(pg_proxy), DATABASE_CONN_MAX_AGE="0",
+                        DATABASE_CONNECT_TIMEOUT="2") as base:
+        assert http(base + "/api/v1/models/", headers=headers).status == 200
+        pg_proxy.pause()  # PostgreSQL accepts and says nothing
+        api = http(base + "/api/v1/models/", headers=headers)
+        assert api.status == 503 and api.headers["Retry-After"] == "5"
+        assert api.seconds < 2 + 2  # the connect timeout, and a little
+        assert http(base + "/healthz").status == 200
+        pg_proxy.resume()
+        assert http(base + "/api/v1/models/", headers=headers).status == 200
+
+
+@pytest.mark.skipif(not _redis_up(), reason="needs a Redis on 127.0.0.1:6379")
+def test_an_approval_during_a_broker_outage_answers_200_and_is_deployed_after_recovery(
+        tmp_path, engineer, approver, iris, staging_local, sent_tasks, settings, django_capture_on_commit_callbacks):
+    import redis
+
+    proxy = FaultProxy(*REDIS).start()
+    req = services.promotion_request(actor=engineer, version=iris.versions.get(version=2),
+                                     environment=staging_local.environment, justification="j")
+    try:
+        with console_server(tmp_path, CELERY_BROKER_URL=f"redis://{proxy.address}/{REDIS_DB}",
+                            MLFLOW_TRACKING_URI=settings.MLFLOW_TRACKING_URI) as base:
+            assert http(f"{base}/api/v1/promotions/{req.pk}/", headers=_bearer(approver)).status == 200  # warm
+            proxy.stop()  # Redis refuses
+            approved = http(f"{base}/api/v1/promotions/{req.pk}/approve/", method="POST", data={"comment": "go"},
+                            headers=_bearer(approver))
+            assert approved.status == 200, approved.body
+            assert approved.json()["state"] == PromotionRequest.APPROVED
+            assert approved.seconds < 5
+            proxy.start()  # Redis is back; the sweep (beat, every 15 s) finds what the outage lost
+        settings.DEPLOYER_HANDOVER_GRACE_SECONDS = 0
+        time.sleep(0.01)
+        with django_capture_on_commit_callbacks(execute=True):
+            queued = resume_rollouts()
+        rollout = Rollout.objects.get(request=req)
+        assert queued == [rollout.pk] and sent_tasks == [("deployer.run_rollout", [rollout.pk])]
+        assert PromotionRequest.objects.get(pk=req.pk).state == PromotionRequest.DEPLOYING
+    finally:
+        proxy.stop()
+        redis.Redis(*REDIS, db=REDIS_DB).flushdb()
+
+
+def _through(proxy) -> str:
+    from tests.live_console import database_url
+
+    return database_url(host="127.0.0.1", port=proxy.port)
+
+
+def test_a_registration_whose_database_was_cut_after_mlflow_wrote_leaves_them_equal_and_the_key_works_later(
+        api, engineer, mlflow_store, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from registry.models import IdempotencyKey, ModelVersion
+
+    settings.IDEMPOTENCY_PENDING_SECONDS = 60
+    client = api(engineer)
+    assert client.post("/api/v1/models/", {"name": "churn"}, format="json").status_code == 201
+    body = {"source": mlflow_store.template.models[0].model_uri}
+    cut = []
+
+    def database(execute, sql, params, many, context):
+        # The connection drops once the version is in MLflow and its mirror row is being written.
+        if cut or "registry_modelversion" in sql:
+            cut.append(sql)
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+    client.raise_request_exception = False
+    with connection.execute_wrapper(database):
+        first = client.post("/api/v1/models/churn/versions/", body, format="json", HTTP_IDEMPOTENCY_KEY="run-9")
+    assert first.status_code == 503 and first.json()["dependency"] == "database"
+    versions = mlflow_store.client().search_model_versions("name='churn'")
+    assert versions == [] and not ModelVersion.objects.exists()  # MLflow's write was undone: both empty
+    assert IdempotencyKey.objects.filter(key="run-9", response_status__isnull=True).exists()  # could not free it
+
+    assert client.post("/api/v1/models/churn/versions/", body, format="json",
+                       HTTP_IDEMPOTENCY_KEY="run-9").status_code == 409
+    IdempotencyKey.objects.filter(key="run-9").update(created_at=timezone.now() - timedelta(seconds=61))
+    retry = client.post("/api/v1/models/churn/versions/", body, format="json", HTTP_IDEMPOTENCY_KEY="run-9")
+    assert retry.status_code == 201, retry.json()
+    in_mlflow = [int(v.version) for v in mlflow_store.client().search_model_versions("name='churn'")]
+    assert len(in_mlflow) == 1  # one version, never two (MLflow does not reuse the undone number)
+    assert list(ModelVersion.objects.values_list("version", flat=True)) == in_mlflow == [retry.json()["version"]]
+
+
+def test_mlflow_down_refuses_writes_with_503_and_reads_from_the_mirror_keep_working(
+        api, engineer, mlflow_server, settings, monkeypatch):  # noqa: F811 - the imported fixture
+    import mlflow
+
+    port = int(mlflow_server.rsplit(":", 1)[1])
+    proxy = FaultProxy("127.0.0.1", port).start()
+    settings.MLFLOW_TRACKING_URI = settings.MLFLOW_REGISTRY_URI = f"http://{proxy.address}"
+    mlflow.set_tracking_uri(settings.MLFLOW_TRACKING_URI)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    client = api(engineer)
+    try:
+        assert client.post("/api/v1/models/", {"name": "churn"}, format="json").status_code == 201
+        for fault in (proxy.stop, proxy.pause):  # MLflow refuses, then MLflow is silent
+            fault()
+            started = time.monotonic()
+            write = client.post("/api/v1/models/", {"name": "churn-2"}, format="json")
+            assert write.status_code == 503 and write["Retry-After"] == "10", write.json()
+            assert time.monotonic() - started < 5
+            assert client.get("/api/v1/models/churn/").status_code == 200  # the mirror answers
+            assert client.get("/api/v1/models/").json()["results"][0]["name"] == "churn"
+            proxy.stop()  # drop what a silent MLflow held, so nothing arrives late
+            proxy.resume()
+            proxy.start()
+        assert client.post("/api/v1/models/", {"name": "churn-2"}, format="json").status_code == 201
+    finally:
+        proxy.stop()
