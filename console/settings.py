@@ -283,6 +283,7 @@ REGISTRY_ALIASES_IN_MOTION = "registry.promotions.selectors.aliases_in_motion"
 OWN_METRICS_COLLECTORS = ["deployer.own_metrics.RolloutCollector"]
 # /readyz waits at most this long for each dependency (checked in parallel).
 READYZ_TIMEOUT = env_int("READYZ_TIMEOUT", 3, minimum=1)
+READYZ_MLFLOW_CHECK = "registry.gateway.ping"
 # An Idempotency-Key whose first request died (killed, database gone) is released after this
 # long. Keep it above the web server's request timeout (WEB_TIMEOUT).
 IDEMPOTENCY_PENDING_SECONDS = env_int("IDEMPOTENCY_PENDING_SECONDS", 60, minimum=1)
