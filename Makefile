@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv worker sync clean lock bench bench-quick
+.PHONY: run test lint venv worker sync clean lock bench bench-quick
 
 # Installs exactly the hashed lock (requirements/dev.txt: runtime, local, dev and bench), then
 # Modelgate itself, editable and without dependencies, so nothing unpinned gets in.
@@ -24,6 +24,18 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The rules written as checks (CI runs this before the tests): style, the import layers of
+# docs/architecture.md, migrations that match the models, and a production configuration
+# that `check --deploy` finds nothing wrong with.
+PRODUCTION_ENV := DEBUG=false SECRET_KEY=lint-only-$$(date +%s)-not-a-real-secret-0123456789abcdefghij \
+	ALLOWED_HOSTS=modelgate.example.com SECURE_SSL_REDIRECT=true SECURE_HSTS_SECONDS=31536000 SECURE_HSTS_PRELOAD=true
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(PY) manage.py makemigrations --check --dry-run
+	env $(PRODUCTION_ENV) $(PY) manage.py check --deploy --fail-level WARNING
 
 worker: $(STAMP)
 	$(VENV)/bin/celery -A console worker -B -l info -Q celery,deploy
