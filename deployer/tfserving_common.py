@@ -2,6 +2,7 @@
 
 import logging
 import os
+import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -45,8 +46,16 @@ class ServingError(Exception):
         return HTTP_STATUS.get(self.code, 500)
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
 def _tf():
-    import tensorflow as tf  # noqa: PLC0415 - heavy; only a server that loads models pays for it
+    # Heavy: only a server that loads models pays for it. Two threads importing TensorFlow at
+    # once (pods of the test API server load models in threads) can hand one of them a
+    # half-initialised module, since TF's imports have cycles and Python breaks a cross-thread
+    # import deadlock that way; so the first import happens under one lock.
+    with _IMPORT_LOCK:
+        import tensorflow as tf  # noqa: PLC0415
 
     return tf
 

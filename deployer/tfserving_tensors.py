@@ -26,6 +26,7 @@ class Servable:
 def _read_meta_graph(path: str):
     """The "serve" MetaGraphDef, read from the file itself: TF Serving's metadata endpoint
     prints these protos, and TF's Python loader does not expose them."""
+    _tf()  # TensorFlow whole, under the import lock, before one of its modules
     from google.protobuf import message, text_format  # noqa: PLC0415
     from tensorflow.core.protobuf import saved_model_pb2  # noqa: PLC0415
 

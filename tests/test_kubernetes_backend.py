@@ -232,7 +232,8 @@ def test_an_image_that_cannot_be_pulled_shows_in_deployment_health(backend, kube
 
     def pulling():  # pods and events are two reads: wait until both show it
         health = backend.deployment_health(NAME)
-        return health if health["events"] and health["pods"][0]["reason"] in ("ErrImagePull", "ImagePullBackOff") \
+        return health if health["events"] and health["pods"] \
+            and health["pods"][0]["reason"] in ("ErrImagePull", "ImagePullBackOff") \
             else None
     health = kube.wait_for(pulling, timeout=10)
     assert not health["pods"][0]["ready"]

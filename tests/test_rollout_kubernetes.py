@@ -18,7 +18,7 @@ from deployer.models import Deployment, DeploymentTarget, Rollout
 from registry.models import ModelVersion
 from registry.promotions.models import PromotionRequest
 from tests.kubeapi import FakeKubeApiServer
-from tests.test_rollout_local import promote
+from tests.test_rollout_local import approve, promote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 K8S_VERSION = "1.33.0"
@@ -133,7 +133,10 @@ def test_an_edit_of_the_live_deployment_shows_as_drift_and_reapplying_clears_it(
     assert ("image", "tensorflow/serving:2.19.0", "tensorflow/serving:2.18.0") in fields
     assert ("replicas", 1, 3) in fields
 
-    services.rollout_redeploy(actor=engineer, deployment_id=deployment.pk)
+    # The environment requires an approval: "Re-apply" is a request its approver decides.
+    asked = services.rollout_redeploy(actor=engineer, deployment_id=deployment.pk, reason="hand edit")
+    assert isinstance(asked, PromotionRequest) and asked.kind == PromotionRequest.REDEPLOY
+    approve(browser_client, approver, asked)
     sent_tasks.run_all()
     deployment.refresh_from_db()
     assert deployment.live_rollout.kind == Rollout.REDEPLOY and deployment.live_rollout.state == Rollout.LIVE
