@@ -3,7 +3,8 @@ with its own storage directory, scraping the targets a test gives it every secon
 
 Targets come through a file_sd file (Prometheus re-reads it when it changes), each with the
 labels the usual kubernetes_sd relabelling gives a pod's series (``namespace``, ``pod``), so
-the console's PROMETHEUS_URL queries select them as they would in a cluster.
+the console's PROMETHEUS_URL queries select them as they would in a cluster. (file_sd rather
+than kubernetes_sd against tests/kubeapi: Debian builds Prometheus without kubernetes_sd.)
 
 Missing binary: the tests skip, unless MODELGATE_BROWSER_REQUIRED or CI is set (.ci/run
 installs the package and sets it), where they fail.
