@@ -52,12 +52,12 @@ def base_url_problem(value: str) -> str | None:
 
 def endpoint(deployment) -> Endpoint:
     """The deployment's URLs; ``url`` only while it serves (undeployed, there is nothing to call)."""
+    if deployment.state != deployment.SERVING:
+        return Endpoint(url=None, external_url=None)
     target = deployment.target
     environment = target.environment.name
     path = model_path(deployment.model.name, environment)
     external = f"{target.external_base_url.rstrip('/')}{path}" if target.external_base_url else None
-    if deployment.state != deployment.SERVING:
-        return Endpoint(url=None, external_url=None)
     if target.backend == target.LOCAL:
         url = f"http://127.0.0.1:{deployment.local_port}{path}" if deployment.local_port else None
     else:

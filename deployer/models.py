@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from deployer.endpoints import base_url_problem
 from registry.models import ModelVersion, RegisteredModel
 from registry.promotions.models import Environment, PromotionRequest
 
@@ -78,12 +79,9 @@ class DeploymentTarget(models.Model):
             errors["image"] = "Pin a version, e.g. tensorflow/serving:2.19.0 ('latest' or no tag is refused)."
         if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", self.namespace or ""):
             errors["namespace"] = "A Kubernetes namespace: lowercase letters, digits and '-', at most 63."
-        if self.external_base_url:
-            from deployer.endpoints import base_url_problem
-
-            problem = base_url_problem(self.external_base_url)
-            if problem:
-                errors["external_base_url"] = problem
+        problem = self.external_base_url and base_url_problem(self.external_base_url)
+        if problem:
+            errors["external_base_url"] = problem
         if (self.autoscale_min is None) != (self.autoscale_max is None):
             errors["autoscale_max"] = "Set both autoscale_min and autoscale_max, or neither."
         elif self.autoscale_min and self.autoscale_max and self.autoscale_min > self.autoscale_max:
