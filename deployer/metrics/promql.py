@@ -15,7 +15,8 @@ both against a real Prometheus and shows they agree):
 at either end), so over a window ``w`` at scrape interval ``s`` its counts lie between the
 console's and ``f = w / (w - 2s)`` times them; it handles counter resets as the console does.
 Each cumulative bucket is extrapolated on its own, so ``histogram_quantile(q)`` lies between
-the console's ``q / f`` and ``q * f`` quantiles (close for the median, looser in a sparse tail).
+the console's ``q / f`` and ``q * f`` quantiles (only above the first when ``q * f >= 1``):
+close for the median, looser in a sparse tail.
 
 Series are selected by the ``namespace`` and ``pod`` labels the usual kubernetes_sd
 relabelling gives a pod's series (``<deployment>-<replicaset hash>-<suffix>``).
