@@ -18,6 +18,7 @@ class DeploymentTargetAdmin(admin.ModelAdmin):
         (None, {"fields": ["environment", "backend"]}),
         ("Kubernetes connection (credentials are read from the file at run time, never stored)",
          {"fields": ["in_cluster", "kubeconfig_path", "kube_context", "namespace", "pod_security_level"]}),
+        ("Clients", {"fields": ["external_base_url"]}),
         ("Pods", {"fields": ["image", "fetcher_image", "replicas", "cpu_request", "cpu_limit", "memory_request",
                              "memory_limit", "node_selector", "tolerations", "extra_labels"]}),
         ("Autoscaling", {"fields": ["autoscale_min", "autoscale_max", "autoscale_cpu_percent"]}),

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from deployer.endpoints import base_url_problem
 from registry.models import ModelVersion, RegisteredModel
 from registry.promotions.models import Environment, PromotionRequest
 
@@ -32,6 +33,11 @@ class DeploymentTarget(models.Model):
         help_text="Path of a kubeconfig file on the worker (e.g. a mounted secret). Empty: ~/.kube/config.")
     kube_context = models.CharField(max_length=200, blank=True, help_text="Empty: the kubeconfig's current context.")
     namespace = models.CharField(max_length=63, default="modelgate-serving")
+    external_base_url = models.CharField(
+        max_length=300, blank=True,
+        help_text="Where clients outside the cluster reach the models (an ingress or gateway that forwards "
+                  "/v1/models/<name>/… to the model's Service), e.g. https://models.example.com. "
+                  "Empty: in-cluster only.")
     image = models.CharField(max_length=300, default="tensorflow/serving:2.19.0",
                              help_text="A pinned TF Serving image; 'latest' is refused.")
     fetcher_image = models.CharField(max_length=300, blank=True,
@@ -81,6 +87,9 @@ class DeploymentTarget(models.Model):
             errors["image"] = "Pin a version, e.g. tensorflow/serving:2.19.0 ('latest' or no tag is refused)."
         if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", self.namespace or ""):
             errors["namespace"] = "A Kubernetes namespace: lowercase letters, digits and '-', at most 63."
+        problem = self.external_base_url and base_url_problem(self.external_base_url)
+        if problem:
+            errors["external_base_url"] = problem
         if (self.autoscale_min is None) != (self.autoscale_max is None):
             errors["autoscale_max"] = "Set both autoscale_min and autoscale_max, or neither."
         elif self.autoscale_min and self.autoscale_max and self.autoscale_min > self.autoscale_max:

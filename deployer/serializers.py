@@ -4,6 +4,7 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from deployer.endpoints import endpoint
 from deployer.models import Deployment, Rollout
 from registry.promotions.models import Review
 
@@ -100,11 +101,22 @@ class DeploymentSerializer(serializers.ModelSerializer):
     live_revision = serializers.IntegerField(source="live_rollout.revision", allow_null=True, default=None)
     live_version = serializers.IntegerField(source="live_rollout.version.version", allow_null=True, default=None)
     state = _state_field([s for s, _ in Deployment.STATES])
+    url = serializers.SerializerMethodField(
+        help_text="Where clients call the model while it serves, by its environment's label (append "
+                  "`:predict`): the local model server, or the Service's in-cluster URL on Kubernetes.")
+    external_url = serializers.SerializerMethodField(
+        help_text="The same path under the target's external base URL, if it has one.")
 
     class Meta:
         model = Deployment
-        fields = ["id", "model", "environment", "backend", "name", "state", "live_rollout", "live_revision",
-                  "live_version", "drift_state", "drift_checked_at", "created_at"]
+        fields = ["id", "model", "environment", "backend", "name", "state", "url", "external_url", "live_rollout",
+                  "live_revision", "live_version", "drift_state", "drift_checked_at", "created_at"]
+
+    def get_url(self, deployment) -> str | None:
+        return endpoint(deployment).url
+
+    def get_external_url(self, deployment) -> str | None:
+        return endpoint(deployment).external_url
 
 
 class LastRolloutSerializer(serializers.Serializer):

@@ -19,6 +19,7 @@ from registry.promotions.models import Environment, PromotionRequest
 from . import selectors, services
 from .backends import backend_for
 from .backends.errors import BackendError
+from .endpoints import endpoint
 from .forms import RedeployForm, RollbackForm, StopForm, UndeployForm
 from .metrics.compare import before_after
 from .metrics.series import summary
@@ -96,6 +97,7 @@ def _detail_context(request, deployment: Deployment, **extra) -> dict:
     serving = deployment.state == Deployment.SERVING and deployment.live_rollout_id is not None
     return {
         "deployment": deployment,
+        "endpoint": endpoint(deployment),
         "windows": WINDOWS,
         "history": history,
         "active": active,

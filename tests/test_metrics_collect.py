@@ -1,15 +1,12 @@
-"""Scraping request counters into 10 s points: from a real local model server, through the
-Kubernetes pod proxy (tests/kubeapi), and from Prometheus' query API (a small fake here);
-baselines, replicas that come and go, and the requests counted exactly."""
+"""Scraping request counters into 10 s points: from a real local model server and through the
+Kubernetes pod proxy (tests/kubeapi); baselines, replicas that come and go, and the requests
+counted exactly. Prometheus' query API (PROMETHEUS_URL) is tested against a real Prometheus
+in test_metrics_prometheus.py."""
 
 import json
-import re
-import threading
 import urllib.error
 import urllib.request
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.utils import timezone
@@ -17,7 +14,6 @@ from django.utils import timezone
 from deployer.backends import backend_for
 from deployer.backends.local import free_port
 from deployer.metrics import collect
-from deployer.metrics.arithmetic import REQUEST_COUNT, REQUEST_LATENCY
 from deployer.metrics.collect import Reading, scrape_all, scrape_deployment, scrape_record
 from deployer.metrics.points import FINE, align
 from deployer.models import Deployment, DeploymentTarget, MetricPoint, ScrapeState
@@ -243,79 +239,6 @@ def test_each_pod_is_scraped_through_the_pod_proxy_and_their_requests_summed(
 
 # --- Prometheus' query API ----------------------------------------------------------------
 
-class FakePrometheus:
-    """Answers GET /api/v1/query with the stored series its label matchers select (= and =~
-    only, fully anchored as in PromQL), and records every query."""
-
-    def __init__(self):
-        self.series: dict[tuple, float] = {}
-        self.queries: list[dict] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                url = urlsplit(self.path)
-                params = {k: v[0] for k, v in parse_qs(url.query).items()}
-                fake.queries.append(params)
-                if url.path != "/api/v1/query" or "query" not in params:
-                    return self._answer(400, {"status": "error", "errorType": "bad_data", "error": "no query"})
-                matchers = re.findall(r'([A-Za-z_]+)(=~|=)"([^"]*)"', params["query"])
-                result = [{"metric": dict(labels), "value": [float(params.get("time", 0)), str(value)]}
-                          for labels, value in fake.series.items() if _selects(matchers, dict(labels))]
-                self._answer(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
-
-            def _answer(self, code, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def pod(self, pod: str, *, ok: int, bad: int = 0, namespace: str = NAMESPACE) -> None:
-        """What Prometheus scraped from one TF Serving pod (every request ≤ 1 ms)."""
-        base = {"namespace": namespace, "pod": pod, "model_name": "iris", "job": "kubernetes-pods",
-                "instance": "10.1.0.7:8501"}
-        histogram = {**base, "API": "predict", "entrypoint": "REST"}
-        for labels, value in [({**base, "__name__": REQUEST_COUNT, "status": "OK"}, ok),
-                              ({**base, "__name__": REQUEST_COUNT, "status": "INVALID_ARGUMENT"}, bad),
-                              ({**histogram, "__name__": f"{REQUEST_LATENCY}_bucket", "le": "1000"}, ok + bad),
-                              ({**histogram, "__name__": f"{REQUEST_LATENCY}_bucket", "le": "+Inf"}, ok + bad),
-                              ({**histogram, "__name__": f"{REQUEST_LATENCY}_sum"}, 500.0 * (ok + bad)),
-                              ({**histogram, "__name__": f"{REQUEST_LATENCY}_count"}, ok + bad),
-                              ({**base, "__name__": ":tensorflow:core:graph_runs"}, 999)]:
-            self.series[tuple(sorted(labels.items()))] = value
-
-    def drop(self, pod: str) -> None:
-        self.series = {k: v for k, v in self.series.items() if dict(k)["pod"] != pod}
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _selects(matchers, labels: dict) -> bool:
-    for name, op, value in matchers:
-        actual = labels.get(name, "")
-        if not (re.fullmatch(value, actual) if op == "=~" else actual == value):
-            return False
-    return True
-
-
-@pytest.fixture
-def prometheus():
-    fake = FakePrometheus()
-    yield fake
-    fake.close()
-
-
 @pytest.fixture
 def unreachable_kubeconfig(tmp_path):
     """A cluster whose API server does not answer: replica counts stay unknown."""
@@ -326,38 +249,6 @@ def unreachable_kubeconfig(tmp_path):
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "test", "context": {"cluster": "c", "user": "u", "namespace": NAMESPACE}}]}))
     return path
-
-
-@pytest.mark.django_db
-def test_with_prometheus_url_the_counters_come_from_prometheus_per_pod(
-        staging, prometheus, unreachable_kubeconfig, settings):
-    settings.PROMETHEUS_URL = prometheus.url + "/"
-    [deployment] = serving_deployments(staging, backend=DeploymentTarget.KUBERNETES, namespace=NAMESPACE,
-                                       kubeconfig_path=str(unreachable_kubeconfig), kube_context="test")
-    a, b = f"{deployment.name}-5d9c7b8f4-x2k8p", f"{deployment.name}-5d9c7b8f4-q7w4z"
-    prometheus.pod(a, ok=100, bad=3)
-    prometheus.pod(b, ok=40)
-    prometheus.pod(f"{deployment.name}-canary-7f9c-abcde", ok=5000)  # another Deployment's pod
-    prometheus.pod(a, ok=7000, namespace="elsewhere")  # the same name in another namespace
-
-    assert scrape_deployment(deployment.pk, now=at(0)) is None
-    prometheus.pod(a, ok=106, bad=4)
-    prometheus.pod(b, ok=43)
-    point = scrape_deployment(deployment.pk, now=at(10))
-
-    assert (point.requests, point.errors, point.version) == (10, 1, 1)
-    assert point.latency_buckets == {"1000": 10} and point.p95_ms == pytest.approx(0.95)
-    assert (point.replicas_desired, point.replicas_ready) == (None, None)  # the API server did not answer
-    query = prometheus.queries[-1]
-    assert float(query["time"]) == at(10).timestamp()
-    assert f'namespace="{NAMESPACE}"' in query["query"] and f'pod=~"{deployment.name}-' in query["query"]
-
-    # a restarted, b missing from Prometheus for a moment: with no pod list, b's baseline stays.
-    prometheus.pod(a, ok=2, bad=1)
-    prometheus.drop(b)
-    point = scrape_deployment(deployment.pk, now=at(20))
-    assert (point.requests, point.errors) == (3, 1)
-    assert set(states(deployment)) == {a, b}
 
 
 @pytest.mark.django_db

@@ -6,14 +6,16 @@ Where the counters come from:
 - local backend: the model server's own endpoint, http://127.0.0.1:<port>/monitoring/prometheus/metrics;
 - Kubernetes: each Ready pod's endpoint through the API server's pod proxy (port 8501);
 - Kubernetes with ``settings.PROMETHEUS_URL``: one instant query to Prometheus' HTTP API for
-  the raw counters of the deployment's pods, selected by the ``namespace`` and ``pod`` labels
-  the usual kubernetes_sd relabelling gives them. Raw counters rather than
-  ``increase(...[10s])`` or ``rate()*10``: the deltas stay whole numbers (0.02 requests/s
+  the raw counters of the deployment's pods (``promql.pod_counters``), selected by the
+  ``namespace`` and ``pod`` labels the usual kubernetes_sd relabelling gives them. Raw
+  counters rather than ``increase(...[10s])`` or ``rate()*10``: the deltas stay whole numbers (0.02 requests/s
   times 10 s would round to no request at all, forever), a restart is handled exactly like a
   direct scrape's, and a [10s] range holds fewer than two samples at any usual scrape
   interval. The price: a 10 s point moves when Prometheus scraped, so at a 30 s interval two
   of three 10 s points show no traffic and the third all of it; minute points and charts
-  with a step of a minute are not affected. Local deployments are always read directly.
+  with a step of a minute are not affected. Over a minute or more, ``increase()`` and
+  ``histogram_quantile()`` agree with these figures (``promql.py``). Local deployments are
+  always read directly.
 
 A replica's first read only stores a baseline (ScrapeState); each later read adds its delta
 to the point of the 10 s interval containing ``now`` (two scrapes in one interval add up).
@@ -36,8 +38,8 @@ from django.utils import timezone
 from deployer.backends import backend_for
 from deployer.backends.errors import BackendError
 from deployer.manifests import METRICS_PATH
-from deployer.metrics.arithmetic import (
-    SAMPLE_NAMES, Interval, Snapshot, add, delta, from_samples, merge, parse, to_interval)
+from deployer.metrics import promql
+from deployer.metrics.arithmetic import Interval, Snapshot, add, delta, from_samples, merge, parse, to_interval
 from deployer.metrics.points import FINE, align, traffic_fields
 from deployer.models import Deployment, DeploymentTarget, MetricPoint, ScrapeState
 
@@ -46,8 +48,6 @@ log = logging.getLogger(__name__)
 # other deployment. A rollout's calls keep the backend's longer default.
 TIMEOUT = 3.0
 KUBE_TIMEOUT = 5.0
-# The labels Prometheus' kubernetes_sd relabelling usually puts on a pod's series.
-NAMESPACE_LABEL, POD_LABEL = "namespace", "pod"
 
 
 @dataclass
@@ -101,13 +101,6 @@ def read_pods(deployment: Deployment, client) -> Reading:
                    ready=replicas["ready"])
 
 
-def pod_series_query(namespace: str, name: str) -> str:
-    """PromQL for the raw request counters of a Deployment's pods (<name>-<hash>-<suffix>)."""
-    names = "|".join(SAMPLE_NAMES)
-    return (f'{{__name__=~"{names}",{NAMESPACE_LABEL}="{namespace}",'
-            f'{POD_LABEL}=~"{name}-[a-z0-9]+-[a-z0-9]+"}}')
-
-
 def prometheus_counters(base_url: str, query: str, at: datetime | None) -> dict[str, Snapshot]:
     """Per pod, the counters an instant query returns. Raises OSError or ValueError."""
     params = {"query": query, **({"time": f"{at.timestamp():.3f}"} if at else {})}
@@ -120,7 +113,7 @@ def prometheus_counters(base_url: str, query: str, at: datetime | None) -> dict[
     by_pod: dict[str, list] = {}
     for series in data["result"]:
         labels = series["metric"]
-        by_pod.setdefault(labels.get(POD_LABEL, ""), []).append(
+        by_pod.setdefault(labels.get(promql.POD_LABEL, ""), []).append(
             (labels.get("__name__", ""), labels, float(series["value"][1])))
     return {pod: from_samples(samples) for pod, samples in by_pod.items()}
 
@@ -136,8 +129,8 @@ def read_prometheus(deployment: Deployment, client, base_url: str, at: datetime 
     except BackendError as exc:
         log.warning("%s: replica counts unknown: %s", deployment, exc)
     try:
-        reading.counters = prometheus_counters(base_url, pod_series_query(deployment.target.namespace,
-                                                                          deployment.name), at)
+        reading.counters = prometheus_counters(base_url, promql.pod_counters(deployment.target.namespace,
+                                                                             deployment.name), at)
     except (OSError, ValueError, KeyError, IndexError) as exc:
         log.warning("%s: Prometheus at %s did not answer the query: %s", deployment, base_url, exc)
     return reading
