@@ -181,6 +181,27 @@ def iter_model_versions(filter_string: str | None = None) -> Iterator[ModelVersi
                 return
 
 
+def name_filter(name: str) -> str | None:
+    """An MLflow search filter matching exactly this model name, or None when none can be written.
+
+    MLflow's filter parser has no escapes: it strips the outer quotes and keeps the rest
+    (mlflow/utils/search_utils.py ``_strip_quotes``), so ``'o''brien'`` and ``'o\\'brien'`` match
+    nothing. A name is quoted with the quote it does not contain; a name with both quotes or
+    a backslash gets no filter, and the caller keeps only its own versions.
+    """
+    if "\\" in name:
+        return None
+    if "'" not in name:
+        return f"name = '{name}'"
+    if '"' not in name:
+        return f'name = "{name}"'
+    return None
+
+
+def iter_versions_of_model(name: str) -> Iterator[ModelVersion]:
+    return (mv for mv in iter_model_versions(name_filter(name)) if mv.name == name)
+
+
 # --- runs -----------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -272,6 +293,23 @@ def inspect_model_version(name: str, version: int) -> Inspection:
         return Inspection(flavors=flavor_names, signature=signature, savedmodel_path=subdir, servable=True)
 
 
+def resolve_alias_source(source: str) -> str:
+    """``models:/<name>@<alias>`` -> ``models:/<name>/<version>``, the version the alias names now.
+
+    MLflow's registry cannot create a version from an alias URI (its store parses the part
+    after the name as a version number), and an alias moves, so the version is pinned here.
+    Other sources are returned unchanged.
+    """
+    scheme, _, rest = source.partition(":/")
+    rest = rest.lstrip("/")
+    if scheme != "models" or "@" not in rest:
+        return source
+    name, alias = rest.rsplit("@", 1)
+    with _translated():
+        version = client().get_model_version_by_alias(name, alias).version
+    return f"models:/{name}/{version}"
+
+
 def check_source_exists(source: str) -> str:
     """Raise MlflowNotFound unless an MLflow model URI points at something that exists, and
     return the training run behind it ("" if none is recorded).
@@ -283,7 +321,10 @@ def check_source_exists(source: str) -> str:
     rest = rest.lstrip("/")
     with _translated():
         if scheme == "runs":
-            return client().get_run(rest.split("/", 1)[0]).info.run_id
+            run_id = client().get_run(rest.split("/", 1)[0]).info.run_id
+            if not _artifact_names(source.rstrip("/")):
+                raise MlflowNotFound(f"run {run_id} has no artifacts at {rest.split('/', 1)[1]!r}")
+            return run_id
         if scheme == "models" and rest.startswith("m-") and "/" not in rest:
             return client().get_logged_model(rest).source_run_id or ""
         if scheme == "models" and "@" in rest:

@@ -171,8 +171,7 @@ def _run(remote_models, only=None) -> SyncReport:
     report = SyncReport()
     snapshot_at = timezone.now()
     remote_versions = defaultdict(list)
-    filter_string = f"name = '{only}'" if only else None
-    for mv in gateway.iter_model_versions(filter_string):
+    for mv in (gateway.iter_versions_of_model(only) if only else gateway.iter_model_versions()):
         remote_versions[mv.name].append(mv)
     todo = _needs_inspection(remote_versions, settings.REGISTRY_SYNC_INSPECT_LIMIT)
     inspections = _inspect(todo)

@@ -289,7 +289,7 @@ class KubernetesBackend:
                 self.namespace, field_selector="involvedObject.kind=Pod,type=Warning", _preload_content=False,
                 _request_timeout=self.request_timeout))["items"]
         # Pods already replaced still explain a failure: <deployment>-<template hash>-<suffix>.
-        ours = re.compile(rf"^{re.escape(name)}-[a-z0-9]+-[a-z0-9]+$")
+        ours = re.compile(rf"^{re.escape(name)}-[a-z0-9]+-[a-z0-9]+\Z")
         mine = [e for e in events if e["involvedObject"].get("name") in pod_names
                 or ours.match(e["involvedObject"].get("name", ""))]
         mine.sort(key=_last_seen, reverse=True)

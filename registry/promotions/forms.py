@@ -7,7 +7,7 @@ from django import forms
 from . import gates
 from .models import Environment
 
-_THRESHOLD_LINE = re.compile(r"^(?P<metric>[^\s<>=]+)\s*(?P<op>>=|<=|==|>|<)\s*(?P<value>\S+)$")
+_THRESHOLD_LINE = re.compile(r"^(?P<metric>[^\s<>=]+)\s*(?P<op>>=|<=|==|>|<)\s*(?P<value>\S+)\Z")
 
 
 def parse_threshold_lines(text: str) -> list[dict]:
