@@ -21,6 +21,7 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.protos import databricks_pb2
 
+from .artifact_paths import check_mlmodel, check_relative, local_path, safe_subpath
 from .savedmodel import Inspection, savedmodel_candidate, signature_from_mlmodel, signature_from_savedmodel_proto
 
 log = logging.getLogger(__name__)
@@ -265,10 +266,24 @@ def _read_artifact(uri: str) -> bytes:
             return fh.read()
 
 
+def check_artifact_paths(base: str, subdir: str = ".", *, field: str = "artifacts") -> None:
+    """Raise ArtifactPathError if ``subdir`` could leave the artifact location ``base``: '..',
+    absolute, or (on a local store) a symlink out of it anywhere in the artifacts."""
+    check_relative(subdir, field=field)
+    root = local_path(base)
+    if root is not None and root.exists():
+        safe_subpath(root, ".", field="artifact path")
+        safe_subpath(root, subdir, field=field)
+
+
 def inspect_model_version(name: str, version: int) -> Inspection:
-    """Read the version's MLmodel file (and, if needed, its saved_model.pb) from MLflow."""
+    """Read the version's MLmodel file (and, if needed, its saved_model.pb) from MLflow.
+
+    Raises ArtifactPathError if a path in the artifacts leaves them (registry/artifact_paths.py).
+    """
     with _translated():
         base = client().get_model_version_download_uri(name, str(version)).rstrip("/")
+        check_artifact_paths(base)
         root = _artifact_names(base)
         if "MLmodel" not in root:
             if "saved_model.pb" in root:
@@ -278,12 +293,16 @@ def inspect_model_version(name: str, version: int) -> Inspection:
                                   note="" if "variables" in root else "saved_model.pb has no variables/ beside it.")
             return Inspection(note="Neither an MLmodel file nor a saved_model.pb was found in the artifacts.")
         mlmodel = yaml.safe_load(_read_artifact(f"{base}/MLmodel")) or {}
+        if not isinstance(mlmodel, dict) or not isinstance(mlmodel.get("flavors") or {}, dict):
+            return Inspection(note="The MLmodel file is not a mapping with flavors.")
+        check_mlmodel(mlmodel)
         flavors = mlmodel.get("flavors") or {}
         flavor_names = sorted(flavors)
         subdir, why_not = savedmodel_candidate(flavors)
         signature = signature_from_mlmodel(mlmodel.get("signature"))
         if subdir is None:
             return Inspection(flavors=flavor_names, signature=signature, note=why_not)
+        check_artifact_paths(base, subdir, field="MLmodel SavedModel directory")
         present = _artifact_names(f"{base}/{subdir}")
         if "saved_model.pb" not in present:
             return Inspection(flavors=flavor_names, signature=signature,
@@ -355,5 +374,6 @@ def download_model_version(name: str, version: int, subdir: str, dst: str) -> st
 
     with _translated():
         base = client().get_model_version_download_uri(name, str(version)).rstrip("/")
+        check_artifact_paths(base, subdir, field="savedmodel_path")
         uri = base if subdir in ("", ".") else f"{base}/{subdir.strip('/')}"
         return artifacts.download_artifacts(artifact_uri=uri, dst_path=dst, tracking_uri=settings.MLFLOW_TRACKING_URI)

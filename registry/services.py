@@ -12,6 +12,7 @@ from console.audit.services import audit_record
 from console.errors import Conflict, NotFound, ServiceError, UpstreamUnavailable
 
 from . import gateway
+from .artifact_paths import ArtifactPathError
 from .mirror import REGISTERED_BY_TAG, inspection_fields, jsonable, model_fields, version_fields
 from .models import ModelVersion, RegisteredModel
 from .savedmodel import Inspection
@@ -123,6 +124,8 @@ def _resolve_model(name: str) -> RegisteredModel:
 def _safe_inspect(name: str, version: int) -> Inspection:
     try:
         return gateway.inspect_model_version(name, version)
+    except ArtifactPathError:
+        raise
     except Exception as exc:  # an unreadable artifact must not lose the registration
         log.warning("Could not inspect %s v%s: %s", name, version, exc)
         return Inspection(note=f"Artifacts could not be inspected: {exc}"[:500])
@@ -168,7 +171,12 @@ def version_register(*, actor, model_name: str, source: str, run_id: str | None 
     except gateway.MlflowError as exc:
         raise _upstream(exc, field="source") from exc
     number = int(mv.version)
-    inspection = _safe_inspect(model.name, number) if mv.status == ModelVersion.READY else Inspection()
+    try:
+        inspection = _safe_inspect(model.name, number) if mv.status == ModelVersion.READY else Inspection()
+    except ArtifactPathError as exc:
+        # Nothing half-written: the version just created in MLflow goes again.
+        _undo(f"{model.name} v{number}", gateway.delete_model_version, model.name, number)
+        raise ServiceError(f"Refused: {exc}", field="source") from None
     try:
         with transaction.atomic():
             model = RegisteredModel.objects.select_for_update().get(pk=model.pk)

@@ -18,6 +18,7 @@ from django.utils import timezone
 from console.audit.services import audit_record
 
 from . import gateway
+from .artifact_paths import ArtifactPathError
 from .mirror import inspection_fields, jsonable, model_fields, version_fields
 from .models import ModelVersion, RegisteredModel, SyncState
 from .savedmodel import Inspection
@@ -50,6 +51,8 @@ def _inspect(pairs) -> dict:
     for name, number in pairs:
         try:
             found[(name, number)] = gateway.inspect_model_version(name, number)
+        except ArtifactPathError as exc:  # registered in MLflow directly: mirrored, never served
+            found[(name, number)] = Inspection(note=f"Not servable: {exc}"[:500])
         except Exception as exc:
             found[(name, number)] = Inspection(note=f"Artifacts could not be inspected: {exc}"[:500])
     return found
