@@ -9,7 +9,6 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from console.errors import ServiceError
-from console.middleware import RequestBodyTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +32,7 @@ def exception_handler(exc, context):
     """
     if isinstance(exc, ServiceError):
         exc = exc.as_api_exception()
-    elif isinstance(exc, RequestBodyTooLarge):
-        exc = exceptions.APIException(str(exc))
-        exc.status_code, exc.default_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_large"
+
     elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404):

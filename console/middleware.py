@@ -1,3 +1,4 @@
+import io
 import re
 import uuid
 from contextvars import ContextVar
@@ -67,48 +68,17 @@ class NotFoundPageMiddleware:
         return None
 
 
-class RequestBodyTooLarge(Exception):
-    def __init__(self, limit: int):
-        super().__init__(f"The request body is larger than the limit of {limit} bytes (MAX_REQUEST_BODY_BYTES).")
-        self.limit = limit
-
-
-class _BoundedStream:
-    """Reads the wrapped stream but raises RequestBodyTooLarge once more than ``limit`` bytes came
-    through: a body sent without a Content-Length (chunked) is bounded as well."""
-
-    def __init__(self, stream, limit: int):
-        self._stream, self._limit, self._read = stream, limit, 0
-
-    def _count(self, data: bytes) -> bytes:
-        self._read += len(data)
-        if self._read > self._limit:
-            raise RequestBodyTooLarge(self._limit)
-        return data
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = self._limit + 1 - self._read
-        return self._count(self._stream.read(min(size, self._limit + 1 - self._read)))
-
-    def readline(self, size: int = -1) -> bytes:
-        room = self._limit + 1 - self._read
-        return self._count(self._stream.readline(room if size is None or size < 0 else min(size, room)))
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
-
-
 def _too_large(limit: int):
     from django.http import JsonResponse
 
-    return JsonResponse({"error": "too_large", "detail": str(RequestBodyTooLarge(limit)), "limit": limit},
-                        status=413)
+    detail = f"The request body is larger than the limit of {limit} bytes (MAX_REQUEST_BODY_BYTES)."
+    return JsonResponse({"error": "too_large", "detail": detail, "limit": limit}, status=413)
 
 
 class RequestBodyLimitMiddleware:
     """Refuses a body over MAX_REQUEST_BODY_BYTES with a 413 that names the limit: at once when the
-    Content-Length says so, and while reading when the body comes without one."""
+    Content-Length says so, and otherwise after reading at most one byte more than the limit (a
+    chunked body under ASGI carries no length, and Django would read all of it)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -123,10 +93,8 @@ class RequestBodyLimitMiddleware:
             length = 0
         if length > limit:
             return _too_large(limit)
-        request._stream = _BoundedStream(request._stream, limit)
+        body = request._stream.read(limit + 1)
+        if len(body) > limit:
+            return _too_large(limit)
+        request._stream = io.BytesIO(body)
         return self.get_response(request)
-
-    def process_exception(self, request, exception):
-        if isinstance(exception, RequestBodyTooLarge):
-            return _too_large(exception.limit)
-        return None
