@@ -2,6 +2,12 @@
 
 import pytest
 
+from console.audit.models import AuditEvent
+from registry import gateway
+from registry.models import ModelVersion, RegisteredModel
+from registry.sync import sync_model
+from tests import factories
+
 pytestmark = pytest.mark.django_db
 
 
@@ -37,11 +43,6 @@ def test_odd_page_input_is_never_a_500(browser_client, admin_user, path):
 
 # --- issue 11, point 7: bad input gives a 4xx and changes nothing ---------------------------
 
-from console.audit.models import AuditEvent  # noqa: E402
-from registry import gateway  # noqa: E402
-from registry.models import ModelVersion, RegisteredModel  # noqa: E402
-from registry.sync import sync_model  # noqa: E402
-from tests import factories  # noqa: E402
 
 
 def test_a_body_over_the_limit_is_a_413_naming_the_limit(api, engineer, settings):
