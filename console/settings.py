@@ -172,6 +172,10 @@ MLFLOW_REGISTRY_URI = env_str("MLFLOW_REGISTRY_URI", MLFLOW_TRACKING_URI)
 MLFLOW_ARTIFACT_ROOT = env_str("MLFLOW_ARTIFACT_ROOT", (MLFLOW_DIR / "artifacts").as_uri())
 # A version's source must be an MLflow model URI (models:/, runs:/) or lie under
 # one of these roots. Anything else is refused with a 400 that says why.
+# Webhooks: https only unless this is on; internal addresses only where these CIDRs name them
+# (registry/promotions/webhook_address.py).
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", False)
+WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS", [])
 # Request bodies over this many bytes are refused with a 413 (console.middleware).
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES

@@ -32,6 +32,13 @@ class Environment(models.Model):
     webhook_secret = models.CharField(max_length=200, blank=True,
                                       help_text="Signs deliveries (HMAC-SHA256). Never shown again once saved.")
 
+    @property
+    def webhook_host(self) -> str:
+        """All that pages and the API show of the URL to anyone (its path can carry a credential)."""
+        from .webhook_address import webhook_host
+
+        return webhook_host(self.webhook_url)
+
     class Meta:
         ordering = ["position"]
 

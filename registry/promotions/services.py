@@ -16,6 +16,7 @@ from registry.models import ModelVersion, RegisteredModel
 
 from . import gates, notify, selectors
 from .models import Comment, Environment, LiveSpan, PromotionRequest, Review
+from .webhook_address import validate_webhook_url, webhook_label
 
 log = logging.getLogger(__name__)
 R = PromotionRequest
@@ -238,7 +239,7 @@ def _env_snapshot(env: Environment) -> dict:
         "metric_thresholds": env.metric_thresholds, "require_signature": env.require_signature,
         "require_compatible_signature": env.require_compatible_signature,
         "require_servable": env.require_servable, "request_ttl_hours": env.request_ttl_hours,
-        "webhook_url": env.webhook_url,
+        "webhook": webhook_label(env.webhook_url),  # the host and a fingerprint, never the path
     }
 
 
@@ -250,6 +251,7 @@ def environment_save(*, actor, environment: Environment, metric_thresholds: list
         metric_thresholds = gates.validate_thresholds(metric_thresholds)
     except ValueError as exc:
         raise ServiceError(str(exc), field="thresholds") from None
+    environment.webhook_url = validate_webhook_url(environment.webhook_url)
     env = environment
     with transaction.atomic():
         created = env.pk is None
