@@ -140,3 +140,16 @@ def browser_client(client):
 from tests.browser_fixtures import browser, login, pytest_runtest_makereport, worker  # noqa: E402,F401
 from tests.deployer_fixtures import local_root, production_local, sent_tasks, staging_local  # noqa: E402,F401
 from tests.promotion_fixtures import iris, production, staging  # noqa: E402,F401
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The property-based API run's totals (tests/test_api_properties.py), when it ran."""
+    import sys
+
+    module = sys.modules.get("tests.test_api_properties")
+    if module is None or not module.STATS["requests"]:
+        return
+    stats = module.STATS
+    terminalreporter.write_sep("-", "schemathesis")
+    terminalreporter.write_line(f"{stats['requests']} generated requests over {len(stats['operations'])} "
+                                f"operations, {stats['server_errors']} server errors (5xx)")
