@@ -36,3 +36,16 @@ def add_error_responses(result, generator, request, public):
                 operation["responses"].setdefault(
                     status, {"description": description, "content": {"application/json": {"schema": ref}}})
     return result
+
+
+def paged(serializer_class):
+    """The schema of a cursor-paginated list of ``serializer_class``: {next, previous, results}."""
+    from drf_spectacular.utils import inline_serializer
+    from rest_framework import serializers
+
+    name = serializer_class.__name__.removesuffix("Serializer")
+    return inline_serializer(name=f"Paged{name}List", fields={
+        "next": serializers.CharField(allow_null=True, help_text="URL of the next page, or null."),
+        "previous": serializers.CharField(allow_null=True, help_text="URL of the previous page, or null."),
+        "results": serializer_class(many=True),
+    })

@@ -152,4 +152,5 @@ def pytest_terminal_summary(terminalreporter):
     stats = module.STATS
     terminalreporter.write_sep("-", "schemathesis")
     terminalreporter.write_line(f"{stats['requests']} generated requests over {len(stats['operations'])} "
-                                f"operations, {stats['server_errors']} server errors (5xx)")
+                                f"operations, {stats['server_errors']} server errors (5xx); by role: "
+                                f"{', '.join(f'{k} {v}' for k, v in sorted(stats['roles'].items()))}")
