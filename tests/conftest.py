@@ -146,7 +146,7 @@ def pytest_terminal_summary(terminalreporter):
     """The property-based API run's totals (tests/test_api_properties.py), when it ran."""
     import sys
 
-    module = sys.modules.get("tests.test_api_properties")
+    module = sys.modules.get("tests.test_api_properties") or sys.modules.get("test_api_properties")
     if module is None or not module.STATS["requests"]:
         return
     stats = module.STATS
