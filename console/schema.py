@@ -2,6 +2,8 @@
 the error responses the API can give, in the one error format console.api writes, so clients
 and the property-based tests (tests/test_api_properties.py) can rely on them."""
 
+import functools
+
 ERROR_STATUSES = {
     "400": "Invalid input; `detail` names the field at fault and `fields` lists each problem.",
     "401": "No valid bearer token or session.",
@@ -38,6 +40,7 @@ def add_error_responses(result, generator, request, public):
     return result
 
 
+@functools.cache
 def paged(serializer_class):
     """The schema of a cursor-paginated list of ``serializer_class``: {next, previous, results}."""
     from drf_spectacular.utils import inline_serializer

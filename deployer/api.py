@@ -59,7 +59,8 @@ class DeploymentListView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": VIEW}
 
-    @extend_schema(parameters=[DeploymentFilterSerializer], responses=paged(DeploymentListSerializer))
+    @extend_schema(parameters=[DeploymentFilterSerializer],
+                   operation_id="deployments_list", responses=paged(DeploymentListSerializer))
     def get(self, request):
         paginator = OldestFirst()
         filters = _valid(DeploymentFilterSerializer, request.query_params)
@@ -82,7 +83,7 @@ class DeploymentRolloutsView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": VIEW_ROLLOUT}
 
-    @extend_schema(responses=paged(RolloutSerializer))
+    @extend_schema(operation_id="deployments_rollouts_list", responses=paged(RolloutSerializer))
     def get(self, request, pk):
         paginator = NewestRevisionFirst()
         history = selectors.deployment_history(selectors.deployment_get(pk))

@@ -41,7 +41,7 @@ class AuditEventListView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": "audit.view_auditevent"}
 
-    @extend_schema(parameters=[AuditFilterSerializer], responses=paged(AuditEventSerializer))
+    @extend_schema(parameters=[AuditFilterSerializer], operation_id="audit_list", responses=paged(AuditEventSerializer))
     def get(self, request):
         filters = AuditFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

@@ -65,7 +65,8 @@ class RegistryView(APIView):
 class ModelListView(RegistryView):
     permissions_by_method = {"GET": VIEW_MODEL, "POST": ADD_MODEL}
 
-    @extend_schema(parameters=[ModelFilterSerializer], responses=paged(RegisteredModelSerializer))
+    @extend_schema(parameters=[ModelFilterSerializer],
+                   operation_id="models_list", responses=paged(RegisteredModelSerializer))
     def get(self, request):
         filters = _valid(ModelFilterSerializer, request.query_params)
         return self.paginate(selectors.model_list(**filters), RegisteredModelSerializer, ByName)
@@ -103,7 +104,7 @@ class ModelAliasesView(RegistryView):
 class VersionListView(RegistryView):
     permissions_by_method = {"GET": VIEW_VERSION, "POST": ADD_VERSION}
 
-    @extend_schema(responses=paged(ModelVersionSerializer))
+    @extend_schema(operation_id="models_versions_list", responses=paged(ModelVersionSerializer))
     def get(self, request, name):
         versions = selectors.version_list(model=selectors.model_get(name))
         return self.paginate(versions, ModelVersionSerializer, NewestVersionFirst)
@@ -161,7 +162,9 @@ class VersionRunView(RegistryView):
 class VersionSearchView(RegistryView):
     permissions_by_method = {"GET": VIEW_VERSION}
 
-    @extend_schema(parameters=[VersionFilterSerializer], responses=paged(ModelVersionSerializer))
+    @extend_schema(parameters=[VersionFilterSerializer],
+                   operation_id="versions_list",
+                   responses=paged(ModelVersionSerializer))
     def get(self, request):
         filters = _valid(VersionFilterSerializer, request.query_params)
         model_name = filters.pop("model")

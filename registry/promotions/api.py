@@ -110,7 +110,8 @@ class PromotionListView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": VIEW, "POST": ADD}
 
-    @extend_schema(parameters=[PromotionFilterSerializer], responses=paged(PromotionSerializer))
+    @extend_schema(parameters=[PromotionFilterSerializer],
+                   operation_id="promotions_list", responses=paged(PromotionSerializer))
     def get(self, request):
         paginator = NewestFirst()
         page = paginator.paginate_queryset(selectors.request_list(**_valid(PromotionFilterSerializer,
