@@ -42,6 +42,7 @@ def exception_handler(exc, context):
     retry_after = outages.RETRY_AFTER[outage] if outage else None
     if isinstance(exc, ServiceError):
         exc = exc.as_api_exception()
+
     elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404):

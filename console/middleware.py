@@ -1,3 +1,4 @@
+import io
 import re
 import uuid
 from contextvars import ContextVar
@@ -5,7 +6,7 @@ from contextvars import ContextVar
 from django.contrib.auth.middleware import LoginRequiredMiddleware as _DjangoLoginRequired
 
 _request_id: ContextVar[str] = ContextVar("request_id", default="")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 
 
 def current_request_id() -> str:
@@ -65,3 +66,35 @@ class NotFoundPageMiddleware:
         if isinstance(exception, NotFound) and not request.path_info.startswith("/api/"):
             return render(request, "404.html", {"message": exception.message}, status=404)
         return None
+
+
+def _too_large(limit: int):
+    from django.http import JsonResponse
+
+    detail = f"The request body is larger than the limit of {limit} bytes (MAX_REQUEST_BODY_BYTES)."
+    return JsonResponse({"error": "too_large", "detail": detail, "limit": limit}, status=413)
+
+
+class RequestBodyLimitMiddleware:
+    """Refuses a body over MAX_REQUEST_BODY_BYTES with a 413 that names the limit: at once when the
+    Content-Length says so, and otherwise after reading at most one byte more than the limit (a
+    chunked body under ASGI carries no length, and Django would read all of it)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from django.conf import settings
+
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            return _too_large(limit)
+        body = request._stream.read(limit + 1)
+        if len(body) > limit:
+            return _too_large(limit)
+        request._stream = io.BytesIO(body)
+        return self.get_response(request)

@@ -94,6 +94,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "console.middleware.RequestIdMiddleware",
+    "console.middleware.RequestBodyLimitMiddleware",
     "console.metrics.RequestMetricsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -270,6 +271,15 @@ MLFLOW_REGISTRY_URI = env_str("MLFLOW_REGISTRY_URI", MLFLOW_TRACKING_URI)
 MLFLOW_ARTIFACT_ROOT = env_str("MLFLOW_ARTIFACT_ROOT", (MLFLOW_DIR / "artifacts").as_uri())
 # A version's source must be an MLflow model URI (models:/, runs:/) or lie under
 # one of these roots. Anything else is refused with a 400 that says why.
+# Webhooks: https only unless this is on; internal addresses only where these CIDRs name them
+# (registry/promotions/webhook_address.py).
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", False)
+WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS", [])
+# Request bodies over this many bytes are refused with a 413 (console.middleware).
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# JSON nested deeper than this is refused with a 400 (console.parsers.JSONParser).
+MAX_JSON_DEPTH = 32
 MODELGATE_ALLOWED_SOURCE_ROOTS = env_list("MODELGATE_ALLOWED_SOURCE_ROOTS", [MLFLOW_ARTIFACT_ROOT])
 MODELGATE_URL = env_str("MODELGATE_URL", "http://127.0.0.1:8000")
 MLFLOW_UI_URL = env_str("MLFLOW_UI_URL", "")
@@ -368,7 +378,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["console.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "console.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -392,6 +402,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "console.schema.add_error_responses"],
 }
 
 # --- Email and logging ----------------------------------------------------

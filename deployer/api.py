@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console.permissions import MethodPermissions
+from console.schema import paged
 from registry.promotions.api import PromotionDetailSerializer
 from registry.promotions.models import PromotionRequest
 
@@ -74,7 +75,8 @@ class DeploymentListView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": VIEW}
 
-    @extend_schema(parameters=[DeploymentFilterSerializer], responses=DeploymentListSerializer(many=True))
+    @extend_schema(parameters=[DeploymentFilterSerializer],
+                   operation_id="deployments_list", responses=paged(DeploymentListSerializer))
     def get(self, request):
         paginator = OldestFirst()
         filters = _valid(DeploymentFilterSerializer, request.query_params)
@@ -97,7 +99,7 @@ class DeploymentRolloutsView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": VIEW_ROLLOUT}
 
-    @extend_schema(responses=RolloutSerializer(many=True))
+    @extend_schema(operation_id="deployments_rollouts_list", responses=paged(RolloutSerializer))
     def get(self, request, pk):
         paginator = NewestRevisionFirst()
         history = selectors.deployment_history(selectors.deployment_get(pk))

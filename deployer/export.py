@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from registry import gateway
+from registry.artifact_paths import ArtifactPathError, check_relative, safe_subpath
 from registry.models import ModelVersion
 
 SCRATCH_PREFIX = ".incoming-"
@@ -33,6 +34,10 @@ def export_version(version: ModelVersion, base: Path) -> Path:
     """Export ``version``'s SavedModel under ``base``; return its directory."""
     if not version.servable or not version.savedmodel_path:
         raise ExportError(f"{version} has no SavedModel TF Serving can load: {version.serving_note or 'not inspected'}")
+    try:  # checked at registration; checked again here, as the artifacts may have changed since
+        check_relative(version.savedmodel_path, field="savedmodel_path")
+    except ArtifactPathError as exc:
+        raise ExportError(f"{version}: {exc}") from None
     target = version_dir(base, version.model.name, version.version)
     if (target / "saved_model.pb").is_file():
         return target
@@ -43,8 +48,13 @@ def export_version(version: ModelVersion, base: Path) -> Path:
     # The exporting process's id is in the name, so a later start can tell its own leftovers.
     scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{version.version}-{os.getpid()}-", dir=target.parent))
     try:
-        downloaded = Path(gateway.download_model_version(version.model.name, version.version,
-                                                         version.savedmodel_path, str(scratch / "download")))
+        try:
+            downloaded = Path(gateway.download_model_version(version.model.name, version.version,
+                                                             version.savedmodel_path, str(scratch / "download")))
+            safe_subpath(scratch / "download", str(downloaded.relative_to(scratch / "download")),
+                         field="savedmodel_path")
+        except (ArtifactPathError, ValueError) as exc:
+            raise ExportError(f"{version}: {exc}") from None
         if not (downloaded / "saved_model.pb").is_file():
             raise ExportError(f"{version}: {version.savedmodel_path}/ holds no saved_model.pb")
         staged = scratch / "version"

@@ -203,16 +203,51 @@ def available_check(release: Release) -> list[str]:
     return ["bash", "-c", script]
 
 
-# Run by the fetcher image's Python (it has MLflow): the same lookup as deployer.export, so a
-# version registered from models:/m-… and one registered from runs:/<run>/model both resolve
-# (their artifacts are laid out differently under models:/<name>/<version>).
-_DOWNLOAD = (
-    "import sys, mlflow; from mlflow import artifacts; "
-    "name, version, sub = sys.argv[1:4]; "
-    "base = mlflow.MlflowClient().get_model_version_download_uri(name, version).rstrip('/'); "
-    "uri = base if sub in ('', '.') else base + '/' + sub.strip('/'); "
-    "print(artifacts.download_artifacts(artifact_uri=uri, dst_path='/tmp/download'))"
-)
+# Run by the fetcher image's Python (it has MLflow, not Modelgate): the same lookup as
+# deployer.export, so a version registered from models:/m-… and one registered from
+# runs:/<run>/model both resolve (their artifacts are laid out differently under
+# models:/<name>/<version>). It applies registry/artifact_paths.py's rules again before and
+# after downloading: the SavedModel path must be relative, without '..', and no symlink in
+# the artifacts (on a local store) or in what was downloaded may lead outside them.
+_DOWNLOAD = """
+import os, re, sys
+from urllib.parse import unquote, urlsplit
+import mlflow
+from mlflow import artifacts
+
+def refuse(why):
+    sys.exit("refused: " + why + "; paths in a model's artifacts must stay inside its artifact location")
+
+def inside(path, root):
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+def check_tree(root, top):
+    real_root = os.path.realpath(root)
+    if not inside(os.path.realpath(top), real_root):
+        refuse(top + " resolves outside " + root)
+    for dirpath, dirnames, filenames in os.walk(top):
+        for entry in dirnames + filenames:
+            path = os.path.join(dirpath, entry)
+            if os.path.islink(path) and not inside(os.path.realpath(path), real_root):
+                refuse(path + " is a symlink to outside the artifacts")
+
+name, version, sub = sys.argv[1:4]
+if sub not in ("", "."):
+    if re.search(r"[\\x00-\\x1f\\x7f\\\\]", sub) or sub.startswith("/") or unquote(sub).startswith("/"):
+        refuse("savedmodel_path " + repr(sub) + " is absolute or holds a control character")
+    if ".." in sub.split("/") or ".." in unquote(sub).split("/"):
+        refuse("savedmodel_path " + repr(sub) + " contains '..'")
+base = mlflow.MlflowClient().get_model_version_download_uri(name, version).rstrip("/")
+parts = urlsplit(base)
+if parts.scheme == "file" or (not parts.scheme and base.startswith("/")):
+    local = unquote(parts.path)
+    check_tree(local, local)
+    check_tree(local, os.path.join(local, sub))
+uri = base if sub in ("", ".") else base + "/" + sub.strip("/")
+path = artifacts.download_artifacts(artifact_uri=uri, dst_path="/tmp/download")
+check_tree("/tmp/download", path)
+print(path)
+"""
 
 
 def fetch_command(release: Release) -> list[str]:
@@ -225,8 +260,9 @@ def fetch_command(release: Release) -> list[str]:
     script = " && ".join([
         "set -e",
         f"if test -f {q(final + '/saved_model.pb')}; then exit 0; fi",
-        f"src=$(python -c {q(_DOWNLOAD)} {q(release.model)} {release.version} {q(release.savedmodel_path or '.')}"
-        " | tail -n 1)",
+        f"python -c {q(_DOWNLOAD)} {q(release.model)} {release.version} {q(release.savedmodel_path or '.')}"
+        " > /tmp/download.out",
+        "src=$(tail -n 1 /tmp/download.out)",
         'test -f "$src/saved_model.pb"',
         f"mkdir -p {q(f'{MODEL_ROOT}/{release.model}')}",
         f"rm -rf {q(staging)}",

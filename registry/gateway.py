@@ -23,6 +23,7 @@ from mlflow.protos import databricks_pb2
 
 from console import outages
 
+from .artifact_paths import check_mlmodel, check_relative, local_path, safe_subpath
 from .savedmodel import (
     CONVERTED_DIR,
     Inspection,
@@ -210,6 +211,27 @@ def iter_model_versions(filter_string: str | None = None) -> Iterator[ModelVersi
                 return
 
 
+def name_filter(name: str) -> str | None:
+    """An MLflow search filter matching exactly this model name, or None when none can be written.
+
+    MLflow's filter parser has no escapes: it strips the outer quotes and keeps the rest
+    (mlflow/utils/search_utils.py ``_strip_quotes``), so ``'o''brien'`` and ``'o\\'brien'`` match
+    nothing. A name is quoted with the quote it does not contain; a name with both quotes or
+    a backslash gets no filter, and the caller keeps only its own versions.
+    """
+    if "\\" in name:
+        return None
+    if "'" not in name:
+        return f"name = '{name}'"
+    if '"' not in name:
+        return f'name = "{name}"'
+    return None
+
+
+def iter_versions_of_model(name: str) -> Iterator[ModelVersion]:
+    return (mv for mv in iter_model_versions(name_filter(name)) if mv.name == name)
+
+
 # --- runs -----------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -273,10 +295,24 @@ def _read_artifact(uri: str) -> bytes:
             return fh.read()
 
 
+def check_artifact_paths(base: str, subdir: str = ".", *, field: str = "artifacts") -> None:
+    """Raise ArtifactPathError if ``subdir`` could leave the artifact location ``base``: '..',
+    absolute, or (on a local store) a symlink out of it anywhere in the artifacts."""
+    check_relative(subdir, field=field)
+    root = local_path(base)
+    if root is not None and root.exists():
+        safe_subpath(root, ".", field="artifact path")
+        safe_subpath(root, subdir, field=field)
+
+
 def inspect_model_version(name: str, version: int) -> Inspection:
-    """Read the version's MLmodel file (and, if needed, its saved_model.pb) from MLflow."""
+    """Read the version's MLmodel file (and, if needed, its saved_model.pb) from MLflow.
+
+    Raises ArtifactPathError if a path in the artifacts leaves them (registry/artifact_paths.py).
+    """
     with _translated():
         base = client().get_model_version_download_uri(name, str(version)).rstrip("/")
+        check_artifact_paths(base)
         root = _artifact_names(base)
         if "MLmodel" not in root:
             if "saved_model.pb" in root:
@@ -286,10 +322,15 @@ def inspect_model_version(name: str, version: int) -> Inspection:
                                   note="" if "variables" in root else "saved_model.pb has no variables/ beside it.")
             return Inspection(note="Neither an MLmodel file nor a saved_model.pb was found in the artifacts.")
         mlmodel = yaml.safe_load(_read_artifact(f"{base}/MLmodel")) or {}
+        if not isinstance(mlmodel, dict) or not isinstance(mlmodel.get("flavors") or {}, dict):
+            return Inspection(note="The MLmodel file is not a mapping with flavors.")
+        check_mlmodel(mlmodel)
         flavors = mlmodel.get("flavors") or {}
         flavor_names = sorted(flavors)
         subdir, why_not = savedmodel_candidate(flavors)
         signature = signature_from_mlmodel(mlmodel.get("signature"))
+        if subdir is not None:
+            check_artifact_paths(base, subdir, field="MLmodel SavedModel directory")
         if subdir is not None and "saved_model.pb" in _artifact_names(f"{base}/{subdir}"):
             if signature is None:
                 signature = signature_from_savedmodel_proto(_read_artifact(f"{base}/{subdir}/saved_model.pb"))
@@ -315,6 +356,23 @@ def inspect_model_version(name: str, version: int) -> Inspection:
                           note=f"The flavor points at {subdir}/ but it holds no saved_model.pb.")
 
 
+def resolve_alias_source(source: str) -> str:
+    """``models:/<name>@<alias>`` -> ``models:/<name>/<version>``, the version the alias names now.
+
+    MLflow's registry cannot create a version from an alias URI (its store parses the part
+    after the name as a version number), and an alias moves, so the version is pinned here.
+    Other sources are returned unchanged.
+    """
+    scheme, _, rest = source.partition(":/")
+    rest = rest.lstrip("/")
+    if scheme != "models" or "@" not in rest:
+        return source
+    name, alias = rest.rsplit("@", 1)
+    with _translated():
+        version = client().get_model_version_by_alias(name, alias).version
+    return f"models:/{name}/{version}"
+
+
 def check_source_exists(source: str) -> str:
     """Raise MlflowNotFound unless an MLflow model URI points at something that exists, and
     return the training run behind it ("" if none is recorded).
@@ -326,7 +384,10 @@ def check_source_exists(source: str) -> str:
     rest = rest.lstrip("/")
     with _translated():
         if scheme == "runs":
-            return client().get_run(rest.split("/", 1)[0]).info.run_id
+            run_id = client().get_run(rest.split("/", 1)[0]).info.run_id
+            if not _artifact_names(source.rstrip("/")):
+                raise MlflowNotFound(f"run {run_id} has no artifacts at {rest.split('/', 1)[1]!r}")
+            return run_id
         if scheme == "models" and rest.startswith("m-") and "/" not in rest:
             return client().get_logged_model(rest).source_run_id or ""
         if scheme == "models" and "@" in rest:
@@ -357,6 +418,7 @@ def download_model_version(name: str, version: int, subdir: str, dst: str) -> st
 
     with _translated():
         base = client().get_model_version_download_uri(name, str(version)).rstrip("/")
+        check_artifact_paths(base, subdir, field="savedmodel_path")
         uri = base if subdir in ("", ".") else f"{base}/{subdir.strip('/')}"
         return artifacts.download_artifacts(artifact_uri=uri, dst_path=dst, tracking_uri=settings.MLFLOW_TRACKING_URI)
 

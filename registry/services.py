@@ -13,11 +13,12 @@ from console.errors import Conflict, NotFound, ServiceError, UpstreamUnavailable
 from console.transactions import on_commit_safely
 
 from . import gateway
+from .artifact_paths import ArtifactPathError
 from .mirror import REGISTERED_BY_TAG, inspection_fields, jsonable, model_fields, version_fields
 from .models import ModelVersion, RegisteredModel
 from .savedmodel import Inspection
 from .sources import SourceError, validate_source
-from .validation import clean_description, clean_model_name, clean_run_id, clean_tags
+from .validation import check_tag_total, clean_description, clean_model_name, clean_run_id, clean_tags
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +81,13 @@ def model_update(*, actor, model: RegisteredModel, description: str | None = Non
                  tags: dict | None = None) -> RegisteredModel:
     """Change the description and/or tags; a tag given as None is removed."""
     changes = clean_tags(tags, allow_delete=True)
+    check_tag_total(model.tags, changes)
+    if description is not None:
+        description = clean_description(description)
     before = {"description": model.description, "tags": dict(model.tags)}
     try:
-        if description is not None:
-            description = clean_description(description)
-            if description != model.description:
-                gateway.update_registered_model(model.name, description=description)
+        if description is not None and description != model.description:
+            gateway.update_registered_model(model.name, description=description)
         _apply_tags(lambda k, v: gateway.set_registered_model_tag(model.name, k, v),
                     lambda k: gateway.delete_registered_model_tag(model.name, k),
                     model.tags, changes)
@@ -123,6 +125,8 @@ def _resolve_model(name: str) -> RegisteredModel:
 def _safe_inspect(name: str, version: int) -> Inspection:
     try:
         return gateway.inspect_model_version(name, version)
+    except ArtifactPathError:
+        raise
     except Exception as exc:  # an unreadable artifact must not lose the registration
         log.warning("Could not inspect %s v%s: %s", name, version, exc)
         return Inspection(note=f"Artifacts could not be inspected: {exc}"[:500])
@@ -145,6 +149,7 @@ def version_register(*, actor, model_name: str, source: str, run_id: str | None 
     model = _resolve_model(model_name)
 
     try:
+        source = gateway.resolve_alias_source(source)
         source_run = gateway.check_source_exists(source) if source.startswith(("models:", "runs:")) else ""
     except gateway.MlflowNotFound as exc:
         raise ServiceError(f"Source does not exist in MLflow: {exc}", field="source") from None
@@ -167,7 +172,12 @@ def version_register(*, actor, model_name: str, source: str, run_id: str | None 
     except gateway.MlflowError as exc:
         raise _upstream(exc, field="source") from exc
     number = int(mv.version)
-    inspection = _safe_inspect(model.name, number) if mv.status == ModelVersion.READY else Inspection()
+    try:
+        inspection = _safe_inspect(model.name, number) if mv.status == ModelVersion.READY else Inspection()
+    except ArtifactPathError as exc:
+        # Nothing half-written: the version just created in MLflow goes again.
+        _undo(f"{model.name} v{number}", gateway.delete_model_version, model.name, number)
+        raise ServiceError(f"Refused: {exc}", field="source") from None
     try:
         with transaction.atomic():
             model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
@@ -192,13 +202,14 @@ def version_register(*, actor, model_name: str, source: str, run_id: str | None 
 def version_update(*, actor, version: ModelVersion, description: str | None = None,
                    tags: dict | None = None) -> ModelVersion:
     changes = clean_tags(tags, allow_delete=True)
+    check_tag_total(version.tags, changes)
+    if description is not None:
+        description = clean_description(description)
     name, number = version.model.name, version.version
     before = {"description": version.description, "tags": dict(version.tags)}
     try:
-        if description is not None:
-            description = clean_description(description)
-            if description != version.description:
-                gateway.update_model_version(name, number, description=description)
+        if description is not None and description != version.description:
+            gateway.update_model_version(name, number, description=description)
         _apply_tags(lambda k, v: gateway.set_model_version_tag(name, number, k, v),
                     lambda k: gateway.delete_model_version_tag(name, number, k),
                     version.tags, changes)

@@ -13,10 +13,10 @@ import re
 from urllib.parse import unquote, urlsplit
 
 MAX_LENGTH = 1000
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-_LOGGED_MODEL_ID = re.compile(r"^m-[0-9a-f]{32}$")
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,255}$")
-_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}\Z")
+_LOGGED_MODEL_ID = re.compile(r"^m-[0-9a-f]{32}\Z")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,255}\Z")
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,254}\Z")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 

@@ -19,6 +19,7 @@ from django.utils.module_loading import import_string
 from console.audit.services import audit_record
 
 from . import gateway
+from .artifact_paths import ArtifactPathError
 from .mirror import inspection_fields, jsonable, model_fields, version_fields
 from .models import ModelVersion, RegisteredModel, SyncState
 from .savedmodel import Inspection
@@ -51,6 +52,8 @@ def _inspect(pairs) -> dict:
     for name, number in pairs:
         try:
             found[(name, number)] = gateway.inspect_model_version(name, number)
+        except ArtifactPathError as exc:  # registered in MLflow directly: mirrored, never served
+            found[(name, number)] = Inspection(note=f"Not servable: {exc}"[:500])
         except Exception as exc:
             found[(name, number)] = Inspection(note=f"Artifacts could not be inspected: {exc}"[:500])
     return found
@@ -184,8 +187,7 @@ def _run(remote_models, only=None) -> SyncReport:
     report = SyncReport()
     snapshot_at = timezone.now()
     remote_versions = defaultdict(list)
-    filter_string = f"name = '{only}'" if only else None
-    for mv in gateway.iter_model_versions(filter_string):
+    for mv in (gateway.iter_versions_of_model(only) if only else gateway.iter_model_versions()):
         remote_versions[mv.name].append(mv)
     todo = _needs_inspection(remote_versions, settings.REGISTRY_SYNC_INSPECT_LIMIT)
     inspections = _inspect(todo)

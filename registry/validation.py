@@ -7,12 +7,13 @@ from console.errors import ServiceError
 from .mirror import RESERVED_TAG_PREFIX
 
 NAME_MAX = 128
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_TAG_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./ -]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+_TAG_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./ -]*\Z")
 TAG_KEY_MAX = 250
 TAG_VALUE_MAX = 5000
+TAGS_MAX = 100  # per request, and on one model or version
 DESCRIPTION_MAX = 5000
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}\Z")
 # Page addresses under /models/ that a model name must not shadow.
 RESERVED_NAMES = {"new", "sync"}
 
@@ -48,6 +49,8 @@ def clean_tags(tags, *, allow_delete: bool = False) -> dict:
         return {}
     if not isinstance(tags, dict):
         raise ServiceError('Tags must be an object such as {"team": "search"}.', field="tags")
+    if len(tags) > TAGS_MAX:
+        raise ServiceError(f"At most {TAGS_MAX} tags per request (got {len(tags)}).", field="tags")
     cleaned = {}
     for key, value in tags.items():
         if not isinstance(key, str) or not key or len(key) > TAG_KEY_MAX or not _TAG_KEY.match(key):
@@ -67,6 +70,16 @@ def clean_tags(tags, *, allow_delete: bool = False) -> dict:
             raise ServiceError(f"Tag {key!r} is longer than {TAG_VALUE_MAX} characters.", field="tags")
         cleaned[key] = value
     return cleaned
+
+
+def check_tag_total(current: dict, changes: dict) -> None:
+    """A model or version keeps at most TAGS_MAX tags of its own (Modelgate's are not counted)."""
+    after = {k for k in current if not k.startswith(RESERVED_TAG_PREFIX)}
+    after |= {k for k, v in changes.items() if v is not None}
+    after -= {k for k, v in changes.items() if v is None}
+    if len(after) > TAGS_MAX:
+        raise ServiceError(f"At most {TAGS_MAX} tags on one model or version; this change would leave "
+                           f"{len(after)}. Remove some (set them to null) first.", field="tags")
 
 
 def clean_run_id(run_id) -> str:

@@ -9,6 +9,7 @@ at once instead of writing into var/.
 """
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,13 +182,15 @@ def browser_client(client):
     return login
 
 
+from tests.summaries import SUMMARIES  # noqa: E402
 from tests.browser_fixtures import browser, login, pytest_runtest_makereport, worker  # noqa: E402,F401
 from tests.deployer_fixtures import local_root, production_local, sent_tasks, staging_local  # noqa: E402,F401
 from tests.promotion_fixtures import iris, production, staging  # noqa: E402,F401
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The TF Serving conformance suite's score: "N of M cases match" (strict xfails differ on purpose)."""
+    """Totals that tests report across xdist workers: the TF Serving conformance score ("N of
+    M cases match"; strict xfails differ on purpose) and the property-based API run's totals."""
     outcomes: dict[str, bool] = {}
     for kind in ("passed", "failed", "xfailed", "xpassed", "error"):
         for report in terminalreporter.stats.get(kind, []):
@@ -198,3 +201,17 @@ def pytest_terminal_summary(terminalreporter):
     if outcomes:
         terminalreporter.write_line(
             f"TF Serving conformance: {sum(outcomes.values())} of {len(outcomes)} cases match")
+    folder = terminalreporter.config._tmp_path_factory.getbasetemp() / SUMMARIES  # the controller's own
+    parts = [json.loads(path.read_text()) for path in sorted(folder.glob("api-properties-*.json"))]
+    if parts:
+        roles: dict[str, int] = {}
+        for part in parts:
+            for role, count in part["roles"].items():
+                roles[role] = roles.get(role, 0) + count
+        operations = set().union(*(part["operations"] for part in parts))
+        terminalreporter.write_sep("-", "schemathesis")
+        terminalreporter.write_line(
+            f"{sum(p['requests'] for p in parts)} generated requests over {len(operations)} operations, "
+            f"{sum(p['server_errors'] for p in parts)} server errors (5xx); by role: "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(roles.items()))}")
+

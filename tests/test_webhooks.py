@@ -19,15 +19,20 @@ class Receiver:
     def __init__(self, statuses):
         self.statuses = list(statuses)
         self.seen = []
+        self.redirect_to = "http://169.254.169.254/latest/meta-data/"
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.seen.append({"body": body, "signature": self.headers["X-Modelgate-Signature"],
-                                      "delivery": self.headers["X-Modelgate-Delivery"],
+                                      "delivery": self.headers["X-Modelgate-Delivery"], "host": self.headers["Host"],
+                                      "path": self.path,
                                       "valid": verify(SECRET, self.headers["X-Modelgate-Signature"], body)})
-                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", receiver.redirect_to)
                 self.end_headers()
 
             def log_message(self, *args):
@@ -42,7 +47,10 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver():
+def receiver(settings):
+    # The receiver listens on loopback over plain HTTP: allowed here as an operator would allow it.
+    settings.WEBHOOK_ALLOW_HTTP = True
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     made = []
 
     def start(statuses=()):

@@ -4,6 +4,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView
 
 from console.permissions import MethodPermissions
+from console.schema import paged
 
 from .models import AuditEvent
 from .selectors import audit_event_list
@@ -40,7 +41,7 @@ class AuditEventListView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": "audit.view_auditevent"}
 
-    @extend_schema(parameters=[AuditFilterSerializer], responses=AuditEventSerializer(many=True))
+    @extend_schema(parameters=[AuditFilterSerializer], operation_id="audit_list", responses=paged(AuditEventSerializer))
     def get(self, request):
         filters = AuditFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

@@ -345,8 +345,8 @@ class KubernetesBackend:
                 _request_timeout=self.request_timeout))["items"]
         # Objects already replaced still explain a failure: ReplicaSets are <deployment>-<template
         # hash>, their pods <deployment>-<template hash>-<suffix>.
-        replica_set = re.compile(rf"^{re.escape(name)}-[a-z0-9]+$")
-        pod = re.compile(rf"^{re.escape(name)}-[a-z0-9]+-[a-z0-9]+$")
+        replica_set = re.compile(rf"^{re.escape(name)}-[a-z0-9]+\Z")
+        pod = re.compile(rf"^{re.escape(name)}-[a-z0-9]+-[a-z0-9]+\Z")
 
         def ours(involved: dict) -> bool:
             kind, other = involved.get("kind"), involved.get("name", "")

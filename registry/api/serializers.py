@@ -70,7 +70,8 @@ class VersionRegisterSerializer(serializers.Serializer):
     source = serializers.CharField(trim_whitespace=False, max_length=5000,
                                    help_text="models:/m-<id>, runs:/<run_id>/model, models:/<name>/<version>, "
                                              "or a URI under an allowed root.")
-    run_id = serializers.CharField(required=False, allow_blank=True, default="")
+    run_id = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,
+                                   max_length=64)
     description = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
     tags = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
 

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from console.errors import NotFound, UpstreamUnavailable
 from console.permissions import MethodPermissions
+from console.schema import paged
 from console.transactions import on_commit_safely
 from registry import selectors, services
 from registry.idempotency import Replay, idempotency_claim, idempotency_complete, idempotency_release
@@ -64,7 +65,8 @@ class RegistryView(APIView):
 class ModelListView(RegistryView):
     permissions_by_method = {"GET": VIEW_MODEL, "POST": ADD_MODEL}
 
-    @extend_schema(parameters=[ModelFilterSerializer], responses=RegisteredModelSerializer(many=True))
+    @extend_schema(parameters=[ModelFilterSerializer],
+                   operation_id="models_list", responses=paged(RegisteredModelSerializer))
     def get(self, request):
         filters = _valid(ModelFilterSerializer, request.query_params)
         return self.paginate(selectors.model_list(**filters), RegisteredModelSerializer, ByName)
@@ -102,7 +104,7 @@ class ModelAliasesView(RegistryView):
 class VersionListView(RegistryView):
     permissions_by_method = {"GET": VIEW_VERSION, "POST": ADD_VERSION}
 
-    @extend_schema(responses=ModelVersionSerializer(many=True))
+    @extend_schema(operation_id="models_versions_list", responses=paged(ModelVersionSerializer))
     def get(self, request, name):
         versions = selectors.version_list(model=selectors.model_get(name))
         return self.paginate(versions, ModelVersionSerializer, NewestVersionFirst)
@@ -172,7 +174,9 @@ class VersionRunView(RegistryView):
 class VersionSearchView(RegistryView):
     permissions_by_method = {"GET": VIEW_VERSION}
 
-    @extend_schema(parameters=[VersionFilterSerializer], responses=ModelVersionSerializer(many=True))
+    @extend_schema(parameters=[VersionFilterSerializer],
+                   operation_id="versions_list",
+                   responses=paged(ModelVersionSerializer))
     def get(self, request):
         filters = _valid(VersionFilterSerializer, request.query_params)
         model_name = filters.pop("model")

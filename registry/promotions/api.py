@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from console.errors import NotFound, ServiceError
 from console.permissions import MethodPermissions
+from console.schema import paged
 from registry import selectors as registry_selectors
 
 from . import selectors, services
@@ -119,7 +120,8 @@ class PromotionListView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": VIEW, "POST": ADD}
 
-    @extend_schema(parameters=[PromotionFilterSerializer], responses=PromotionSerializer(many=True))
+    @extend_schema(parameters=[PromotionFilterSerializer],
+                   operation_id="promotions_list", responses=paged(PromotionSerializer))
     def get(self, request):
         paginator = NewestFirst()
         page = paginator.paginate_queryset(selectors.request_list(**_valid(PromotionFilterSerializer,
@@ -209,7 +211,7 @@ class CommentView(APIView):
 
 
 class EnvironmentSerializer(serializers.ModelSerializer):
-    approver_group = serializers.CharField(source="approver_group.name", default=None)
+    approver_group = serializers.CharField(source="approver_group.name", default=None, allow_null=True)
 
     class Meta:
         model = Environment

@@ -7,7 +7,7 @@ from django import forms
 from . import gates
 from .models import Environment
 
-_THRESHOLD_LINE = re.compile(r"^(?P<metric>[^\s<>=]+)\s*(?P<op>>=|<=|==|>|<)\s*(?P<value>\S+)$")
+_THRESHOLD_LINE = re.compile(r"^(?P<metric>[^\s<>=]+)\s*(?P<op>>=|<=|==|>|<)\s*(?P<value>\S+)\Z")
 
 
 def parse_threshold_lines(text: str) -> list[dict]:
@@ -36,14 +36,14 @@ def threshold_lines(rules: list[dict]) -> str:
 
 class PromotionRequestForm(forms.Form):
     environment = forms.ModelChoiceField(queryset=Environment.objects.all(), empty_label=None)
-    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}),
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), max_length=10000,
                                     help_text="Why this version should go there; reviewers read this first.")
     breaking_change = forms.BooleanField(required=False, label="This is a breaking change",
                                          help_text="Tick if clients of the live version must change their inputs.")
 
 
 class ReviewForm(forms.Form):
-    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=10000)
 
 
 class CancelForm(forms.Form):
@@ -51,7 +51,7 @@ class CancelForm(forms.Form):
 
 
 class CommentForm(forms.Form):
-    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Comment")
+    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Comment", max_length=10000)
     reply_to = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
 

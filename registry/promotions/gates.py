@@ -2,6 +2,7 @@
 in the target environment, and the policy. Each gives pass or fail with a reason a person
 understands. Evaluated when a request is made, and again just before deployment."""
 
+import math
 import operator
 from dataclasses import asdict, dataclass
 
@@ -130,9 +131,13 @@ def validate_thresholds(rules) -> list[dict]:
             raise ValueError(f"Threshold {i}: op must be one of {', '.join(OPS)}.")
         if not isinstance(rule["metric"], str) or not rule["metric"]:
             raise ValueError(f"Threshold {i}: metric must be a name.")
+        if len(rule["metric"]) > 250:
+            raise ValueError(f"Threshold {i}: metric names are at most 250 characters.")
         try:
             value = float(rule["value"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"Threshold {i}: value must be a number.") from None
+        if not math.isfinite(value):  # nan, inf and 1e999 (which float() makes inf)
+            raise ValueError(f"Threshold {i}: value must be a finite number, not {rule['value']!r}.")
         cleaned.append({"metric": rule["metric"], "op": rule["op"], "value": value})
     return cleaned

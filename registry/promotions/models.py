@@ -40,6 +40,13 @@ class Environment(models.Model):
                      "metric_thresholds", "require_signature", "require_compatible_signature", "require_servable",
                      "protected")
 
+    @property
+    def webhook_host(self) -> str:
+        """All that pages and the API show of the URL to anyone (its path can carry a credential)."""
+        from .webhook_address import webhook_host
+
+        return webhook_host(self.webhook_url)
+
     class Meta:
         ordering = ["position"]
         constraints = [models.CheckConstraint(condition=~(Q(protected=True) & Q(allow_self_approval=True)),

@@ -26,6 +26,7 @@ from .models import (
     PromotionRequest,
     Review,
 )
+from .webhook_address import validate_webhook_url, webhook_label
 
 log = logging.getLogger(__name__)
 R = PromotionRequest
@@ -279,7 +280,7 @@ def _env_snapshot(env: Environment) -> dict:
         "require_compatible_signature": env.require_compatible_signature,
         "require_servable": env.require_servable, "protected": env.protected,
         "request_ttl_hours": env.request_ttl_hours,
-        "webhook_url": env.webhook_url,
+        "webhook": webhook_label(env.webhook_url),  # the host and a fingerprint, never the path
     }
 
 
@@ -348,6 +349,7 @@ def environment_save(*, actor, environment: Environment, metric_thresholds: list
         metric_thresholds = gates.validate_thresholds(metric_thresholds)
     except ValueError as exc:
         raise ServiceError(str(exc), field="thresholds") from None
+    environment.webhook_url = validate_webhook_url(environment.webhook_url)
     env = environment
     env.metric_thresholds = metric_thresholds
     change = None

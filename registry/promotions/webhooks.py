@@ -8,12 +8,15 @@ import hashlib
 import hmac
 import json
 import time
+from urllib.parse import urlsplit
 
-import requests
+import certifi
+import urllib3
 from django.conf import settings
 from django.utils import timezone
 
 from .models import WebhookDelivery
+from .webhook_address import WebhookAddressError, check_url, resolve
 
 TIMEOUT = 10
 
@@ -46,6 +49,35 @@ def payload_for(req, event: str) -> dict:
     }
 
 
+def _post(url: str, body: bytes, headers: dict) -> int:
+    """POST to ``url`` at the address its host resolves to now, checked (webhook_address.py):
+    the connection goes to that very address (TLS still verifies the host name), and a redirect
+    is returned as it is, never followed."""
+    scheme, host, port = check_url(url)
+    address = resolve(host, port)
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    shown_host = f"[{host}]" if ":" in host else host
+    default_port = port == (443 if scheme == "https" else 80)
+    headers = {**headers, "Host": shown_host if default_port else f"{shown_host}:{port}"}
+    timeout = urllib3.Timeout(connect=TIMEOUT, read=TIMEOUT)
+    if scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, cert_reqs="CERT_REQUIRED",
+                                           ca_certs=certifi.where(), server_hostname=host, assert_hostname=host)
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
+    with pool:
+        response = pool.urlopen("POST", target, body=body, headers=headers, redirect=False, retries=False,
+                                assert_same_host=False, preload_content=True)
+    return response.status
+
+
+def _without_path(message: str, url: str) -> str:
+    """An error message with the URL's path taken out: it may carry a credential."""
+    path = urlsplit(url).path
+    return message.replace(path, "/…") if path and path != "/" else message
+
+
 def webhook_attempt(delivery_id: int, *, final: bool) -> str:
     """POST one delivery. Returns "delivered", "retry" or "failed" (after the last attempt)."""
     delivery = WebhookDelivery.objects.select_related("environment").filter(pk=delivery_id).first()
@@ -59,13 +91,14 @@ def webhook_attempt(delivery_id: int, *, final: bool) -> str:
                "X-Modelgate-Signature": sign(delivery.environment.webhook_secret, timestamp, body)}
     status, error = None, ""
     try:
-        response = requests.post(delivery.url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False)
-        status = response.status_code
+        status = _post(delivery.url, body, headers)
         ok = 200 <= status < 300
         if not ok:
-            error = f"HTTP {status}"
-    except requests.RequestException as exc:
-        ok, error = False, f"{type(exc).__name__}: {exc}"[:500]
+            error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
+    except WebhookAddressError as exc:
+        ok, error, final = False, _without_path(exc.message, delivery.url)[:500], True  # retrying will not help
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        ok, error = False, _without_path(f"{type(exc).__name__}: {exc}", delivery.url)[:500]
     state = WebhookDelivery.DELIVERED if ok else (WebhookDelivery.FAILED if final else WebhookDelivery.PENDING)
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         attempts=delivery.attempts + 1, last_status=status, last_error=error, state=state,
