@@ -42,7 +42,8 @@ def main():
         model_name = filters.pop("model")
         model = selectors.model_get(model_name) if model_name else None
         versions = selectors.version_list(model=model, **filters).defer(
-            "model__description", "model__tags", "model__aliases")
+            "model__description", "model__tags", "model__aliases"
+        )
         return self.paginate(versions, serializers.ModelVersionSerializer, views.NewestFirst)
 
     def old_url(self, obj):
@@ -66,8 +67,10 @@ def main():
             times[label].append((time.process_time() - t) / per * 1000)
     views.VersionSearchView.get, serializers.ModelVersionSerializer.get_url = new_get, new_url
     for label, ms in times.items():
-        print(f"{label}: median {statistics.median(ms):.2f} ms CPU per request over {rounds} rounds of {per} "
-              f"(min {min(ms):.2f}, max {max(ms):.2f})")
+        print(
+            f"{label}: median {statistics.median(ms):.2f} ms CPU per request over {rounds} rounds of {per} "
+            f"(min {min(ms):.2f}, max {max(ms):.2f})"
+        )
     a, b = (statistics.median(v) for v in list(times.values())[:2])
     print(f"B/A = {b / a:.2f}; identical response bodies")
 

@@ -66,48 +66,149 @@ def mlflow_fill(dsn: str, *, models: int, versions: int, seed: int = 7) -> dict:
     counts = {}
     with conn, conn.cursor() as cur:
         cur.execute("SELECT experiment_id FROM experiments WHERE name = 'Default'")
-        cur.execute("INSERT INTO experiments (name, workspace, artifact_location, lifecycle_stage, creation_time, "
-                    "last_update_time) VALUES ('bench', 'default', 'file:///tmp/bench-artifacts', 'active', %s, %s) "
-                    "RETURNING experiment_id", (T0_MS, T0_MS))
+        cur.execute(
+            "INSERT INTO experiments (name, workspace, artifact_location, lifecycle_stage, creation_time, "
+            "last_update_time) VALUES ('bench', 'default', 'file:///tmp/bench-artifacts', 'active', %s, %s) "
+            "RETURNING experiment_id",
+            (T0_MS, T0_MS),
+        )
         exp = cur.fetchone()[0]
 
         def ts(i, v):
             return T0_MS + (v * models + i) * 1000
 
-        counts["registered_models"] = _copy(cur, "registered_models",
+        counts["registered_models"] = _copy(
+            cur,
+            "registered_models",
             ["workspace", "name", "creation_time", "last_updated_time", "description"],
-            (("default", model_name(i), ts(i, 0), ts(i, versions), f"Benchmark model {i}") for i in range(models)))
-        counts["registered_model_tags"] = _copy(cur, "registered_model_tags", ["workspace", "name", "key", "value"],
-            (row for i in range(models) for row in (("default", model_name(i), "team", f"team-{i % TEAMS:02d}"),
-                                                    ("default", model_name(i), "domain", f"d{i % 7}"))))
-        counts["registered_model_aliases"] = _copy(cur, "registered_model_aliases",
+            (("default", model_name(i), ts(i, 0), ts(i, versions), f"Benchmark model {i}") for i in range(models)),
+        )
+        counts["registered_model_tags"] = _copy(
+            cur,
+            "registered_model_tags",
+            ["workspace", "name", "key", "value"],
+            (
+                row
+                for i in range(models)
+                for row in (
+                    ("default", model_name(i), "team", f"team-{i % TEAMS:02d}"),
+                    ("default", model_name(i), "domain", f"d{i % 7}"),
+                )
+            ),
+        )
+        counts["registered_model_aliases"] = _copy(
+            cur,
+            "registered_model_aliases",
             ["workspace", "name", "alias", "version"],
-            (row for i in range(models) for row in (("default", model_name(i), "production", max(1, versions - 1)),
-                                                    ("default", model_name(i), "staging", versions))))
-        counts["runs"] = _copy(cur, "runs",
-            ["run_uuid", "name", "source_type", "user_id", "status", "start_time", "end_time", "lifecycle_stage",
-             "artifact_uri", "experiment_id"],
-            ((run_id(i, v), f"train-{i}-{v}", "LOCAL", "bench", "FINISHED", ts(i, v) - 60_000, ts(i, v) - 1000,
-              "active", f"file:///tmp/bench-artifacts/{run_id(i, v)}/artifacts", exp)
-             for i in range(models) for v in range(1, versions + 1)))
-        metrics = [(run_id(i, v), round(0.80 + rng.random() * 0.19, 4), round(rng.random(), 4), ts(i, v))
-                   for i in range(models) for v in range(1, versions + 1)]
+            (
+                row
+                for i in range(models)
+                for row in (
+                    ("default", model_name(i), "production", max(1, versions - 1)),
+                    ("default", model_name(i), "staging", versions),
+                )
+            ),
+        )
+        counts["runs"] = _copy(
+            cur,
+            "runs",
+            [
+                "run_uuid",
+                "name",
+                "source_type",
+                "user_id",
+                "status",
+                "start_time",
+                "end_time",
+                "lifecycle_stage",
+                "artifact_uri",
+                "experiment_id",
+            ],
+            (
+                (
+                    run_id(i, v),
+                    f"train-{i}-{v}",
+                    "LOCAL",
+                    "bench",
+                    "FINISHED",
+                    ts(i, v) - 60_000,
+                    ts(i, v) - 1000,
+                    "active",
+                    f"file:///tmp/bench-artifacts/{run_id(i, v)}/artifacts",
+                    exp,
+                )
+                for i in range(models)
+                for v in range(1, versions + 1)
+            ),
+        )
+        metrics = [
+            (run_id(i, v), round(0.80 + rng.random() * 0.19, 4), round(rng.random(), 4), ts(i, v))
+            for i in range(models)
+            for v in range(1, versions + 1)
+        ]
         for table in ("metrics", "latest_metrics"):
-            counts[table] = _copy(cur, table, ["key", "value", "timestamp", "step", "is_nan", "run_uuid"],
-                (row for r, acc, loss, t in metrics for row in (("accuracy", acc, t, 0, "f", r),
-                                                                ("loss", loss, t, 0, "f", r))))
-        counts["model_versions"] = _copy(cur, "model_versions",
-            ["workspace", "name", "version", "creation_time", "last_updated_time", "description", "user_id",
-             "current_stage", "source", "run_id", "status", "status_message", "storage_location"],
-            (("default", model_name(i), v, ts(i, v), ts(i, v), "", "bench", "None",
-              f"runs:/{run_id(i, v)}/model", run_id(i, v), "READY", None,
-              f"file:///tmp/bench-artifacts/{run_id(i, v)}/artifacts/model")
-             for i in range(models) for v in range(1, versions + 1)))
-        counts["model_version_tags"] = _copy(cur, "model_version_tags",
+            counts[table] = _copy(
+                cur,
+                table,
+                ["key", "value", "timestamp", "step", "is_nan", "run_uuid"],
+                (
+                    row
+                    for r, acc, loss, t in metrics
+                    for row in (("accuracy", acc, t, 0, "f", r), ("loss", loss, t, 0, "f", r))
+                ),
+            )
+        counts["model_versions"] = _copy(
+            cur,
+            "model_versions",
+            [
+                "workspace",
+                "name",
+                "version",
+                "creation_time",
+                "last_updated_time",
+                "description",
+                "user_id",
+                "current_stage",
+                "source",
+                "run_id",
+                "status",
+                "status_message",
+                "storage_location",
+            ],
+            (
+                (
+                    "default",
+                    model_name(i),
+                    v,
+                    ts(i, v),
+                    ts(i, v),
+                    "",
+                    "bench",
+                    "None",
+                    f"runs:/{run_id(i, v)}/model",
+                    run_id(i, v),
+                    "READY",
+                    None,
+                    f"file:///tmp/bench-artifacts/{run_id(i, v)}/artifacts/model",
+                )
+                for i in range(models)
+                for v in range(1, versions + 1)
+            ),
+        )
+        counts["model_version_tags"] = _copy(
+            cur,
+            "model_version_tags",
             ["workspace", "name", "version", "key", "value"],
-            (row for i in range(models) for v in range(1, versions + 1)
-             for row in (("default", model_name(i), v, "team", f"team-{(i + v) % TEAMS:02d}"),
-                         ("default", model_name(i), v, "dataset", f"ds-{v % 5}"))))
+            (
+                row
+                for i in range(models)
+                for v in range(1, versions + 1)
+                for row in (
+                    ("default", model_name(i), v, "team", f"team-{(i + v) % TEAMS:02d}"),
+                    ("default", model_name(i), v, "dataset", f"ds-{v % 5}"),
+                )
+            ),
+        )
     conn.close()
     conn = psycopg2.connect(dsn)
     conn.autocommit = True
@@ -123,8 +224,11 @@ def mirror_sync() -> dict:
 
     started = time.perf_counter()
     report = registry_sync()
-    return {"method": "registry.sync.registry_sync", "seconds": round(time.perf_counter() - started, 2),
-            "report": report.as_dict()}
+    return {
+        "method": "registry.sync.registry_sync",
+        "seconds": round(time.perf_counter() - started, 2),
+        "report": report.as_dict(),
+    }
 
 
 def mirror_bulk(batch: int = 5000) -> dict:
@@ -169,6 +273,10 @@ def mirror_bulk(batch: int = 5000) -> dict:
     RegisteredModel.objects.bulk_update(list(ids.values()), ["version_count", "latest_version"], batch_size=batch)
     with connection.cursor() as cur:
         cur.execute("ANALYZE")
-    return {"method": "bulk (gateway read + registry.mirror mapping + bulk_create)",
-            "seconds": round(time.perf_counter() - started, 2), "mlflow_read_seconds":
-            round(read_models + read_versions, 2), "models": len(ids), "versions": total}
+    return {
+        "method": "bulk (gateway read + registry.mirror mapping + bulk_create)",
+        "seconds": round(time.perf_counter() - started, 2),
+        "mlflow_read_seconds": round(read_models + read_versions, 2),
+        "models": len(ids),
+        "versions": total,
+    }

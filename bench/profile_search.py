@@ -16,12 +16,12 @@ def main():
     import django
 
     django.setup()
+    from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     from console.accounts.services import token_create
-    from django.contrib.auth import get_user_model
 
     path = sys.argv[1] if len(sys.argv) > 1 else "/api/v1/versions/?tag=team:team-07&page_size=50"
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 200

@@ -28,10 +28,12 @@ VENV_BIN = Path(sys.executable).parent
 
 SCALES = {
     # models, versions per model, seconds per load level, page timings, registrations, approvals
-    "quick": dict(models=100, versions=20, load_seconds=3, page_runs=15, registrations=30, approvals=15, scrapes=5,
-                  lives=2),
-    "full": dict(models=1000, versions=100, load_seconds=10, page_runs=30, registrations=100, approvals=40,
-                 scrapes=10, lives=4),
+    "quick": dict(
+        models=100, versions=20, load_seconds=3, page_runs=15, registrations=30, approvals=15, scrapes=5, lives=2
+    ),
+    "full": dict(
+        models=1000, versions=100, load_seconds=10, page_runs=30, registrations=100, approvals=40, scrapes=10, lives=4
+    ),
 }
 CONCURRENCY = (1, 8, 32)
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -49,10 +51,10 @@ MG_PORT, MLFLOW_PORT = free_port(), free_port()
 # SQLAlchemy 2.1 maps postgresql:// to psycopg 3; the venv has psycopg2.
 MLFLOW_URI = f"{PG.replace('postgresql://', 'postgresql+psycopg2://')}/{MLFLOW_DB}"
 TARGETS = {
-    "search_throughput_ratio_c8": 3.0,   # Modelgate rps / MLflow rps at concurrency 8, at least
-    "search_p99_ms_c32": 50.0,           # Modelgate p99 at concurrency 32, under
-    "page_server_ms": 100.0,             # list pages' median server time, under
-    "pickup_p95_ms": 200.0,              # approval -> worker pick-up p95, under
+    "search_throughput_ratio_c8": 3.0,  # Modelgate rps / MLflow rps at concurrency 8, at least
+    "search_p99_ms_c32": 50.0,  # Modelgate p99 at concurrency 32, under
+    "page_server_ms": 100.0,  # list pages' median server time, under
+    "pickup_p95_ms": 200.0,  # approval -> worker pick-up p95, under
 }
 
 
@@ -95,8 +97,13 @@ def pct(values, p):
 
 def summary_ms(seconds: list[float]) -> dict:
     ms = [s * 1000 for s in seconds]
-    return {"n": len(ms), "p50_ms": r(pct(ms, 50)), "p95_ms": r(pct(ms, 95)), "p99_ms": r(pct(ms, 99)),
-            "max_ms": r(max(ms) if ms else None)}
+    return {
+        "n": len(ms),
+        "p50_ms": r(pct(ms, 50)),
+        "p95_ms": r(pct(ms, 95)),
+        "p99_ms": r(pct(ms, 99)),
+        "max_ms": r(max(ms) if ms else None),
+    }
 
 
 def r(x, nd=2):
@@ -109,6 +116,7 @@ def log(msg):
 
 # --- machine -------------------------------------------------------------------
 
+
 def machine() -> dict:
     cpu = ""
     try:
@@ -116,8 +124,9 @@ def machine() -> dict:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        mem_kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines()
-                          if l.startswith("MemTotal")).split()[1])
+        mem_kb = int(
+            next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1]
+        )
     except (OSError, StopIteration):
         mem_kb = 0
     import django
@@ -130,18 +139,29 @@ def machine() -> dict:
         pg = cur.fetchone()[0]
     conn.close()
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         commit = ""
-    return {"host": socket.gethostname(), "platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "memory_gb": round(mem_kb / 1024 / 1024, 1), "python": platform.python_version(),
-            "django": django.get_version(), "mlflow": mlflow.__version__, "postgresql": pg, "commit": commit,
-            # Other work on the machine skews every figure: compare runs with similar load.
-            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "mlflow": mlflow.__version__,
+        "postgresql": pg,
+        "commit": commit,
+        # Other work on the machine skews every figure: compare runs with similar load.
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 # --- processes -----------------------------------------------------------------
+
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     import urllib.request
@@ -160,8 +180,9 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 def start(cmd: list[str], name: str) -> subprocess.Popen:
     logf = open(BENCH / "var" / f"{name}.log", "w")
-    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ}, stdout=logf, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ}, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -207,6 +228,7 @@ def tree_hwm_mb(pid: int) -> dict:
 
 # --- load client ---------------------------------------------------------------
 
+
 async def _load(url: str, headers: dict, concurrency: int, seconds: float) -> dict:
     import aiohttp
 
@@ -214,6 +236,7 @@ async def _load(url: str, headers: dict, concurrency: int, seconds: float) -> di
     stop_at = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
         async def worker():
             nonlocal errors
             while time.perf_counter() < stop_at:
@@ -228,6 +251,7 @@ async def _load(url: str, headers: dict, concurrency: int, seconds: float) -> di
                     latencies.append(time.perf_counter() - t)
                 else:
                     errors += 1
+
         # warm every connection first
         async with session.get(url) as resp:
             body = await resp.read()
@@ -236,8 +260,13 @@ async def _load(url: str, headers: dict, concurrency: int, seconds: float) -> di
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
-    return {"concurrency": concurrency, "requests": len(latencies), "errors": errors,
-            "rps": r(len(latencies) / elapsed, 1), **summary_ms(latencies)}
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": r(len(latencies) / elapsed, 1),
+        **summary_ms(latencies),
+    }
 
 
 def load(url, headers, concurrency, seconds):
@@ -245,6 +274,7 @@ def load(url, headers, concurrency, seconds):
 
 
 # --- benchmarks ----------------------------------------------------------------
+
 
 def setup_modelgate() -> dict:
     import django
@@ -277,8 +307,9 @@ def bench_generate(scale: dict) -> dict:
     t = time.perf_counter()
     generate.mlflow_schema(MLFLOW_URI, "file:///tmp/bench-artifacts")
     schema_s = time.perf_counter() - t
-    filled = generate.mlflow_fill(f"{PG.replace('postgresql://', 'postgres://')}/{MLFLOW_DB}",
-                                  models=scale["models"], versions=scale["versions"])
+    filled = generate.mlflow_fill(
+        f"{PG.replace('postgresql://', 'postgres://')}/{MLFLOW_DB}", models=scale["models"], versions=scale["versions"]
+    )
     log(f"MLflow store filled in {filled['seconds']} s: {filled['rows']}")
     return {"mlflow_schema_seconds": r(schema_s), "mlflow_fill": filled}
 
@@ -307,8 +338,10 @@ def search_queries(scale):
     return {
         "filter": f"version tag team = {team}, page size 50, newest first",
         "modelgate": f"http://127.0.0.1:{MG_PORT}/api/v1/versions/?tag=team:{team}&page_size=50",
-        "mlflow": (f"http://127.0.0.1:{MLFLOW_PORT}/api/2.0/mlflow/model-versions/search"
-                   f"?filter=tags.team%20%3D%20%27{team}%27&max_results=50"),
+        "mlflow": (
+            f"http://127.0.0.1:{MLFLOW_PORT}/api/2.0/mlflow/model-versions/search"
+            f"?filter=tags.team%20%3D%20%27{team}%27&max_results=50"
+        ),
         "team": team,
     }
 
@@ -318,12 +351,30 @@ def search_floor(team: str, seconds: float) -> dict:
     import psycopg2
 
     conn = psycopg2.connect(f"{PG}/{MG_DB}")
-    sql = ("SELECT m.name, v.version, v.description, v.tags, v.aliases, v.source, v.run_id, v.status, "
-           "v.status_message, v.creator, v.created_at, v.updated_at, v.flavors, v.signature, v.servable, "
-           "v.serving_note FROM registry_modelversion v JOIN registry_registeredmodel m ON m.id = v.model_id "
-           "WHERE (v.tags -> 'team') = %s::jsonb ORDER BY v.created_at DESC, v.id DESC LIMIT 51")
-    cols = ["model", "version", "description", "tags", "aliases", "source", "run_id", "status", "status_message",
-            "creator", "created_at", "updated_at", "flavors", "signature", "servable", "serving_note"]
+    sql = (
+        "SELECT m.name, v.version, v.description, v.tags, v.aliases, v.source, v.run_id, v.status, "
+        "v.status_message, v.creator, v.created_at, v.updated_at, v.flavors, v.signature, v.servable, "
+        "v.serving_note FROM registry_modelversion v JOIN registry_registeredmodel m ON m.id = v.model_id "
+        "WHERE (v.tags -> 'team') = %s::jsonb ORDER BY v.created_at DESC, v.id DESC LIMIT 51"
+    )
+    cols = [
+        "model",
+        "version",
+        "description",
+        "tags",
+        "aliases",
+        "source",
+        "run_id",
+        "status",
+        "status_message",
+        "creator",
+        "created_at",
+        "updated_at",
+        "flavors",
+        "signature",
+        "servable",
+        "serving_note",
+    ]
     latencies = []
     stop_at = time.perf_counter() + seconds
     with conn.cursor() as cur:
@@ -334,22 +385,32 @@ def search_floor(team: str, seconds: float) -> dict:
             json.dumps({"next": None, "previous": None, "results": rows}, default=str).encode()
             latencies.append(time.perf_counter() - t)
     conn.close()
-    return {"concurrency": 1, "requests": len(latencies), "rps": r(len(latencies) / seconds, 1),
-            **summary_ms(latencies)}
+    return {
+        "concurrency": 1,
+        "requests": len(latencies),
+        "rps": r(len(latencies) / seconds, 1),
+        **summary_ms(latencies),
+    }
 
 
 def bench_search(scale, ctx) -> dict:
     q = search_queries(scale)
     headers = {"Authorization": f"Bearer {ctx['tokens']['viewer']}"}
-    out = {"filter": q["filter"], "urls": {"modelgate": q["modelgate"], "mlflow": q["mlflow"]},
-           "modelgate": [], "mlflow": []}
+    out = {
+        "filter": q["filter"],
+        "urls": {"modelgate": q["modelgate"], "mlflow": q["mlflow"]},
+        "modelgate": [],
+        "mlflow": [],
+    }
     for c in CONCURRENCY:
         out["modelgate"].append(load(q["modelgate"], headers, c, scale["load_seconds"]))
         log(f"search modelgate c={c}: {out['modelgate'][-1]}")
         out["mlflow"].append(load(q["mlflow"], {}, c, scale["load_seconds"]))
         log(f"search mlflow    c={c}: {out['mlflow'][-1]}")
-    out["ratio_rps"] = {str(a["concurrency"]): r(a["rps"] / b["rps"]) if b["rps"] else None
-                        for a, b in zip(out["modelgate"], out["mlflow"])}
+    out["ratio_rps"] = {
+        str(a["concurrency"]): r(a["rps"] / b["rps"]) if b["rps"] else None
+        for a, b in zip(out["modelgate"], out["mlflow"])
+    }
     out["floor_psycopg2"] = search_floor(q["team"], scale["load_seconds"])
     log(f"search floor: {out['floor_psycopg2']}")
     return out
@@ -364,9 +425,12 @@ def bench_pages(scale, ctx) -> dict:
 
     client = Client()
     client.force_login(ctx["users"]["viewer"])
-    pages = {"models list": "/models/", "models list, page 3": "/models/?page=3",
-             "model detail": f"/models/{model_name(7)}/",
-             "model detail, page 2": f"/models/{model_name(7)}/?page=2"}
+    pages = {
+        "models list": "/models/",
+        "models list, page 3": "/models/?page=3",
+        "model detail": f"/models/{model_name(7)}/",
+        "model detail, page 2": f"/models/{model_name(7)}/?page=2",
+    }
     out = {}
     for label, path in pages.items():
         client.get(path)  # warm
@@ -386,7 +450,7 @@ def bench_pages(scale, ctx) -> dict:
 def bench_register(scale, ctx) -> dict:
     import requests
 
-    from bench.generate import model_name, run_id
+    from bench.generate import run_id
 
     s = requests.Session()
     s.headers["Authorization"] = f"Bearer {ctx['tokens']['engineer']}"
@@ -397,8 +461,10 @@ def bench_register(scale, ctx) -> dict:
     n = scale["registrations"]
     began = time.perf_counter()
     for k in range(n):
-        body = {"source": f"runs:/{run_id(k % scale['models'], 1 + k // scale['models'])}/model",
-                "tags": {"bench": "register"}}
+        body = {
+            "source": f"runs:/{run_id(k % scale['models'], 1 + k // scale['models'])}/model",
+            "tags": {"bench": "register"},
+        }
         t = time.perf_counter()
         resp = s.post(base + "bench-register/versions/", json=body)
         times.append(time.perf_counter() - t)
@@ -419,21 +485,28 @@ def bench_approval(scale, ctx) -> dict:
     from registry.promotions.services import promotion_approve, promotion_request
 
     rds = redis.Redis.from_url(REDIS_URL)
-    env = Environment.objects.create(name="bench", position=90, alias="bench", required_approvals=1,
-                                     require_signature=False, require_compatible_signature=False,
-                                     require_servable=False, require_previous=False, metric_thresholds=[])
+    env = Environment.objects.create(
+        name="bench",
+        position=90,
+        alias="bench",
+        required_approvals=1,
+        require_signature=False,
+        require_compatible_signature=False,
+        require_servable=False,
+        require_previous=False,
+        metric_thresholds=[],
+    )
     model = RegisteredModel.objects.get(name="model-00003")
     versions = list(ModelVersion.objects.filter(model=model).order_by("version"))
     pickups, totals = [], []
     warmup = 3  # the worker's first tasks (and its start-up, if still under way) are not measured
     for k in range(scale["approvals"] + warmup):
         version = versions[k % len(versions)]
-        req = promotion_request(actor=ctx["users"]["engineer"], version=version, environment=env,
-                                justification="bench")
+        req = promotion_request(actor=ctx["users"]["engineer"], version=version, environment=env, justification="bench")
         committed = {}
         with transaction.atomic():
             # Runs first among the on-commit callbacks: the moment the approval committed.
-            transaction.on_commit(lambda: committed.setdefault("t", time.time()))
+            transaction.on_commit(lambda: committed.setdefault("t", time.time()))  # noqa: B023 - runs at this iteration's commit
             promotion_approve(actor=ctx["users"]["approver"], request_id=req.pk, comment="bench")
         deadline = time.time() + 60
         started = finished = None
@@ -450,11 +523,15 @@ def bench_approval(scale, ctx) -> dict:
         pickups.append(float(started) - committed["t"])
         if finished:
             totals.append(float(finished) - committed["t"])
-    out = {"approvals": len(pickups), "pickup": summary_ms(pickups),
-           "pickup_each_ms": [r(p * 1000) for p in pickups], "to_task_end": summary_ms(totals),
-           "note": "pick-up = approval commit -> task_prerun in the worker (Redis broker db 9, worker "
-                   "concurrency 1, prefetch 1). No deployment target is configured for this environment, "
-                   "so the task ends right after pick-up; approval -> live is measured below."}
+    out = {
+        "approvals": len(pickups),
+        "pickup": summary_ms(pickups),
+        "pickup_each_ms": [r(p * 1000) for p in pickups],
+        "to_task_end": summary_ms(totals),
+        "note": "pick-up = approval commit -> task_prerun in the worker (Redis broker db 9, worker "
+        "concurrency 1, prefetch 1). No deployment target is configured for this environment, "
+        "so the task ends right after pick-up; approval -> live is measured below.",
+    }
     log(f"approval: {out}")
     return out
 
@@ -477,13 +554,21 @@ def bench_live(scale, ctx) -> dict:
     model = services.model_create(actor=engineer, name="bench-live")
     versions = []
     for seed in (1, 2):
-        logged = log_model(tracking_uri=settings.MLFLOW_TRACKING_URI, experiment="bench-live",
-                           artifact_location="file:///tmp/bench-artifacts/live", seed=seed,
-                           metrics={"accuracy": 0.95, "loss": 0.05})
-        versions.append(services.version_register(actor=engineer, model_name=model.name, source=logged.model_uri,
-                                                  run_id=logged.run_id))
-    env = Environment.objects.create(name="bench-live", position=92, alias="bench-live", required_approvals=1,
-                                     require_previous=False)
+        logged = log_model(
+            tracking_uri=settings.MLFLOW_TRACKING_URI,
+            experiment="bench-live",
+            artifact_location="file:///tmp/bench-artifacts/live",
+            seed=seed,
+            metrics={"accuracy": 0.95, "loss": 0.05},
+        )
+        versions.append(
+            services.version_register(
+                actor=engineer, model_name=model.name, source=logged.model_uri, run_id=logged.run_id
+            )
+        )
+    env = Environment.objects.create(
+        name="bench-live", position=92, alias="bench-live", required_approvals=1, require_previous=False
+    )
     DeploymentTarget.objects.create(environment=env, backend=DeploymentTarget.LOCAL, startup_seconds=120)
     rds = redis.Redis.from_url(REDIS_URL)
     runs = []
@@ -494,7 +579,7 @@ def bench_live(scale, ctx) -> dict:
             raise RuntimeError(f"request {req.pk} is {req.state}: {req.state_reason}")
         committed = {}
         with transaction.atomic():
-            transaction.on_commit(lambda: committed.setdefault("t", time.time()))
+            transaction.on_commit(lambda: committed.setdefault("t", time.time()))  # noqa: B023 - runs at this iteration's commit
             promotion_approve(actor=approver, request_id=req.pk, comment="bench")
         deadline = time.time() + 180
         rollout = None
@@ -512,18 +597,28 @@ def bench_live(scale, ctx) -> dict:
                 steps[step["name"]] = (b - a).total_seconds()
         total = rollout.finished_at.timestamp() - committed["t"]
         picked = float(rds.get(f"bench:prerun:{req.pk}") or 0) - committed["t"]
-        runs.append({"version": version.version, "approval_to_live_s": r(total, 3),
-                     "wait_step_s": r(steps.get("wait", 0), 3),
-                     "approval_to_live_excluding_load_s": r(total - steps.get("wait", 0), 3),
-                     "pickup_ms": r(picked * 1000), "steps_s": {k2: r(v, 3) for k2, v in steps.items()}})
+        runs.append(
+            {
+                "version": version.version,
+                "approval_to_live_s": r(total, 3),
+                "wait_step_s": r(steps.get("wait", 0), 3),
+                "approval_to_live_excluding_load_s": r(total - steps.get("wait", 0), 3),
+                "pickup_ms": r(picked * 1000),
+                "steps_s": {k2: r(v, 3) for k2, v in steps.items()},
+            }
+        )
         log(f"live #{k}: {runs[-1]}")
     excl = [x["approval_to_live_excluding_load_s"] for x in runs]
-    out = {"rollouts": len(runs), "approval_to_live_excluding_load": summary_ms(excl),
-           "approval_to_live": summary_ms([x["approval_to_live_s"] for x in runs]),
-           "wait_step (model load)": summary_ms([x["wait_step_s"] for x in runs]), "runs": runs,
-           "note": "A real SavedModel (the demo's iris classifier) rolled out by the worker on the local backend "
-                   "(the bundled development model server unless tensorflow_model_server is on PATH). "
-                   "Excluding load = approval commit -> rollout finished, minus the wait step."}
+    out = {
+        "rollouts": len(runs),
+        "approval_to_live_excluding_load": summary_ms(excl),
+        "approval_to_live": summary_ms([x["approval_to_live_s"] for x in runs]),
+        "wait_step (model load)": summary_ms([x["wait_step_s"] for x in runs]),
+        "runs": runs,
+        "note": "A real SavedModel (the demo's iris classifier) rolled out by the worker on the local backend "
+        "(the bundled development model server unless tensorflow_model_server is on PATH). "
+        "Excluding load = approval commit -> rollout finished, minus the wait step.",
+    }
     log(f"live: {out['approval_to_live_excluding_load']}")
     return out
 
@@ -535,8 +630,29 @@ FAKE_EXPOSITION = """# TYPE :tensorflow:serving:request_count counter
 {buckets}:tensorflow:serving:request_latency_sum{{model_name="m",API="predict",entrypoint="REST"}} {sum}
 :tensorflow:serving:request_latency_count{{model_name="m",API="predict",entrypoint="REST"}} {count}
 """
-BOUNDS = [10, 18, 32.4, 58.32, 104.976, 188.957, 340.122, 612.22, 1101.99, 1983.59, 3570.47, 6426.84, 11568.3,
-          20823, 37481.4, 67466.5, 121440, 218591, 393464, 708235, 1.27482e+06]
+BOUNDS = [
+    10,
+    18,
+    32.4,
+    58.32,
+    104.976,
+    188.957,
+    340.122,
+    612.22,
+    1101.99,
+    1983.59,
+    3570.47,
+    6426.84,
+    11568.3,
+    20823,
+    37481.4,
+    67466.5,
+    121440,
+    218591,
+    393464,
+    708235,
+    1.27482e06,
+]
 
 
 class _Counters:
@@ -550,10 +666,14 @@ class _Counters:
         lines, cum = [], 0
         for i, b in enumerate(BOUNDS):
             cum = min(count, int(count * (i + 1) / 12))
-            lines.append(f':tensorflow:serving:request_latency_bucket{{model_name="m",API="predict",'
-                         f'entrypoint="REST",le="{b}"}} {cum}\n')
-        lines.append(f':tensorflow:serving:request_latency_bucket{{model_name="m",API="predict",'
-                     f'entrypoint="REST",le="+Inf"}} {count}\n')
+            lines.append(
+                f':tensorflow:serving:request_latency_bucket{{model_name="m",API="predict",'
+                f'entrypoint="REST",le="{b}"}} {cum}\n'
+            )
+        lines.append(
+            f':tensorflow:serving:request_latency_bucket{{model_name="m",API="predict",'
+            f'entrypoint="REST",le="+Inf"}} {count}\n'
+        )
         return FAKE_EXPOSITION.format(ok=ok, err=err, buckets="".join(lines), sum=count * 1500.0, count=count)
 
 
@@ -566,8 +686,7 @@ def bench_metrics(scale, ctx, endpoints: int = 100) -> dict:
     from registry.models import RegisteredModel
     from registry.promotions.models import Environment
 
-    env = Environment.objects.create(name="bench-metrics", position=91, alias="bench-metrics",
-                                     required_approvals=1)
+    env = Environment.objects.create(name="bench-metrics", position=91, alias="bench-metrics", required_approvals=1)
     target = DeploymentTarget.objects.create(environment=env, backend=DeploymentTarget.LOCAL)
     servers = []
     for model in RegisteredModel.objects.order_by("name")[:endpoints]:
@@ -590,8 +709,13 @@ def bench_metrics(scale, ctx, endpoints: int = 100) -> dict:
         srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
-        Deployment.objects.create(target=target, model=model, name=f"bench-{model.pk}",
-                                  state=Deployment.SERVING, local_port=srv.server_address[1])
+        Deployment.objects.create(
+            target=target,
+            model=model,
+            name=f"bench-{model.pk}",
+            state=Deployment.SERVING,
+            local_port=srv.server_address[1],
+        )
     now = timezone.now().replace(microsecond=0)
     scrape_all(now)  # baselines
     cpu, wall, queries = [], [], []
@@ -607,113 +731,194 @@ def bench_metrics(scale, ctx, endpoints: int = 100) -> dict:
         assert written >= endpoints, written
     for srv in servers:
         srv.shutdown()
-    out = {"endpoints": endpoints, "cycles": len(cpu), "cpu_ms_per_cycle": summary_ms(cpu),
-           "wall_ms_per_cycle": summary_ms(wall), "queries_per_cycle": sorted(set(queries)),
-           "note": "scrape_all over 100 serving local deployments, each a local HTTP endpoint serving a "
-                   "TF Serving exposition (21 latency buckets); CPU = time.process_time of the scraping "
-                   "process (the fake endpoints' threads run in it too, a small over-count)."}
+    out = {
+        "endpoints": endpoints,
+        "cycles": len(cpu),
+        "cpu_ms_per_cycle": summary_ms(cpu),
+        "wall_ms_per_cycle": summary_ms(wall),
+        "queries_per_cycle": sorted(set(queries)),
+        "note": "scrape_all over 100 serving local deployments, each a local HTTP endpoint serving a "
+        "TF Serving exposition (21 latency buckets); CPU = time.process_time of the scraping "
+        "process (the fake endpoints' threads run in it too, a small over-count).",
+    }
     log(f"metrics: {out}")
     return out
 
 
 # --- report ----------------------------------------------------------------------
 
+
 def targets_met(res: dict) -> list[dict]:
     rows = []
     s = res.get("search")
     if s:
         c8 = s["ratio_rps"].get("8")
-        rows.append({"target": "version search rps at c=8, Modelgate/MLflow >= 3x", "value": c8,
-                     "ratio_to_target": r(c8 / TARGETS["search_throughput_ratio_c8"]) if c8 else None,
-                     "met": bool(c8 and c8 >= TARGETS["search_throughput_ratio_c8"])})
+        rows.append(
+            {
+                "target": "version search rps at c=8, Modelgate/MLflow >= 3x",
+                "value": c8,
+                "ratio_to_target": r(c8 / TARGETS["search_throughput_ratio_c8"]) if c8 else None,
+                "met": bool(c8 and c8 >= TARGETS["search_throughput_ratio_c8"]),
+            }
+        )
         p99 = s["modelgate"][-1]["p99_ms"]
-        rows.append({"target": "version search p99 at c=32 < 50 ms", "value": p99,
-                     "ratio_to_target": r(p99 / TARGETS["search_p99_ms_c32"]),
-                     "met": p99 < TARGETS["search_p99_ms_c32"]})
+        rows.append(
+            {
+                "target": "version search p99 at c=32 < 50 ms",
+                "value": p99,
+                "ratio_to_target": r(p99 / TARGETS["search_p99_ms_c32"]),
+                "met": p99 < TARGETS["search_p99_ms_c32"],
+            }
+        )
     p = res.get("pages")
     if p:
         worst = max(v["p50_ms"] for v in p.values())
         constant = all(len(v["queries"]) == 1 for v in p.values())
-        rows.append({"target": f"list pages < 100 ms server time at {res['scale']['versions_total']:,} versions",
-                     "value": worst, "ratio_to_target": r(worst / TARGETS["page_server_ms"]),
-                     "met": worst < TARGETS["page_server_ms"]})
-        rows.append({"target": "list pages: constant query count", "value": {k: v["queries"] for k, v in p.items()},
-                     "ratio_to_target": None, "met": constant})
+        rows.append(
+            {
+                "target": f"list pages < 100 ms server time at {res['scale']['versions_total']:,} versions",
+                "value": worst,
+                "ratio_to_target": r(worst / TARGETS["page_server_ms"]),
+                "met": worst < TARGETS["page_server_ms"],
+            }
+        )
+        rows.append(
+            {
+                "target": "list pages: constant query count",
+                "value": {k: v["queries"] for k, v in p.items()},
+                "ratio_to_target": None,
+                "met": constant,
+            }
+        )
     a = res.get("approval")
     if a:
         p95 = a["pickup"]["p95_ms"]
-        rows.append({"target": "approval -> pick-up p95 < 200 ms", "value": p95,
-                     "ratio_to_target": r(p95 / TARGETS["pickup_p95_ms"]), "met": p95 < TARGETS["pickup_p95_ms"]})
+        rows.append(
+            {
+                "target": "approval -> pick-up p95 < 200 ms",
+                "value": p95,
+                "ratio_to_target": r(p95 / TARGETS["pickup_p95_ms"]),
+                "met": p95 < TARGETS["pickup_p95_ms"],
+            }
+        )
     return rows
 
 
 def markdown(res: dict) -> str:
     m = res["machine"]
-    L = [f"# Modelgate benchmark ({res['scale']['name']}) — {res['started_at']}", "",
-         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; {m['platform']}; Python {m['python']}, "
-         f"Django {m['django']}, MLflow {m['mlflow']}, PostgreSQL {m['postgresql']}; commit {m['commit']}; "
-         f"load average at start {m.get('loadavg_at_start')}, at end {m.get('loadavg_at_end')}.",
-         f"Scale: {res['scale']['models']:,} models × {res['scale']['versions']} versions = "
-         f"{res['scale']['versions_total']:,} versions. Total run time {res['seconds']} s.", ""]
+    L = [
+        f"# Modelgate benchmark ({res['scale']['name']}) — {res['started_at']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; {m['platform']}; Python {m['python']}, "
+        f"Django {m['django']}, MLflow {m['mlflow']}, PostgreSQL {m['postgresql']}; commit {m['commit']}; "
+        f"load average at start {m.get('loadavg_at_start')}, at end {m.get('loadavg_at_end')}.",
+        f"Scale: {res['scale']['models']:,} models × {res['scale']['versions']} versions = "
+        f"{res['scale']['versions_total']:,} versions. Total run time {res['seconds']} s.",
+        "",
+    ]
     L += ["## Targets", "", "| target | value | value / target | met |", "| --- | --- | --- | --- |"]
     for t in res.get("targets", []):
-        L.append(f"| {t['target']} | {t['value']} | {t['ratio_to_target'] if t['ratio_to_target'] is not None else ''}"
-                 f" | {'yes' if t['met'] else '**no**'} |")
+        L.append(
+            f"| {t['target']} | {t['value']} | {t['ratio_to_target'] if t['ratio_to_target'] is not None else ''}"
+            f" | {'yes' if t['met'] else '**no**'} |"
+        )
     if "generate" in res:
         g = res["generate"]
-        L += ["", "## Data", "", f"MLflow store filled in {g['mlflow_fill']['seconds']} s (schema by MLflow in "
-              f"{g['mlflow_schema_seconds']} s): " + ", ".join(f"{k} {v:,}" for k, v in g['mlflow_fill']['rows'].items())
-              + "."]
+        L += [
+            "",
+            "## Data",
+            "",
+            f"MLflow store filled in {g['mlflow_fill']['seconds']} s (schema by MLflow in "
+            f"{g['mlflow_schema_seconds']} s): "
+            + ", ".join(f"{k} {v:,}" for k, v in g["mlflow_fill"]["rows"].items())
+            + ".",
+        ]
     if "mirror" in res:
         mm = res["mirror"]
         L += ["", f"Mirror into Modelgate: {mm['method']}, {mm['seconds']} s."]
     if "search" in res:
         s = res["search"]
-        L += ["", "## Version search", "", f"Filter: {s['filter']}. Load client: one asyncio process (aiohttp) on "
-              "the same machine; Modelgate on gunicorn -w 2, MLflow on `mlflow server --workers 2`, same "
-              "PostgreSQL.", "", "| server | concurrency | req/s | p50 ms | p99 ms | errors | Modelgate/MLflow rps |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+        L += [
+            "",
+            "## Version search",
+            "",
+            f"Filter: {s['filter']}. Load client: one asyncio process (aiohttp) on "
+            "the same machine; Modelgate on gunicorn -w 2, MLflow on `mlflow server --workers 2`, same "
+            "PostgreSQL.",
+            "",
+            "| server | concurrency | req/s | p50 ms | p99 ms | errors | Modelgate/MLflow rps |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for a, b in zip(s["modelgate"], s["mlflow"]):
-            L.append(f"| Modelgate | {a['concurrency']} | {a['rps']} | {a['p50_ms']} | {a['p99_ms']} | {a['errors']} "
-                     f"| {s['ratio_rps'][str(a['concurrency'])]}× |")
-            L.append(f"| MLflow REST | {b['concurrency']} | {b['rps']} | {b['p50_ms']} | {b['p99_ms']} | "
-                     f"{b['errors']} | |")
+            L.append(
+                f"| Modelgate | {a['concurrency']} | {a['rps']} | {a['p50_ms']} | {a['p99_ms']} | {a['errors']} "
+                f"| {s['ratio_rps'][str(a['concurrency'])]}× |"
+            )
+            L.append(
+                f"| MLflow REST | {b['concurrency']} | {b['rps']} | {b['p50_ms']} | {b['p99_ms']} | {b['errors']} | |"
+            )
         f = s["floor_psycopg2"]
         L.append(f"| floor: psycopg2 + json, in process | 1 | {f['rps']} | {f['p50_ms']} | {f['p99_ms']} | 0 | |")
     if "pages" in res:
-        L += ["", "## Pages (server time in process, median of runs)", "", "| page | p50 ms | p95 ms | queries |",
-              "| --- | --- | --- | --- |"]
+        L += [
+            "",
+            "## Pages (server time in process, median of runs)",
+            "",
+            "| page | p50 ms | p95 ms | queries |",
+            "| --- | --- | --- | --- |",
+        ]
         for k, v in res["pages"].items():
             L.append(f"| {k} (`{v['path']}`) | {v['p50_ms']} | {v['p95_ms']} | {', '.join(map(str, v['queries']))} |")
     if "register" in res:
         g = res["register"]
-        L += ["", "## Registration through the API", "",
-              f"{g['versions']} versions, one client: {g['versions_per_second']} versions/s, p50 {g['p50_ms']} ms, "
-              f"p99 {g['p99_ms']} ms (each: source check and run read in MLflow, create_model_version, artifact "
-              f"inspection attempt, mirror row, audit event)."]
+        L += [
+            "",
+            "## Registration through the API",
+            "",
+            f"{g['versions']} versions, one client: {g['versions_per_second']} versions/s, p50 {g['p50_ms']} ms, "
+            f"p99 {g['p99_ms']} ms (each: source check and run read in MLflow, create_model_version, artifact "
+            f"inspection attempt, mirror row, audit event).",
+        ]
     if "approval" in res:
         a = res["approval"]
-        L += ["", "## Approval to worker pick-up", "",
-              f"{a['approvals']} approvals: p50 {a['pickup']['p50_ms']} ms, p95 {a['pickup']['p95_ms']} ms, "
-              f"p99 {a['pickup']['p99_ms']} ms, max {a['pickup']['max_ms']} ms. {a['note']}"]
+        L += [
+            "",
+            "## Approval to worker pick-up",
+            "",
+            f"{a['approvals']} approvals: p50 {a['pickup']['p50_ms']} ms, p95 {a['pickup']['p95_ms']} ms, "
+            f"p99 {a['pickup']['p99_ms']} ms, max {a['pickup']['max_ms']} ms. {a['note']}",
+        ]
     if "live" in res:
         lv = res["live"]
-        L += ["", "## Approval to live (local backend)", "",
-              f"{lv['rollouts']} rollouts: approval -> live excluding the model's load p50 "
-              f"{lv['approval_to_live_excluding_load']['p50_ms']} ms, max {lv['approval_to_live_excluding_load']['max_ms']} ms; "
-              f"with it p50 {lv['approval_to_live']['p50_ms']} ms; the wait step (load) p50 "
-              f"{lv['wait_step (model load)']['p50_ms']} ms. {lv['note']}", "",
-              "| # | version | pick-up ms | steps (s) | total s | excluding load s |", "| --- | --- | --- | --- | --- | --- |"]
+        L += [
+            "",
+            "## Approval to live (local backend)",
+            "",
+            f"{lv['rollouts']} rollouts: approval -> live excluding the model's load p50 "
+            f"{lv['approval_to_live_excluding_load']['p50_ms']} ms, "
+            f"max {lv['approval_to_live_excluding_load']['max_ms']} ms; "
+            f"with it p50 {lv['approval_to_live']['p50_ms']} ms; the wait step (load) p50 "
+            f"{lv['wait_step (model load)']['p50_ms']} ms. {lv['note']}",
+            "",
+            "| # | version | pick-up ms | steps (s) | total s | excluding load s |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for i, x in enumerate(lv["runs"]):
-            L.append(f"| {i} | {x['version']} | {x['pickup_ms']} | "
-                     f"{', '.join(f'{k} {v}' for k, v in x['steps_s'].items())} | {x['approval_to_live_s']} | "
-                     f"{x['approval_to_live_excluding_load_s']} |")
+            L.append(
+                f"| {i} | {x['version']} | {x['pickup_ms']} | "
+                f"{', '.join(f'{k} {v}' for k, v in x['steps_s'].items())} | {x['approval_to_live_s']} | "
+                f"{x['approval_to_live_excluding_load_s']} |"
+            )
     if "metrics" in res:
         mt = res["metrics"]
-        L += ["", "## Metrics collection", "",
-              f"{mt['endpoints']} endpoints, {mt['cycles']} cycles: CPU per scrape-and-store cycle p50 "
-              f"{mt['cpu_ms_per_cycle']['p50_ms']} ms (p95 {mt['cpu_ms_per_cycle']['p95_ms']}), wall p50 "
-              f"{mt['wall_ms_per_cycle']['p50_ms']} ms, {mt['queries_per_cycle']} queries per cycle. {mt['note']}"]
+        L += [
+            "",
+            "## Metrics collection",
+            "",
+            f"{mt['endpoints']} endpoints, {mt['cycles']} cycles: CPU per scrape-and-store cycle p50 "
+            f"{mt['cpu_ms_per_cycle']['p50_ms']} ms (p95 {mt['cpu_ms_per_cycle']['p95_ms']}), wall p50 "
+            f"{mt['wall_ms_per_cycle']['p50_ms']} ms, {mt['queries_per_cycle']} queries per cycle. {mt['note']}",
+        ]
     if "memory" in res:
         L += ["", "## Peak memory (VmHWM, MB)", ""]
         for k, v in res["memory"].items():
@@ -745,9 +950,15 @@ def main(argv=None):
     (BENCH / "var").mkdir(exist_ok=True)
     RESULTS.mkdir(exist_ok=True)
     began = time.perf_counter()
-    res = {"started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "label": args.label,
-           "scale": {"name": args.scale, **scale, "versions_total": scale["models"] * scale["versions"]},
-           "machine": machine(), "targets_defined": TARGETS, "errors": {}, "notes": []}
+    res = {
+        "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "label": args.label,
+        "scale": {"name": args.scale, **scale, "versions_total": scale["models"] * scale["versions"]},
+        "machine": machine(),
+        "targets_defined": TARGETS,
+        "errors": {},
+        "notes": [],
+    }
     if not args.reuse_data:
         res["generate"] = bench_generate(scale)
     import redis
@@ -774,25 +985,66 @@ def main(argv=None):
         res["mirror"] = bench_mirror(scale)
     procs = {}
     try:
-        procs["web (gunicorn -w 2)"] = start([str(VENV_BIN / "gunicorn"), "console.wsgi", "-w", "2", "-b",
-                                              f"127.0.0.1:{MG_PORT}", "--access-logfile", "-"
-                                              if False else "/dev/null"], "gunicorn")
+        procs["web (gunicorn -w 2)"] = start(
+            [
+                str(VENV_BIN / "gunicorn"),
+                "console.wsgi",
+                "-w",
+                "2",
+                "-b",
+                f"127.0.0.1:{MG_PORT}",
+                "--access-logfile",
+                "-" if False else "/dev/null",
+            ],
+            "gunicorn",
+        )
         procs["mlflow server --workers 2"] = start(
-            [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", MLFLOW_URI, "--host", "127.0.0.1",
-             "--port", str(MLFLOW_PORT), "--workers", "2", "--default-artifact-root", "file:///tmp/bench-artifacts"],
-            "mlflow")
+            [
+                str(VENV_BIN / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                MLFLOW_URI,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(MLFLOW_PORT),
+                "--workers",
+                "2",
+                "--default-artifact-root",
+                "file:///tmp/bench-artifacts",
+            ],
+            "mlflow",
+        )
         procs["worker (celery, concurrency 1)"] = start(
-            [str(VENV_BIN / "celery"), "-A", "bench.probe", "worker", "-Q", "bench,bench-deploy", "-c", "1",
-             "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"], "worker")
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "bench.probe",
+                "worker",
+                "-Q",
+                "bench,bench-deploy",
+                "-c",
+                "1",
+                "-l",
+                "warning",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            "worker",
+        )
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _interrupted)
         wait_http(f"http://127.0.0.1:{MG_PORT}/healthz", procs["web (gunicorn -w 2)"])
         wait_http(f"http://127.0.0.1:{MLFLOW_PORT}/health", procs["mlflow server --workers 2"])
-        steps = [("search", lambda: bench_search(scale, ctx)), ("pages", lambda: bench_pages(scale, ctx)),
-                 ("register", lambda: bench_register(scale, ctx)),
-                 ("approval", lambda: bench_approval(scale, ctx)),
-                 ("metrics", lambda: bench_metrics(scale, ctx)),
-                 ("live", lambda: bench_live(scale, ctx))]  # last: its deployment stays serving
+        steps = [
+            ("search", lambda: bench_search(scale, ctx)),
+            ("pages", lambda: bench_pages(scale, ctx)),
+            ("register", lambda: bench_register(scale, ctx)),
+            ("approval", lambda: bench_approval(scale, ctx)),
+            ("metrics", lambda: bench_metrics(scale, ctx)),
+            ("live", lambda: bench_live(scale, ctx)),
+        ]  # last: its deployment stays serving
         for name, fn in steps:
             if name not in only:
                 continue
@@ -807,7 +1059,8 @@ def main(argv=None):
 
         res["memory"] = {name: tree_hwm_mb(p.pid) for name, p in procs.items()}
         res["memory"]["bench process (in-process pages, metrics)"] = round(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        )
     finally:
         for p in procs.values():
             stop(p)
@@ -817,7 +1070,8 @@ def main(argv=None):
             "Queueing bound for the c=32 p99 target: gunicorn -w 2 runs 2 requests at a time, so at "
             "concurrency 32 a request waits behind about 15 others; p99 under 50 ms needs a service time "
             "near 3 ms per request, the order of the psycopg2 floor above, on 2 cores shared with "
-            "PostgreSQL and the load client.")
+            "PostgreSQL and the load client."
+        )
     res["targets"] = targets_met(res)
     res["seconds"] = round(time.perf_counter() - began, 1)
     res["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -69,11 +69,10 @@ def exception_handler(exc, context):
         # DRF has set Retry-After already; say the same in words for a CI log.
         wait = max(1, math.ceil(exc.wait or 1))
         reason = getattr(exc, "reason", None) or (
-            "Too many requests for this token (at most "
-            f"{settings.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['token']}).")
+            f"Too many requests for this token (at most {settings.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['token']})."
+        )
         response["Retry-After"] = str(wait)
-        response.data = {"error": "throttled", "detail": f"{reason} Retry in {wait} seconds.",
-                         "retry_after": wait}
+        response.data = {"error": "throttled", "detail": f"{reason} Retry in {wait} seconds.", "retry_after": wait}
     elif isinstance(exc, exceptions.ValidationError):
         pairs = list(_flatten(response.data))
         fields: dict[str, list[str]] = {}

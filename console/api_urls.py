@@ -24,12 +24,19 @@ urlpatterns = [
     path("promotions/<int:pk>/cancel/", promotions.CancelView.as_view(), name="promotion-cancel"),
     path("promotions/<int:pk>/comments/", promotions.CommentView.as_view(), name="promotion-comments"),
     path("environments/", promotions.EnvironmentListView.as_view(), name="environment-list"),
-    path("environments/<str:name>/policy-changes/", promotions.PolicyChangeListView.as_view(),
-         name="policy-change-list"),
-    path("environments/<str:name>/policy-changes/<int:pk>/confirm/", promotions.PolicyChangeConfirmView.as_view(),
-         name="policy-change-confirm"),
-    path("environments/<str:name>/policy-changes/<int:pk>/withdraw/", promotions.PolicyChangeWithdrawView.as_view(),
-         name="policy-change-withdraw"),
+    path(
+        "environments/<str:name>/policy-changes/", promotions.PolicyChangeListView.as_view(), name="policy-change-list"
+    ),
+    path(
+        "environments/<str:name>/policy-changes/<int:pk>/confirm/",
+        promotions.PolicyChangeConfirmView.as_view(),
+        name="policy-change-confirm",
+    ),
+    path(
+        "environments/<str:name>/policy-changes/<int:pk>/withdraw/",
+        promotions.PolicyChangeWithdrawView.as_view(),
+        name="policy-change-withdraw",
+    ),
     path("environments/<str:name>/history/", promotions.EnvironmentHistoryView.as_view(), name="environment-history"),
     path("deployments/", deployer.DeploymentListView.as_view(), name="deployment-list"),
     path("deployments/<int:pk>/", deployer.DeploymentDetailView.as_view(), name="deployment-detail"),
@@ -46,6 +53,9 @@ urlpatterns = [
     path("models/<str:name>/versions/", registry.VersionListView.as_view(), name="version-list"),
     path("models/<str:name>/versions/<int:version>/", registry.VersionDetailView.as_view(), name="version-detail"),
     path("models/<str:name>/versions/<int:version>/run/", registry.VersionRunView.as_view(), name="version-run"),
-    path("models/<str:name>/versions/<int:version>/convert/", registry.VersionConvertView.as_view(),
-         name="version-convert"),
+    path(
+        "models/<str:name>/versions/<int:version>/convert/",
+        registry.VersionConvertView.as_view(),
+        name="version-convert",
+    ),
 ]

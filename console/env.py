@@ -62,8 +62,18 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-_RATE_PERIODS = {"second": "s", "sec": "s", "s": "s", "minute": "m", "min": "m", "m": "m",
-                 "hour": "h", "h": "h", "day": "d", "d": "d"}
+_RATE_PERIODS = {
+    "second": "s",
+    "sec": "s",
+    "s": "s",
+    "minute": "m",
+    "min": "m",
+    "m": "m",
+    "hour": "h",
+    "h": "h",
+    "day": "d",
+    "d": "d",
+}
 
 
 def env_rate(name: str, default: str) -> str:
@@ -72,6 +82,7 @@ def env_rate(name: str, default: str) -> str:
     value = (_raw(name) or "").strip() or default
     count, _, period = value.partition("/")
     if not count.strip().isdigit() or int(count) < 1 or period.strip().lower() not in _RATE_PERIODS:
-        raise ImproperlyConfigured(f"{name}={value!r} is not a rate; write it like 600/minute "
-                                   "(per second, minute, hour or day).")
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a rate; write it like 600/minute (per second, minute, hour or day)."
+        )
     return f"{int(count)}/{period.strip().lower()}"

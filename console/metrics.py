@@ -24,9 +24,12 @@ from django.utils.module_loading import import_string
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-REQUEST_SECONDS = Histogram("modelgate_http_request_duration_seconds", "Console and API requests.",
-                            ["method", "view", "status"],
-                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+REQUEST_SECONDS = Histogram(
+    "modelgate_http_request_duration_seconds",
+    "Console and API requests.",
+    ["method", "view", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 
 class RequestMetricsMiddleware:
@@ -38,8 +41,7 @@ class RequestMetricsMiddleware:
         response = self.get_response(request)
         match = getattr(request, "resolver_match", None)
         view = match.view_name if match and match.view_name else "unmatched"
-        REQUEST_SECONDS.labels(request.method, view, str(response.status_code)).observe(
-            time.perf_counter() - started)
+        REQUEST_SECONDS.labels(request.method, view, str(response.status_code)).observe(time.perf_counter() - started)
         return response
 
 
@@ -65,8 +67,9 @@ class _QueueCollector:
     """Messages waiting on each Celery queue, read from the broker at scrape time."""
 
     def collect(self):
-        queue = GaugeMetricFamily("modelgate_celery_queue_length", "Messages waiting on a Celery queue.",
-                                  labels=["queue"])
+        queue = GaugeMetricFamily(
+            "modelgate_celery_queue_length", "Messages waiting on a Celery queue.", labels=["queue"]
+        )
         try:
             for name, length in queue_lengths().items():
                 queue.add_metric([name], length)
@@ -120,13 +123,17 @@ def metrics_view(request):
         user = _user(request)
     except _Throttled as refusal:
         wait = max(1, math.ceil(refusal.wait or 1))
-        response = HttpResponse(f"Too many failed token logins from this address. Retry in {wait} seconds.\n",
-                                status=429, content_type="text/plain")
+        response = HttpResponse(
+            f"Too many failed token logins from this address. Retry in {wait} seconds.\n",
+            status=429,
+            content_type="text/plain",
+        )
         response["Retry-After"] = str(wait)
         return response
     if user is None:
-        response = HttpResponse("Authenticate with 'Authorization: Bearer <API token>'.\n", status=401,
-                                content_type="text/plain")
+        response = HttpResponse(
+            "Authenticate with 'Authorization: Bearer <API token>'.\n", status=401, content_type="text/plain"
+        )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     if not user.has_perm("deployer.view_deployment"):

@@ -67,8 +67,7 @@ def mark_down(dependency: str, exc: BaseException | str) -> None:
         if dependency in _down:
             return
         _down[dependency] = (time.monotonic(), exc if isinstance(exc, str) else _summary(exc))
-    log.warning("%s is unreachable (%s); answering 503 until it is back.", NAMES[dependency],
-                _down[dependency][1])
+    log.warning("%s is unreachable (%s); answering 503 until it is back.", NAMES[dependency], _down[dependency][1])
 
 
 def mark_up(dependency: str) -> None:
@@ -132,6 +131,7 @@ def handle(request, exc) -> HttpResponse | None:
 
 
 # --- wiring -------------------------------------------------------------------
+
 
 class OutageMiddleware:
     """Outermost middleware: health endpoints first, then outages below become 503s."""

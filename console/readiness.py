@@ -6,8 +6,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from django.conf import settings
-from django.utils.module_loading import import_string
 from django.http import JsonResponse
+from django.utils.module_loading import import_string
 
 from console import outages
 
@@ -74,8 +74,9 @@ def readiness() -> dict:
 def readiness_response() -> JsonResponse:
     report = readiness()
     ready = all(c["ok"] for c in report.values())
-    response = JsonResponse({"status": "ready" if ready else "unavailable", "checks": report},
-                            status=200 if ready else 503)
+    response = JsonResponse(
+        {"status": "ready" if ready else "unavailable", "checks": report}, status=200 if ready else 503
+    )
     response["Cache-Control"] = "no-store"
     if not ready:
         response["Retry-After"] = str(max(outages.RETRY_AFTER[n] for n, c in report.items() if not c["ok"]))

@@ -36,7 +36,8 @@ def add_error_responses(result, generator, request, public):
                 continue
             for status, description in ERROR_STATUSES.items():
                 operation["responses"].setdefault(
-                    status, {"description": description, "content": {"application/json": {"schema": ref}}})
+                    status, {"description": description, "content": {"application/json": {"schema": ref}}}
+                )
     return result
 
 
@@ -47,8 +48,11 @@ def paged(serializer_class):
     from rest_framework import serializers
 
     name = serializer_class.__name__.removesuffix("Serializer")
-    return inline_serializer(name=f"Paged{name}List", fields={
-        "next": serializers.CharField(allow_null=True, help_text="URL of the next page, or null."),
-        "previous": serializers.CharField(allow_null=True, help_text="URL of the previous page, or null."),
-        "results": serializer_class(many=True),
-    })
+    return inline_serializer(
+        name=f"Paged{name}List",
+        fields={
+            "next": serializers.CharField(allow_null=True, help_text="URL of the next page, or null."),
+            "previous": serializers.CharField(allow_null=True, help_text="URL of the previous page, or null."),
+            "results": serializer_class(many=True),
+        },
+    )

@@ -48,9 +48,7 @@ def _embedded_secret_key(path: Path) -> str:
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured(
-            "SECRET_KEY is required when DEBUG is off. Set SECRET_KEY or SECRET_KEY_FILE."
-        )
+        raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off. Set SECRET_KEY or SECRET_KEY_FILE.")
     SECRET_KEY = _embedded_secret_key(VAR_DIR / "secret_key")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
@@ -151,14 +149,19 @@ elif DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
     # A database that refuses or stays silent fails a request within seconds, not minutes:
     # connecting gives up after DATABASE_CONNECT_TIMEOUT, a statement after
     # DATABASE_STATEMENT_TIMEOUT (the server cancels it), and the web answers 503.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({
-        "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 3, minimum=1),
-        "options": f"-c statement_timeout={env_int('DATABASE_STATEMENT_TIMEOUT', 30, minimum=1) * 1000}",
-        # A peer that vanished (no FIN, no ACK) is noticed within about 10 s: by TCP keepalives
-        # while idle, and by tcp_user_timeout while a query waits to be acknowledged.
-        "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
-        "tcp_user_timeout": 10000,
-    })
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 3, minimum=1),
+            "options": f"-c statement_timeout={env_int('DATABASE_STATEMENT_TIMEOUT', 30, minimum=1) * 1000}",
+            # A peer that vanished (no FIN, no ACK) is noticed within about 10 s: by TCP keepalives
+            # while idle, and by tcp_user_timeout while a query waits to be acknowledged.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 10000,
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # `make run` serves with gunicorn: WEB_WORKERS processes x WEB_THREADS threads. Each thread
 # keeps at most one database connection (CONN_MAX_AGE), so their product bounds the console's
@@ -177,8 +180,7 @@ if CACHE_URL:
         raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r} must be a redis://, rediss:// or unix:// URL.")
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
-                          "LOCATION": "modelgate_cache"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "modelgate_cache"}}
 
 # --- Auth -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -350,8 +352,10 @@ CELERY_BEAT_SCHEDULE = {
 # webhooks or e-mail on the default one (and workers can be scaled per queue).
 DEPLOY_QUEUE = env_str("DEPLOY_QUEUE", "deploy")
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_DEFAULT_QUEUE", "celery")
-CELERY_TASK_ROUTES = {"deployer.deploy_promotion": {"queue": DEPLOY_QUEUE},
-                      "deployer.run_rollout": {"queue": DEPLOY_QUEUE}}
+CELERY_TASK_ROUTES = {
+    "deployer.deploy_promotion": {"queue": DEPLOY_QUEUE},
+    "deployer.run_rollout": {"queue": DEPLOY_QUEUE},
+}
 
 # --- Deployer -------------------------------------------------------------
 # The local backend's model servers and exported SavedModels.
@@ -395,7 +399,9 @@ REST_FRAMEWORK = {
 # CSP needs no 'unsafe-inline'.
 SPECTACULAR_SETTINGS = {
     "TITLE": "Modelgate API",
-    "DESCRIPTION": "Registry, promotion and deployment of ML models. Authenticate with `Authorization: Bearer <token>`.",
+    "DESCRIPTION": (
+        "Registry, promotion and deployment of ML models. Authenticate with `Authorization: Bearer <token>`."
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -429,5 +435,4 @@ LOGGING = {
 # rest follow in the next runs, so a first sync of a large registry stays short.
 REGISTRY_SYNC_INSPECT_LIMIT = env_int("REGISTRY_SYNC_INSPECT_LIMIT", 200, minimum=1)
 # Offer converting a version's Keras 3 .keras archive to a SavedModel (the worker needs TensorFlow).
-MODELGATE_KERAS_CONVERSION = env_bool("MODELGATE_KERAS_CONVERSION",
-                                      importlib.util.find_spec("tensorflow") is not None)
+MODELGATE_KERAS_CONVERSION = env_bool("MODELGATE_KERAS_CONVERSION", importlib.util.find_spec("tensorflow") is not None)

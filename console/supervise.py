@@ -60,13 +60,17 @@ class Pair:
     def check(self) -> bool:
         """One look: if either process ended, stop the other and start both again.
         Returns True if it restarted them."""
-        ended = [(name, p) for name, p in (("worker", self.worker), ("beat", self.beat))
-                 if p is not None and p.poll() is not None]
+        ended = [
+            (name, p)
+            for name, p in (("worker", self.worker), ("beat", self.beat))
+            if p is not None and p.poll() is not None
+        ]
         if not ended or self._stopping.is_set():
             return False
         for name, p in ended:
-            log.warning("Celery %s (pid %s) exited with %s; restarting the worker and beat together.",
-                        name, p.pid, p.returncode)
+            log.warning(
+                "Celery %s (pid %s) exited with %s; restarting the worker and beat together.", name, p.pid, p.returncode
+            )
         stop(self.beat)
         stop(self.worker)
         self.restarts += 1

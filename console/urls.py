@@ -87,7 +87,8 @@ def handler400(request, exception=None):
 def csrf_failure(request, reason=""):
     """Django's own CSRF page shows its internals; this one says what to do."""
     if _wants_json(request):
-        return JsonResponse({"error": "csrf_failed",
-                             "detail": "CSRF check failed. Send a bearer token, or reload the page and retry."},
-                            status=403)
+        return JsonResponse(
+            {"error": "csrf_failed", "detail": "CSRF check failed. Send a bearer token, or reload the page and retry."},
+            status=403,
+        )
     return render(request, "403_csrf.html", status=403)

@@ -16,11 +16,28 @@ class DeploymentTargetAdmin(admin.ModelAdmin):
     list_display = ("environment", "backend", "namespace", "pod_security_level", "image", "replicas", "kube_context")
     fieldsets = [
         (None, {"fields": ["environment", "backend"]}),
-        ("Kubernetes connection (credentials are read from the file at run time, never stored)",
-         {"fields": ["in_cluster", "kubeconfig_path", "kube_context", "namespace", "pod_security_level"]}),
+        (
+            "Kubernetes connection (credentials are read from the file at run time, never stored)",
+            {"fields": ["in_cluster", "kubeconfig_path", "kube_context", "namespace", "pod_security_level"]},
+        ),
         ("Clients", {"fields": ["external_base_url"]}),
-        ("Pods", {"fields": ["image", "fetcher_image", "replicas", "cpu_request", "cpu_limit", "memory_request",
-                             "memory_limit", "node_selector", "tolerations", "extra_labels"]}),
+        (
+            "Pods",
+            {
+                "fields": [
+                    "image",
+                    "fetcher_image",
+                    "replicas",
+                    "cpu_request",
+                    "cpu_limit",
+                    "memory_request",
+                    "memory_limit",
+                    "node_selector",
+                    "tolerations",
+                    "extra_labels",
+                ]
+            },
+        ),
         ("Autoscaling", {"fields": ["autoscale_min", "autoscale_max", "autoscale_cpu_percent"]}),
         ("Timing", {"fields": ["startup_seconds", "progress_deadline_seconds", "rollout_timeout_seconds"]}),
         ("Guard after a rollout (empty: off)", {"fields": ["guard_error_rate", "guard_p95_ms", "guard_minutes"]}),
@@ -29,8 +46,12 @@ class DeploymentTargetAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         with transaction.atomic():
             super().save_model(request, obj, form, change)
-            audit_record(actor=request.user, verb="target.saved", obj=obj,
-                         after={k: _plain(form.cleaned_data[k]) for k in form.changed_data})
+            audit_record(
+                actor=request.user,
+                verb="target.saved",
+                obj=obj,
+                after={k: _plain(form.cleaned_data[k]) for k in form.changed_data},
+            )
 
 
 @admin.register(Deployment)

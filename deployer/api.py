@@ -59,8 +59,11 @@ def _rollout_response(rollout_id: int) -> Response:
 
 
 def _request_response(request_id: int) -> Response:
-    req = (PromotionRequest.objects.select_related("model", "version", "environment", "requested_by")
-           .prefetch_related("reviews__reviewer", "comments__author").get(pk=request_id))
+    req = (
+        PromotionRequest.objects.select_related("model", "version", "environment", "requested_by")
+        .prefetch_related("reviews__reviewer", "comments__author")
+        .get(pk=request_id)
+    )
     return Response(PromotionDetailSerializer(req).data, status=status.HTTP_201_CREATED)
 
 
@@ -75,8 +78,11 @@ class DeploymentListView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": VIEW}
 
-    @extend_schema(parameters=[DeploymentFilterSerializer],
-                   operation_id="deployments_list", responses=paged(DeploymentListSerializer))
+    @extend_schema(
+        parameters=[DeploymentFilterSerializer],
+        operation_id="deployments_list",
+        responses=paged(DeploymentListSerializer),
+    )
     def get(self, request):
         paginator = OldestFirst()
         filters = _valid(DeploymentFilterSerializer, request.query_params)
@@ -126,8 +132,7 @@ class RedeployView(APIView):
     @extend_schema(request=RedeploySerializer, responses={202: RolloutDetailSerializer, 201: PromotionDetailSerializer})
     def post(self, request, pk):
         data = _valid(RedeploySerializer, request.data)
-        return _outcome_response(services.rollout_redeploy(actor=request.user, deployment_id=pk,
-                                                           reason=data["reason"]))
+        return _outcome_response(services.rollout_redeploy(actor=request.user, deployment_id=pk, reason=data["reason"]))
 
 
 class UndeployView(APIView):
@@ -140,8 +145,7 @@ class UndeployView(APIView):
     @extend_schema(request=UndeploySerializer, responses={202: RolloutDetailSerializer, 201: PromotionDetailSerializer})
     def post(self, request, pk):
         data = _valid(UndeploySerializer, request.data)
-        return _outcome_response(services.rollout_undeploy(actor=request.user, deployment_id=pk,
-                                                           reason=data["reason"]))
+        return _outcome_response(services.rollout_undeploy(actor=request.user, deployment_id=pk, reason=data["reason"]))
 
 
 class StopView(APIView):
@@ -168,6 +172,7 @@ class RollbackView(APIView):
     @extend_schema(request=RollbackSerializer, responses={201: PromotionDetailSerializer})
     def post(self, request, pk):
         data = _valid(RollbackSerializer, request.data)
-        req = services.rollback_request(actor=request.user, deployment_id=pk, revision=data["revision"],
-                                        justification=data["justification"])
+        req = services.rollback_request(
+            actor=request.user, deployment_id=pk, revision=data["revision"], justification=data["justification"]
+        )
         return _request_response(req.pk)

@@ -18,8 +18,14 @@ def _deployment_fields(obj: dict, *, with_replicas: bool) -> dict:
         "image": container.get("image"),
         "args": container.get("args"),
         "model version": ((template.get("metadata") or {}).get("labels") or {}).get("modelgate.io/version"),
-        "config volume": next((v.get("configMap", {}).get("name") for v in (template.get("spec") or {}).get(
-            "volumes") or [] if v.get("name") == "config"), None),
+        "config volume": next(
+            (
+                v.get("configMap", {}).get("name")
+                for v in (template.get("spec") or {}).get("volumes") or []
+                if v.get("name") == "config"
+            ),
+            None,
+        ),
     }
     if with_replicas:
         fields["replicas"] = (obj.get("spec") or {}).get("replicas")
@@ -38,8 +44,11 @@ def _fields(obj: dict, *, with_replicas: bool) -> dict:
     if kind == "HorizontalPodAutoscaler":
         return {"minReplicas": spec.get("minReplicas"), "maxReplicas": spec.get("maxReplicas")}
     if kind == "LocalModelServer":
-        return {"models.config": spec.get("modelsConfig"), "port": spec.get("port"),
-                "running": (obj.get("status") or {}).get("running", True)}
+        return {
+            "models.config": spec.get("modelsConfig"),
+            "port": spec.get("port"),
+            "running": (obj.get("status") or {}).get("running", True),
+        }
     return {}
 
 

@@ -11,8 +11,11 @@ log = logging.getLogger(__name__)
 
 
 def drift_check(deployment_id: int) -> Deployment | None:
-    deployment = (Deployment.objects.select_related("target__environment", "model", "live_rollout")
-                  .filter(pk=deployment_id, state=Deployment.SERVING).first())
+    deployment = (
+        Deployment.objects.select_related("target__environment", "model", "live_rollout")
+        .filter(pk=deployment_id, state=Deployment.SERVING)
+        .first()
+    )
     if deployment is None or deployment.live_rollout is None:
         return None
     if deployment.rollouts.filter(state__in=Rollout.ACTIVE).exists():

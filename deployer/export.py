@@ -49,10 +49,14 @@ def export_version(version: ModelVersion, base: Path) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{version.version}-{os.getpid()}-", dir=target.parent))
     try:
         try:
-            downloaded = Path(gateway.download_model_version(version.model.name, version.version,
-                                                             version.savedmodel_path, str(scratch / "download")))
-            safe_subpath(scratch / "download", str(downloaded.relative_to(scratch / "download")),
-                         field="savedmodel_path")
+            downloaded = Path(
+                gateway.download_model_version(
+                    version.model.name, version.version, version.savedmodel_path, str(scratch / "download")
+                )
+            )
+            safe_subpath(
+                scratch / "download", str(downloaded.relative_to(scratch / "download")), field="savedmodel_path"
+            )
         except (ArtifactPathError, ValueError) as exc:
             raise ExportError(f"{version}: {exc}") from None
         if not (downloaded / "saved_model.pb").is_file():
@@ -85,7 +89,7 @@ def scratch_clean(root: Path) -> list[Path]:
     removed = []
     now = time.time()
     for scratch in Path(root).glob(f"*/models/*/{SCRATCH_PREFIX}*"):
-        parts = scratch.name[len(SCRATCH_PREFIX):].split("-")
+        parts = scratch.name[len(SCRATCH_PREFIX) :].split("-")
         pid = int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
         try:
             stale = (pid is not None and not _alive(pid)) or now - scratch.stat().st_mtime > STALE_SCRATCH_SECONDS

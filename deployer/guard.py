@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 MIN_REQUESTS = 20
 
 
-def evaluate(points: list[dict], *, error_rate: float | None, p95_ms: float | None,
-             min_requests: int = MIN_REQUESTS) -> str | None:
+def evaluate(
+    points: list[dict], *, error_rate: float | None, p95_ms: float | None, min_requests: int = MIN_REQUESTS
+) -> str | None:
     """The breach as a sentence, or None. points: [{"requests", "errors", "latency_buckets"}]."""
     from deployer.metrics.arithmetic import add_buckets, quantile
 
@@ -28,8 +29,10 @@ def evaluate(points: list[dict], *, error_rate: float | None, p95_ms: float | No
         return None
     errors = sum(p["errors"] for p in points)
     if error_rate is not None and errors / requests > error_rate:
-        return (f"error rate {errors / requests:.1%} ({errors} of {requests} requests) is above the "
-                f"guard's {error_rate:.1%}.")
+        return (
+            f"error rate {errors / requests:.1%} ({errors} of {requests} requests) is above the "
+            f"guard's {error_rate:.1%}."
+        )
     if p95_ms is not None:
         observed = quantile(0.95, add_buckets(*(p["latency_buckets"] or {} for p in points)))
         if observed is not None and observed > p95_ms:
@@ -40,10 +43,15 @@ def evaluate(points: list[dict], *, error_rate: float | None, p95_ms: float | No
 def guard_check(rollout: Rollout, now=None) -> str:
     now = now or timezone.now()
     target = rollout.deployment.target
-    points = list(MetricPoint.objects.filter(
-        # From the interval in which it went live: its scrape already counts the new version.
-        deployment_id=rollout.deployment_id, resolution=10, at__gte=align(rollout.finished_at, 10),
-        version=rollout.version.version).values("requests", "errors", "latency_buckets"))
+    points = list(
+        MetricPoint.objects.filter(
+            # From the interval in which it went live: its scrape already counts the new version.
+            deployment_id=rollout.deployment_id,
+            resolution=10,
+            at__gte=align(rollout.finished_at, 10),
+            version=rollout.version.version,
+        ).values("requests", "errors", "latency_buckets")
+    )
     reason = evaluate(points, error_rate=target.guard_error_rate, p95_ms=target.guard_p95_ms)
     if reason:
         minutes = max(1, round((now - rollout.finished_at).total_seconds() / 60))

@@ -5,8 +5,8 @@ import random
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from deployer.smoke import example_request
 
@@ -38,9 +38,11 @@ class LoadReport:
     def lines(self) -> list[str]:
         p = {q: self.percentile(q) for q in (0.5, 0.95, 0.99)}
         fmt = lambda v: "-" if v is None else f"{v:.1f} ms"  # noqa: E731
-        return [f"sent {self.sent} requests in {self.seconds:.1f} s: {self.rps:.1f} requests/s",
-                f"ok {self.ok}, errors {self.errors} ({(self.errors / self.sent * 100) if self.sent else 0:.1f} %)",
-                f"latency p50 {fmt(p[0.5])}, p95 {fmt(p[0.95])}, p99 {fmt(p[0.99])} (as seen by the client)"]
+        return [
+            f"sent {self.sent} requests in {self.seconds:.1f} s: {self.rps:.1f} requests/s",
+            f"ok {self.ok}, errors {self.errors} ({(self.errors / self.sent * 100) if self.sent else 0:.1f} %)",
+            f"latency p50 {fmt(p[0.5])}, p95 {fmt(p[0.95])}, p99 {fmt(p[0.99])} (as seen by the client)",
+        ]
 
 
 def request_body(signature: dict | None, rng: random.Random) -> dict:
@@ -57,8 +59,16 @@ def request_body(signature: dict | None, rng: random.Random) -> dict:
     return jitter(body)
 
 
-def run(send: Callable[[dict], int], *, signature: dict | None, rps: float, duration: float,
-        bad_fraction: float = 0.0, workers: int = 4, seed: int = 0) -> LoadReport:
+def run(
+    send: Callable[[dict], int],
+    *,
+    signature: dict | None,
+    rps: float,
+    duration: float,
+    bad_fraction: float = 0.0,
+    workers: int = 4,
+    seed: int = 0,
+) -> LoadReport:
     """Call send(body) -> HTTP status at ``rps`` for ``duration`` seconds. A share of
     ``bad_fraction`` requests is malformed on purpose (TF Serving answers 400)."""
     report = LoadReport()

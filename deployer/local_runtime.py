@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 
 def _serving():
-    return (Deployment.objects.filter(target__backend=DeploymentTarget.LOCAL, state=Deployment.SERVING)
-            .select_related("live_rollout", "model", "target__environment"))
+    return Deployment.objects.filter(target__backend=DeploymentTarget.LOCAL, state=Deployment.SERVING).select_related(
+        "live_rollout", "model", "target__environment"
+    )
 
 
 def _backend(deployment: Deployment) -> LocalBackend:

@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 
 # --- versions and their states ---
 
+
 @dataclass
 class VersionStatus:
     state: str = START
@@ -82,8 +83,11 @@ class VersionStatus:
     servable: Servable | None = None
 
     def as_json(self, version: int) -> dict:
-        return {"version": str(version), "state": self.state,
-                "status": {"error_code": self.error_code, "error_message": self.error_message}}
+        return {
+            "version": str(version),
+            "state": self.state,
+            "status": {"error_code": self.error_code, "error_message": self.error_message},
+        }
 
 
 @dataclass
@@ -97,8 +101,9 @@ class _Model:
 class ModelManager:
     """Which versions are aspired, loading and serving; every change wakes up waiters."""
 
-    def __init__(self, loader=load_savedmodel, on_load=None, *, max_num_load_retries: int = 0,
-                 load_retry_interval: float = 0.0):
+    def __init__(
+        self, loader=load_savedmodel, on_load=None, *, max_num_load_retries: int = 0, load_retry_interval: float = 0.0
+    ):
         self._loader = loader
         self._on_load = on_load  # (path, ok): the load_attempt_count metric
         # TF Serving retries a failed load (--max_num_load_retries, default 5, one minute apart);
@@ -123,8 +128,9 @@ class ModelManager:
             plan = [(name, self._plan(model, retry_ended)) for name, model in self._sync(configs).items()]
             plan = [(name, to_load) for name, to_load in plan if to_load or self._has_unaspired(name)]
         for name, to_load in plan:
-            threading.Thread(target=self._load_then_unload, args=(name, to_load),
-                             name=f"load-{name}", daemon=True).start()
+            threading.Thread(
+                target=self._load_then_unload, args=(name, to_load), name=f"load-{name}", daemon=True
+            ).start()
 
     def refresh(self) -> None:
         """Pick up version directories that appeared or disappeared (TF Serving polls too)."""
@@ -178,14 +184,18 @@ class ModelManager:
                     if self._on_load:
                         self._on_load(path, False)
                     log.warning("Loading servable %s version %s failed: %s", name, version, exc)
-                    outcome = VersionStatus(state=END, error_code=_error_code(exc),
-                                            error_message=_error_message(exc))
+                    outcome = VersionStatus(state=END, error_code=_error_code(exc), error_message=_error_message(exc))
             with self._lock:
                 if version not in model.aspired:
                     break  # no longer wanted: TF Serving cancels the retries too
             if attempt < self._retries:
-                log.info("Retrying load on servable version {name: %s version: %s} (retry %s of %s)",
-                         name, version, attempt + 1, self._retries)
+                log.info(
+                    "Retrying load on servable version {name: %s version: %s} (retry %s of %s)",
+                    name,
+                    version,
+                    attempt + 1,
+                    self._retries,
+                )
                 time.sleep(self._retry_interval)
         if outcome.state == AVAILABLE and self._on_load:
             self._on_load(path, True)
@@ -226,9 +236,11 @@ class ModelManager:
                     allowed = allow_unavailable and (existing is None or existing == version)
                     status = model.versions.get(version) if model else None
                     if not allowed and (status is None or status.state != AVAILABLE):
-                        raise ServingError("FAILED_PRECONDITION",
-                                           f"Request to assign label to version {version} of model "
-                                           f"{config.name}, which is not currently available for inference")
+                        raise ServingError(
+                            "FAILED_PRECONDITION",
+                            f"Request to assign label to version {version} of model "
+                            f"{config.name}, which is not currently available for inference",
+                        )
 
     def latest_states(self) -> dict[str, tuple[int | None, VersionStatus | None]]:
         """Each configured model's highest aspired version and its status (None before the
@@ -265,8 +277,7 @@ class ModelManager:
             model = self._models.get(name)
             if label is not None:
                 version = self._label_version(model, label)
-            available = {v: s.servable for v, s in (model.versions.items() if model else ())
-                         if s.state == AVAILABLE}
+            available = {v: s.servable for v, s in (model.versions.items() if model else ()) if s.state == AVAILABLE}
             if version is None and available:
                 version = max(available)
             if version in available:
@@ -291,10 +302,8 @@ class ModelManager:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     now = status.state if status else "absent"
-                    raise TimeoutError(f"{name} version {version} is {now}, not {sorted(states)}, "
-                                       f"after {timeout} s.")
+                    raise TimeoutError(f"{name} version {version} is {now}, not {sorted(states)}, after {timeout} s.")
                 self._changed.wait(remaining)
-
 
 
 # --- HTTP ---
@@ -303,14 +312,18 @@ class ModelManager:
 # verb is then compared exactly (http_rest_api_handler.cc), so ":PREDICT" is a malformed request.
 _API_PATH = re.compile(r"(?i)/v1/.*")
 _PREDICT_PATH = re.compile(
-    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.IGNORECASE)
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.IGNORECASE
+)
 _STATUS_PATH = re.compile(
-    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I)
-_CORS_HEADERS = (("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
-                 ("Access-Control-Allow-Headers", "Content-Type"))
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I
+)
+_CORS_HEADERS = (
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Methods", "POST, GET"),
+    ("Access-Control-Allow-Headers", "Content-Type"),
+)
 # libevent's evhttp_send_error() page, which TF Serving answers for a path it does not serve.
-_NOT_FOUND_PAGE = (b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n"
-                   b"</BODY></HTML>\n")
+_NOT_FOUND_PAGE = b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>\n"
 
 
 @dataclass
@@ -339,8 +352,9 @@ class _Request:
         if match.group(2):
             self.version = int(match.group(2))
             if self.version >= 2**63:  # absl::SimpleAtoi into an int64
-                self.parse_error = ServingError("INVALID_ARGUMENT",
-                                                f"Failed to convert version: {match.group(2)} to numeric.")
+                self.parse_error = ServingError(
+                    "INVALID_ARGUMENT", f"Failed to convert version: {match.group(2)} to numeric."
+                )
         if match.group(3):
             self.label = unquote(match.group(3))
         if method == "POST":
@@ -353,8 +367,7 @@ class _App:
     """Routes a request as TF Serving's http_server.cc and http_rest_api_handler.cc do, and
     records the metrics where they record them."""
 
-    def __init__(self, manager: ModelManager, metrics: ServingMetrics, metrics_path: str | None,
-                 cors: bool = False):
+    def __init__(self, manager: ModelManager, metrics: ServingMetrics, metrics_path: str | None, cors: bool = False):
         self.manager = manager
         self.metrics = metrics
         self.metrics_path = metrics_path
@@ -365,8 +378,11 @@ class _App:
         if self.metrics_path and path == self.metrics_path:
             # Registered by path for every method; the handler compares the path with its query.
             if path_and_query != self.metrics_path:
-                return Reply(400, f"Unexpected path: {path_and_query}. Should be {self.metrics_path}".encode(),
-                             [("Content-Type", "text/plain")])
+                return Reply(
+                    400,
+                    f"Unexpected path: {path_and_query}. Should be {self.metrics_path}".encode(),
+                    [("Content-Type", "text/plain")],
+                )
             return Reply(200, self.metrics.exposition().encode(), [("Content-Type", "text/plain")])
         if not _API_PATH.fullmatch(path_and_query):
             return Reply(404, _NOT_FOUND_PAGE, [("Content-Type", "text/html; charset=ISO-8859-1")])
@@ -504,17 +520,30 @@ class LocalModelServer:
     does). In strict mode the REST API answers only once the initial load is over, as the real
     server starts its HTTP server after ServerCore::Create returns."""
 
-    def __init__(self, config_path, host: str = "127.0.0.1", port: int = 0, *,
-                 metrics_path: str | None = METRICS_PATH, poll_seconds: float = 1.0,
-                 config_poll_seconds: float = 0.0, loader=load_savedmodel, strict: bool = False,
-                 allow_version_labels_for_unavailable_models: bool = False,
-                 max_num_load_retries: int = 0, load_retry_interval: float = 0.0,
-                 enable_cors_support: bool = False):
+    def __init__(
+        self,
+        config_path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        metrics_path: str | None = METRICS_PATH,
+        poll_seconds: float = 1.0,
+        config_poll_seconds: float = 0.0,
+        loader=load_savedmodel,
+        strict: bool = False,
+        allow_version_labels_for_unavailable_models: bool = False,
+        max_num_load_retries: int = 0,
+        load_retry_interval: float = 0.0,
+        enable_cors_support: bool = False,
+    ):
         self._config_source = config_path
         self.metrics = ServingMetrics()
-        self.manager = ModelManager(loader, on_load=lambda path, ok: self.metrics.record_load(model_path=path, ok=ok),
-                                    max_num_load_retries=max_num_load_retries,
-                                    load_retry_interval=load_retry_interval)
+        self.manager = ModelManager(
+            loader,
+            on_load=lambda path, ok: self.metrics.record_load(model_path=path, ok=ok),
+            max_num_load_retries=max_num_load_retries,
+            load_retry_interval=load_retry_interval,
+        )
         self.strict = strict
         self.allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self._poll_seconds = poll_seconds
@@ -568,16 +597,17 @@ class LocalModelServer:
             states = self.manager.latest_states()
             if all(s is not None and s.state in (AVAILABLE, END) for _, s in states.values()):
                 break
-            if self._stopped.wait(0.1 if all(v is not None for v, _ in states.values())
-                                  else max(self._poll_seconds or 0, 0.1)):
+            if self._stopped.wait(
+                0.1 if all(v is not None for v, _ in states.values()) else max(self._poll_seconds or 0, 0.1)
+            ):
                 return
             self.manager.refresh()  # a model with no version yet waits for one, as TF Serving does
-        failed = [(name, version, status) for name, (version, status) in states.items()
-                  if status.state != AVAILABLE]
+        failed = [(name, version, status) for name, (version, status) in states.items() if status.state != AVAILABLE]
         if failed:
-            parts = "".join(f"{{{{name: {name} version: {version}}} due to error: "
-                            f"{status.error_code}: {status.error_message}}}, "
-                            for name, version, status in failed)
+            parts = "".join(
+                f"{{{{name: {name} version: {version}}} due to error: {status.error_code}: {status.error_message}}}, "
+                for name, version, status in failed
+            )
             raise StartupError(f"UNKNOWN: {len(failed)} servable(s) did not become available: {{{parts}}}")
 
     def _spawn(self, target, name: str) -> None:
@@ -624,8 +654,9 @@ class LocalModelServer:
         """Block until the version is AVAILABLE; a version that fails to load raises at once."""
         status = self.manager.wait_for(name, int(version), {AVAILABLE, END}, timeout)
         if status.state != AVAILABLE:
-            raise RuntimeError(f"{name} version {version} did not load: {status.error_code}: "
-                               f"{status.error_message or 'unloaded'}")
+            raise RuntimeError(
+                f"{name} version {version} did not load: {status.error_code}: {status.error_message or 'unloaded'}"
+            )
         return status.as_json(int(version))
 
     def wait_for_state(self, name: str, version: int, states, timeout: float = 60.0) -> dict:
@@ -649,12 +680,15 @@ class LocalModelServer:
 
 # --- command line, with tensorflow_model_server's flags ---
 
+
 def _model_source(args) -> str:
     if args.model_config_file:  # main.cc: "(If used, --model_name, --model_base_path are ignored.)"
         return args.model_config_file
     name = args.model_name or "default"
-    return (f"model_config_list {{ config {{ name: {json.dumps(name)} "
-            f"base_path: {json.dumps(args.model_base_path)} model_platform: \"tensorflow\" }} }}")
+    return (
+        f"model_config_list {{ config {{ name: {json.dumps(name)} "
+        f'base_path: {json.dumps(args.model_base_path)} model_platform: "tensorflow" }} }}'
+    )
 
 
 def _metrics_path(args) -> str | None:
@@ -666,31 +700,37 @@ def _metrics_path(args) -> str | None:
 
 def _fail_to_start(error: str) -> None:
     # main.cc:321-325: the status on stdout, exit status -1 (255).
-    print(f"Failed to start server. Error: {error}", flush=True)
+    print(f"Failed to start server. Error: {error}", flush=True)  # noqa: T201 - the real binary's own output
     sys.exit(255)
 
 
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = tfserving_flags.parse_or_exit(sys.argv[1:] if argv is None else list(argv),
-                                         program="python -m deployer.local_server")
+    args = tfserving_flags.parse_or_exit(
+        sys.argv[1:] if argv is None else list(argv), program="python -m deployer.local_server"
+    )
     if args.version:
-        print("TensorFlow ModelServer: development stand-in (deployer.local_server)", flush=True)
+        print("TensorFlow ModelServer: development stand-in (deployer.local_server)", flush=True)  # noqa: T201 - the real binary's own output
         return
     if not args.model_config_file and not args.model_base_path:
-        _fail_to_start("INVALID_ARGUMENT: Both server_options.model_base_path and "
-                       "server_options.model_config_file are empty!")
+        _fail_to_start(
+            "INVALID_ARGUMENT: Both server_options.model_base_path and server_options.model_config_file are empty!"
+        )
     log.info("gRPC is not served by the development model server; --port=%s is ignored.", args.port)
     retry_micros = args.load_retry_interval_micros
-    server = LocalModelServer(_model_source(args), host=args.rest_api_host, port=args.rest_api_port,
-                              metrics_path=_metrics_path(args),
-                              poll_seconds=args.file_system_poll_wait_seconds,
-                              config_poll_seconds=args.model_config_file_poll_wait_seconds,
-                              strict=args.strict,
-                              allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
-                              max_num_load_retries=args.max_num_load_retries,
-                              load_retry_interval=max(retry_micros, 0) / 1e6,
-                              enable_cors_support=args.rest_api_enable_cors_support)
+    server = LocalModelServer(
+        _model_source(args),
+        host=args.rest_api_host,
+        port=args.rest_api_port,
+        metrics_path=_metrics_path(args),
+        poll_seconds=args.file_system_poll_wait_seconds,
+        config_poll_seconds=args.model_config_file_poll_wait_seconds,
+        strict=args.strict,
+        allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
+        max_num_load_retries=args.max_num_load_retries,
+        load_retry_interval=max(retry_micros, 0) / 1e6,
+        enable_cors_support=args.rest_api_enable_cors_support,
+    )
     # Kubernetes and the tests stop the server with SIGTERM: exit through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -709,4 +749,3 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -32,7 +32,7 @@ MODEL_ROOT = "/models"
 CONFIG_DIR = "/config"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 MANAGER = "modelgate"
-TMP_DIR = "/tmp"
+TMP_DIR = "/tmp"  # noqa: S108 - an emptyDir mounted in the pod, not this machine's /tmp
 # An unprivileged uid and gid (not in the serving image's /etc/passwd, which TF Serving ignores);
 # fsGroup makes the emptyDir volumes writable for it.
 RUN_AS = 1000
@@ -92,7 +92,7 @@ def _dns_label(text: str, limit: int = 63) -> str:
     if cleaned == text and len(cleaned) <= limit:
         return cleaned
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-    return f"{cleaned[:limit - 9].rstrip('-')}-{digest}"
+    return f"{cleaned[: limit - 9].rstrip('-')}-{digest}"
 
 
 def _label_value(text: str) -> str:
@@ -116,12 +116,18 @@ def _check(target: Target, release: Release) -> None:
     if target.autoscaling and target.autoscaling.min_replicas > target.autoscaling.max_replicas:
         raise ManifestError("Autoscaling min_replicas is above max_replicas.")
     if target.pod_security_level not in POD_SECURITY_LEVELS:
-        raise ManifestError(f"Pod security level {target.pod_security_level!r} is none of "
-                            f"{', '.join(POD_SECURITY_LEVELS)}.")
+        raise ManifestError(
+            f"Pod security level {target.pod_security_level!r} is none of {', '.join(POD_SECURITY_LEVELS)}."
+        )
 
 
-def models_config(release: Release, *, model_root: str = MODEL_ROOT, also_serve: tuple[int, ...] = (),
-                  label_version: int | None = None) -> str:
+def models_config(
+    release: Release,
+    *,
+    model_root: str = MODEL_ROOT,
+    also_serve: tuple[int, ...] = (),
+    label_version: int | None = None,
+) -> str:
     """TF Serving's model config (protobuf text format): serve exactly this version, and
     label it with the environment so clients can call /labels/<environment>.
 
@@ -164,18 +170,27 @@ def _labels(target: Target, release: Release) -> dict:
 
 def _selector(release: Release) -> dict:
     # Only what never changes between versions: a Deployment's selector is immutable.
-    return {"app.kubernetes.io/instance": resource_name(release.model, release.environment),
-            "app.kubernetes.io/managed-by": MANAGER}
+    return {
+        "app.kubernetes.io/instance": resource_name(release.model, release.environment),
+        "app.kubernetes.io/managed-by": MANAGER,
+    }
 
 
 def _annotations(release: Release) -> dict:
-    return {"modelgate.io/model-name": release.model, "modelgate.io/rollout-id": str(release.rollout_id),
-            "modelgate.io/version": str(release.version)}
+    return {
+        "modelgate.io/model-name": release.model,
+        "modelgate.io/rollout-id": str(release.rollout_id),
+        "modelgate.io/version": str(release.version),
+    }
 
 
 def _meta(name: str, target: Target, release: Release) -> dict:
-    return {"name": name, "namespace": target.namespace, "labels": _labels(target, release),
-            "annotations": _annotations(release)}
+    return {
+        "name": name,
+        "namespace": target.namespace,
+        "labels": _labels(target, release),
+        "annotations": _annotations(release),
+    }
 
 
 def config_name(release: Release) -> str:
@@ -186,7 +201,8 @@ def config_name(release: Release) -> str:
 
 def config_map(target: Target, release: Release) -> dict:
     return {
-        "apiVersion": "v1", "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
         "metadata": _meta(config_name(release), target, release),
         "data": {"models.config": models_config(release), "monitoring.config": monitoring_config()},
     }
@@ -198,7 +214,7 @@ def available_check(release: Release) -> list[str]:
     script = (
         f"exec 3<>/dev/tcp/127.0.0.1/{REST_PORT} && "
         f"printf 'GET %s HTTP/1.0\\r\\n\\r\\n' {shlex.quote(path)} >&3 && "
-        "grep -q '\"state\": *\"AVAILABLE\"' <&3"
+        'grep -q \'"state": *"AVAILABLE"\' <&3'
     )
     return ["bash", "-c", script]
 
@@ -257,18 +273,20 @@ def fetch_command(release: Release) -> list[str]:
     final = f"{MODEL_ROOT}/{release.model}/{release.version}"
     staging = f"{MODEL_ROOT}/{release.model}/.incoming-{release.version}"
     q = shlex.quote
-    script = " && ".join([
-        "set -e",
-        f"if test -f {q(final + '/saved_model.pb')}; then exit 0; fi",
-        f"python -c {q(_DOWNLOAD)} {q(release.model)} {release.version} {q(release.savedmodel_path or '.')}"
-        " > /tmp/download.out",
-        "src=$(tail -n 1 /tmp/download.out)",
-        'test -f "$src/saved_model.pb"',
-        f"mkdir -p {q(f'{MODEL_ROOT}/{release.model}')}",
-        f"rm -rf {q(staging)}",
-        f'cp -r "$src" {q(staging)}',
-        f"mv {q(staging)} {q(final)}",
-    ])
+    script = " && ".join(
+        [
+            "set -e",
+            f"if test -f {q(final + '/saved_model.pb')}; then exit 0; fi",
+            f"python -c {q(_DOWNLOAD)} {q(release.model)} {release.version} {q(release.savedmodel_path or '.')}"
+            " > /tmp/download.out",
+            "src=$(tail -n 1 /tmp/download.out)",
+            'test -f "$src/saved_model.pb"',
+            f"mkdir -p {q(f'{MODEL_ROOT}/{release.model}')}",
+            f"rm -rf {q(staging)}",
+            f'cp -r "$src" {q(staging)}',
+            f"mv {q(staging)} {q(final)}",
+        ]
+    )
     return ["sh", "-c", script]
 
 
@@ -276,8 +294,13 @@ def pod_security_context(target: Target) -> dict | None:
     """What the restricted Pod Security Standard asks of a pod (None: the image's defaults)."""
     if target.pod_security_level == "privileged":
         return None
-    return {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def container_security_context(target: Target) -> dict | None:
@@ -289,41 +312,66 @@ def container_security_context(target: Target) -> dict | None:
 def deployment(target: Target, release: Release) -> dict:
     name = resource_name(release.model, release.environment)
     config_hash = hashlib.sha256((models_config(release) + monitoring_config()).encode()).hexdigest()[:16]
-    resources = {"requests": {"cpu": target.cpu_request, "memory": target.memory_request},
-                 "limits": {"cpu": target.cpu_limit, "memory": target.memory_limit}}
+    resources = {
+        "requests": {"cpu": target.cpu_request, "memory": target.memory_request},
+        "limits": {"cpu": target.cpu_limit, "memory": target.memory_limit},
+    }
     pod_spec = {
-        "initContainers": [{
-            "name": "fetch-model",
-            "image": target.fetcher_image,
-            "command": fetch_command(release),
-            # HOME on the writable volume: MLflow and its libraries may write caches there.
-            "env": [{"name": "MLFLOW_TRACKING_URI", "value": target.mlflow_tracking_uri},
-                    {"name": "HOME", "value": TMP_DIR}],
-            "volumeMounts": [{"name": "models", "mountPath": MODEL_ROOT}, {"name": "tmp", "mountPath": TMP_DIR}],
-            "resources": resources,
-        }],
-        "containers": [{
-            "name": "tensorflow-serving",
-            "image": target.image,
-            "args": [f"--port={GRPC_PORT}", f"--rest_api_port={REST_PORT}",
-                     f"--model_config_file={CONFIG_DIR}/models.config",
-                     f"--monitoring_config_file={CONFIG_DIR}/monitoring.config",
-                     "--allow_version_labels_for_unavailable_models=true"],
-            "ports": [{"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
-                      {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"}],
-            "readinessProbe": {"exec": {"command": available_check(release)}, "periodSeconds": 5,
-                               "timeoutSeconds": 3, "failureThreshold": 3},
-            "startupProbe": {"exec": {"command": available_check(release)}, "periodSeconds": 10,
-                             "timeoutSeconds": 3,
-                             "failureThreshold": max(1, target.startup_seconds // 10)},
-            "livenessProbe": {"tcpSocket": {"port": GRPC_PORT}, "periodSeconds": 10, "failureThreshold": 3},
-            "resources": resources,
-            "volumeMounts": [{"name": "models", "mountPath": MODEL_ROOT, "readOnly": True},
-                             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                             {"name": "tmp", "mountPath": TMP_DIR}],
-        }],
-        "volumes": [{"name": "models", "emptyDir": {}}, {"name": "config", "configMap": {"name": config_name(release)}},
-                    {"name": "tmp", "emptyDir": {}}],
+        "initContainers": [
+            {
+                "name": "fetch-model",
+                "image": target.fetcher_image,
+                "command": fetch_command(release),
+                # HOME on the writable volume: MLflow and its libraries may write caches there.
+                "env": [
+                    {"name": "MLFLOW_TRACKING_URI", "value": target.mlflow_tracking_uri},
+                    {"name": "HOME", "value": TMP_DIR},
+                ],
+                "volumeMounts": [{"name": "models", "mountPath": MODEL_ROOT}, {"name": "tmp", "mountPath": TMP_DIR}],
+                "resources": resources,
+            }
+        ],
+        "containers": [
+            {
+                "name": "tensorflow-serving",
+                "image": target.image,
+                "args": [
+                    f"--port={GRPC_PORT}",
+                    f"--rest_api_port={REST_PORT}",
+                    f"--model_config_file={CONFIG_DIR}/models.config",
+                    f"--monitoring_config_file={CONFIG_DIR}/monitoring.config",
+                    "--allow_version_labels_for_unavailable_models=true",
+                ],
+                "ports": [
+                    {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+                    {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},
+                ],
+                "readinessProbe": {
+                    "exec": {"command": available_check(release)},
+                    "periodSeconds": 5,
+                    "timeoutSeconds": 3,
+                    "failureThreshold": 3,
+                },
+                "startupProbe": {
+                    "exec": {"command": available_check(release)},
+                    "periodSeconds": 10,
+                    "timeoutSeconds": 3,
+                    "failureThreshold": max(1, target.startup_seconds // 10),
+                },
+                "livenessProbe": {"tcpSocket": {"port": GRPC_PORT}, "periodSeconds": 10, "failureThreshold": 3},
+                "resources": resources,
+                "volumeMounts": [
+                    {"name": "models", "mountPath": MODEL_ROOT, "readOnly": True},
+                    {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                    {"name": "tmp", "mountPath": TMP_DIR},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "models", "emptyDir": {}},
+            {"name": "config", "configMap": {"name": config_name(release)}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
     }
     if (security := pod_security_context(target)) is not None:
         pod_spec["securityContext"] = security
@@ -338,10 +386,16 @@ def deployment(target: Target, release: Release) -> dict:
         "progressDeadlineSeconds": target.progress_deadline_seconds,
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {
-            "metadata": {"labels": {**_labels(target, release), **_selector(release)},
-                         "annotations": {**_annotations(release), "modelgate.io/config-hash": config_hash,
-                                         "prometheus.io/scrape": "true", "prometheus.io/port": str(REST_PORT),
-                                         "prometheus.io/path": METRICS_PATH}},
+            "metadata": {
+                "labels": {**_labels(target, release), **_selector(release)},
+                "annotations": {
+                    **_annotations(release),
+                    "modelgate.io/config-hash": config_hash,
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(REST_PORT),
+                    "prometheus.io/path": METRICS_PATH,
+                },
+            },
             "spec": pod_spec,
         },
     }
@@ -353,11 +407,17 @@ def deployment(target: Target, release: Release) -> dict:
 
 def service(target: Target, release: Release) -> dict:
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": _meta(resource_name(release.model, release.environment), target, release),
-        "spec": {"type": "ClusterIP", "selector": _selector(release),
-                 "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
-                           {"name": "http", "port": REST_PORT, "targetPort": "http", "protocol": "TCP"}]},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": _selector(release),
+            "ports": [
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
+                {"name": "http", "port": REST_PORT, "targetPort": "http", "protocol": "TCP"},
+            ],
+        },
     }
 
 
@@ -365,12 +425,23 @@ def autoscaler(target: Target, release: Release) -> dict:
     name = resource_name(release.model, release.environment)
     scaling = target.autoscaling
     return {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
         "metadata": _meta(name, target, release),
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                 "minReplicas": scaling.min_replicas, "maxReplicas": scaling.max_replicas,
-                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                     "type": "Utilization", "averageUtilization": scaling.cpu_utilization}}}]},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": scaling.cpu_utilization},
+                    },
+                }
+            ],
+        },
     }
 
 

@@ -16,21 +16,36 @@ from deployer.models import Rollout
 
 
 class SeriesQuery(serializers.Serializer):
-    window = serializers.IntegerField(min_value=60, max_value=MAX_WINDOW, default=900,
-                                      help_text="Seconds to look back (60 s to 7 days).")
-    step = serializers.IntegerField(min_value=10, max_value=86400, required=False,
-                                    help_text="Seconds per point; rounded up to the stored resolution.")
+    window = serializers.IntegerField(
+        min_value=60, max_value=MAX_WINDOW, default=900, help_text="Seconds to look back (60 s to 7 days)."
+    )
+    step = serializers.IntegerField(
+        min_value=10,
+        max_value=86400,
+        required=False,
+        help_text="Seconds per point; rounded up to the stored resolution.",
+    )
 
 
 def rollout_events(deployment, since) -> list[dict]:
     """What happened to the deployment in the window, for markers on the charts."""
     events = []
-    for rollout in (Rollout.objects.filter(deployment=deployment, finished_at__gte=since)
-                    .select_related("version").order_by("finished_at")):
-        events.append({"t": int(rollout.finished_at.timestamp()), "revision": rollout.revision, "kind": rollout.kind,
-                       "state": rollout.state, "guard": rollout.guard_state,
-                       "version": rollout.version.version if rollout.version else None,
-                       "reason": rollout.reason[:300]})
+    for rollout in (
+        Rollout.objects.filter(deployment=deployment, finished_at__gte=since)
+        .select_related("version")
+        .order_by("finished_at")
+    ):
+        events.append(
+            {
+                "t": int(rollout.finished_at.timestamp()),
+                "revision": rollout.revision,
+                "kind": rollout.kind,
+                "state": rollout.state,
+                "guard": rollout.guard_state,
+                "version": rollout.version.version if rollout.version else None,
+                "reason": rollout.reason[:300],
+            }
+        )
     return events
 
 
@@ -38,9 +53,11 @@ class DeploymentMetricsView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": "deployer.view_deployment"}
 
-    @extend_schema(summary="A deployment's request rate, errors, latency percentiles and replicas over time",
-                   parameters=[OpenApiParameter("window", OpenApiTypes.INT), OpenApiParameter("step", OpenApiTypes.INT)],
-                   responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        summary="A deployment's request rate, errors, latency percentiles and replicas over time",
+        parameters=[OpenApiParameter("window", OpenApiTypes.INT), OpenApiParameter("step", OpenApiTypes.INT)],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request, pk: int):
         query = SeriesQuery(data=request.query_params)
         query.is_valid(raise_exception=True)

@@ -29,20 +29,28 @@ class DeploymentTarget(models.Model):
     backend = models.CharField(max_length=20, choices=BACKENDS, default=LOCAL)
     in_cluster = models.BooleanField(default=False, help_text="Use the worker pod's service account.")
     kubeconfig_path = models.CharField(
-        max_length=500, blank=True,
-        help_text="Path of a kubeconfig file on the worker (e.g. a mounted secret). Empty: ~/.kube/config.")
+        max_length=500,
+        blank=True,
+        help_text="Path of a kubeconfig file on the worker (e.g. a mounted secret). Empty: ~/.kube/config.",
+    )
     kube_context = models.CharField(max_length=200, blank=True, help_text="Empty: the kubeconfig's current context.")
     namespace = models.CharField(max_length=63, default="modelgate-serving")
     external_base_url = models.CharField(
-        max_length=300, blank=True,
+        max_length=300,
+        blank=True,
         help_text="Where clients outside the cluster reach the models (an ingress or gateway that forwards "
-                  "/v1/models/<name>/… to the model's Service), e.g. https://models.example.com. "
-                  "Empty: in-cluster only.")
-    image = models.CharField(max_length=300, default="tensorflow/serving:2.19.0",
-                             help_text="A pinned TF Serving image; 'latest' is refused.")
-    fetcher_image = models.CharField(max_length=300, blank=True,
-                                     help_text="Image of the init container that downloads the model from MLflow. "
-                                               "Empty: the MODELGATE_FETCHER_IMAGE setting.")
+        "/v1/models/<name>/… to the model's Service), e.g. https://models.example.com. "
+        "Empty: in-cluster only.",
+    )
+    image = models.CharField(
+        max_length=300, default="tensorflow/serving:2.19.0", help_text="A pinned TF Serving image; 'latest' is refused."
+    )
+    fetcher_image = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Image of the init container that downloads the model from MLflow. "
+        "Empty: the MODELGATE_FETCHER_IMAGE setting.",
+    )
     replicas = models.PositiveSmallIntegerField(default=1)
     cpu_request = models.CharField(max_length=20, default="250m")
     cpu_limit = models.CharField(max_length=20, default="1")
@@ -57,11 +65,14 @@ class DeploymentTarget(models.Model):
     RESTRICTED, BASELINE, PRIVILEGED = "restricted", "baseline", "privileged"
     POD_SECURITY_LEVELS = [(RESTRICTED, "restricted"), (BASELINE, "baseline"), (PRIVILEGED, "privileged")]
     pod_security_level = models.CharField(
-        max_length=20, choices=POD_SECURITY_LEVELS, default=RESTRICTED,
+        max_length=20,
+        choices=POD_SECURITY_LEVELS,
+        default=RESTRICTED,
         help_text="The Pod Security Standard the namespace enforces (its pod-security.kubernetes.io/enforce "
-                  "label). restricted and baseline: pods run as a non-root user with no privileges, capabilities "
-                  "or writable root filesystem. privileged: the image's defaults (e.g. an image that must run as "
-                  "root).")
+        "label). restricted and baseline: pods run as a non-root user with no privileges, capabilities "
+        "or writable root filesystem. privileged: the image's defaults (e.g. an image that must run as "
+        "root).",
+    )
     startup_seconds = models.PositiveIntegerField(default=600, help_text="How long a model may take to load.")
     progress_deadline_seconds = models.PositiveIntegerField(default=600)
     rollout_timeout_seconds = models.PositiveIntegerField(default=900)
@@ -124,8 +135,10 @@ class Deployment(models.Model):
     class Meta:
         ordering = ["model__name", "target__environment__position"]
         constraints = [models.UniqueConstraint(fields=["target", "model"], name="one_deployment_per_model_target")]
-        permissions = [("operate_deployment", "Can redeploy, re-apply and undeploy deployments"),
-                       ("break_glass_deployment", "Can stop a deployment at once in an emergency (break-glass)")]
+        permissions = [
+            ("operate_deployment", "Can redeploy, re-apply and undeploy deployments"),
+            ("break_glass_deployment", "Can stop a deployment at once in an emergency (break-glass)"),
+        ]
 
     def __str__(self):
         return f"{self.model.name} in {self.target.environment.name}"
@@ -138,11 +151,22 @@ class Deployment(models.Model):
 class Rollout(models.Model):
     DEPLOY, ROLLBACK, REDEPLOY, UNDEPLOY = "deploy", "rollback", "redeploy", "undeploy"
     AUTO_ROLLBACK = "auto_rollback"
-    KINDS = [(DEPLOY, "Deploy"), (ROLLBACK, "Rollback"), (REDEPLOY, "Redeploy"), (UNDEPLOY, "Undeploy"),
-             (AUTO_ROLLBACK, "Automatic rollback (guard)")]
+    KINDS = [
+        (DEPLOY, "Deploy"),
+        (ROLLBACK, "Rollback"),
+        (REDEPLOY, "Redeploy"),
+        (UNDEPLOY, "Undeploy"),
+        (AUTO_ROLLBACK, "Automatic rollback (guard)"),
+    ]
     QUEUED, RUNNING, LIVE, ROLLED_BACK, FAILED, DONE = "queued", "running", "live", "rolled_back", "failed", "done"
-    STATES = [(QUEUED, "Queued"), (RUNNING, "Running"), (LIVE, "Live"), (ROLLED_BACK, "Rolled back"),
-              (FAILED, "Failed"), (DONE, "Done")]
+    STATES = [
+        (QUEUED, "Queued"),
+        (RUNNING, "Running"),
+        (LIVE, "Live"),
+        (ROLLED_BACK, "Rolled back"),
+        (FAILED, "Failed"),
+        (DONE, "Done"),
+    ]
     ACTIVE = (QUEUED, RUNNING)
     GOOD = (LIVE,)
 
@@ -150,10 +174,12 @@ class Rollout(models.Model):
     revision = models.PositiveIntegerField()
     kind = models.CharField(max_length=20, choices=KINDS, default=DEPLOY)
     version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="rollouts")
-    request = models.ForeignKey(PromotionRequest, null=True, blank=True, on_delete=models.SET_NULL,
-                                related_name="rollouts")
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="+")
+    request = models.ForeignKey(
+        PromotionRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="rollouts"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     state = models.CharField(max_length=20, choices=STATES, default=QUEUED)
     reason = models.TextField(blank=True)
     # What was (or will be) applied: the rendered objects, kept so a rollback re-applies
@@ -180,10 +206,12 @@ class Rollout(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["deployment", "revision"], name="one_revision_number_per_deployment"),
             # One rollout at a time per deployment: a second one waits queued.
-            models.UniqueConstraint(fields=["deployment"], condition=Q(state="running"),
-                                    name="one_running_rollout_per_deployment"),
-            models.UniqueConstraint(fields=["request"], condition=Q(request__isnull=False),
-                                    name="one_deploy_rollout_per_request"),
+            models.UniqueConstraint(
+                fields=["deployment"], condition=Q(state="running"), name="one_running_rollout_per_deployment"
+            ),
+            models.UniqueConstraint(
+                fields=["request"], condition=Q(request__isnull=False), name="one_deploy_rollout_per_request"
+            ),
         ]
         indexes = [models.Index(fields=["state", "heartbeat_at"], name="rollout_state_idx")]
 
@@ -228,8 +256,9 @@ class MetricPoint(models.Model):
 
     class Meta:
         ordering = ["at"]
-        constraints = [models.UniqueConstraint(fields=["deployment", "resolution", "at"],
-                                               name="one_point_per_interval")]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "resolution", "at"], name="one_point_per_interval")
+        ]
         indexes = [models.Index(fields=["resolution", "at"], name="metric_retention_idx")]
 
 

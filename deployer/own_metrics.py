@@ -17,12 +17,15 @@ class RolloutCollector:
             totals.add_metric([row["kind"], row["state"]], row["n"])
         yield totals
 
-        durations = HistogramMetricFamily("modelgate_rollout_duration_seconds", "Finished rollouts, start to end.",
-                                          labels=["kind", "state"])
+        durations = HistogramMetricFamily(
+            "modelgate_rollout_duration_seconds", "Finished rollouts, start to end.", labels=["kind", "state"]
+        )
         groups: dict = {}
-        for kind, state, started, finished in Rollout.objects.filter(
-                started_at__isnull=False, finished_at__isnull=False).values_list("kind", "state", "started_at",
-                                                                                 "finished_at").iterator():
+        for kind, state, started, finished in (
+            Rollout.objects.filter(started_at__isnull=False, finished_at__isnull=False)
+            .values_list("kind", "state", "started_at", "finished_at")
+            .iterator()
+        ):
             groups.setdefault((kind, state), []).append((finished - started).total_seconds())
         for (kind, state), values in sorted(groups.items()):
             buckets = [(str(le), sum(1 for v in values if v <= le)) for le in ROLLOUT_BUCKETS]

@@ -111,15 +111,20 @@ class Run:
         def report(message: str) -> None:
             step["detail"] = message[:4000]
             self._save()
+
         return report
 
     def release(self, rollout: Rollout | None = None) -> Release | None:
         rollout = rollout or self.rollout
         if rollout.version is None:
             return None
-        return Release(model=self.deployment.model.name, version=rollout.version.version,
-                       environment=self.deployment.target.environment.name, rollout_id=rollout.pk,
-                       savedmodel_path=rollout.version.savedmodel_path or ".")
+        return Release(
+            model=self.deployment.model.name,
+            version=rollout.version.version,
+            environment=self.deployment.target.environment.name,
+            rollout_id=rollout.pk,
+            savedmodel_path=rollout.version.savedmodel_path or ".",
+        )
 
     # --- steps ------------------------------------------------------------------
 
@@ -144,8 +149,7 @@ class Run:
         self.rollout.manifests = objects
         previous = self.rollout.restore_to.manifests if self.rollout.restore_to_id else None
         self.backend.apply(objects, previous=previous)
-        return f"applied {len(objects)} objects: " + ", ".join(f"{o['kind']}/{o['metadata']['name']}"
-                                                               for o in objects)
+        return f"applied {len(objects)} objects: " + ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
 
     def step_wait(self, step):
         timeout = self.deployment.target.rollout_timeout_seconds
@@ -157,18 +161,24 @@ class Run:
         if not answers:
             raise VerifyFailed(f"No replica serves v{release.version}.")
         for answer in answers:
-            states = [s.get("state") for s in (answer.body or {}).get("model_version_status", [])] \
-                if isinstance(answer.body, dict) else []
+            states = (
+                [s.get("state") for s in (answer.body or {}).get("model_version_status", [])]
+                if isinstance(answer.body, dict)
+                else []
+            )
             if answer.status != 200 or states != ["AVAILABLE"]:
-                raise VerifyFailed(f"{answer.replica}: v{release.version} is not AVAILABLE "
-                                   f"(HTTP {answer.status}: {str(answer.body)[:300]})")
+                raise VerifyFailed(
+                    f"{answer.replica}: v{release.version} is not AVAILABLE "
+                    f"(HTTP {answer.status}: {str(answer.body)[:300]})"
+                )
         example = example_request(version.signature)
         if example is None:
             return f"AVAILABLE on {len(answers)} replica(s); no signature, so no smoke predict"
         for answer in self.backend.call(release, "POST", f"{path}:predict", example):
             if answer.status != 200 or not isinstance(answer.body, dict) or "predictions" not in answer.body:
-                raise VerifyFailed(f"{answer.replica}: the smoke predict failed "
-                                   f"(HTTP {answer.status}: {str(answer.body)[:300]})")
+                raise VerifyFailed(
+                    f"{answer.replica}: the smoke predict failed (HTTP {answer.status}: {str(answer.body)[:300]})"
+                )
         return f"AVAILABLE on {len(answers)} replica(s); smoke predict answered"
 
     def step_verify(self, step):
@@ -211,8 +221,9 @@ class Run:
 
     def step_restore_wait(self, step):
         good = self.rollout.restore_to
-        return self.backend.wait(good.manifests, timeout=self.deployment.target.rollout_timeout_seconds,
-                                 progress=self._progress(step))
+        return self.backend.wait(
+            good.manifests, timeout=self.deployment.target.rollout_timeout_seconds, progress=self._progress(step)
+        )
 
     def step_restore_verify(self, step):
         good = self.rollout.restore_to
@@ -275,8 +286,9 @@ class Run:
         if self.rollout.request_id:
             req = PromotionRequest.objects.get(pk=self.rollout.request_id)
             if req.state == PromotionRequest.DEPLOYING:
-                promotions.promotion_mark_failed(request_id=req.pk, reason=full,
-                                                 rolled_back=state == Rollout.ROLLED_BACK)
+                promotions.promotion_mark_failed(
+                    request_id=req.pk, reason=full, rolled_back=state == Rollout.ROLLED_BACK
+                )
 
     def execute(self, *, final_attempt: bool) -> str:
         if self.rollout.attempts > MAX_ATTEMPTS and not self._restoring():
@@ -296,8 +308,9 @@ class Run:
                 self._run_steps()
                 self._finish_failed(self.rollout.reason)
             except _Failed as exc:
-                self._finish_failed(self.rollout.reason, f"Restoring also failed ({exc}); "
-                                                         "the deployment needs an operator.")
+                self._finish_failed(
+                    self.rollout.reason, f"Restoring also failed ({exc}); the deployment needs an operator."
+                )
             return self._outcome_after_failure()
         except TransientError as exc:
             if not final_attempt:
@@ -318,10 +331,14 @@ def rollout_run(rollout_id: int, *, final_attempt: bool = True) -> str | None:
     rollout = services.rollout_claim(rollout_id=rollout_id, worker=worker)
     if rollout is None:
         return None
-    rollout = (Rollout.objects.select_related("deployment__target__environment", "deployment__model",
-                                              "deployment__live_rollout", "version", "restore_to__version",
-                                              "rolls_back")
-               .get(pk=rollout.pk))
+    rollout = Rollout.objects.select_related(
+        "deployment__target__environment",
+        "deployment__model",
+        "deployment__live_rollout",
+        "version",
+        "restore_to__version",
+        "rolls_back",
+    ).get(pk=rollout.pk)
     run = Run(rollout, worker)
     with _heartbeat(rollout.pk, worker, run.lost):
         try:

@@ -43,23 +43,39 @@ def deployment_status(deployment: dict) -> RolloutStatus:
     replicas = _get(deployment, "spec", "replicas")
     updated = status.get("updatedReplicas", 0)
     if replicas is not None and updated < replicas:
-        return RolloutStatus(False, f'Waiting for deployment "{name}" rollout to finish: '
-                                    f"{updated} out of {replicas} new replicas have been updated...")
+        return RolloutStatus(
+            False,
+            f'Waiting for deployment "{name}" rollout to finish: '
+            f"{updated} out of {replicas} new replicas have been updated...",
+        )
     if status.get("replicas", 0) > updated:
-        return RolloutStatus(False, f'Waiting for deployment "{name}" rollout to finish: '
-                                    f"{status.get('replicas', 0) - updated} old replicas are pending termination...")
+        return RolloutStatus(
+            False,
+            f'Waiting for deployment "{name}" rollout to finish: '
+            f"{status.get('replicas', 0) - updated} old replicas are pending termination...",
+        )
     available = status.get("availableReplicas", 0)
     if available < updated:
-        return RolloutStatus(False, f'Waiting for deployment "{name}" rollout to finish: '
-                                    f"{available} of {updated} updated replicas are available...")
+        return RolloutStatus(
+            False,
+            f'Waiting for deployment "{name}" rollout to finish: '
+            f"{available} of {updated} updated replicas are available...",
+        )
     return RolloutStatus(True, f'deployment "{name}" successfully rolled out')
 
 
 # Waiting reasons that do not go away by waiting: the kubelet retries them with back-off forever.
 # Failed starts in a row that make a running container a crash loop all the same.
 CRASHES = 2
-STUCK_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff",
-                 "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+STUCK_REASONS = (
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+)
 
 
 def replica_failure(deployment: dict) -> str | None:
@@ -85,14 +101,17 @@ def pod_failure(pod: dict) -> str | None:
     name = (pod.get("metadata") or {}).get("name", "")
     status = pod.get("status") or {}
     for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
-                and condition.get("reason") == "Unschedulable":
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
             return f"pod {name} is Unschedulable: {condition.get('message') or ''}".strip()
     for kind in ("initContainerStatuses", "containerStatuses"):
         for entry in status.get(kind) or []:
             waiting = (entry.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason")
-            last = ((entry.get("lastState") or {}).get("terminated") or {})
+            last = (entry.get("lastState") or {}).get("terminated") or {}
             if reason is None and last.get("exitCode") and (entry.get("restartCount") or 0) >= CRASHES:
                 # Between two back-offs a crash-looping container runs again for a moment.
                 reason = "CrashLoopBackOff"
@@ -102,8 +121,9 @@ def pod_failure(pod: dict) -> str | None:
                 continue
             container = f"{'init container' if kind.startswith('init') else 'container'} {entry.get('name')}"
             if last:
-                detail = (f"last exit code {last.get('exitCode')} ({last.get('reason') or 'Error'})"
-                          + (f": {last['message'].strip()}" if (last.get("message") or "").strip() else ""))
+                detail = f"last exit code {last.get('exitCode')} ({last.get('reason') or 'Error'})" + (
+                    f": {last['message'].strip()}" if (last.get("message") or "").strip() else ""
+                )
             else:
                 detail = waiting.get("message") or ""
             return f"pod {name}: {container} is {reason}" + (f"; {detail}" if detail else "")

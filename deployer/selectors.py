@@ -12,16 +12,18 @@ def deployment_list(*, environment: str = "", model: str = "") -> QuerySet[Deplo
     """Every deployment with what serves now and its newest rollout's state and time
     (``last_rollout_id``, ``last_rollout_state``, ``last_rollout_at``), in one query."""
     newest = Rollout.objects.filter(deployment=OuterRef("pk")).order_by("-created_at", "-id")
-    waiting = PromotionRequest.objects.filter(model=OuterRef("model"), environment=OuterRef("target__environment"),
-                                              state__in=PromotionRequest.OPEN).order_by("-created_at", "-id")
-    qs = (Deployment.objects.select_related("target__environment", "model", "live_rollout__version")
-          .annotate(pending_request_id=Subquery(waiting.values("pk")[:1]),
-                    pending_request_kind=Subquery(waiting.values("kind")[:1]),
-                    pending_request_state=Subquery(waiting.values("state")[:1]),
-                    last_rollout_id=Subquery(newest.values("pk")[:1]),
-                    last_rollout_revision=Subquery(newest.values("revision")[:1]),
-                    last_rollout_state=Subquery(newest.values("state")[:1]),
-                    last_rollout_at=Subquery(newest.values("created_at")[:1])))
+    waiting = PromotionRequest.objects.filter(
+        model=OuterRef("model"), environment=OuterRef("target__environment"), state__in=PromotionRequest.OPEN
+    ).order_by("-created_at", "-id")
+    qs = Deployment.objects.select_related("target__environment", "model", "live_rollout__version").annotate(
+        pending_request_id=Subquery(waiting.values("pk")[:1]),
+        pending_request_kind=Subquery(waiting.values("kind")[:1]),
+        pending_request_state=Subquery(waiting.values("state")[:1]),
+        last_rollout_id=Subquery(newest.values("pk")[:1]),
+        last_rollout_revision=Subquery(newest.values("revision")[:1]),
+        last_rollout_state=Subquery(newest.values("state")[:1]),
+        last_rollout_at=Subquery(newest.values("created_at")[:1]),
+    )
     if environment:
         qs = qs.filter(target__environment__name=environment)
     if model:
@@ -30,17 +32,22 @@ def deployment_list(*, environment: str = "", model: str = "") -> QuerySet[Deplo
 
 
 def deployment_get(pk: int) -> Deployment:
-    deployment = (Deployment.objects.select_related("target__environment", "model", "live_rollout__version")
-                  .filter(pk=pk).first())
+    deployment = (
+        Deployment.objects.select_related("target__environment", "model", "live_rollout__version").filter(pk=pk).first()
+    )
     if deployment is None:
         raise NotFound(f"Deployment #{pk} does not exist.")
     return deployment
 
 
 def rollout_get(pk: int) -> Rollout:
-    rollout = (Rollout.objects.select_related("deployment__target__environment", "deployment__model", "version",
-                                              "request__requested_by", "requested_by")
-               .filter(pk=pk).first())
+    rollout = (
+        Rollout.objects.select_related(
+            "deployment__target__environment", "deployment__model", "version", "request__requested_by", "requested_by"
+        )
+        .filter(pk=pk)
+        .first()
+    )
     if rollout is None:
         raise NotFound(f"Rollout #{pk} does not exist.")
     return rollout
@@ -50,21 +57,33 @@ def deployment_history(deployment: Deployment) -> QuerySet[Rollout]:
     """Every revision, newest first, with its version, requester, promotion request and
     that request's approving reviews (``request.approvals``, reviewer loaded)."""
     approvals = Review.objects.filter(decision=Review.APPROVE).select_related("reviewer").order_by("created_at", "id")
-    return (Rollout.objects.filter(deployment=deployment)
-            .select_related("version", "requested_by", "request__requested_by")
-            .prefetch_related(Prefetch("request__reviews", queryset=approvals, to_attr="approvals"))
-            .order_by("-revision"))
+    return (
+        Rollout.objects.filter(deployment=deployment)
+        .select_related("version", "requested_by", "request__requested_by")
+        .prefetch_related(Prefetch("request__reviews", queryset=approvals, to_attr="approvals"))
+        .order_by("-revision")
+    )
 
 
 def open_requests(deployment: Deployment) -> QuerySet[PromotionRequest]:
     """Requests for this model in this environment waiting for approval (or approved and
     waiting for the deployer): what the deployment page shows as pending."""
-    return (PromotionRequest.objects.filter(model_id=deployment.model_id, environment_id=deployment.target.environment_id,
-                                            state__in=PromotionRequest.CANCELLABLE)
-            .select_related("requested_by", "version").order_by("-created_at", "-id"))
+    return (
+        PromotionRequest.objects.filter(
+            model_id=deployment.model_id,
+            environment_id=deployment.target.environment_id,
+            state__in=PromotionRequest.CANCELLABLE,
+        )
+        .select_related("requested_by", "version")
+        .order_by("-created_at", "-id")
+    )
 
 
 def active_rollout(deployment: Deployment) -> Rollout | None:
     """The rollout running now, or the oldest one waiting for it."""
-    return (deployment.rollouts.filter(state__in=Rollout.ACTIVE).select_related("version")
-            .order_by("created_at", "id").first())
+    return (
+        deployment.rollouts.filter(state__in=Rollout.ACTIVE)
+        .select_related("version")
+        .order_by("created_at", "id")
+        .first()
+    )

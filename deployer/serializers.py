@@ -16,8 +16,9 @@ def _state_field(choices, **kwargs) -> serializers.CharField:
     promotions API already has a "state" enum, and drf-spectacular would name a second
     choice set under that name by collision (State981Enum) and warn. To publish these as
     enums, add their choice sets to SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]."""
-    return serializers.CharField(read_only=True, help_text="One of: " + ", ".join(f"`{c}`" for c in choices) + ".",
-                                 **kwargs)
+    return serializers.CharField(
+        read_only=True, help_text="One of: " + ", ".join(f"`{c}`" for c in choices) + ".", **kwargs
+    )
 
 
 class StepTimeField(serializers.DateTimeField):
@@ -64,8 +65,23 @@ class RolloutSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Rollout
-        fields = ["id", "deployment", "revision", "kind", "version", "state", "reason", "request", "requested_by",
-                  "approvers", "attempts", "created_at", "started_at", "finished_at", "duration_seconds"]
+        fields = [
+            "id",
+            "deployment",
+            "revision",
+            "kind",
+            "version",
+            "state",
+            "reason",
+            "request",
+            "requested_by",
+            "approvers",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+        ]
 
     def get_requested_by(self, rollout) -> str:
         return requester(rollout)
@@ -84,10 +100,12 @@ class RolloutSerializer(serializers.ModelSerializer):
 
 class RolloutDetailSerializer(RolloutSerializer):
     steps = StepSerializer(many=True, read_only=True)
-    manifests = serializers.ListField(child=serializers.DictField(), read_only=True,
-                                      help_text="The objects this revision applied, as rendered.")
-    restore_to = serializers.IntegerField(source="restore_to_id", allow_null=True,
-                                          help_text="The rollout a failure restores.")
+    manifests = serializers.ListField(
+        child=serializers.DictField(), read_only=True, help_text="The objects this revision applied, as rendered."
+    )
+    restore_to = serializers.IntegerField(
+        source="restore_to_id", allow_null=True, help_text="The rollout a failure restores."
+    )
 
     class Meta(RolloutSerializer.Meta):
         fields = RolloutSerializer.Meta.fields + ["restore_to", "steps", "manifests"]
@@ -103,14 +121,30 @@ class DeploymentSerializer(serializers.ModelSerializer):
     state = _state_field([s for s, _ in Deployment.STATES])
     url = serializers.SerializerMethodField(
         help_text="Where clients call the model while it serves, by its environment's label (append "
-                  "`:predict`): the local model server, or the Service's in-cluster URL on Kubernetes.")
+        "`:predict`): the local model server, or the Service's in-cluster URL on Kubernetes."
+    )
     external_url = serializers.SerializerMethodField(
-        help_text="The same path under the target's external base URL, if it has one.")
+        help_text="The same path under the target's external base URL, if it has one."
+    )
 
     class Meta:
         model = Deployment
-        fields = ["id", "model", "environment", "backend", "name", "state", "url", "external_url", "live_rollout",
-                  "live_revision", "live_version", "drift_state", "drift_checked_at", "created_at"]
+        fields = [
+            "id",
+            "model",
+            "environment",
+            "backend",
+            "name",
+            "state",
+            "url",
+            "external_url",
+            "live_rollout",
+            "live_revision",
+            "live_version",
+            "drift_state",
+            "drift_checked_at",
+            "created_at",
+        ]
 
     def get_url(self, deployment) -> str | None:
         return endpoint(deployment).url
@@ -175,20 +209,34 @@ class DeploymentFilterSerializer(serializers.Serializer):
 
 
 class UndeploySerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000,
-                                   help_text="Why the model stops serving (required). Where the environment "
-                                             "requires approval it is the request's justification.")
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=10000,
+        help_text="Why the model stops serving (required). Where the environment "
+        "requires approval it is the request's justification.",
+    )
 
 
 class RedeploySerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000,
-                                   help_text="Why (optional): the justification approvers read where the "
-                                             "environment requires approval.")
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=10000,
+        help_text="Why (optional): the justification approvers read where the environment requires approval.",
+    )
 
 
 class StopSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000,
-                                   help_text="Why this cannot wait for approval (required); the approvers are told.")
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=10000,
+        help_text="Why this cannot wait for approval (required); the approvers are told.",
+    )
 
 
 class RollbackSerializer(serializers.Serializer):

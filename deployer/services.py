@@ -27,11 +27,20 @@ UNDEPLOY_STEPS = ["remove", "unalias"]
 AUTO_ROLLBACK_STEPS = ["export", "apply", "wait", "verify", "alias_back"]
 RESTORE_STEPS = ["restore_apply", "restore_wait", "restore_verify"]
 STEP_TITLES = {
-    "gates": "Re-check gates", "export": "Export model", "apply": "Apply (server-side)",
-    "wait": "Wait for rollout", "verify": "Verify serving", "alias": "Move alias",
-    "remove": "Remove objects", "unalias": "Remove alias", "restore_apply": "Restore: apply previous revision",
-    "restore_wait": "Restore: wait for rollout", "restore_verify": "Restore: verify previous version",
-    "cleanup": "Remove what was applied", "alias_back": "Move alias back", "close": "Close the request",
+    "gates": "Re-check gates",
+    "export": "Export model",
+    "apply": "Apply (server-side)",
+    "wait": "Wait for rollout",
+    "verify": "Verify serving",
+    "alias": "Move alias",
+    "remove": "Remove objects",
+    "unalias": "Remove alias",
+    "restore_apply": "Restore: apply previous revision",
+    "restore_wait": "Restore: wait for rollout",
+    "restore_verify": "Restore: verify previous version",
+    "cleanup": "Remove what was applied",
+    "alias_back": "Move alias back",
+    "close": "Close the request",
 }
 # The rollout an approved request becomes: its kind and steps.
 REQUEST_ROLLOUTS = {
@@ -43,8 +52,10 @@ REQUEST_ROLLOUTS = {
 
 
 def steps_for(names: list[str]) -> list[dict]:
-    return [{"name": n, "title": STEP_TITLES[n], "state": "pending", "started_at": None, "finished_at": None,
-             "detail": ""} for n in names]
+    return [
+        {"name": n, "title": STEP_TITLES[n], "state": "pending", "started_at": None, "finished_at": None, "detail": ""}
+        for n in names
+    ]
 
 
 def queue_run(rollout_id: int) -> None:
@@ -61,8 +72,12 @@ def deployment_get_or_create(*, target: DeploymentTarget, model) -> Deployment:
     name = manifests.resource_name(model.name, target.environment.name)
     try:
         with transaction.atomic():
-            return Deployment.objects.create(target=target, model=model, name=name,
-                                             local_port=free_port() if target.backend == target.LOCAL else None)
+            return Deployment.objects.create(
+                target=target,
+                model=model,
+                name=name,
+                local_port=free_port() if target.backend == target.LOCAL else None,
+            )
     except IntegrityError:  # created concurrently
         return Deployment.objects.get(target=target, model=model)
 
@@ -75,12 +90,26 @@ def _next_revision(deployment: Deployment) -> int:
 def _create(*, deployment: Deployment, kind: str, version, request=None, actor=None, steps: list[str]) -> Rollout:
     """Inside the caller's transaction, with the deployment row locked."""
     rollout = Rollout.objects.create(
-        deployment=deployment, revision=_next_revision(deployment), kind=kind, version=version, request=request,
-        requested_by=actor if not isinstance(actor, str) else None, steps=steps_for(steps),
-        restore_to=deployment.live_rollout)
-    audit_record(actor=actor or "worker", verb="rollout.created", obj=rollout,
-                 after={"kind": kind, "version": version.version if version else None,
-                        "request": request.pk if request else None, "revision": rollout.revision})
+        deployment=deployment,
+        revision=_next_revision(deployment),
+        kind=kind,
+        version=version,
+        request=request,
+        requested_by=actor if not isinstance(actor, str) else None,
+        steps=steps_for(steps),
+        restore_to=deployment.live_rollout,
+    )
+    audit_record(
+        actor=actor or "worker",
+        verb="rollout.created",
+        obj=rollout,
+        after={
+            "kind": kind,
+            "version": version.version if version else None,
+            "request": request.pk if request else None,
+            "revision": rollout.revision,
+        },
+    )
     return rollout
 
 
@@ -92,8 +121,9 @@ def rollout_for_promotion(*, request_id: int, resume_deploying: bool = False) ->
     existing = Rollout.objects.filter(request_id=request_id).first()
     if existing is not None:
         return existing.pk
-    wanted = (PromotionRequest.APPROVED, PromotionRequest.DEPLOYING) if resume_deploying \
-        else (PromotionRequest.APPROVED,)
+    wanted = (
+        (PromotionRequest.APPROVED, PromotionRequest.DEPLOYING) if resume_deploying else (PromotionRequest.APPROVED,)
+    )
     req = PromotionRequest.objects.select_related("environment", "model", "version").filter(pk=request_id).first()
     if req is None or req.state not in wanted:
         return None
@@ -103,7 +133,8 @@ def rollout_for_promotion(*, request_id: int, resume_deploying: bool = False) ->
             promotions.promotion_mark_failed(
                 request_id=request_id,
                 reason=f"The {req.environment.name} environment has no deployment target. An admin adds one "
-                       "under Admin → Deployment targets, then the version can be requested again.")
+                "under Admin → Deployment targets, then the version can be requested again.",
+            )
         return None
     deployment = deployment_get_or_create(target=target, model=req.model)
     kind, steps = REQUEST_ROLLOUTS[req.kind]
@@ -119,15 +150,19 @@ def rollout_for_promotion(*, request_id: int, resume_deploying: bool = False) ->
             if not (resume_deploying and state == PromotionRequest.DEPLOYING):
                 return None
         deployment.refresh_from_db()
-        if kind in (Rollout.REDEPLOY, Rollout.UNDEPLOY) and (deployment.state != Deployment.SERVING
-                                                             or deployment.live_rollout is None):
-            promotions.promotion_mark_failed(request_id=request_id,
-                                             reason=f"{deployment} no longer serves; there is nothing to {kind}.")
+        if kind in (Rollout.REDEPLOY, Rollout.UNDEPLOY) and (
+            deployment.state != Deployment.SERVING or deployment.live_rollout is None
+        ):
+            promotions.promotion_mark_failed(
+                request_id=request_id, reason=f"{deployment} no longer serves; there is nothing to {kind}."
+            )
             return None
-        version = deployment.live_rollout.version if kind == Rollout.REDEPLOY else (
-            None if kind == Rollout.UNDEPLOY else req.version)
-        rollout = _create(deployment=deployment, kind=kind, version=version, request=req, actor="worker",
-                          steps=steps)
+        version = (
+            deployment.live_rollout.version
+            if kind == Rollout.REDEPLOY
+            else (None if kind == Rollout.UNDEPLOY else req.version)
+        )
+        rollout = _create(deployment=deployment, kind=kind, version=version, request=req, actor="worker", steps=steps)
         if kind == Rollout.UNDEPLOY:
             rollout.reason = req.justification
             rollout.save(update_fields=["reason"])
@@ -142,10 +177,14 @@ def handover_sweep(*, now=None) -> list[int]:
     beside the task: an existing rollout claim wins. Returns the rollout ids queued."""
     now = now or timezone.now()
     due = now - timedelta(seconds=settings.DEPLOYER_HANDOVER_GRACE_SECONDS)
-    owed = list(PromotionRequest.objects
-                .filter(state__in=(PromotionRequest.APPROVED, PromotionRequest.DEPLOYING), updated_at__lt=due)
-                .exclude(rollouts__isnull=False)
-                .order_by("updated_at").values_list("pk", flat=True))
+    owed = list(
+        PromotionRequest.objects.filter(
+            state__in=(PromotionRequest.APPROVED, PromotionRequest.DEPLOYING), updated_at__lt=due
+        )
+        .exclude(rollouts__isnull=False)
+        .order_by("updated_at")
+        .values_list("pk", flat=True)
+    )
     queued = []
     for request_id in owed:
         try:
@@ -176,13 +215,18 @@ def rollout_redeploy(*, actor, deployment_id: int, reason: str = "") -> Rollout 
             version = live.version
         else:
             _refuse_if_busy(deployment)
-            rollout = _create(deployment=deployment, kind=Rollout.REDEPLOY, version=live.version, actor=actor,
-                              steps=REDEPLOY_STEPS)
+            rollout = _create(
+                deployment=deployment, kind=Rollout.REDEPLOY, version=live.version, actor=actor, steps=REDEPLOY_STEPS
+            )
             queue_run(rollout.pk)
             return rollout
     return promotions.promotion_request(
-        actor=actor, version=version, environment=deployment.environment, kind=PromotionRequest.REDEPLOY,
-        justification=reason or f"Redeploy revision {live.revision} (v{version.version}): re-apply what serves.")
+        actor=actor,
+        version=version,
+        environment=deployment.environment,
+        kind=PromotionRequest.REDEPLOY,
+        justification=reason or f"Redeploy revision {live.revision} (v{version.version}): re-apply what serves.",
+    )
 
 
 def rollout_undeploy(*, actor, deployment_id: int, reason: str) -> Rollout | PromotionRequest:
@@ -201,8 +245,13 @@ def rollout_undeploy(*, actor, deployment_id: int, reason: str) -> Rollout | Pro
         else:
             _refuse_if_busy(deployment)
             return _undeploy_now(actor=actor, deployment=deployment, reason=reason)
-    return promotions.promotion_request(actor=actor, version=version, environment=deployment.environment,
-                                        kind=PromotionRequest.UNDEPLOY, justification=reason)
+    return promotions.promotion_request(
+        actor=actor,
+        version=version,
+        environment=deployment.environment,
+        kind=PromotionRequest.UNDEPLOY,
+        justification=reason,
+    )
 
 
 def _undeploy_now(*, actor, deployment: Deployment, reason: str) -> Rollout:
@@ -235,19 +284,32 @@ def deployment_break_glass_stop(*, actor, deployment_id: int, reason: str) -> Ro
         # No busy check: an emergency stop queues right behind whatever runs now.
         rollout = _undeploy_now(actor=actor, deployment=deployment, reason=f"Break-glass stop by {actor}: {reason}")
         env = deployment.environment
-        audit_record(actor=actor, verb="deployment.break_glass_stop", obj=deployment,
-                     before={"state": deployment.state, "version": deployment.live_rollout.version.version},
-                     after={"break_glass": True, "reason": reason, "rollout": rollout.pk,
-                            "stopped_by": actor.get_username()})
+        audit_record(
+            actor=actor,
+            verb="deployment.break_glass_stop",
+            obj=deployment,
+            before={"state": deployment.state, "version": deployment.live_rollout.version.version},
+            after={"break_glass": True, "reason": reason, "rollout": rollout.pk, "stopped_by": actor.get_username()},
+        )
         url = f"{settings.MODELGATE_URL.rstrip('/')}/deployments/{deployment.pk}/"
         notify.approvers_on_commit(
-            env, "deployment.break_glass_stop",
-            payload={"deployment": {"id": deployment.pk, "model": deployment.model.name, "environment": env.name,
-                                    "stopped_by": actor.get_username(), "reason": reason, "rollout": rollout.pk,
-                                    "url": url}},
+            env,
+            "deployment.break_glass_stop",
+            payload={
+                "deployment": {
+                    "id": deployment.pk,
+                    "model": deployment.model.name,
+                    "environment": env.name,
+                    "stopped_by": actor.get_username(),
+                    "reason": reason,
+                    "rollout": rollout.pk,
+                    "url": url,
+                }
+            },
             subject=f"BREAK-GLASS: {deployment.model.name} stopped in {env.name} by {actor}",
             body=f"{actor} stopped {deployment} at once, without approval (break-glass).\n\n"
-                 f"Reason: {reason}\n\nOpen it: {url}\n")
+            f"Reason: {reason}\n\nOpen it: {url}\n",
+        )
     return rollout
 
 
@@ -261,18 +323,27 @@ def rollback_request(*, actor, deployment_id: int, revision: int, justification:
     if rollout is None:
         raise ServiceError(f"Revision {revision} does not exist.", field="revision")
     if rollout.state != Rollout.LIVE or rollout.version is None:
-        raise ServiceError(f"Revision {revision} never went live; only a good revision can be rolled back to.",
-                           field="revision")
+        raise ServiceError(
+            f"Revision {revision} never went live; only a good revision can be rolled back to.", field="revision"
+        )
     if deployment.live_rollout and deployment.live_rollout.version_id == rollout.version_id:
         raise ServiceError(f"v{rollout.version.version} already serves.", field="revision")
-    return promotions.promotion_request(actor=actor, version=rollout.version, environment=deployment.environment,
-                                        justification=justification, kind=PromotionRequest.ROLLBACK)
+    return promotions.promotion_request(
+        actor=actor,
+        version=rollout.version,
+        environment=deployment.environment,
+        justification=justification,
+        kind=PromotionRequest.ROLLBACK,
+    )
 
 
 def _locked_deployment(deployment_id: int) -> Deployment:
-    deployment = (Deployment.objects.select_for_update(of=("self",)).select_related("target__environment", "model",
-                                                                                  "live_rollout")
-                  .filter(pk=deployment_id).first())
+    deployment = (
+        Deployment.objects.select_for_update(of=("self",))
+        .select_related("target__environment", "model", "live_rollout")
+        .filter(pk=deployment_id)
+        .first()
+    )
     if deployment is None:
         raise NotFound(f"Deployment #{deployment_id} does not exist.")
     return deployment
@@ -286,6 +357,7 @@ def _refuse_if_busy(deployment: Deployment) -> None:
 
 # --- what the pipeline calls ------------------------------------------------
 
+
 def rollout_claim(*, rollout_id: int, worker: str) -> Rollout | None:
     """Take a rollout to run: a queued one, or a running one whose worker stopped renewing
     its lease (it died). None when it is done, held by a live worker, or waiting for an
@@ -297,12 +369,17 @@ def rollout_claim(*, rollout_id: int, worker: str) -> Rollout | None:
             rollout = Rollout.objects.select_for_update().filter(pk=rollout_id).first()
             if rollout is None:
                 return None
-            resumable = rollout.state == Rollout.RUNNING and (rollout.heartbeat_at is None
-                                                              or rollout.heartbeat_at < stale)
+            resumable = rollout.state == Rollout.RUNNING and (
+                rollout.heartbeat_at is None or rollout.heartbeat_at < stale
+            )
             if rollout.state != Rollout.QUEUED and not resumable:
                 return None
-            earlier = (Rollout.objects.filter(deployment_id=rollout.deployment_id, state__in=Rollout.ACTIVE)
-                       .exclude(pk=rollout.pk).filter(created_at__lte=rollout.created_at).exists())
+            earlier = (
+                Rollout.objects.filter(deployment_id=rollout.deployment_id, state__in=Rollout.ACTIVE)
+                .exclude(pk=rollout.pk)
+                .filter(created_at__lte=rollout.created_at)
+                .exists()
+            )
             if earlier:
                 return None
             before = rollout.state
@@ -310,9 +387,13 @@ def rollout_claim(*, rollout_id: int, worker: str) -> Rollout | None:
             rollout.started_at = rollout.started_at or now
             rollout.attempts += 1
             rollout.save(update_fields=["state", "worker", "heartbeat_at", "started_at", "attempts"])
-            audit_record(actor="worker", verb="rollout.resumed" if resumable else "rollout.started", obj=rollout,
-                         before={"state": before}, after={"state": Rollout.RUNNING, "worker": worker,
-                                                          "attempt": rollout.attempts})
+            audit_record(
+                actor="worker",
+                verb="rollout.resumed" if resumable else "rollout.started",
+                obj=rollout,
+                before={"state": before},
+                after={"state": Rollout.RUNNING, "worker": worker, "attempt": rollout.attempts},
+            )
     except IntegrityError:  # another rollout of this deployment started meanwhile
         return None
     return rollout
@@ -320,22 +401,30 @@ def rollout_claim(*, rollout_id: int, worker: str) -> Rollout | None:
 
 def rollout_heartbeat(*, rollout_id: int, worker: str) -> bool:
     """Renew the lease; False means another worker took the rollout over."""
-    return bool(Rollout.objects.filter(pk=rollout_id, state=Rollout.RUNNING, worker=worker)
-                .update(heartbeat_at=timezone.now()))
+    return bool(
+        Rollout.objects.filter(pk=rollout_id, state=Rollout.RUNNING, worker=worker).update(heartbeat_at=timezone.now())
+    )
 
 
 def rollout_release(*, rollout_id: int, worker: str, reason: str) -> None:
     """Give a running rollout back to the queue (a transient error; Celery retries it)."""
     with transaction.atomic():
-        changed = Rollout.objects.filter(pk=rollout_id, state=Rollout.RUNNING, worker=worker) \
-            .update(state=Rollout.QUEUED, worker="", heartbeat_at=None)
+        changed = Rollout.objects.filter(pk=rollout_id, state=Rollout.RUNNING, worker=worker).update(
+            state=Rollout.QUEUED, worker="", heartbeat_at=None
+        )
         if changed:
-            audit_record(actor="worker", verb="rollout.retrying", object_type="deployer.rollout",
-                         object_id=str(rollout_id), after={"reason": reason})
+            audit_record(
+                actor="worker",
+                verb="rollout.retrying",
+                object_type="deployer.rollout",
+                object_id=str(rollout_id),
+                after={"reason": reason},
+            )
 
 
-def rollout_update_steps(*, rollout_id: int, steps: list[dict], manifests: list[dict] | None = None,
-                         reason: str | None = None) -> None:
+def rollout_update_steps(
+    *, rollout_id: int, steps: list[dict], manifests: list[dict] | None = None, reason: str | None = None
+) -> None:
     """Progress only (no audit event): the page polls these rows."""
     fields = {"steps": steps, "heartbeat_at": timezone.now()}
     if manifests is not None:
@@ -361,16 +450,25 @@ def rollout_finish(*, rollout_id: int, state: str, reason: str = "") -> Rollout:
             deployment.live_rollout, deployment.state = rollout, Deployment.SERVING
             deployment.drift_state, deployment.drift_diff = Deployment.IN_SYNC, []
             # Only what serves is guarded: the revision this one replaced stops being watched.
-            Rollout.objects.filter(deployment=deployment, guard_state="watching").exclude(pk=rollout.pk) \
-                .update(guard_state="ended")
+            Rollout.objects.filter(deployment=deployment, guard_state="watching").exclude(pk=rollout.pk).update(
+                guard_state="ended"
+            )
             _guard_start(rollout)
         elif state == Rollout.DONE and rollout.kind == Rollout.UNDEPLOY:
             deployment.live_rollout, deployment.state = None, Deployment.UNDEPLOYED
             deployment.drift_state, deployment.drift_diff = Deployment.UNKNOWN, []
         deployment.save(update_fields=["live_rollout", "state", "drift_state", "drift_diff"])
-        audit_record(actor="worker", verb=f"rollout.{state}", obj=rollout, before={"state": before},
-                     after={"state": state, "reason": rollout.reason,
-                            "version": rollout.version.version if rollout.version_id else None})
+        audit_record(
+            actor="worker",
+            verb=f"rollout.{state}",
+            obj=rollout,
+            before={"state": before},
+            after={
+                "state": state,
+                "reason": rollout.reason,
+                "version": rollout.version.version if rollout.version_id else None,
+            },
+        )
     return rollout
 
 
@@ -384,19 +482,26 @@ def deployment_record_drift(*, deployment_id: int, changes: list[dict]) -> Deplo
         deployment.drift_checked_at = timezone.now()
         deployment.save(update_fields=["drift_state", "drift_diff", "drift_checked_at"])
         if state != before and not (before == Deployment.UNKNOWN and state == Deployment.IN_SYNC):
-            audit_record(actor="worker", verb=f"deployment.{state}", obj=deployment, before={"drift": before},
-                         after={"drift": state, "changes": changes})
+            audit_record(
+                actor="worker",
+                verb=f"deployment.{state}",
+                obj=deployment,
+                before={"drift": before},
+                after={"drift": state, "changes": changes},
+            )
     return deployment
 
 
 # --- the guard after a rollout ----------------------------------------------
+
 
 def _guard_start(rollout: Rollout) -> None:
     """A version that just went live is watched for the target's guard_minutes, if the
     target sets a threshold (inside rollout_finish's transaction)."""
     target = DeploymentTarget.objects.get(deployments=rollout.deployment_id)
     if rollout.kind not in (Rollout.DEPLOY, Rollout.ROLLBACK) or not (
-            target.guard_error_rate is not None or target.guard_p95_ms is not None):
+        target.guard_error_rate is not None or target.guard_p95_ms is not None
+    ):
         return
     rollout.guard_state = "watching"
     rollout.guard_until = timezone.now() + timedelta(minutes=target.guard_minutes)
@@ -407,8 +512,13 @@ def rollout_guard_passed(*, rollout_id: int) -> None:
     with transaction.atomic():
         changed = Rollout.objects.filter(pk=rollout_id, guard_state="watching").update(guard_state="passed")
         if changed:
-            audit_record(actor="worker", verb="rollout.guard_passed", object_type="deployer.rollout",
-                         object_id=str(rollout_id), after={"guard": "passed"})
+            audit_record(
+                actor="worker",
+                verb="rollout.guard_passed",
+                object_type="deployer.rollout",
+                object_id=str(rollout_id),
+                after={"guard": "passed"},
+            )
 
 
 def rollout_guard_breached(*, rollout_id: int, reason: str) -> Rollout | None:
@@ -417,8 +527,12 @@ def rollout_guard_breached(*, rollout_id: int, reason: str) -> Rollout | None:
     was already approved and served). Returns that rollback, or None when there is nothing
     earlier to return to."""
     with transaction.atomic():
-        rollout = (Rollout.objects.select_for_update(of=("self",)).select_related("restore_to__version")
-                   .filter(pk=rollout_id, guard_state="watching").first())
+        rollout = (
+            Rollout.objects.select_for_update(of=("self",))
+            .select_related("restore_to__version")
+            .filter(pk=rollout_id, guard_state="watching")
+            .first()
+        )
         if rollout is None:
             return None
         deployment = _locked_deployment(rollout.deployment_id)
@@ -432,13 +546,28 @@ def rollout_guard_breached(*, rollout_id: int, reason: str) -> Rollout | None:
         rollout.state = Rollout.ROLLED_BACK
         rollout.reason = f"Guard breached: {reason} Rolled back to revision {good.revision} (v{good.version.version})."
         rollout.save(update_fields=["guard_state", "state", "reason"])
-        audit_record(actor="worker", verb="rollout.guard_breached", obj=rollout,
-                     before={"state": Rollout.LIVE}, after={"state": Rollout.ROLLED_BACK, "reason": rollout.reason})
+        audit_record(
+            actor="worker",
+            verb="rollout.guard_breached",
+            obj=rollout,
+            before={"state": Rollout.LIVE},
+            after={"state": Rollout.ROLLED_BACK, "reason": rollout.reason},
+        )
         back = Rollout.objects.create(
-            deployment=deployment, revision=_next_revision(deployment), kind=Rollout.AUTO_ROLLBACK,
-            version=good.version, steps=steps_for(AUTO_ROLLBACK_STEPS), restore_to=None, rolls_back=rollout,
-            reason=rollout.reason)
-        audit_record(actor="worker", verb="rollout.created", obj=back,
-                     after={"kind": back.kind, "version": good.version.version, "rolls_back": rollout.revision})
+            deployment=deployment,
+            revision=_next_revision(deployment),
+            kind=Rollout.AUTO_ROLLBACK,
+            version=good.version,
+            steps=steps_for(AUTO_ROLLBACK_STEPS),
+            restore_to=None,
+            rolls_back=rollout,
+            reason=rollout.reason,
+        )
+        audit_record(
+            actor="worker",
+            verb="rollout.created",
+            obj=back,
+            after={"kind": back.kind, "version": good.version.version, "rolls_back": rollout.revision},
+        )
         queue_run(back.pk)
     return back

@@ -29,11 +29,18 @@ def _run(task, rollout_id: int):
     try:
         return rollout_run(rollout_id, final_attempt=task.request.retries >= MAX_RETRIES)
     except TransientError as exc:
-        raise task.retry(exc=exc, countdown=min(120, 5 * 2 ** task.request.retries)) from exc
+        raise task.retry(exc=exc, countdown=min(120, 5 * 2**task.request.retries)) from exc
 
 
-@shared_task(bind=True, name="deployer.deploy_promotion", acks_late=True, reject_on_worker_lost=True,
-             max_retries=MAX_RETRIES, soft_time_limit=SOFT_LIMIT, time_limit=HARD_LIMIT)
+@shared_task(
+    bind=True,
+    name="deployer.deploy_promotion",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=MAX_RETRIES,
+    soft_time_limit=SOFT_LIMIT,
+    time_limit=HARD_LIMIT,
+)
 def deploy_promotion(self, request_id: int):
     """Queued by the registry when a promotion is approved."""
     from deployer.services import rollout_for_promotion
@@ -44,8 +51,15 @@ def deploy_promotion(self, request_id: int):
     return _run(self, rollout_id)
 
 
-@shared_task(bind=True, name="deployer.run_rollout", acks_late=True, reject_on_worker_lost=True,
-             max_retries=MAX_RETRIES, soft_time_limit=SOFT_LIMIT, time_limit=HARD_LIMIT)
+@shared_task(
+    bind=True,
+    name="deployer.run_rollout",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=MAX_RETRIES,
+    soft_time_limit=SOFT_LIMIT,
+    time_limit=HARD_LIMIT,
+)
 def run_rollout(self, rollout_id: int):
     return _run(self, rollout_id)
 
@@ -53,20 +67,28 @@ def run_rollout(self, rollout_id: int):
 @shared_task(name="deployer.resume_rollouts")
 def resume_rollouts():
     """First the hand-over sweep (approved requests whose deployment message was lost get
-    their rollout: ``services.handover_sweep``). Then queue every rollout no live worker is running: running with an expired lease (its
-    worker died), or queued for longer than a lease (its message was lost, or it waited
-    behind an earlier rollout of the same deployment). Running one twice is harmless: the
+    their rollout: ``services.handover_sweep``). Then queue every rollout no live worker is
+    running: running with an expired lease (its worker died), or queued for longer than a
+    lease (its message was lost, or it waited behind an earlier rollout of the same
+    deployment). Running one twice is harmless: the
     claim lets only one worker in."""
-    from deployer.models import Rollout
-    from deployer.services import handover_sweep, queue_run
     from django.db import transaction
     from django.db.models import Q
 
+    from deployer.models import Rollout
+    from deployer.services import handover_sweep, queue_run
+
     handed_over = handover_sweep()
     stale = timezone.now() - timedelta(seconds=settings.DEPLOYER_LEASE_SECONDS)
-    ids = list(Rollout.objects.filter(
-        Q(state=Rollout.RUNNING, heartbeat_at__lt=stale) | Q(state=Rollout.RUNNING, heartbeat_at__isnull=True)
-        | Q(state=Rollout.QUEUED, created_at__lt=stale)).order_by("created_at").values_list("pk", flat=True))
+    ids = list(
+        Rollout.objects.filter(
+            Q(state=Rollout.RUNNING, heartbeat_at__lt=stale)
+            | Q(state=Rollout.RUNNING, heartbeat_at__isnull=True)
+            | Q(state=Rollout.QUEUED, created_at__lt=stale)
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+    )
     with transaction.atomic():
         for rollout_id in ids:
             queue_run(rollout_id)

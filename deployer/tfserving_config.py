@@ -11,14 +11,17 @@ from deployer.tfserving_common import METRICS_PATH
 
 # --- models.config: a small parser for the protobuf text format subset TF Serving reads ---
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<space>[ \t\r\f\v]+|\#[^\n]*)
   | (?P<newline>\n)
   | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
   | (?P<number>[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_.]*)
   | (?P<punct>[{}<>:;,\[\]])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 
 
 @dataclass(frozen=True)
@@ -164,8 +167,7 @@ class ModelConfig:
 def _read_policy(f: _Field, source: str) -> dict:
     fields = _message(f, source)
     if len(fields) != 1:
-        raise ValueError(f"{source} line {f.line}: model_version_policy needs exactly one of "
-                         "latest, all or specific.")
+        raise ValueError(f"{source} line {f.line}: model_version_policy needs exactly one of latest, all or specific.")
     (choice,) = fields
     body = _message(choice, source)
     if choice.name == "all":
@@ -220,8 +222,7 @@ def _read_config(f: _Field, source: str) -> ModelConfig:
         raise ValueError(f"{source} line {f.line}: a config needs a name and a base_path.")
     platform = values.pop("model_platform", "tensorflow")
     if platform != "tensorflow":
-        raise ValueError(f"{source} line {f.line}: model_platform {platform!r} is not supported "
-                         "(only \"tensorflow\").")
+        raise ValueError(f'{source} line {f.line}: model_platform {platform!r} is not supported (only "tensorflow").')
     return ModelConfig(platform=platform, labels=tuple(labels), **values)
 
 
@@ -291,6 +292,4 @@ def aspired_versions(config: ModelConfig, on_disk: list[int]) -> set[int]:
         return set(on_disk)
     if config.policy == "specific":
         return set(config.versions) & set(on_disk)
-    return set(sorted(on_disk)[-config.num_versions:]) if config.num_versions > 0 else set()
-
-
+    return set(sorted(on_disk)[-config.num_versions :]) if config.num_versions > 0 else set()

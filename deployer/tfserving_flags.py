@@ -40,8 +40,12 @@ TF_SERVING_FLAGS = (
     Flag("rest_api_timeout_in_ms", INT32, 30000),
     Flag("rest_api_enable_cors_support", BOOL, False),
     Flag("enable_batching", BOOL, False),
-    Flag("allow_version_labels_for_unavailable_models", BOOL, False,
-         "If true, allows assigning unused version labels to models that are not available yet."),
+    Flag(
+        "allow_version_labels_for_unavailable_models",
+        BOOL,
+        False,
+        "If true, allows assigning unused version labels to models that are not available yet.",
+    ),
     Flag("batching_parameters_file", STRING, ""),
     Flag("enable_per_model_batching_parameters", BOOL, False),
     Flag("model_config_file", STRING, ""),
@@ -50,11 +54,19 @@ TF_SERVING_FLAGS = (
     Flag("model_base_path", STRING, ""),
     Flag("num_load_threads", INT32, 0),
     Flag("num_unload_threads", INT32, 0),
-    Flag("max_num_load_retries", INT32, 5,
-         "maximum number of times it retries loading a model after the first failure, before giving up. "
-         "If set to 0, a load is attempted only once. Default: 5"),
-    Flag("load_retry_interval_micros", INT64, 60 * 1000 * 1000,
-         "The interval, in microseconds, between each servable load retry. Default: 1 minute"),
+    Flag(
+        "max_num_load_retries",
+        INT32,
+        5,
+        "maximum number of times it retries loading a model after the first failure, before giving up. "
+        "If set to 0, a load is attempted only once. Default: 5",
+    ),
+    Flag(
+        "load_retry_interval_micros",
+        INT64,
+        60 * 1000 * 1000,
+        "The interval, in microseconds, between each servable load retry. Default: 1 minute",
+    ),
     Flag("file_system_poll_wait_seconds", INT32, 1),
     Flag("flush_filesystem_caches", BOOL, True),
     Flag("tensorflow_session_parallelism", INT64, 0),
@@ -85,13 +97,18 @@ TF_SERVING_FLAGS = (
 # The development server's own flags. rest_api_host keeps a local model server off the
 # network; strict=false turns off the checks that copy the real binary's refusals.
 DEV_ONLY_FLAGS = (
-    Flag("rest_api_host", STRING, "0.0.0.0", "(development server only) address the REST API binds to."),
-    Flag("strict", BOOL, True, "(development server only) refuse what tensorflow_model_server refuses: "
-                               "labels on unavailable versions without the allow flag, a version that "
-                               "fails to load at startup."),
+    Flag("rest_api_host", STRING, "0.0.0.0", "(development server only) address the REST API binds to."),  # noqa: S104 - tensorflow_model_server's own default
+    Flag(
+        "strict",
+        BOOL,
+        True,
+        "(development server only) refuse what tensorflow_model_server refuses: "
+        "labels on unavailable versions without the allow flag, a version that "
+        "fails to load at startup.",
+    ),
 )
 
-_INT = re.compile(r"\s*[+-]?\d+")          # what sscanf("%d%c") accepts as the whole value
+_INT = re.compile(r"\s*[+-]?\d+")  # what sscanf("%d%c") accepts as the whole value
 _FLOAT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|\s*[+-]?(inf|infinity|nan)", re.IGNORECASE)
 
 
@@ -99,7 +116,7 @@ _FLOAT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|\s*[+-]?(inf|infi
 class ParsedFlags:
     values: dict
     ok: bool = True
-    errors: list = field(default_factory=list)   # the LOG(ERROR) lines the real parser writes
+    errors: list = field(default_factory=list)  # the LOG(ERROR) lines the real parser writes
     unknown: list = field(default_factory=list)  # arguments no flag matched, in order
 
     def __getattr__(self, name):
@@ -114,7 +131,7 @@ def _match(flag: Flag, arg: str) -> tuple[bool, bool, object]:
     prefix = f"--{flag.name}"
     if not arg.startswith(prefix):
         return False, True, None
-    rest = arg[len(prefix):]
+    rest = arg[len(prefix) :]
     if flag.type == BOOL:
         # ParseBoolFlag (command_line_flags.cc:86-112): a bare flag is true; after the name
         # only "=true" or "=false" is accepted; anything else, even "_x", is a bad value.
@@ -132,7 +149,7 @@ def _match(flag: Flag, arg: str) -> tuple[bool, bool, object]:
         if _INT.fullmatch(value):
             number = int(value)
             bits = 31 if flag.type == INT32 else 63
-            if -(2 ** bits) <= number < 2 ** bits:
+            if -(2**bits) <= number < 2**bits:
                 return True, True, number
         return True, False, value
     if _FLOAT.fullmatch(value):
@@ -186,7 +203,7 @@ def parse_or_exit(argv: list[str], program: str = "tensorflow_model_server") -> 
     an unknown argument prints "unknown argument: …" and the usage, and the server starts."""
     parsed = parse(argv)
     for error in parsed.errors:
-        print(error, file=sys.stderr)
+        print(error, file=sys.stderr)  # noqa: T201 - the real binary's own output
     if not parsed.ok:
         sys.stdout.write(usage(program))
         sys.stdout.flush()

@@ -77,20 +77,31 @@ class ServingMetrics:
             counts, loads = dict(self._counts), dict(self._loads)
             latency = {k: v.copy() for k, v in self._latency.items()}
             runtime = {k: v.copy() for k, v in self._runtime.items()}
-        loaded = CounterMetricFamily(LOAD_ATTEMPT_COUNT, "The number of times a SavedModel was successfully loaded.",
-                                     labels=["model_path", "status"])
+        loaded = CounterMetricFamily(
+            LOAD_ATTEMPT_COUNT,
+            "The number of times a SavedModel was successfully loaded.",
+            labels=["model_path", "status"],
+        )
         for labels, value in sorted(loads.items()):
             loaded.add_metric(list(labels), value)
-        counter = CounterMetricFamily(REQUEST_COUNT, "The total number of requests.",
-                                      labels=["model_name", "status"])
+        counter = CounterMetricFamily(REQUEST_COUNT, "The total number of requests.", labels=["model_name", "status"])
         for labels, value in sorted(counts.items()):
             counter.add_metric(list(labels), value)
         families = [loaded, counter]
         for name, text, labels, series in (
-                (REQUEST_LATENCY, "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
-                 ["model_name", "API", "entrypoint"], latency),
-                (RUNTIME_LATENCY, "Distribution of wall time (in microseconds) for Tensorflow runtime.",
-                 ["model_name", "API", "runtime"], runtime)):
+            (
+                REQUEST_LATENCY,
+                "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
+                ["model_name", "API", "entrypoint"],
+                latency,
+            ),
+            (
+                RUNTIME_LATENCY,
+                "Distribution of wall time (in microseconds) for Tensorflow runtime.",
+                ["model_name", "API", "runtime"],
+                runtime,
+            ),
+        ):
             histogram = HistogramMetricFamily(name, text, labels=labels)
             for values, (buckets, total, count) in sorted(series.items()):
                 pairs = [(f"{b:g}", n) for b, n in zip(LATENCY_BUCKETS, buckets, strict=True)] + [("+Inf", count)]

@@ -13,6 +13,7 @@ from deployer.tfserving_common import _CODE_NAMES, DEFAULT_SIGNATURE, ServingErr
 
 # --- loading SavedModels ---
 
+
 @dataclass
 class Servable:
     """A loaded version: its callable signatures and the SignatureDef protos they came from."""
@@ -38,23 +39,28 @@ def _read_meta_graph(path: str):
         elif pbtxt.exists():
             text_format.Parse(pbtxt.read_text(), saved_model)
         else:
-            raise ServingError("NOT_FOUND", "Could not find SavedModel .pb or .pbtxt at supplied export "
-                                            f"directory path: {path}")
+            raise ServingError(
+                "NOT_FOUND", f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}"
+            )
     except (message.DecodeError, text_format.ParseError) as exc:
         raise ServingError("DATA_LOSS", f"Can't parse {pb} as binary proto: {exc}") from exc
     for meta_graph in saved_model.meta_graphs:
         if "serve" in meta_graph.meta_info_def.tags:
             return meta_graph
-    raise ServingError("NOT_FOUND", f"Could not find meta graph def matching supplied tags: {{ serve }}. "
-                                    f"To inspect available tag-sets in the SavedModel, please use the "
-                                    f"SavedModel CLI: `saved_model_cli` (path {path})")
+    raise ServingError(
+        "NOT_FOUND",
+        f"Could not find meta graph def matching supplied tags: {{ serve }}. "
+        f"To inspect available tag-sets in the SavedModel, please use the "
+        f"SavedModel CLI: `saved_model_cli` (path {path})",
+    )
 
 
 def load_savedmodel(path: str) -> Servable:
     meta_graph = _read_meta_graph(path)
     loaded = _tf().saved_model.load(path, tags=["serve"])
-    return Servable(path=path, signature_defs=dict(meta_graph.signature_def),
-                    functions=dict(loaded.signatures), handle=loaded)
+    return Servable(
+        path=path, signature_defs=dict(meta_graph.signature_def), functions=dict(loaded.signatures), handle=loaded
+    )
 
 
 def _error_code(exc: Exception) -> str:
@@ -66,7 +72,6 @@ def _error_code(exc: Exception) -> str:
 
 def _error_message(exc: Exception) -> str:
     return getattr(exc, "message", None) or str(exc)
-
 
 
 # --- predict, classify and regress: JSON in, tensors, JSON out ---
@@ -81,10 +86,23 @@ _INT32, _INT64, _UINT32, _UINT64 = (2**31, 2**63, 2**32, 2**64)
 _FLOAT_MAX_INT, _DOUBLE_MAX_INT = 2**24 - 1, 2**53 - 1
 _FLOAT32_MAX = 3.4028234663852886e38
 # DataTypeString() names, keyed by tf.dtypes.DType.name.
-_DTYPE_NAMES = {"float32": "float", "float64": "double", "int32": "int32", "int16": "int16", "int8": "int8",
-                "uint8": "uint8", "string": "string", "int64": "int64", "bool": "bool", "uint32": "uint32",
-                "uint64": "uint64", "float16": "half", "bfloat16": "bfloat16", "complex64": "complex64",
-                "complex128": "complex128"}
+_DTYPE_NAMES = {
+    "float32": "float",
+    "float64": "double",
+    "int32": "int32",
+    "int16": "int16",
+    "int8": "int8",
+    "uint8": "uint8",
+    "string": "string",
+    "int64": "int64",
+    "bool": "bool",
+    "uint32": "uint32",
+    "uint64": "uint64",
+    "float16": "half",
+    "bfloat16": "bfloat16",
+    "complex64": "complex64",
+    "complex128": "complex128",
+}
 
 
 class _Raw(str):
@@ -99,8 +117,9 @@ def parse_json(body: bytes) -> dict:
     try:
         doc = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ServingError("INVALID_ARGUMENT", f"JSON Parse error: Invalid encoding in string. at offset: "
-                                               f"{exc.start}") from exc
+        raise ServingError(
+            "INVALID_ARGUMENT", f"JSON Parse error: Invalid encoding in string. at offset: {exc.start}"
+        ) from exc
     except json.JSONDecodeError as exc:
         raise ServingError("INVALID_ARGUMENT", f"JSON Parse error: Invalid value. at offset: {exc.pos}") from exc
     except RecursionError as exc:  # rapidjson would overflow its stack; answer, do not crash
@@ -158,8 +177,9 @@ def _format_error(val, *parts) -> ServingError:
 
 
 def _type_error(val, dtype: str) -> ServingError:
-    return ServingError("INVALID_ARGUMENT", f"JSON Value: {_to_text(val)} Type: {_json_type(val)} "
-                                            f"is not of expected type: {dtype}")
+    return ServingError(
+        "INVALID_ARGUMENT", f"JSON Value: {_to_text(val)} Type: {_json_type(val)} is not of expected type: {dtype}"
+    )
 
 
 def _lossless(val, max_int: int, max_value: float) -> bool:
@@ -173,8 +193,9 @@ def _lossless(val, max_int: int, max_value: float) -> bool:
 
 
 def _lossy_error(val, target: str) -> ServingError:
-    return ServingError("INVALID_ARGUMENT", f"Cannot convert JSON value: {_to_text(val)} to {target} "
-                                            "without loss of precision.")
+    return ServingError(
+        "INVALID_ARGUMENT", f"Cannot convert JSON value: {_to_text(val)} to {target} without loss of precision."
+    )
 
 
 def _scalar(val, dtype: str):
@@ -187,9 +208,17 @@ def _scalar(val, dtype: str):
         if dtype == "double" and not _lossless(val, _DOUBLE_MAX_INT, sys.float_info.max):
             raise _lossy_error(val, "double")
         return float(val)
-    checks = {"int32": _is_int, "int16": _is_int, "int8": _is_int, "uint8": _is_int, "int64": _is_int64,
-              "uint32": lambda v: type(v) is int and 0 <= v < _UINT32, "uint64": _is_uint64,
-              "bool": lambda v: type(v) is bool, "string": lambda v: type(v) is str}
+    checks = {
+        "int32": _is_int,
+        "int16": _is_int,
+        "int8": _is_int,
+        "uint8": _is_int,
+        "int64": _is_int64,
+        "uint32": lambda v: type(v) is int and 0 <= v < _UINT32,
+        "uint64": _is_uint64,
+        "bool": lambda v: type(v) is bool,
+        "string": lambda v: type(v) is str,
+    }
     if dtype not in checks:
         raise ServingError("UNIMPLEMENTED", f"Conversion of JSON Value: {_to_text(val)} to type: {dtype}")
     if not checks[dtype](val):
@@ -204,8 +233,7 @@ def _is_b64(val) -> bool:
 def _b64_decode(val) -> bytes:
     """JsonDecodeBase64Object(): {"b64": "..."} with absl's Base64Unescape (padding optional)."""
     if not _is_b64(val):
-        raise ServingError("INVALID_ARGUMENT", f"JSON Value: {_to_text(val)} not formatted correctly for "
-                                               "base64 data")
+        raise ServingError("INVALID_ARGUMENT", f"JSON Value: {_to_text(val)} not formatted correctly for base64 data")
     text = val["b64"].strip()
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
@@ -229,8 +257,11 @@ def _fill(val, level: int, dtype: str, shape: list, out: list) -> None:
     rank = len(shape)
     if not isinstance(val, list):
         if level != rank:
-            raise ServingError("INVALID_ARGUMENT", f"JSON Value: {_to_text(val)} found at incorrect level: "
-                                                   f"{level + 1} in the JSON DOM. Expected at level: {rank}")
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"JSON Value: {_to_text(val)} found at incorrect level: "
+                f"{level + 1} in the JSON DOM. Expected at level: {rank}",
+            )
         if isinstance(val, dict):
             if dtype != "string":
                 raise _type_error(val, dtype)
@@ -241,8 +272,10 @@ def _fill(val, level: int, dtype: str, shape: list, out: list) -> None:
     if level >= rank:
         raise ServingError("INVALID_ARGUMENT", f"Encountered list at unexpected level: {level} expected < {rank}")
     if len(val) != shape[level]:
-        raise ServingError("INVALID_ARGUMENT", f"Encountered list at unexpected size: {len(val)} at level: "
-                                               f"{level} expected size: {shape[level]}")
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f"Encountered list at unexpected size: {len(val)} at level: {level} expected size: {shape[level]}",
+        )
     for item in val:
         _fill(item, level + 1, dtype, shape, out)
 
@@ -271,8 +304,11 @@ def _status_text(exc: ServingError) -> str:
 def _tensors_from_instances(instances: list, infomap: dict) -> dict:
     """FillTensorMapFromInstancesList(): rows batched along a new first dimension."""
     if not isinstance(instances[0], dict) and len(infomap) > 1:
-        raise ServingError("INVALID_ARGUMENT", "instances is a plain list, but expecting list of objects as "
-                                               "multiple input tensors required as per tensorinfo_map")
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            "instances is a plain list, but expecting list of objects as "
+            "multiple input tensors required as per tensorinfo_map",
+        )
 
     def is_object(val) -> bool:
         return isinstance(val, dict) and not _is_b64(val)
@@ -291,8 +327,10 @@ def _tensors_from_instances(instances: list, infomap: dict) -> dict:
             if shapes[name][0] != size:
                 raise ServingError("INVALID_ARGUMENT", f"Expecting tensor size: {shapes[name][0]} but got: {size}")
             if shapes[name][1] != tensor.shape:
-                raise ServingError("INVALID_ARGUMENT", f"Expecting shape {_shape_text(shapes[name][1])} but got: "
-                                                       f"{_shape_text(tensor.shape)}")
+                raise ServingError(
+                    "INVALID_ARGUMENT",
+                    f"Expecting shape {_shape_text(shapes[name][1])} but got: {_shape_text(tensor.shape)}",
+                )
         else:
             shapes[name] = (size, tensor.shape)
         items.setdefault(name, []).extend(tensor.values)
@@ -305,31 +343,42 @@ def _tensors_from_instances(instances: list, infomap: dict) -> dict:
                 try:
                     add(value, name)
                 except ServingError as exc:
-                    raise ServingError("INVALID_ARGUMENT", f"Failed to process element: {count} key: {name} of "
-                                                           f"'instances' list. Error: {_status_text(exc)}") from exc
+                    raise ServingError(
+                        "INVALID_ARGUMENT",
+                        f"Failed to process element: {count} key: {name} of "
+                        f"'instances' list. Error: {_status_text(exc)}",
+                    ) from exc
             if set(elem) != set(names):
-                raise ServingError("INVALID_ARGUMENT", f"Failed to process element: {count} of 'instances' list. "
-                                                       f"JSON object: {_to_text(elem)} must only have keys: "
-                                                       f"{','.join(names)}")
+                raise ServingError(
+                    "INVALID_ARGUMENT",
+                    f"Failed to process element: {count} of 'instances' list. "
+                    f"JSON object: {_to_text(elem)} must only have keys: "
+                    f"{','.join(names)}",
+                )
         else:
             if is_object(elem):
-                raise ServingError("INVALID_ARGUMENT", f"Expecting value/list but got object at item {count} "
-                                                       "of input list")
+                raise ServingError(
+                    "INVALID_ARGUMENT", f"Expecting value/list but got object at item {count} of input list"
+                )
             try:
                 add(elem, names[0])
             except ServingError as exc:
-                raise ServingError("INVALID_ARGUMENT", f"Failed to process element: {count} of 'instances' list. "
-                                                       f"Error: {_status_text(exc)}") from exc
-    return {name: _Tensor(infomap[name], [len(instances), *shapes[name][1]], values)
-            for name, values in items.items()}
+                raise ServingError(
+                    "INVALID_ARGUMENT",
+                    f"Failed to process element: {count} of 'instances' list. Error: {_status_text(exc)}",
+                ) from exc
+    return {name: _Tensor(infomap[name], [len(instances), *shapes[name][1]], values) for name, values in items.items()}
 
 
 def _tensors_from_inputs(val, infomap: dict) -> dict:
     """FillTensorMapFromInputsMap(): one value per input; keys the signature lacks are ignored."""
     if not isinstance(val, dict) or _is_b64(val):
         if len(infomap) > 1:
-            raise ServingError("INVALID_ARGUMENT", "inputs is a plain value/list, but expecting an object as "
-                                                   "multiple input tensors required as per tensorinfo_map")
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                "inputs is a plain value/list, but expecting an object as "
+                "multiple input tensors required as per tensorinfo_map",
+            )
         ((name, dtype),) = infomap.items()
         return {name: _tensor(val, dtype)}
     tensors = {}
@@ -353,12 +402,14 @@ def fill_predict_request(doc: dict, infomap: dict) -> tuple[str, dict]:
     """("row" or "columnar", {input: _Tensor}) from a parsed predict body; infomap maps the
     signature's inputs to their dtype names ("float", "int32", "string", ...)."""
     if not infomap:
-        raise ServingError("INVALID_ARGUMENT", "Failed to get input map for signature: "
-                                               f"{signature_name(doc) or 'DEFAULT'}")
+        raise ServingError(
+            "INVALID_ARGUMENT", f"Failed to get input map for signature: {signature_name(doc) or 'DEFAULT'}"
+        )
     if "instances" in doc:
         if "inputs" in doc:
-            raise _format_error(doc, "Not formatted correctly expecting only one of 'inputs' or 'instances' "
-                                     "keys to exist ")
+            raise _format_error(
+                doc, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist "
+            )
         if not isinstance(doc["instances"], list):
             raise _format_error(doc, "Excepting 'instances' to be an list/array")
         if not doc["instances"]:
@@ -370,6 +421,7 @@ def fill_predict_request(doc: dict, infomap: dict) -> tuple[str, dict]:
 
 
 # -- output: MakeJsonFromTensors and WriteDecimal --
+
 
 def _decimal(val: float, max_digits: int) -> str:
     """WriteDecimal(): six significant digits (absl::StrCat) when they round-trip, else
@@ -415,12 +467,16 @@ def _nested(array, dtype: str, as_bytes: bool, first_dim: int = 0):
         if a.ndim == 0:
             return _leaf(a[()], dtype, as_bytes)
         return [walk(a[i]) if a.ndim > 1 else _leaf(a[i], dtype, as_bytes) for i in range(a.shape[0])]
+
     return walk(array)
 
 
 def _dtype_name(array) -> str:
-    return "string" if array.dtype == object or array.dtype.kind in "SU" else _DTYPE_NAMES.get(array.dtype.name,
-                                                                                               array.dtype.name)
+    return (
+        "string"
+        if array.dtype == object or array.dtype.kind in "SU"
+        else _DTYPE_NAMES.get(array.dtype.name, array.dtype.name)
+    )
 
 
 def make_json_from_tensors(outputs: dict, form: str) -> dict:
@@ -442,13 +498,19 @@ def make_json_from_tensors(outputs: dict, form: str) -> dict:
         if array.shape[0] < 1:
             raise ServingError("INVALID_ARGUMENT", f"Tensor name: {name} has invalid batch size: {array.shape[0]}")
         if batch and batch != array.shape[0]:
-            raise ServingError("INVALID_ARGUMENT", f"Tensor name: {name} has inconsistent batch size: "
-                                                   f"{array.shape[0]} expecting: {batch}")
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"Tensor name: {name} has inconsistent batch size: {array.shape[0]} expecting: {batch}",
+            )
         batch = array.shape[0]
     rows = []
     for i in range(batch):
-        row = {n: _nested(np.asarray(outputs[n][i], dtype=outputs[n].dtype), _dtype_name(outputs[n]),
-                          _is_bytes(n, outputs[n])) for n in names}
+        row = {
+            n: _nested(
+                np.asarray(outputs[n][i], dtype=outputs[n].dtype), _dtype_name(outputs[n]), _is_bytes(n, outputs[n])
+            )
+            for n in names
+        }
         rows.append(row[names[0]] if len(names) == 1 else row)
     return {"predictions": rows}
 
@@ -460,6 +522,7 @@ def _is_bytes(name: str, array) -> bool:
 def dumps(payload) -> bytes:
     """JSON text in which _Raw numbers appear as written (NaN and Infinity too, as TF Serving
     writes them)."""
+
     def write(val) -> str:
         if isinstance(val, _Raw):
             return str(val)
@@ -468,10 +531,12 @@ def dumps(payload) -> bytes:
         if isinstance(val, list):
             return "[" + ", ".join(write(v) for v in val) + "]"
         return json.dumps(val)
+
     return write(payload).encode()
 
 
 # -- predict --
+
 
 def _signature(servable: Servable, name: str):
     key = name or DEFAULT_SIGNATURE
@@ -485,9 +550,10 @@ def input_dtypes(servable: Servable, name: str) -> dict:
     from tensorflow.core.framework import types_pb2  # noqa: PLC0415
 
     _, sig = _signature(servable, name)
-    return {alias: _DTYPE_NAMES.get(_tf().dtypes.as_dtype(info.dtype).name,
-                                    types_pb2.DataType.Name(info.dtype)[3:].lower())
-            for alias, info in sig.inputs.items()}
+    return {
+        alias: _DTYPE_NAMES.get(_tf().dtypes.as_dtype(info.dtype).name, types_pb2.DataType.Name(info.dtype)[3:].lower())
+        for alias, info in sig.inputs.items()
+    }
 
 
 def _run(servable: Servable, key: str, feeds: dict, api: str, on_runtime):
@@ -509,9 +575,19 @@ def _run(servable: Servable, key: str, feeds: dict, api: str, on_runtime):
 def _as_numpy(tensor: _Tensor):
     import numpy as np  # noqa: PLC0415
 
-    numpy_types = {"float": np.float32, "double": np.float64, "int32": np.int32, "int16": np.int16,
-                   "int8": np.int8, "uint8": np.uint8, "int64": np.int64, "bool": np.bool_, "uint32": np.uint32,
-                   "uint64": np.uint64, "string": object}
+    numpy_types = {
+        "float": np.float32,
+        "double": np.float64,
+        "int32": np.int32,
+        "int16": np.int16,
+        "int8": np.int8,
+        "uint8": np.uint8,
+        "int64": np.int64,
+        "bool": np.bool_,
+        "uint32": np.uint32,
+        "uint64": np.uint64,
+        "string": object,
+    }
     if tensor.dtype not in numpy_types:
         raise ServingError("INVALID_ARGUMENT", f"tensor parsing error: unsupported dtype {tensor.dtype}")
     return np.array(tensor.values, dtype=numpy_types[tensor.dtype]).reshape(tensor.shape)
@@ -522,8 +598,11 @@ def predict(servable: Servable, doc: dict, *, on_runtime=None) -> dict:
     key, sig = _signature(servable, signature_name(doc))
     form, tensors = fill_predict_request(doc, input_dtypes(servable, key))
     if sig.method_name not in (PREDICT, CLASSIFY, REGRESS):
-        raise ServingError("INTERNAL", f"Expected prediction signature method_name to be one of {{{PREDICT}, "
-                                       f"{CLASSIFY}, {REGRESS}}}. Was: {sig.method_name}")
+        raise ServingError(
+            "INTERNAL",
+            f"Expected prediction signature method_name to be one of {{{PREDICT}, "
+            f"{CLASSIFY}, {REGRESS}}}. Was: {sig.method_name}",
+        )
     tf = _tf()
     feeds = {name: tf.constant(_as_numpy(t)) for name, t in tensors.items()}
     return make_json_from_tensors(_run(servable, key, feeds, "Predict", on_runtime), form)
@@ -531,17 +610,19 @@ def predict(servable: Servable, doc: dict, *, on_runtime=None) -> dict:
 
 # -- classify and regress: tf.Example in JSON --
 
+
 def _feature_error(name: str, val) -> ServingError:
-    return ServingError("INVALID_ARGUMENT", f"Feature: {name} has element with unexpected JSON type: "
-                                            f"{_json_type(val)}")
+    return ServingError("INVALID_ARGUMENT", f"Feature: {name} has element with unexpected JSON type: {_json_type(val)}")
 
 
 def _add_to_feature(val, name: str, feature: dict) -> None:
     """AddValueToFeature(): a feature holds one kind; ints and booleans are int64."""
+
     def want(kind: str) -> None:
         if feature["kind"] not in (None, kind):
-            raise ServingError("INVALID_ARGUMENT", f"Unexpected element type in feature: {name} expecting type: "
-                                                   f"{feature['kind']}")
+            raise ServingError(
+                "INVALID_ARGUMENT", f"Unexpected element type in feature: {name} expecting type: {feature['kind']}"
+            )
         feature["kind"] = kind
 
     if val is None or isinstance(val, list):
@@ -578,7 +659,7 @@ def _example(val) -> bytes:
     example = example_pb2.Example()
     for name, content in val.items():
         feature = {"kind": None, "values": []}
-        for item in (content if isinstance(content, list) else [content]):
+        for item in content if isinstance(content, list) else [content]:
             _add_to_feature(item, name, feature)
         target = example.features.feature[name]
         if feature["kind"] == "int64":
@@ -610,8 +691,9 @@ def _example_signature(servable: Servable, doc: dict, method: str, what: str):
         raise ServingError("INVALID_ARGUMENT", f"No signature was found with the name: {key}")
     sig = servable.signature_defs[key]
     if sig.method_name != method:
-        raise ServingError("INVALID_ARGUMENT", f"Expected {what} signature method_name to be {method}. "
-                                               f"Was: {sig.method_name}")
+        raise ServingError(
+            "INVALID_ARGUMENT", f"Expected {what} signature method_name to be {method}. Was: {sig.method_name}"
+        )
     if len(sig.inputs) != 1:
         raise ServingError("INVALID_ARGUMENT", "Expected one input Tensor.")
     if "inputs" not in sig.inputs:
@@ -625,28 +707,43 @@ def classify(servable: Servable, examples: list, doc: dict, *, on_runtime=None) 
     if len(sig.outputs) not in (1, 2):
         raise ServingError("INVALID_ARGUMENT", f"Expected one or two output Tensors, found {len(sig.outputs)}")
     if "classes" not in sig.outputs and "scores" not in sig.outputs:
-        raise ServingError("FAILED_PRECONDITION", 'Expected classification signature outputs to contain at least '
-                                                  f'one of "classes" or "scores". Signature was: {sig}')
+        raise ServingError(
+            "FAILED_PRECONDITION",
+            "Expected classification signature outputs to contain at least "
+            f'one of "classes" or "scores". Signature was: {sig}',
+        )
     outputs = _run(servable, key, {"inputs": _tf().constant(examples)}, "Classify", on_runtime)
     classes, scores = outputs.get("classes"), outputs.get("scores")
     for label, tensor, dtype in (("classes", classes, "DT_STRING"), ("scores", scores, "DT_FLOAT")):
         if tensor is None:
             continue
         if tensor.ndim != 2:
-            raise ServingError("INVALID_ARGUMENT", "Expected Tensor shape: [batch_size num_classes] but got "
-                                                   f"{_shape_text(tensor.shape)}")
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"Expected Tensor shape: [batch_size num_classes] but got {_shape_text(tensor.shape)}",
+            )
         if _dtype_name(tensor) != ("string" if label == "classes" else "float"):
             raise ServingError("INVALID_ARGUMENT", f"Expected {label} Tensor of {dtype}. Got: {tensor.dtype}")
         if tensor.shape[0] != len(examples):
-            raise ServingError("INVALID_ARGUMENT", f"Expected {label} output batch size of {len(examples)}. "
-                                                   f"Got: {tensor.shape[0]}")
+            raise ServingError(
+                "INVALID_ARGUMENT", f"Expected {label} output batch size of {len(examples)}. Got: {tensor.shape[0]}"
+            )
     if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
-        raise ServingError("INVALID_ARGUMENT", "Tensors class and score should match in dim_size(1). Got "
-                                               f"{classes.shape[1]} vs. {scores.shape[1]}")
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f"Tensors class and score should match in dim_size(1). Got {classes.shape[1]} vs. {scores.shape[1]}",
+        )
     width = (classes if classes is not None else scores).shape[1]
-    results = [[[classes[i][c].decode("utf-8", "replace") if classes is not None else "",
-                 _Raw(_decimal(float(scores[i][c]) if scores is not None else 0.0, 9))]
-                for c in range(width)] for i in range(len(examples))]
+    results = [
+        [
+            [
+                classes[i][c].decode("utf-8", "replace") if classes is not None else "",
+                _Raw(_decimal(float(scores[i][c]) if scores is not None else 0.0, 9)),
+            ]
+            for c in range(width)
+        ]
+        for i in range(len(examples))
+    ]
     if not results:
         raise ServingError("INVALID_ARGUMENT", "Cannot convert empty ClassificationResults to JSON")
     return {"results": results}
@@ -661,11 +758,16 @@ def regress(servable: Servable, examples: list, doc: dict, *, on_runtime=None) -
         raise ServingError("FAILED_PRECONDITION", f"No regression outputs found in SignatureDef: {sig}")
     values = _run(servable, key, {"inputs": _tf().constant(examples)}, "Regress", on_runtime)["outputs"]
     if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
-        raise ServingError("INVALID_ARGUMENT", "Expected output Tensor shape to be either [batch_size] or "
-                                               f"[batch_size, 1] but got {_shape_text(values.shape)}")
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            "Expected output Tensor shape to be either [batch_size] or "
+            f"[batch_size, 1] but got {_shape_text(values.shape)}",
+        )
     if values.shape[0] != len(examples):
-        raise ServingError("INVALID_ARGUMENT", f"Input batch size did not match output batch size: "
-                                               f"{len(examples)} vs. {values.shape[0]}")
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f"Input batch size did not match output batch size: {len(examples)} vs. {values.shape[0]}",
+        )
     if _dtype_name(values) != "float":
         raise ServingError("INVALID_ARGUMENT", f"Expected output Tensor of DT_FLOAT.  Got: {values.dtype}")
     return {"results": [_Raw(_decimal(float(v), 9)) for v in values.reshape(-1)]}
@@ -676,10 +778,13 @@ def metadata(name: str, version: int, servable: Servable) -> dict:
     proto field names and default values (sizes are strings, dtypes are "DT_FLOAT")."""
     from google.protobuf import json_format  # noqa: PLC0415
 
-    defs = {key: json_format.MessageToDict(value, preserving_proto_field_name=True,
-                                           always_print_fields_with_no_presence=True)
-            for key, value in servable.signature_defs.items()}
-    return {"model_spec": {"name": name, "signature_name": "", "version": str(version)},
-            "metadata": {"signature_def": {"signature_def": defs}}}
-
-
+    defs = {
+        key: json_format.MessageToDict(
+            value, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        for key, value in servable.signature_defs.items()
+    }
+    return {
+        "model_spec": {"name": name, "signature_name": "", "version": str(version)},
+        "metadata": {"signature_def": {"signature_def": defs}},
+    }

@@ -40,6 +40,7 @@ def _redirect(request, url: str):
 
 # --- list -------------------------------------------------------------------------
 
+
 @permission_required(VIEW, raise_exception=True)
 def deployment_list(request):
     filters = {
@@ -53,9 +54,17 @@ def deployment_list(request):
         deployment.health = health_colour(deployment, deployment.metrics)
     query = request.GET.copy()
     query.pop("page", None)
-    return render_page(request, "deployer/list.html", {
-        "page": page, "filters": filters, "query": query.urlencode(), "environments": Environment.objects.all(),
-    }, partial="results")
+    return render_page(
+        request,
+        "deployer/list.html",
+        {
+            "page": page,
+            "filters": filters,
+            "query": query.urlencode(),
+            "environments": Environment.objects.all(),
+        },
+        partial="results",
+    )
 
 
 def health_colour(deployment: Deployment, metrics: dict) -> str:
@@ -65,19 +74,26 @@ def health_colour(deployment: Deployment, metrics: dict) -> str:
     ready, desired, errors = metrics["replicas_ready"], metrics["replicas_desired"], metrics["error_rate"]
     if ready == 0 or (errors or 0) >= 0.05:
         return "bad"
-    if deployment.drift_state == Deployment.OUT_OF_SYNC or (errors or 0) >= 0.01 or (
-            ready is not None and desired is not None and ready < desired):
+    if (
+        deployment.drift_state == Deployment.OUT_OF_SYNC
+        or (errors or 0) >= 0.01
+        or (ready is not None and desired is not None and ready < desired)
+    ):
         return "warn"
     return "ok" if ready is not None else "idle"
 
 
 # --- one deployment -----------------------------------------------------------------
 
+
 def _can_roll_back_to(deployment: Deployment, rollout: Rollout) -> bool:
     """An earlier good revision of another version: what rollback_request accepts."""
     live = deployment.live_rollout
-    return (rollout.state in Rollout.GOOD and rollout.version_id is not None
-            and (live is None or (rollout.pk != live.pk and rollout.version_id != live.version_id)))
+    return (
+        rollout.state in Rollout.GOOD
+        and rollout.version_id is not None
+        and (live is None or (rollout.pk != live.pk and rollout.version_id != live.version_id))
+    )
 
 
 def _posted_revision(form: RollbackForm | None) -> int | None:
@@ -144,9 +160,12 @@ def deployment_health(request, pk):
 def _after_operation(request, deployment, outcome, what: str):
     """A rollout queued at once goes to its page; a request for approval to the request's."""
     if isinstance(outcome, PromotionRequest):
-        messages.success(request, f"{what.capitalize()} requested as request #{outcome.pk}: "
-                                  f"{outcome.get_state_display().lower()} ({deployment.environment.name} "
-                                  "requires approval).")
+        messages.success(
+            request,
+            f"{what.capitalize()} requested as request #{outcome.pk}: "
+            f"{outcome.get_state_display().lower()} ({deployment.environment.name} "
+            "requires approval).",
+        )
         return _redirect(request, reverse("promotions:detail", kwargs={"pk": outcome.pk}))
     messages.success(request, f"Revision {outcome.revision} queued: {what} of {deployment}.")
     return _redirect(request, reverse("deployer:rollout", kwargs={"pk": outcome.pk}))
@@ -161,8 +180,9 @@ def deployment_redeploy(request, pk):
     form = RedeployForm(request.POST)
     form.is_valid()
     try:
-        outcome = services.rollout_redeploy(actor=request.user, deployment_id=deployment.pk,
-                                            reason=form.cleaned_data.get("reason", ""))
+        outcome = services.rollout_redeploy(
+            actor=request.user, deployment_id=deployment.pk, reason=form.cleaned_data.get("reason", "")
+        )
     except ServiceError as exc:
         return _detail_page(request, selectors.deployment_get(pk), error=exc.message, status=exc.http_status)
     return _after_operation(request, deployment, outcome, "redeploy")
@@ -176,8 +196,9 @@ def deployment_undeploy(request, pk):
     if not form.is_valid():
         return _detail_page(request, deployment, undeploy_form=form, status=400)
     try:
-        outcome = services.rollout_undeploy(actor=request.user, deployment_id=deployment.pk,
-                                            reason=form.cleaned_data["reason"])
+        outcome = services.rollout_undeploy(
+            actor=request.user, deployment_id=deployment.pk, reason=form.cleaned_data["reason"]
+        )
     except ServiceError as exc:
         if exc.field in form.fields:
             form.add_error(exc.field, exc.message)
@@ -195,15 +216,17 @@ def deployment_stop(request, pk):
     if not form.is_valid():
         return _detail_page(request, deployment, stop_form=form, status=400)
     try:
-        rollout = services.deployment_break_glass_stop(actor=request.user, deployment_id=deployment.pk,
-                                                       reason=form.cleaned_data["reason"])
+        rollout = services.deployment_break_glass_stop(
+            actor=request.user, deployment_id=deployment.pk, reason=form.cleaned_data["reason"]
+        )
     except ServiceError as exc:
         if exc.field in form.fields:
             form.add_error(exc.field, exc.message)
             return _detail_page(request, deployment, stop_form=form, status=exc.http_status)
         return _detail_page(request, selectors.deployment_get(pk), error=exc.message, status=exc.http_status)
-    messages.warning(request, f"Break-glass: revision {rollout.revision} stops {deployment} now; "
-                              "the approvers have been told.")
+    messages.warning(
+        request, f"Break-glass: revision {rollout.revision} stops {deployment} now; the approvers have been told."
+    )
     return _redirect(request, reverse("deployer:rollout", kwargs={"pk": rollout.pk}))
 
 
@@ -215,24 +238,31 @@ def deployment_rollback(request, pk):
     form = RollbackForm(request.POST)
     if form.is_valid():
         try:
-            req = services.rollback_request(actor=request.user, deployment_id=deployment.pk,
-                                            revision=form.cleaned_data["revision"],
-                                            justification=form.cleaned_data["justification"])
+            req = services.rollback_request(
+                actor=request.user,
+                deployment_id=deployment.pk,
+                revision=form.cleaned_data["revision"],
+                justification=form.cleaned_data["justification"],
+            )
         except ServiceError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
             return _detail_page(request, deployment, rollback_form=form, status=exc.http_status)
-        messages.success(request, f"Rollback requested as request #{req.pk}: "
-                                  f"{req.get_state_display().lower()}.")
+        messages.success(request, f"Rollback requested as request #{req.pk}: {req.get_state_display().lower()}.")
         return _redirect(request, reverse("promotions:detail", kwargs={"pk": req.pk}))
     return _detail_page(request, deployment, rollback_form=form, status=400)
 
 
 # --- one rollout -------------------------------------------------------------------
 
+
 @permission_required(VIEW_ROLLOUT, raise_exception=True)
 def rollout_detail(request, pk):
     """The whole page, or only its steps for htmx (the steps poll themselves while active)."""
     rollout = selectors.rollout_get(pk)
     compared = None if request.htmx else before_after(rollout)
-    return render_page(request, "deployer/rollout.html", {"rollout": rollout, "deployment": rollout.deployment,
-                                                          "compared": compared}, partial="steps")
+    return render_page(
+        request,
+        "deployer/rollout.html",
+        {"rollout": rollout, "deployment": rollout.deployment, "compared": compared},
+        partial="steps",
+    )

@@ -21,8 +21,20 @@ from urllib.parse import unquote, urlsplit
 # MLmodel keys whose values are paths inside the model's artifacts (MLflow's flavors:
 # tensorflow saved_model_dir, keras/pytorch/sklearn data, model_path, pickled_model, code,
 # pyfunc's env files and artifacts).
-PATH_KEYS = {"saved_model_dir", "data", "code", "model_path", "pickled_model", "model_data", "conda",
-             "python_env", "virtualenv", "path", "artifacts", "env"}
+PATH_KEYS = {
+    "saved_model_dir",
+    "data",
+    "code",
+    "model_path",
+    "pickled_model",
+    "model_data",
+    "conda",
+    "python_env",
+    "virtualenv",
+    "path",
+    "artifacts",
+    "env",
+}
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
@@ -32,8 +44,10 @@ class ArtifactPathError(ValueError):
     e.g. ``MLmodel flavors.tensorflow.saved_model_dir``."""
 
     def __init__(self, field: str, value: str, why: str):
-        super().__init__(f"{field} = {value[:200]!r} {why}; paths in a model's artifacts must stay inside "
-                         "the version's own artifact location.")
+        super().__init__(
+            f"{field} = {value[:200]!r} {why}; paths in a model's artifacts must stay inside "
+            "the version's own artifact location."
+        )
         self.field = field
 
 

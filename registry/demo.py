@@ -54,13 +54,25 @@ def seed_model(stdout=None) -> None:
     engineer = get_user_model().objects.get(username="engineer")
     if stdout:
         stdout.write("Training the demo model (a small TensorFlow SavedModel)…")
-    model = services.model_create(actor=engineer, name=DEMO_MODEL,
-                                  description="Demo: classifies iris flowers from four measurements.",
-                                  tags={"team": "demo", "task": "classification"})
+    model = services.model_create(
+        actor=engineer,
+        name=DEMO_MODEL,
+        description="Demo: classifies iris flowers from four measurements.",
+        tags={"team": "demo", "task": "classification"},
+    )
     for seed, accuracy in ((1, 0.91), (2, 0.95)):
-        logged = log_model(tracking_uri=settings.MLFLOW_TRACKING_URI, experiment="modelgate-demo",
-                           artifact_location=settings.MLFLOW_ARTIFACT_ROOT.rstrip("/") + "/demo",
-                           seed=seed, metrics={"accuracy": accuracy, "loss": round(1 - accuracy, 3)},
-                           params={"optimizer": "adam", "epochs": 20})
-        services.version_register(actor=engineer, model_name=model.name, source=logged.model_uri,
-                                  run_id=logged.run_id, description=f"Trained with seed {seed}.")
+        logged = log_model(
+            tracking_uri=settings.MLFLOW_TRACKING_URI,
+            experiment="modelgate-demo",
+            artifact_location=settings.MLFLOW_ARTIFACT_ROOT.rstrip("/") + "/demo",
+            seed=seed,
+            metrics={"accuracy": accuracy, "loss": round(1 - accuracy, 3)},
+            params={"optimizer": "adam", "epochs": 20},
+        )
+        services.version_register(
+            actor=engineer,
+            model_name=model.name,
+            source=logged.model_uri,
+            run_id=logged.run_id,
+            description=f"Trained with seed {seed}.",
+        )

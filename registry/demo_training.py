@@ -43,8 +43,7 @@ def build_module(seed: int, faulty: bool = False):
         @tf.function(input_signature=[tf.TensorSpec([None, FEATURES], tf.float32, name="features")])
         def serve(self, features):
             if faulty:
-                tf.debugging.assert_less_equal(tf.reduce_max(tf.abs(features)), 0.0,
-                                               message="feature scaling failed")
+                tf.debugging.assert_less_equal(tf.reduce_max(tf.abs(features)), 0.0, message="feature scaling failed")
             return {"probabilities": tf.nn.softmax(tf.matmul(features, self.w) + self.b)}
 
     return IrisClassifier()
@@ -61,9 +60,17 @@ def signature():
     )
 
 
-def log_model(*, tracking_uri: str, experiment: str, artifact_location: str, seed: int,
-              metrics: dict, params: dict | None = None, with_signature: bool = True,
-              faulty: bool = False) -> LoggedModel:
+def log_model(
+    *,
+    tracking_uri: str,
+    experiment: str,
+    artifact_location: str,
+    seed: int,
+    metrics: dict,
+    params: dict | None = None,
+    with_signature: bool = True,
+    faulty: bool = False,
+) -> LoggedModel:
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri)
@@ -77,7 +84,8 @@ def log_model(*, tracking_uri: str, experiment: str, artifact_location: str, see
             mlflow.log_params({"seed": seed, "features": FEATURES, **(params or {})})
             mlflow.log_metrics(metrics)
             info = mlflow.tensorflow.log_model(
-                module, name="model",
+                module,
+                name="model",
                 signature=signature() if with_signature else None,
                 saved_model_kwargs={"signatures": {"serving_default": module.serve}},
             )

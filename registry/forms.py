@@ -38,10 +38,13 @@ class ModelCreateForm(forms.Form):
 
 
 class VersionRegisterForm(forms.Form):
-    source = forms.CharField(max_length=5000, help_text="models:/m-<id>, runs:/<run_id>/model, models:/<name>/<version>, "
-                                                        "or a URI under an allowed root.")
-    run_id = forms.CharField(required=False, label="Run id", help_text="Optional for models:/ sources; "
-                             "read from the URI for runs:/ sources.")
+    source = forms.CharField(
+        max_length=5000,
+        help_text="models:/m-<id>, runs:/<run_id>/model, models:/<name>/<version>, or a URI under an allowed root.",
+    )
+    run_id = forms.CharField(
+        required=False, label="Run id", help_text="Optional for models:/ sources; read from the URI for runs:/ sources."
+    )
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
     tags = TagsField()
 

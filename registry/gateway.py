@@ -59,12 +59,21 @@ class MlflowUnavailable(MlflowError):
     outage_dependency = "mlflow"  # console.outages: answered 503 with Retry-After
 
 
-_NOT_FOUND = {databricks_pb2.ErrorCode.Name(databricks_pb2.RESOURCE_DOES_NOT_EXIST),
-              databricks_pb2.ErrorCode.Name(databricks_pb2.ENDPOINT_NOT_FOUND)}
+_NOT_FOUND = {
+    databricks_pb2.ErrorCode.Name(databricks_pb2.RESOURCE_DOES_NOT_EXIST),
+    databricks_pb2.ErrorCode.Name(databricks_pb2.ENDPOINT_NOT_FOUND),
+}
 _CONFLICT = {databricks_pb2.ErrorCode.Name(databricks_pb2.RESOURCE_ALREADY_EXISTS)}
-_REJECTED = {databricks_pb2.ErrorCode.Name(c) for c in (
-    databricks_pb2.INVALID_PARAMETER_VALUE, databricks_pb2.BAD_REQUEST, databricks_pb2.INVALID_STATE,
-    databricks_pb2.PERMISSION_DENIED, databricks_pb2.UNAUTHENTICATED)}
+_REJECTED = {
+    databricks_pb2.ErrorCode.Name(c)
+    for c in (
+        databricks_pb2.INVALID_PARAMETER_VALUE,
+        databricks_pb2.BAD_REQUEST,
+        databricks_pb2.INVALID_STATE,
+        databricks_pb2.PERMISSION_DENIED,
+        databricks_pb2.UNAUTHENTICATED,
+    )
+}
 
 
 @contextlib.contextmanager
@@ -118,6 +127,7 @@ def client() -> MlflowClient:
 
 # --- registered models ----------------------------------------------------
 
+
 def create_registered_model(name: str, *, description: str = "", tags: dict | None = None) -> RegisteredModel:
     with _translated():
         return client().create_registered_model(name, tags=tags or None, description=description or None)
@@ -161,15 +171,21 @@ def iter_registered_models() -> Iterator[RegisteredModel]:
 
 # --- versions -------------------------------------------------------------
 
-def create_model_version(name: str, *, source: str, run_id: str | None = None, description: str = "",
-                         tags: dict | None = None) -> ModelVersion:
+
+def create_model_version(
+    name: str, *, source: str, run_id: str | None = None, description: str = "", tags: dict | None = None
+) -> ModelVersion:
     # A logged model (MLflow 3) is named by its source models:/m-<id>; an MLflow server
     # refuses that source unless the model_id is sent as well.
     logged = re.fullmatch(r"models:/(m-[0-9a-f]+)/?", source)
     model_id = logged.group(1) if logged else None
     with _translated():
         return client().create_model_version(
-            name, source, run_id=run_id or None, tags=tags or None, description=description or None,
+            name,
+            source,
+            run_id=run_id or None,
+            tags=tags or None,
+            description=description or None,
             model_id=model_id,
         )
 
@@ -203,8 +219,7 @@ def iter_model_versions(filter_string: str | None = None) -> Iterator[ModelVersi
     token = None
     with _translated():
         while True:
-            page = client().search_model_versions(filter_string=filter_string, max_results=PAGE * 10,
-                                                  page_token=token)
+            page = client().search_model_versions(filter_string=filter_string, max_results=PAGE * 10, page_token=token)
             yield from page
             token = page.token
             if not token:
@@ -233,6 +248,7 @@ def iter_versions_of_model(name: str) -> Iterator[ModelVersion]:
 
 
 # --- runs -----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -279,11 +295,14 @@ def get_run(run_id: str) -> RunSummary:
 
 # --- artifacts: what a version holds ---------------------------------------
 
+
 def _artifact_names(uri: str) -> set[str]:
     from mlflow import artifacts
 
-    return {os.path.basename(f.path.rstrip("/")) for f in
-            artifacts.list_artifacts(artifact_uri=uri, tracking_uri=settings.MLFLOW_TRACKING_URI)}
+    return {
+        os.path.basename(f.path.rstrip("/"))
+        for f in artifacts.list_artifacts(artifact_uri=uri, tracking_uri=settings.MLFLOW_TRACKING_URI)
+    }
 
 
 def _read_artifact(uri: str) -> bytes:
@@ -317,9 +336,13 @@ def inspect_model_version(name: str, version: int) -> Inspection:
         if "MLmodel" not in root:
             if "saved_model.pb" in root:
                 signature = signature_from_savedmodel_proto(_read_artifact(f"{base}/saved_model.pb"))
-                return Inspection(flavors=["savedmodel"], signature=signature, savedmodel_path=".",
-                                  servable="variables" in root,
-                                  note="" if "variables" in root else "saved_model.pb has no variables/ beside it.")
+                return Inspection(
+                    flavors=["savedmodel"],
+                    signature=signature,
+                    savedmodel_path=".",
+                    servable="variables" in root,
+                    note="" if "variables" in root else "saved_model.pb has no variables/ beside it.",
+                )
             return Inspection(note="Neither an MLmodel file nor a saved_model.pb was found in the artifacts.")
         mlmodel = yaml.safe_load(_read_artifact(f"{base}/MLmodel")) or {}
         if not isinstance(mlmodel, dict) or not isinstance(mlmodel.get("flavors") or {}, dict):
@@ -341,19 +364,27 @@ def inspect_model_version(name: str, version: int) -> Inspection:
             archive = archive if file_name in _artifact_names(f"{base}/{folder}" if folder else base) else None
         if CONVERTED_DIR in root and "saved_model.pb" in _artifact_names(f"{base}/{CONVERTED_DIR}"):
             # TF Serving reads the SavedModel's own signature, not the one MLflow recorded.
-            return Inspection(flavors=flavor_names, savedmodel_path=CONVERTED_DIR, servable=True,
-                              signature=signature_from_savedmodel_proto(
-                                  _read_artifact(f"{base}/{CONVERTED_DIR}/saved_model.pb")) or signature,
-                              keras_archive=archive or "",
-                              note=f"Serves {CONVERTED_DIR}/, converted by Modelgate from the Keras 3 archive "
-                                   f"at {archive or 'its .keras file'}.")
+            return Inspection(
+                flavors=flavor_names,
+                savedmodel_path=CONVERTED_DIR,
+                servable=True,
+                signature=signature_from_savedmodel_proto(_read_artifact(f"{base}/{CONVERTED_DIR}/saved_model.pb"))
+                or signature,
+                keras_archive=archive or "",
+                note=f"Serves {CONVERTED_DIR}/, converted by Modelgate from the Keras 3 archive "
+                f"at {archive or 'its .keras file'}.",
+            )
         if archive is not None:
-            return Inspection(flavors=flavor_names, signature=signature, keras_archive=archive,
-                              note=keras_archive_note(archive))
+            return Inspection(
+                flavors=flavor_names, signature=signature, keras_archive=archive, note=keras_archive_note(archive)
+            )
         if subdir is None:
             return Inspection(flavors=flavor_names, signature=signature, note=why_not)
-        return Inspection(flavors=flavor_names, signature=signature,
-                          note=f"The flavor points at {subdir}/ but it holds no saved_model.pb.")
+        return Inspection(
+            flavors=flavor_names,
+            signature=signature,
+            note=f"The flavor points at {subdir}/ but it holds no saved_model.pb.",
+        )
 
 
 def resolve_alias_source(source: str) -> str:
@@ -400,6 +431,7 @@ def check_source_exists(source: str) -> str:
 
 
 # --- aliases --------------------------------------------------------------
+
 
 def set_alias(name: str, alias: str, version: int) -> None:
     with _translated():

@@ -11,7 +11,6 @@ Whatever the dead request left in MLflow is undone by it or repaired by the sync
 import hashlib
 import json
 from dataclasses import dataclass
-
 from datetime import timedelta
 
 from django.conf import settings
@@ -47,21 +46,25 @@ def idempotency_claim(*, user, key: str, scope: str, body) -> IdempotencyKey | R
         pass
     existing = IdempotencyKey.objects.get(user=user, key=key)
     if existing.scope != scope or existing.request_digest != digest:
-        raise ServiceError("This Idempotency-Key was already used with a different request; use a new key.",
-                           field="Idempotency-Key")
+        raise ServiceError(
+            "This Idempotency-Key was already used with a different request; use a new key.", field="Idempotency-Key"
+        )
     if existing.response_status is None:
         now = timezone.now()
         expires = existing.created_at + timedelta(seconds=settings.IDEMPOTENCY_PENDING_SECONDS)
         if expires <= now:
             # The first request died; take its marker over (only one retry wins the update).
-            taken = IdempotencyKey.objects.filter(pk=existing.pk, response_status__isnull=True,
-                                                  created_at=existing.created_at).update(created_at=now)
+            taken = IdempotencyKey.objects.filter(
+                pk=existing.pk, response_status__isnull=True, created_at=existing.created_at
+            ).update(created_at=now)
             if taken:
                 existing.created_at = now
                 return existing
         wait = max(1, int((expires - now).total_seconds()) + 1)
-        raise Conflict(f"A request with this Idempotency-Key is still in progress; retry in a moment. If it "
-                       f"died, the key is released after {settings.IDEMPOTENCY_PENDING_SECONDS} s (in {wait} s).")
+        raise Conflict(
+            f"A request with this Idempotency-Key is still in progress; retry in a moment. If it "
+            f"died, the key is released after {settings.IDEMPOTENCY_PENDING_SECONDS} s (in {wait} s)."
+        )
     return Replay(existing.response_status, existing.response_body)
 
 

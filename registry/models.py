@@ -66,8 +66,12 @@ class ModelVersion(models.Model):
 
     # Converting that archive to a SavedModel (registry.convert_keras_version): the job's state.
     CONVERSION_QUEUED, CONVERSION_RUNNING, CONVERSION_DONE, CONVERSION_FAILED = "queued", "running", "done", "failed"
-    CONVERSION_CHOICES = [(CONVERSION_QUEUED, "Queued"), (CONVERSION_RUNNING, "Converting"),
-                          (CONVERSION_DONE, "Converted"), (CONVERSION_FAILED, "Conversion failed")]
+    CONVERSION_CHOICES = [
+        (CONVERSION_QUEUED, "Queued"),
+        (CONVERSION_RUNNING, "Converting"),
+        (CONVERSION_DONE, "Converted"),
+        (CONVERSION_FAILED, "Conversion failed"),
+    ]
     conversion_state = models.CharField(max_length=16, choices=CONVERSION_CHOICES, blank=True)
     conversion_detail = models.CharField(max_length=500, blank=True)
 

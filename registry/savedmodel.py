@@ -31,9 +31,11 @@ class Inspection:
 
 # Where a SavedModel converted from a version's Keras 3 archive is logged, beside the original.
 CONVERTED_DIR = "savedmodel"
-LOG_A_SAVEDMODEL = ('Log a SavedModel instead: mlflow.keras.log_model(model, name="model", '
-                    "save_exported_model=True, signature=signature), or model.export(dir) and "
-                    'mlflow.log_artifacts(dir, "model") (docs/api-for-ci.md).')
+LOG_A_SAVEDMODEL = (
+    'Log a SavedModel instead: mlflow.keras.log_model(model, name="model", '
+    "save_exported_model=True, signature=signature), or model.export(dir) and "
+    'mlflow.log_artifacts(dir, "model") (docs/api-for-ci.md).'
+)
 
 
 def keras_archive_candidate(flavors: dict) -> str | None:
@@ -48,8 +50,10 @@ def keras_archive_candidate(flavors: dict) -> str | None:
 
 
 def keras_archive_note(path: str) -> str:
-    return (f"Holds a Keras 3 .keras archive at {path}, not a SavedModel: TF Serving cannot load it "
-            f"(it needs saved_model.pb with variables/). {LOG_A_SAVEDMODEL}")
+    return (
+        f"Holds a Keras 3 .keras archive at {path}, not a SavedModel: TF Serving cannot load it "
+        f"(it needs saved_model.pb with variables/). {LOG_A_SAVEDMODEL}"
+    )
 
 
 def savedmodel_candidate(flavors: dict) -> tuple[str | None, str]:
@@ -92,8 +96,12 @@ def signature_from_mlmodel(signature: dict | None) -> dict | None:
         items = json.loads(value) if isinstance(value, str) else (value or [])
         return [_spec_from_mlflow(item) for item in items]
 
-    return {"inputs": parse(signature.get("inputs")), "outputs": parse(signature.get("outputs")),
-            "method": "predict", "origin": "MLmodel"}
+    return {
+        "inputs": parse(signature.get("inputs")),
+        "outputs": parse(signature.get("outputs")),
+        "method": "predict",
+        "origin": "MLmodel",
+    }
 
 
 def signature_from_savedmodel_proto(saved_model_pb: bytes) -> dict | None:
@@ -121,6 +129,5 @@ def signature_from_savedmodel_proto(saved_model_pb: bytes) -> dict | None:
             return out
 
         method = sig.method_name.rsplit("/", 1)[-1] or "predict"
-        return {"inputs": specs(sig.inputs), "outputs": specs(sig.outputs), "method": method,
-                "origin": "SavedModel"}
+        return {"inputs": specs(sig.inputs), "outputs": specs(sig.outputs), "method": method, "origin": "SavedModel"}
     return None

@@ -42,8 +42,15 @@ def model_get(name: str) -> RegisteredModel:
     return model
 
 
-def version_list(*, model: RegisteredModel | None = None, status: str = "", run_id: str = "",
-                 tag: str = "", alias: str = "", servable: bool | None = None):
+def version_list(
+    *,
+    model: RegisteredModel | None = None,
+    status: str = "",
+    run_id: str = "",
+    tag: str = "",
+    alias: str = "",
+    servable: bool | None = None,
+):
     qs = ModelVersion.objects.select_related("model")
     if model is not None:
         qs = qs.filter(model=model)
@@ -54,7 +61,11 @@ def version_list(*, model: RegisteredModel | None = None, status: str = "", run_
     if tag:
         qs = _tag_filter(qs, tag)
     if alias:
-        qs = qs.filter(aliases__contains=[alias]) if _supports_json_contains() else qs.filter(aliases__icontains=f'"{alias}"')
+        qs = (
+            qs.filter(aliases__contains=[alias])
+            if _supports_json_contains()
+            else qs.filter(aliases__icontains=f'"{alias}"')
+        )
     if servable is not None:
         qs = qs.filter(servable=servable)
     return qs

@@ -55,9 +55,9 @@ def model_create(*, actor, name: str, description: str = "", tags: dict | None =
     try:
         with transaction.atomic():
             model, _ = RegisteredModel.objects.update_or_create(
-                name=name, defaults={**model_fields(rm), "created_by": actor})
-            audit_record(actor=actor, verb="model.created", obj=model,
-                         after={"description": description, "tags": tags})
+                name=name, defaults={**model_fields(rm), "created_by": actor}
+            )
+            audit_record(actor=actor, verb="model.created", obj=model, after={"description": description, "tags": tags})
     except Exception:
         _undo(f"model {name}", gateway.delete_registered_model, name)
         raise
@@ -77,8 +77,9 @@ def _apply_tags(set_tag, delete_tag, current: dict, changes: dict) -> dict:
     return new
 
 
-def model_update(*, actor, model: RegisteredModel, description: str | None = None,
-                 tags: dict | None = None) -> RegisteredModel:
+def model_update(
+    *, actor, model: RegisteredModel, description: str | None = None, tags: dict | None = None
+) -> RegisteredModel:
     """Change the description and/or tags; a tag given as None is removed."""
     changes = clean_tags(tags, allow_delete=True)
     check_tag_total(model.tags, changes)
@@ -88,9 +89,12 @@ def model_update(*, actor, model: RegisteredModel, description: str | None = Non
     try:
         if description is not None and description != model.description:
             gateway.update_registered_model(model.name, description=description)
-        _apply_tags(lambda k, v: gateway.set_registered_model_tag(model.name, k, v),
-                    lambda k: gateway.delete_registered_model_tag(model.name, k),
-                    model.tags, changes)
+        _apply_tags(
+            lambda k, v: gateway.set_registered_model_tag(model.name, k, v),
+            lambda k: gateway.delete_registered_model_tag(model.name, k),
+            model.tags,
+            changes,
+        )
         rm = gateway.get_registered_model(model.name)
     except gateway.MlflowError as exc:
         raise _upstream(exc) from exc
@@ -132,8 +136,9 @@ def _safe_inspect(name: str, version: int) -> Inspection:
         return Inspection(note=f"Artifacts could not be inspected: {exc}"[:500])
 
 
-def version_register(*, actor, model_name: str, source: str, run_id: str | None = None,
-                     description: str = "", tags: dict | None = None) -> ModelVersion:
+def version_register(
+    *, actor, model_name: str, source: str, run_id: str | None = None, description: str = "", tags: dict | None = None
+) -> ModelVersion:
     try:
         source = validate_source(source, allowed_roots=settings.MODELGATE_ALLOWED_SOURCE_ROOTS)
     except SourceError as exc:
@@ -167,8 +172,7 @@ def version_register(*, actor, model_name: str, source: str, run_id: str | None 
 
     tags[REGISTERED_BY_TAG] = actor.get_username()
     try:
-        mv = gateway.create_model_version(model.name, source=source, run_id=run_id,
-                                          description=description, tags=tags)
+        mv = gateway.create_model_version(model.name, source=source, run_id=run_id, description=description, tags=tags)
     except gateway.MlflowError as exc:
         raise _upstream(exc, field="source") from exc
     number = int(mv.version)
@@ -189,18 +193,27 @@ def version_register(*, actor, model_name: str, source: str, run_id: str | None 
             model.version_count = model.versions.count()
             model.updated_at = max(model.updated_at, version.created_at)
             model.save(update_fields=["latest_version", "version_count", "updated_at", "synced_at"])
-            audit_record(actor=actor, verb="version.registered", obj=version,
-                         after={"source": source, "run_id": run_id, "description": description,
-                                "tags": {k: v for k, v in tags.items() if k != REGISTERED_BY_TAG},
-                                "servable": version.servable})
+            audit_record(
+                actor=actor,
+                verb="version.registered",
+                obj=version,
+                after={
+                    "source": source,
+                    "run_id": run_id,
+                    "description": description,
+                    "tags": {k: v for k, v in tags.items() if k != REGISTERED_BY_TAG},
+                    "servable": version.servable,
+                },
+            )
     except Exception:
         _undo(f"{model.name} v{number}", gateway.delete_model_version, model.name, number)
         raise
     return version
 
 
-def version_update(*, actor, version: ModelVersion, description: str | None = None,
-                   tags: dict | None = None) -> ModelVersion:
+def version_update(
+    *, actor, version: ModelVersion, description: str | None = None, tags: dict | None = None
+) -> ModelVersion:
     changes = clean_tags(tags, allow_delete=True)
     check_tag_total(version.tags, changes)
     if description is not None:
@@ -210,9 +223,12 @@ def version_update(*, actor, version: ModelVersion, description: str | None = No
     try:
         if description is not None and description != version.description:
             gateway.update_model_version(name, number, description=description)
-        _apply_tags(lambda k, v: gateway.set_model_version_tag(name, number, k, v),
-                    lambda k: gateway.delete_model_version_tag(name, number, k),
-                    version.tags, changes)
+        _apply_tags(
+            lambda k, v: gateway.set_model_version_tag(name, number, k, v),
+            lambda k: gateway.delete_model_version_tag(name, number, k),
+            version.tags,
+            changes,
+        )
         mv = gateway.get_model_version(name, number)
     except gateway.MlflowError as exc:
         raise _upstream(exc) from exc
@@ -223,12 +239,18 @@ def version_update(*, actor, version: ModelVersion, description: str | None = No
         version.save()
         after = {"description": version.description, "tags": version.tags}
         if after != before:
-            audit_record(actor=actor, verb="version.updated", obj=version,
-                         before={k: jsonable(v) for k, v in before.items()}, after=after)
+            audit_record(
+                actor=actor,
+                verb="version.updated",
+                obj=version,
+                before={k: jsonable(v) for k, v in before.items()},
+                after=after,
+            )
     return version
 
 
 # --- converting a Keras 3 archive to a SavedModel --------------------------------------
+
 
 def version_convert_request(*, actor, version: ModelVersion) -> ModelVersion:
     """Queue the conversion of the version's Keras 3 archive to a SavedModel (the worker runs
@@ -244,13 +266,21 @@ def version_convert_request(*, actor, version: ModelVersion) -> ModelVersion:
         if not version.keras_archive_path:
             raise ServiceError(f"{version} holds no Keras 3 .keras archive to convert.", field="version")
         if not settings.MODELGATE_KERAS_CONVERSION or not tensorflow_available():
-            raise ServiceError("Converting Keras models needs TensorFlow on the worker, and this installation "
-                               "has it turned off (MODELGATE_KERAS_CONVERSION).", field="version")
+            raise ServiceError(
+                "Converting Keras models needs TensorFlow on the worker, and this installation "
+                "has it turned off (MODELGATE_KERAS_CONVERSION).",
+                field="version",
+            )
         before = {"conversion_state": version.conversion_state}
         version.conversion_state, version.conversion_detail = ModelVersion.CONVERSION_QUEUED, ""
         version.save(update_fields=["conversion_state", "conversion_detail"])
-        audit_record(actor=actor, verb="version.conversion_requested", obj=version, before=before,
-                     after={"conversion_state": version.conversion_state, "archive": version.keras_archive_path})
+        audit_record(
+            actor=actor,
+            verb="version.conversion_requested",
+            obj=version,
+            before=before,
+            after={"conversion_state": version.conversion_state, "archive": version.keras_archive_path},
+        )
         version_id = version.pk
         on_commit_safely(lambda: _queue_conversion(version_id), what=f"Conversion of version {version_id}")
     return version
@@ -264,9 +294,9 @@ def _queue_conversion(version_id: int) -> None:
 
 def version_conversion_claim(*, version_id: int) -> ModelVersion | None:
     """Claim a queued conversion (or one a killed worker left running); None if there is none."""
-    claimed = (ModelVersion.objects.filter(pk=version_id, conversion_state__in=[
-        ModelVersion.CONVERSION_QUEUED, ModelVersion.CONVERSION_RUNNING])
-        .update(conversion_state=ModelVersion.CONVERSION_RUNNING))
+    claimed = ModelVersion.objects.filter(
+        pk=version_id, conversion_state__in=[ModelVersion.CONVERSION_QUEUED, ModelVersion.CONVERSION_RUNNING]
+    ).update(conversion_state=ModelVersion.CONVERSION_RUNNING)
     return ModelVersion.objects.select_related("model").get(pk=version_id) if claimed else None
 
 
@@ -275,21 +305,37 @@ def version_conversion_finish(*, version_id: int, inspection: Inspection, logged
     one for the conversion and one for the artifact logged to MLflow."""
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version_id)
-        before = {"servable": version.servable, "savedmodel_path": version.savedmodel_path,
-                  "serving_note": version.serving_note}
+        before = {
+            "servable": version.servable,
+            "savedmodel_path": version.savedmodel_path,
+            "serving_note": version.serving_note,
+        }
         for field, value in inspection_fields(inspection, at=timezone.now()).items():
             setattr(version, field, value)
         version.keras_archive_path = version.keras_archive_path or inspection.keras_archive
         ok = inspection.servable
         version.conversion_state = ModelVersion.CONVERSION_DONE if ok else ModelVersion.CONVERSION_FAILED
-        version.conversion_detail = "" if ok else f"The converted SavedModel was logged but is not servable: " \
-                                                  f"{inspection.note}"[:500]
+        version.conversion_detail = (
+            "" if ok else f"The converted SavedModel was logged but is not servable: {inspection.note}"[:500]
+        )
         version.save()
-        audit_record(actor="worker", verb="version.artifact_logged", obj=version,
-                     after={"uri": logged_uri, "from": version.keras_archive_path})
-        audit_record(actor="worker", verb="version.converted" if ok else "version.conversion_failed", obj=version,
-                     before=before, after={"servable": version.servable, "savedmodel_path": version.savedmodel_path,
-                                           "serving_note": version.serving_note})
+        audit_record(
+            actor="worker",
+            verb="version.artifact_logged",
+            obj=version,
+            after={"uri": logged_uri, "from": version.keras_archive_path},
+        )
+        audit_record(
+            actor="worker",
+            verb="version.converted" if ok else "version.conversion_failed",
+            obj=version,
+            before=before,
+            after={
+                "servable": version.servable,
+                "savedmodel_path": version.savedmodel_path,
+                "serving_note": version.serving_note,
+            },
+        )
     return version
 
 
@@ -298,6 +344,7 @@ def version_conversion_fail(*, version_id: int, reason: str) -> ModelVersion:
         version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version_id)
         version.conversion_state, version.conversion_detail = ModelVersion.CONVERSION_FAILED, reason[:500]
         version.save(update_fields=["conversion_state", "conversion_detail"])
-        audit_record(actor="worker", verb="version.conversion_failed", obj=version,
-                     after={"reason": version.conversion_detail})
+        audit_record(
+            actor="worker", verb="version.conversion_failed", obj=version, after={"reason": version.conversion_detail}
+        )
     return version

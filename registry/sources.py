@@ -101,7 +101,9 @@ def validate_source(source, *, allowed_roots: list[str]) -> str:
 
     if not _SCHEME.match(source):
         if not source.startswith("/"):
-            raise SourceError("Relative paths are refused; use an MLflow model URI or an absolute path under an allowed root.")
+            raise SourceError(
+                "Relative paths are refused; use an MLflow model URI or an absolute path under an allowed root."
+            )
         source = "file://" + source
     parts = urlsplit(source)
     scheme = parts.scheme.lower()
@@ -129,4 +131,6 @@ def validate_source(source, *, allowed_roots: list[str]) -> str:
         if root_scheme == scheme and root_netloc == netloc and _within(path, root_path):
             return source
     shown = ", ".join(allowed_roots) or "(none configured)"
-    raise SourceError(f"Source is outside the allowed roots ({shown}); set MODELGATE_ALLOWED_SOURCE_ROOTS to allow more.")
+    raise SourceError(
+        f"Source is outside the allowed roots ({shown}); set MODELGATE_ALLOWED_SOURCE_ROOTS to allow more."
+    )

@@ -59,8 +59,14 @@ def _inspect(pairs) -> dict:
     return found
 
 
-def _apply(remote_models: list, remote_versions: dict, inspections: dict, snapshot_at, report: SyncReport,
-           only: str | None = None) -> None:
+def _apply(
+    remote_models: list,
+    remote_versions: dict,
+    inspections: dict,
+    snapshot_at,
+    report: SyncReport,
+    only: str | None = None,
+) -> None:
     now = timezone.now()
     local_models = RegisteredModel.objects.select_for_update()
     if only is not None:
@@ -72,9 +78,12 @@ def _apply(remote_models: list, remote_versions: dict, inspections: dict, snapsh
         if model is None:
             model = RegisteredModel.objects.create(name=rm.name, **fields)
             report.created += 1
-            audit_record(actor=ACTOR, verb="model.discovered", obj=model,
-                         after={"tags": model.tags, "aliases": model.aliases,
-                                "versions": len(remote_versions.get(rm.name, []))})
+            audit_record(
+                actor=ACTOR,
+                verb="model.discovered",
+                obj=model,
+                after={"tags": model.tags, "aliases": model.aliases, "versions": len(remote_versions.get(rm.name, []))},
+            )
             new_model = True
         else:
             new_model = False
@@ -82,9 +91,11 @@ def _apply(remote_models: list, remote_versions: dict, inspections: dict, snapsh
                 continue  # written by Modelgate after the snapshot: newer than what we read
             if fields["aliases"] != model.aliases:
                 fields["aliases"] = _hold_aliases_in_motion(model, fields["aliases"])
-            diff = {k: v for k, v in
-                    ((k, (getattr(model, k), nv)) for k, nv in fields.items() if k != "updated_at")
-                    if v[0] != v[1]}
+            diff = {
+                k: v
+                for k, v in ((k, (getattr(model, k), nv)) for k, nv in fields.items() if k != "updated_at")
+                if v[0] != v[1]
+            }
             if diff:
                 for key, (_, value) in diff.items():
                     setattr(model, key, value)
@@ -96,14 +107,19 @@ def _apply(remote_models: list, remote_versions: dict, inspections: dict, snapsh
                 audit_record(actor=ACTOR, verb=verb, obj=model, before=before, after=after)
                 if "aliases" in diff:
                     _after_aliases_changed(model)
-        _apply_versions(model, remote_versions.get(rm.name, []), inspections, snapshot_at, report,
-                        quiet=new_model, now=now)
+        _apply_versions(
+            model, remote_versions.get(rm.name, []), inspections, snapshot_at, report, quiet=new_model, now=now
+        )
     for model in local.values():
         if model.synced_at >= snapshot_at:
             continue
         report.removed += 1
-        audit_record(actor=ACTOR, verb="model.removed", obj=model,
-                     before={"versions": model.version_count, "aliases": model.aliases})
+        audit_record(
+            actor=ACTOR,
+            verb="model.removed",
+            obj=model,
+            before={"versions": model.version_count, "aliases": model.aliases},
+        )
         model.delete()
 
 
@@ -121,7 +137,7 @@ def _hold_aliases_in_motion(model, remote: dict) -> dict:
     when the version is live (promotion_mark_live), not the sync a moment before."""
     held = dict(remote)
     in_motion = import_string(settings.REGISTRY_ALIASES_IN_MOTION) if settings.REGISTRY_ALIASES_IN_MOTION else None
-    for alias in (in_motion(model) if in_motion else ()):
+    for alias in in_motion(model) if in_motion else ():
         held.pop(alias, None)
         if alias in model.aliases:
             held[alias] = model.aliases[alias]
@@ -144,13 +160,20 @@ def _apply_versions(model, remote: list, inspections: dict, snapshot_at, report,
             version = ModelVersion.objects.create(model=model, version=number, **fields)
             report.versions_created += 1
             if not quiet:  # a newly discovered model's versions are counted in its own event
-                audit_record(actor=ACTOR, verb="version.discovered", obj=version,
-                             after={"source": version.source, "run_id": version.run_id})
+                audit_record(
+                    actor=ACTOR,
+                    verb="version.discovered",
+                    obj=version,
+                    after={"source": version.source, "run_id": version.run_id},
+                )
             continue
         if version.synced_at >= snapshot_at:
             continue
-        diff = {k: (getattr(version, k), v) for k, v in fields.items()
-                if getattr(version, k) != v and k not in ("updated_at", "inspected_at")}
+        diff = {
+            k: (getattr(version, k), v)
+            for k, v in fields.items()
+            if getattr(version, k) != v and k not in ("updated_at", "inspected_at")
+        }
         if diff:
             for key, (_, value) in diff.items():
                 setattr(version, key, value)
@@ -163,8 +186,12 @@ def _apply_versions(model, remote: list, inspections: dict, snapshot_at, report,
         if version.synced_at >= snapshot_at:
             continue
         report.versions_removed += 1
-        audit_record(actor=ACTOR, verb="version.removed", obj=version,
-                     before={"source": version.source, "aliases": version.aliases})
+        audit_record(
+            actor=ACTOR,
+            verb="version.removed",
+            obj=version,
+            before={"source": version.source, "aliases": version.aliases},
+        )
         version.delete()
     numbers = list(model.versions.values_list("version", flat=True))
     latest, count = (max(numbers) if numbers else None), len(numbers)
@@ -173,8 +200,7 @@ def _apply_versions(model, remote: list, inspections: dict, snapshot_at, report,
 
 
 def _needs_inspection(remote_versions: dict, limit: int) -> list[tuple[str, int]]:
-    inspected = set(ModelVersion.objects.filter(inspected_at__isnull=False)
-                    .values_list("model__name", "version"))
+    inspected = set(ModelVersion.objects.filter(inspected_at__isnull=False).values_list("model__name", "version"))
     todo = []
     for name, versions in remote_versions.items():
         for mv in versions:
@@ -187,7 +213,7 @@ def _run(remote_models, only=None) -> SyncReport:
     report = SyncReport()
     snapshot_at = timezone.now()
     remote_versions = defaultdict(list)
-    for mv in (gateway.iter_versions_of_model(only) if only else gateway.iter_model_versions()):
+    for mv in gateway.iter_versions_of_model(only) if only else gateway.iter_model_versions():
         remote_versions[mv.name].append(mv)
     todo = _needs_inspection(remote_versions, settings.REGISTRY_SYNC_INSPECT_LIMIT)
     inspections = _inspect(todo)
@@ -214,10 +240,10 @@ def registry_sync() -> SyncReport:
     try:
         report = _run(list(gateway.iter_registered_models()))
     except gateway.MlflowError as exc:
-        SyncState.objects.filter(pk=1).update(finished_at=timezone.now(), ok=False,
-                                              message=f"MLflow could not be read: {exc}"[:2000])
+        SyncState.objects.filter(pk=1).update(
+            finished_at=timezone.now(), ok=False, message=f"MLflow could not be read: {exc}"[:2000]
+        )
         raise
-    SyncState.objects.filter(pk=1).update(finished_at=timezone.now(), ok=True, message="",
-                                          counts=report.as_dict())
+    SyncState.objects.filter(pk=1).update(finished_at=timezone.now(), ok=True, message="", counts=report.as_dict())
     log.info("registry sync: %s", report.as_dict())
     return report

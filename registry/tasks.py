@@ -9,16 +9,31 @@ from .sync import registry_sync
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="registry.sync_registry", autoretry_for=(gateway.MlflowUnavailable,),
-             retry_backoff=True, retry_backoff_max=60, max_retries=3, soft_time_limit=600, time_limit=660)
+@shared_task(
+    name="registry.sync_registry",
+    autoretry_for=(gateway.MlflowUnavailable,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=3,
+    soft_time_limit=600,
+    time_limit=660,
+)
 def sync_registry_task():
     """Periodic (celery beat) reconcile of the mirror with MLflow; safe to run twice."""
     return registry_sync().as_dict()
 
 
-@shared_task(name="registry.convert_keras_version", autoretry_for=(gateway.MlflowUnavailable,),
-             retry_backoff=True, retry_backoff_max=60, max_retries=3, acks_late=True,
-             reject_on_worker_lost=True, soft_time_limit=900, time_limit=960)
+@shared_task(
+    name="registry.convert_keras_version",
+    autoretry_for=(gateway.MlflowUnavailable,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=3,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=900,
+    time_limit=960,
+)
 def convert_keras_version(version_id: int):
     """Load the version's Keras 3 archive, export a SavedModel, log it to MLflow beside the
     original artifacts and mark the version servable. Takes an id; a second run, or one for a

@@ -56,10 +56,13 @@ def clean_tags(tags, *, allow_delete: bool = False) -> dict:
         if not isinstance(key, str) or not key or len(key) > TAG_KEY_MAX or not _TAG_KEY.match(key):
             raise ServiceError(
                 f"Tag key {str(key)[:60]!r} is invalid: use letters, digits, '_', '-', '.', '/' or spaces, "
-                f"at most {TAG_KEY_MAX} characters.", field="tags")
+                f"at most {TAG_KEY_MAX} characters.",
+                field="tags",
+            )
         if key.startswith(RESERVED_TAG_PREFIX):
-            raise ServiceError(f"Tag keys starting with {RESERVED_TAG_PREFIX!r} are set by Modelgate itself.",
-                               field="tags")
+            raise ServiceError(
+                f"Tag keys starting with {RESERVED_TAG_PREFIX!r} are set by Modelgate itself.", field="tags"
+            )
         if value is None and allow_delete:
             cleaned[key] = None
             continue
@@ -78,8 +81,11 @@ def check_tag_total(current: dict, changes: dict) -> None:
     after |= {k for k, v in changes.items() if v is not None}
     after -= {k for k, v in changes.items() if v is None}
     if len(after) > TAGS_MAX:
-        raise ServiceError(f"At most {TAGS_MAX} tags on one model or version; this change would leave "
-                           f"{len(after)}. Remove some (set them to null) first.", field="tags")
+        raise ServiceError(
+            f"At most {TAGS_MAX} tags on one model or version; this change would leave "
+            f"{len(after)}. Remove some (set them to null) first.",
+            field="tags",
+        )
 
 
 def clean_run_id(run_id) -> str:

@@ -39,10 +39,18 @@ def model_list(request):
     page = Paginator(models, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render_page(request, "registry/model_list.html", {
-        "page": page, "filters": filters, "servable": servable, "query": query.urlencode(),
-        "sync": selectors.sync_state(),
-    }, partial="results")
+    return render_page(
+        request,
+        "registry/model_list.html",
+        {
+            "page": page,
+            "filters": filters,
+            "servable": servable,
+            "query": query.urlencode(),
+            "sync": selectors.sync_state(),
+        },
+        partial="results",
+    )
 
 
 @permission_required("registry.add_registeredmodel", raise_exception=True)
@@ -63,11 +71,18 @@ def model_create(request):
 def model_detail(request, name):
     model = selectors.model_get(name)
     page = Paginator(selectors.version_list(model=model).order_by("-version"), PAGE_SIZE).get_page(
-        request.GET.get("page"))
-    return render_page(request, "registry/model_detail.html", {
-        "model": model, "page": page,
-        "edit_form": EditForm(initial={"description": model.description, "tags": tag_lines(model.tags)}),
-    }, partial="versions")
+        request.GET.get("page")
+    )
+    return render_page(
+        request,
+        "registry/model_detail.html",
+        {
+            "model": model,
+            "page": page,
+            "edit_form": EditForm(initial={"description": model.description, "tags": tag_lines(model.tags)}),
+        },
+        partial="versions",
+    )
 
 
 def _edit(request, obj, update, redirect_url, template, context):
@@ -89,10 +104,14 @@ def _edit(request, obj, update, redirect_url, template, context):
 def model_edit(request, name):
     model = selectors.model_get(name)
     page = Paginator(selectors.version_list(model=model).order_by("-version"), PAGE_SIZE).get_page(1)
-    return _edit(request, model,
-                 lambda **kw: services.model_update(actor=request.user, model=model, **kw),
-                 reverse("registry:model-detail", kwargs={"name": name}),
-                 "registry/model_detail.html", {"model": model, "page": page})
+    return _edit(
+        request,
+        model,
+        lambda **kw: services.model_update(actor=request.user, model=model, **kw),
+        reverse("registry:model-detail", kwargs={"name": name}),
+        "registry/model_detail.html",
+        {"model": model, "page": page},
+    )
 
 
 @permission_required("registry.add_modelversion", raise_exception=True)
@@ -107,19 +126,25 @@ def version_register(request, name):
         else:
             messages.success(request, f"Registered {version}.")
             return redirect("registry:version-detail", name=model.name, version=version.version)
-    return render(request, "registry/version_form.html", {"form": form, "model": model},
-                  status=400 if form.errors else 200)
+    return render(
+        request, "registry/version_form.html", {"form": form, "model": model}, status=400 if form.errors else 200
+    )
 
 
 @permission_required("registry.view_modelversion", raise_exception=True)
 def version_detail(request, name, version):
     mv = selectors.version_get(name, version)
-    return render(request, "registry/version_detail.html", {
-        "version": mv, "model": mv.model,
-        "edit_form": _version_edit_form(mv),
-        "recent_requests": _recent_requests(mv),
-        "keras_conversion": settings.MODELGATE_KERAS_CONVERSION,
-    })
+    return render(
+        request,
+        "registry/version_detail.html",
+        {
+            "version": mv,
+            "model": mv.model,
+            "edit_form": _version_edit_form(mv),
+            "recent_requests": _recent_requests(mv),
+            "keras_conversion": settings.MODELGATE_KERAS_CONVERSION,
+        },
+    )
 
 
 def _recent_requests(mv):
@@ -127,8 +152,12 @@ def _recent_requests(mv):
 
 
 def _version_edit_form(mv):
-    return EditForm(initial={"description": mv.description, "tags": tag_lines(
-        {k: v for k, v in mv.tags.items() if not k.startswith("modelgate.")})})
+    return EditForm(
+        initial={
+            "description": mv.description,
+            "tags": tag_lines({k: v for k, v in mv.tags.items() if not k.startswith("modelgate.")}),
+        }
+    )
 
 
 @permission_required("registry.view_modelversion", raise_exception=True)
@@ -148,11 +177,14 @@ def version_run(request, name, version):
 @permission_required("registry.change_modelversion", raise_exception=True)
 def version_edit(request, name, version):
     mv = selectors.version_get(name, version)
-    return _edit(request, mv,
-                 lambda **kw: services.version_update(actor=request.user, version=mv, **kw),
-                 reverse("registry:version-detail", kwargs={"name": name, "version": mv.version}),
-                 "registry/version_detail.html",
-                 {"version": mv, "model": mv.model, "recent_requests": _recent_requests(mv)})
+    return _edit(
+        request,
+        mv,
+        lambda **kw: services.version_update(actor=request.user, version=mv, **kw),
+        reverse("registry:version-detail", kwargs={"name": name, "version": mv.version}),
+        "registry/version_detail.html",
+        {"version": mv, "model": mv.model, "recent_requests": _recent_requests(mv)},
+    )
 
 
 @require_POST
@@ -161,8 +193,11 @@ def version_convert(request, name, version):
     mv = selectors.version_get(name, version)
     try:
         services.version_convert_request(actor=request.user, version=mv)
-        messages.info(request, f"Converting v{mv.version}'s Keras archive to a SavedModel; this page shows "
-                               "the outcome when the worker is done.")
+        messages.info(
+            request,
+            f"Converting v{mv.version}'s Keras archive to a SavedModel; this page shows "
+            "the outcome when the worker is done.",
+        )
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("registry:version-detail", name=name, version=mv.version)

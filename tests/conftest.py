@@ -9,7 +9,6 @@ at once instead of writing into var/.
 """
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +36,10 @@ class MlflowTemplate:
 def _build_template(root: Path) -> dict:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     common = {"tracking_uri": uri, "experiment": "tests", "artifact_location": (root / "artifacts").as_uri()}
-    models = [log_model(seed=1, metrics={"accuracy": 0.91}, **common),
-              log_model(seed=2, metrics={"accuracy": 0.95}, **common)]
+    models = [
+        log_model(seed=1, metrics={"accuracy": 0.91}, **common),
+        log_model(seed=2, metrics={"accuracy": 0.95}, **common),
+    ]
     unsigned = log_model(seed=3, metrics={"accuracy": 0.5}, with_signature=False, **common)
     return {"models": [m.__dict__ for m in models], "unsigned": unsigned.__dict__}
 
@@ -56,9 +57,12 @@ def mlflow_template(tmp_path_factory) -> MlflowTemplate:
             root.mkdir()
             done.write_text(json.dumps(_build_template(root)))
         built = json.loads(done.read_text())
-    return MlflowTemplate(db=root / "mlflow.db", artifacts=root / "artifacts",
-                          models=[LoggedModel(**m) for m in built["models"]],
-                          unsigned=LoggedModel(**built["unsigned"]))
+    return MlflowTemplate(
+        db=root / "mlflow.db",
+        artifacts=root / "artifacts",
+        models=[LoggedModel(**m) for m in built["models"]],
+        unsigned=LoggedModel(**built["unsigned"]),
+    )
 
 
 @dataclass
@@ -182,10 +186,10 @@ def browser_client(client):
     return login
 
 
-from tests.summaries import SUMMARIES  # noqa: E402
 from tests.browser_fixtures import browser, login, pytest_runtest_makereport, worker  # noqa: E402,F401
 from tests.deployer_fixtures import local_root, production_local, sent_tasks, staging_local  # noqa: E402,F401
 from tests.promotion_fixtures import iris, production, staging  # noqa: E402,F401
+from tests.summaries import SUMMARIES  # noqa: E402
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -199,8 +203,7 @@ def pytest_terminal_summary(terminalreporter):
                 matched = kind == "passed" and report.when == "call"
                 outcomes[nodeid] = outcomes.get(nodeid, True) and matched
     if outcomes:
-        terminalreporter.write_line(
-            f"TF Serving conformance: {sum(outcomes.values())} of {len(outcomes)} cases match")
+        terminalreporter.write_line(f"TF Serving conformance: {sum(outcomes.values())} of {len(outcomes)} cases match")
     folder = terminalreporter.config._tmp_path_factory.getbasetemp() / SUMMARIES  # the controller's own
     parts = [json.loads(path.read_text()) for path in sorted(folder.glob("api-properties-*.json"))]
     if parts:
@@ -213,5 +216,5 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"{sum(p['requests'] for p in parts)} generated requests over {len(operations)} operations, "
             f"{sum(p['server_errors'] for p in parts)} server errors (5xx); by role: "
-            f"{', '.join(f'{k} {v}' for k, v in sorted(roles.items()))}")
-
+            f"{', '.join(f'{k} {v}' for k, v in sorted(roles.items()))}"
+        )

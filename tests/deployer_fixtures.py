@@ -65,25 +65,32 @@ def local_root(settings, tmp_path):
 
 @pytest.fixture
 def staging_local(staging, local_root):
-    return DeploymentTarget.objects.create(environment=staging, backend=DeploymentTarget.LOCAL,
-                                           rollout_timeout_seconds=120)
+    return DeploymentTarget.objects.create(
+        environment=staging, backend=DeploymentTarget.LOCAL, rollout_timeout_seconds=120
+    )
 
 
 @pytest.fixture
 def production_local(production, local_root):
-    return DeploymentTarget.objects.create(environment=production, backend=DeploymentTarget.LOCAL,
-                                           rollout_timeout_seconds=120)
+    return DeploymentTarget.objects.create(
+        environment=production, backend=DeploymentTarget.LOCAL, rollout_timeout_seconds=120
+    )
 
 
 def predict_sender(port: int, model: str = "iris", label: str = "staging"):
     """send(body) -> HTTP status of a predict by label on a local model server: what
     deployer.loadgen.run calls, as a client of the deployment would."""
+
     def send(body):
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/{model}/labels/{label}:predict",
-                                         data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/models/{model}/labels/{label}:predict",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status
         except urllib.error.HTTPError as exc:
             return exc.code
+
     return send

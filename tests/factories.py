@@ -12,5 +12,6 @@ def model(*, actor, name: str | None = None, **kwargs):
 
 
 def version(*, actor, model, logged, **kwargs):
-    return services.version_register(actor=actor, model_name=model.name, source=logged.model_uri,
-                                     run_id=logged.run_id, **kwargs)
+    return services.version_register(
+        actor=actor, model_name=model.name, source=logged.model_uri, run_id=logged.run_id, **kwargs
+    )

@@ -26,8 +26,7 @@ def database_url(host: str | None = None, port: int | None = None) -> str:
     """The test database's URL, optionally through another host:port (a fault proxy)."""
     d = connection.settings_dict
     if connection.vendor == "postgresql":
-        return (f"postgres://{d['USER']}:{d['PASSWORD'] or ''}@{host or d['HOST']}:{port or d['PORT']}"
-                f"/{d['NAME']}")
+        return f"postgres://{d['USER']}:{d['PASSWORD'] or ''}@{host or d['HOST']}:{port or d['PORT']}/{d['NAME']}"
     return f"sqlite:///{d['NAME']}"
 
 
@@ -50,12 +49,16 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirect)
 
 
-def http(url: str, *, method: str = "GET", headers: dict | None = None, data: dict | None = None,
-         timeout: float = 60) -> Answer:
+def http(
+    url: str, *, method: str = "GET", headers: dict | None = None, data: dict | None = None, timeout: float = 60
+) -> Answer:
     body = json.dumps(data).encode() if data is not None else None
-    request = urllib.request.Request(url, data=body, method=method,
-                                     headers={**({"Content-Type": "application/json"} if body else {}),
-                                              **(headers or {})})
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method=method,
+        headers={**({"Content-Type": "application/json"} if body else {}), **(headers or {})},
+    )
     started = time.monotonic()
     try:
         with _opener.open(request, timeout=timeout) as response:
@@ -68,8 +71,14 @@ def http(url: str, *, method: str = "GET", headers: dict | None = None, data: di
 def console_server(tmp_path, **env):
     """Yield the base URL of a gunicorn serving Modelgate with ``env`` on top of this process's."""
     port = free_port()
-    full = {**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings", "DATABASE_URL": database_url(),
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "MODELGATE_DEMO": "false", **env}
+    full = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "console.settings",
+        "DATABASE_URL": database_url(),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "MODELGATE_DEMO": "false",
+        **env,
+    }
     server = spawn(Command._gunicorn(f"127.0.0.1:{port}"), full)
     base = f"http://127.0.0.1:{port}"
     try:

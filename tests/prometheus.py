@@ -72,16 +72,32 @@ class PrometheusServer:
 
     def start(self) -> "PrometheusServer":
         config = self.workdir / "prometheus.yml"
-        config.write_text(json.dumps({  # JSON is YAML
-            "global": {"scrape_interval": f"{SCRAPE_INTERVAL:g}s", "scrape_timeout": f"{SCRAPE_INTERVAL:g}s"},
-            "scrape_configs": [{"job_name": "tensorflow-serving", "metrics_path": METRICS_PATH,
-                                "file_sd_configs": [{"files": [str(self.targets_file)],
-                                                     "refresh_interval": "1s"}]}]}))
+        config.write_text(
+            json.dumps(
+                {  # JSON is YAML
+                    "global": {"scrape_interval": f"{SCRAPE_INTERVAL:g}s", "scrape_timeout": f"{SCRAPE_INTERVAL:g}s"},
+                    "scrape_configs": [
+                        {
+                            "job_name": "tensorflow-serving",
+                            "metrics_path": METRICS_PATH,
+                            "file_sd_configs": [{"files": [str(self.targets_file)], "refresh_interval": "1s"}],
+                        }
+                    ],
+                }
+            )
+        )
         self.log = (self.workdir / "prometheus.log").open("wb")
         self.process = subprocess.Popen(
-            [self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                self.binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self.wait_for(self._ready, timeout=30, message="Prometheus did not become ready")
         return self
 

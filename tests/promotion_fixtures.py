@@ -11,8 +11,13 @@ def staging(db):
 
 @pytest.fixture
 def production(db):
-    return Environment.objects.create(name="production", position=2, alias="production", required_approvals=1,
-                                      metric_thresholds=[{"metric": "accuracy", "op": ">=", "value": 0.92}])
+    return Environment.objects.create(
+        name="production",
+        position=2,
+        alias="production",
+        required_approvals=1,
+        metric_thresholds=[{"metric": "accuracy", "op": ">=", "value": 0.92}],
+    )
 
 
 @pytest.fixture

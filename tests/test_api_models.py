@@ -8,8 +8,9 @@ URL = "/api/v1/models/"
 
 
 def test_engineer_creates_a_model_that_mlflow_shows(api, engineer, mlflow_store):
-    response = api(engineer).post(URL, {"name": "churn", "description": "Who leaves", "tags": {"team": "growth"}},
-                                  format="json")
+    response = api(engineer).post(
+        URL, {"name": "churn", "description": "Who leaves", "tags": {"team": "growth"}}, format="json"
+    )
     assert response.status_code == 201, response.json()
     assert response.json()["name"] == "churn"
     in_mlflow = mlflow_store.client().get_registered_model("churn")
@@ -18,16 +19,19 @@ def test_engineer_creates_a_model_that_mlflow_shows(api, engineer, mlflow_store)
     assert AuditEvent.objects.filter(verb="model.created", object_repr="churn", actor=engineer).count() == 1
 
 
-@pytest.mark.parametrize("body, field, words", [
-    ({"name": "x" * 129}, "name", "at most 128"),
-    ({"name": "../etc"}, "name", "letters, digits"),
-    ({"name": "has space"}, "name", "letters, digits"),
-    ({"name": "new"}, "name", "reserved"),
-    ({"name": ""}, "name", "blank"),
-    ({}, "name", "required"),
-    ({"name": "ok", "tags": ["not", "a", "dict"]}, "tags", "dictionary"),
-    ({"name": "ok", "tags": {"modelgate.registered_by": "me"}}, "tags", "set by Modelgate"),
-])
+@pytest.mark.parametrize(
+    "body, field, words",
+    [
+        ({"name": "x" * 129}, "name", "at most 128"),
+        ({"name": "../etc"}, "name", "letters, digits"),
+        ({"name": "has space"}, "name", "letters, digits"),
+        ({"name": "new"}, "name", "reserved"),
+        ({"name": ""}, "name", "blank"),
+        ({}, "name", "required"),
+        ({"name": "ok", "tags": ["not", "a", "dict"]}, "tags", "dictionary"),
+        ({"name": "ok", "tags": {"modelgate.registered_by": "me"}}, "tags", "set by Modelgate"),
+    ],
+)
 def test_bad_model_input_is_a_400_naming_the_field_and_leaves_nothing(api, engineer, mlflow_store, body, field, words):
     response = api(engineer).post(URL, body, format="json")
     assert response.status_code == 400
@@ -81,8 +85,9 @@ def test_bad_filter_value_names_the_parameter(api, viewer):
 def test_patch_changes_description_and_tags_in_mlflow(api, engineer, mlflow_store):
     client = api(engineer)
     client.post(URL, {"name": "churn", "tags": {"team": "growth", "old": "1"}}, format="json")
-    response = client.patch(URL + "churn/", {"description": "v2 text", "tags": {"owner": "ana", "old": None}},
-                            format="json")
+    response = client.patch(
+        URL + "churn/", {"description": "v2 text", "tags": {"owner": "ana", "old": None}}, format="json"
+    )
     assert response.status_code == 200, response.json()
     assert response.json()["tags"] == {"team": "growth", "owner": "ana"}
     in_mlflow = mlflow_store.client().get_registered_model("churn")

@@ -34,8 +34,13 @@ from tests.summaries import summary_dir
 pytestmark = pytest.mark.django_db
 
 EXAMPLES_PER_OPERATION = 170
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          response_headers_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 STATS = {"requests": 0, "server_errors": 0, "operations": set(), "roles": {}}
 
 schema = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True))
@@ -51,8 +56,9 @@ def _report_totals(tmp_path_factory):
     summary is printed by another process than the one that ran these tests."""
     yield
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    (summary_dir(tmp_path_factory) / f"api-properties-{worker}.json").write_text(json.dumps(
-        {**STATS, "operations": sorted(STATS["operations"])}))
+    (summary_dir(tmp_path_factory) / f"api-properties-{worker}.json").write_text(
+        json.dumps({**STATS, "operations": sorted(STATS["operations"])})
+    )
 
 
 @pytest.fixture
@@ -63,8 +69,12 @@ def role_tokens(request, engineer, monkeypatch):
     # As Django's own test client does: a request must not close the test's database connection.
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
-    request.addfinalizer(lambda: (signals.request_started.connect(close_old_connections),
-                                  signals.request_finished.connect(close_old_connections)))
+    request.addfinalizer(
+        lambda: (
+            signals.request_started.connect(close_old_connections),
+            signals.request_finished.connect(close_old_connections),
+        )
+    )
     Environment.objects.create(name="staging", position=1, alias="staging", required_approvals=1)
     factories.model(actor=engineer, name="iris", tags={"team": "search"})
     tokens = [(role, token_create(user=request.getfixturevalue(role), name="schemathesis").raw) for role in ROLES]
@@ -72,8 +82,14 @@ def role_tokens(request, engineer, monkeypatch):
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)
 def test_every_operation_answers_within_its_schema_and_never_with_a_5xx(case, role_tokens):
     role, token = next(role_tokens)
     response = case.call(headers={"Authorization": f"Bearer {token}"})

@@ -13,8 +13,9 @@ def churn(api, engineer):
 
 def test_register_from_a_logged_model_uri_is_visible_in_mlflow(api, engineer, churn, mlflow_store):
     logged = mlflow_store.template.models[0]
-    response = api(engineer).post(churn, {"source": logged.model_uri, "run_id": logged.run_id,
-                                          "tags": {"stage": "candidate"}}, format="json")
+    response = api(engineer).post(
+        churn, {"source": logged.model_uri, "run_id": logged.run_id, "tags": {"stage": "candidate"}}, format="json"
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["version"] == 1
@@ -51,18 +52,22 @@ def test_version_run_shows_training_metrics_and_params(api, engineer, churn, mlf
     assert run["params"]["seed"] == "2"
 
 
-@pytest.mark.parametrize("body, field, words", [
-    ({"source": "/etc/passwd"}, "source", "outside the allowed roots"),
-    ({"source": "file:///tmp/../etc/passwd"}, "source", "'..'"),
-    ({"source": "http://attacker/x"}, "source", "not allowed"),
-    ({"source": "models:/m-0123456789abcdef0123456789abcdef"}, "source", "does not exist in MLflow"),
-    ({"source": "models:/churn/9"}, "source", "does not exist in MLflow"),
-    ({"source": "runs:/0123456789abcdef0123456789abcdef/model"}, "source", "does not exist in MLflow"),
-    ({"source": "models:/churn/1", "run_id": "nothex"}, "run_id", "32-character"),
-    ({}, "source", "required"),
-])
-def test_bad_sources_are_refused_with_the_reason_and_nothing_is_registered(api, engineer, churn, mlflow_store,
-                                                                           body, field, words):
+@pytest.mark.parametrize(
+    "body, field, words",
+    [
+        ({"source": "/etc/passwd"}, "source", "outside the allowed roots"),
+        ({"source": "file:///tmp/../etc/passwd"}, "source", "'..'"),
+        ({"source": "http://attacker/x"}, "source", "not allowed"),
+        ({"source": "models:/m-0123456789abcdef0123456789abcdef"}, "source", "does not exist in MLflow"),
+        ({"source": "models:/churn/9"}, "source", "does not exist in MLflow"),
+        ({"source": "runs:/0123456789abcdef0123456789abcdef/model"}, "source", "does not exist in MLflow"),
+        ({"source": "models:/churn/1", "run_id": "nothex"}, "run_id", "32-character"),
+        ({}, "source", "required"),
+    ],
+)
+def test_bad_sources_are_refused_with_the_reason_and_nothing_is_registered(
+    api, engineer, churn, mlflow_store, body, field, words
+):
     response = api(engineer).post(churn, body, format="json")
     assert response.status_code == 400, response.json()
     assert field in response.json()["fields"]
@@ -81,8 +86,9 @@ def test_registering_into_an_unknown_model_is_a_404(api, engineer, mlflow_store)
 def test_a_model_made_directly_in_mlflow_can_take_versions_before_any_sync(api, engineer, mlflow_store):
     mlflow_store.client().create_registered_model("made-elsewhere")
     logged = mlflow_store.template.models[0]
-    response = api(engineer).post("/api/v1/models/made-elsewhere/versions/", {"source": logged.model_uri},
-                                  format="json")
+    response = api(engineer).post(
+        "/api/v1/models/made-elsewhere/versions/", {"source": logged.model_uri}, format="json"
+    )
     assert response.status_code == 201, response.json()
 
 
@@ -95,23 +101,23 @@ def test_idempotency_key_returns_the_first_result_and_never_a_second_version(api
     assert again.json() == first.json()
     assert again["Idempotent-Replayed"] == "true"
     assert len(mlflow_store.client().search_model_versions("name='churn'")) == 1
-    other = client.post(churn, {"source": mlflow_store.template.models[1].model_uri}, format="json",
-                        HTTP_IDEMPOTENCY_KEY="build-42")
+    other = client.post(
+        churn, {"source": mlflow_store.template.models[1].model_uri}, format="json", HTTP_IDEMPOTENCY_KEY="build-42"
+    )
     assert other.status_code == 400
     assert "Idempotency-Key" in other.json()["fields"]
 
 
 def test_a_failed_request_frees_its_idempotency_key(api, engineer, churn, mlflow_store):
     client = api(engineer)
-    assert client.post(churn, {"source": "/etc/passwd"}, format="json",
-                       HTTP_IDEMPOTENCY_KEY="k1").status_code == 400
+    assert client.post(churn, {"source": "/etc/passwd"}, format="json", HTTP_IDEMPOTENCY_KEY="k1").status_code == 400
     # Same key, same (bad) body: still refused for the same reason, not replayed or stuck.
-    assert client.post(churn, {"source": "/etc/passwd"}, format="json",
-                       HTTP_IDEMPOTENCY_KEY="k1").status_code == 400
+    assert client.post(churn, {"source": "/etc/passwd"}, format="json", HTTP_IDEMPOTENCY_KEY="k1").status_code == 400
 
 
-def test_a_key_whose_first_request_died_is_released_after_the_pending_time(api, engineer, churn, mlflow_store,
-                                                                            settings):
+def test_a_key_whose_first_request_died_is_released_after_the_pending_time(
+    api, engineer, churn, mlflow_store, settings
+):
     from datetime import timedelta
 
     from django.utils import timezone

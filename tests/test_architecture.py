@@ -17,8 +17,13 @@ def contracts() -> dict[str, dict]:
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"],
-                          cwd=root, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_code_keeps_every_contract():
@@ -29,8 +34,11 @@ def test_the_code_keeps_every_contract():
 
 def test_every_registry_module_but_promotions_is_held_below_the_promotion_workflow():
     listed = set(contracts()["registry-core-below-promotions"]["source_modules"])
-    present = {f"registry.{path.stem if path.is_file() else path.name}" for path in (ROOT / "registry").iterdir()
-               if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").exists()}
+    present = {
+        f"registry.{path.stem if path.is_file() else path.name}"
+        for path in (ROOT / "registry").iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").exists()
+    }
     assert present - {"registry.promotions"} == listed
 
 

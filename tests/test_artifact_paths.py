@@ -54,10 +54,18 @@ def _swap_for_symlink(artifacts: Path, outside: Path) -> None:
     (artifacts / "tf2model").symlink_to(outside, target_is_directory=True)
 
 
-@pytest.mark.parametrize("rel, why", [
-    ("../../outside/model", "'..'"), ("tf2model/../../x", "'..'"), ("/etc", "absolute"),
-    ("%2Fetc", "absolute"), ("file:///etc", "absolute"), ("a\\..\\b", "backslash"), ("a\nb", "control"),
-])
+@pytest.mark.parametrize(
+    "rel, why",
+    [
+        ("../../outside/model", "'..'"),
+        ("tf2model/../../x", "'..'"),
+        ("/etc", "absolute"),
+        ("%2Fetc", "absolute"),
+        ("file:///etc", "absolute"),
+        ("a\\..\\b", "backslash"),
+        ("a\nb", "control"),
+    ],
+)
 def test_paths_that_could_leave_the_artifacts_are_refused(rel, why):
     with pytest.raises(ArtifactPathError, match=why):
         check_relative(rel, field="x")
@@ -81,8 +89,9 @@ def test_a_symlink_inside_pointing_outside_is_refused(tmp_path, outside):
 
 
 @pytest.mark.parametrize("attack", ["mlmodel field", "symlink"])
-def test_registration_refuses_artifacts_that_point_outside_and_keeps_nothing(attack, api, engineer, mlflow_store,
-                                                                             outside):
+def test_registration_refuses_artifacts_that_point_outside_and_keeps_nothing(
+    attack, api, engineer, mlflow_store, outside
+):
     model = factories.model(actor=engineer, name="iris")
     artifacts = _copy_model(mlflow_store, "evil")
     if attack == "mlmodel field":
@@ -143,10 +152,10 @@ def test_the_local_export_refuses_a_stored_path_with_dotdot(swapped_after_regist
 
 @pytest.mark.parametrize("savedmodel_path", ["tf2model", "../../outside/model"])
 def test_the_init_container_refuses_too(savedmodel_path, swapped_after_registration, mlflow_store, tmp_path):
-    release = manifests.Release(model="iris", version=1, environment="staging", rollout_id=1,
-                                savedmodel_path=savedmodel_path)
+    release = manifests.Release(
+        model="iris", version=1, environment="staging", rollout_id=1, savedmodel_path=savedmodel_path
+    )
     done = _run_fetch(release, tmp_path, mlflow_store.uri)
     assert done.returncode != 0
     assert "refused:" in done.stderr
     assert not (tmp_path / "models" / "iris" / "1").exists()
-

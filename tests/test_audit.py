@@ -8,8 +8,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("mlflow_store")]
 
 
 def test_audit_events_carry_the_request_id(api, engineer):
-    response = api(engineer).post("/api/v1/models/", {"name": "traced"}, format="json",
-                                  HTTP_X_REQUEST_ID="req-123")
+    response = api(engineer).post("/api/v1/models/", {"name": "traced"}, format="json", HTTP_X_REQUEST_ID="req-123")
     assert response["X-Request-ID"] == "req-123"
     assert AuditEvent.objects.get(verb="model.created").request_id == "req-123"
 

@@ -27,8 +27,14 @@ class Watched:
         self.page = page
         self.problems: list[str] = []
         page.context.add_init_script(WATCH)
-        page.on("console", lambda m: self.problems.append(f"console: {m.text}")
-                if "Content Security Policy" in m.text or "Content-Security-Policy" in m.text else None)
+        page.on(
+            "console",
+            lambda m: (
+                self.problems.append(f"console: {m.text}")
+                if "Content Security Policy" in m.text or "Content-Security-Policy" in m.text
+                else None
+            ),
+        )
         page.on("pageerror", lambda e: self.problems.append(f"error on {page.url}: {e}"))
 
     def collect(self):
@@ -41,8 +47,9 @@ class Watched:
         self.collect()
 
 
-def test_the_console_runs_under_the_csp_with_no_violations(login, worker, engineer, approver, admin_user,
-                                                           iris, staging_local):
+def test_the_console_runs_under_the_csp_with_no_violations(
+    login, worker, engineer, approver, admin_user, iris, staging_local
+):
     eng = Watched(login(engineer))
     app = Watched(login(approver))
 
@@ -65,8 +72,17 @@ def test_the_console_runs_under_the_csp_with_no_violations(login, worker, engine
     eng.page.fill("input[name=q]", "iri")
     expect(eng.page.get_by_role("link", name="iris", exact=True)).to_have_count(1)
 
-    for url in ["/models/iris/", "/models/iris/versions/2/", "/promotions/", "/promotions/inbox/",
-                "/environments/", "/environments/staging/", "/deployments/", "/audit/", "/no-such-page/"]:
+    for url in [
+        "/models/iris/",
+        "/models/iris/versions/2/",
+        "/promotions/",
+        "/promotions/inbox/",
+        "/environments/",
+        "/environments/staging/",
+        "/deployments/",
+        "/audit/",
+        "/no-such-page/",
+    ]:
         eng.visit(url)
         expect(eng.page.locator("h1").first).to_be_visible()
 

@@ -47,7 +47,8 @@ def _watch_until_live(page, request_id: int) -> None:
 
 
 def test_request_approve_watch_it_go_live_see_traffic_roll_back_and_read_the_audit(
-        login, worker, engineer, approver, iris, staging_local):
+    login, worker, engineer, approver, iris, staging_local
+):
     eng = login(engineer)
     first = _request_in_browser(eng, "iris", 1, "staging", "first release")
     expect(eng.locator("body")).to_contain_text("Pending approval")
@@ -60,8 +61,9 @@ def test_request_approve_watch_it_go_live_see_traffic_roll_back_and_read_the_aud
 
     # v2 goes live too (through the services, to keep the test short), so there is a
     # revision to roll back to.
-    second = promotions.promotion_request(actor=engineer, version=iris.versions.get(version=2),
-                                          environment=staging_local.environment, justification="v2")
+    second = promotions.promotion_request(
+        actor=engineer, version=iris.versions.get(version=2), environment=staging_local.environment, justification="v2"
+    )
     promotions.promotion_approve(actor=approver, request_id=second.pk, comment="ok")
     deployment = Deployment.objects.get(model=iris)
     for _ in range(90):
@@ -78,8 +80,12 @@ def test_request_approve_watch_it_go_live_see_traffic_roll_back_and_read_the_aud
     def traffic():
         scrape_deployment(deployment.pk)
         while not stop.is_set():
-            loadgen.run(predict_sender(deployment.local_port), signature=iris.versions.get(version=2).signature,
-                        rps=20, duration=2)
+            loadgen.run(
+                predict_sender(deployment.local_port),
+                signature=iris.versions.get(version=2).signature,
+                rps=20,
+                duration=2,
+            )
             scrape_deployment(deployment.pk)
 
     thread = threading.Thread(target=traffic, daemon=True)
@@ -118,12 +124,13 @@ def test_a_viewer_sees_no_action_buttons_and_the_actions_answer_403(login, viewe
     from deployer.services import deployment_get_or_create
 
     deployment = deployment_get_or_create(target=staging_local, model=iris)
-    Rollout.objects.create(deployment=deployment, revision=1, version=iris.versions.get(version=1),
-                           state=Rollout.LIVE)
-    Deployment.objects.filter(pk=deployment.pk).update(state=Deployment.SERVING,
-                                                       live_rollout=deployment.rollouts.first())
-    req = promotions.promotion_request(actor=engineer, version=iris.versions.get(version=2),
-                                       environment=staging_local.environment, justification="v2")
+    Rollout.objects.create(deployment=deployment, revision=1, version=iris.versions.get(version=1), state=Rollout.LIVE)
+    Deployment.objects.filter(pk=deployment.pk).update(
+        state=Deployment.SERVING, live_rollout=deployment.rollouts.first()
+    )
+    req = promotions.promotion_request(
+        actor=engineer, version=iris.versions.get(version=2), environment=staging_local.environment, justification="v2"
+    )
     page = login(viewer)
     page.goto(f"/deployments/{deployment.pk}/")
     expect(page.locator("h1")).to_contain_text("iris")
@@ -135,11 +142,13 @@ def test_a_viewer_sees_no_action_buttons_and_the_actions_answer_403(login, viewe
     expect(page.get_by_role("link", name="Request promotion")).to_have_count(0)
 
     token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
-    for url, form in [(f"/deployments/{deployment.pk}/redeploy/", {}),
-                      (f"/deployments/{deployment.pk}/undeploy/", {"reason": "x"}),
-                      (f"/deployments/{deployment.pk}/rollback/", {"revision": "1", "justification": "x"}),
-                      (f"/promotions/{req.pk}/approve/", {"approve-comment": "x"}),
-                      ("/models/iris/versions/2/promote/", {"environment": "staging", "justification": "x"})]:
+    for url, form in [
+        (f"/deployments/{deployment.pk}/redeploy/", {}),
+        (f"/deployments/{deployment.pk}/undeploy/", {"reason": "x"}),
+        (f"/deployments/{deployment.pk}/rollback/", {"revision": "1", "justification": "x"}),
+        (f"/promotions/{req.pk}/approve/", {"approve-comment": "x"}),
+        ("/models/iris/versions/2/promote/", {"environment": "staging", "justification": "x"}),
+    ]:
         response = page.request.post(url, form=form, headers={"X-CSRFToken": token, "Referer": page.url})
         assert response.status == 403, (url, response.status)
     assert Rollout.objects.count() == 1 and PromotionRequest.objects.count() == 1

@@ -65,6 +65,7 @@ def containers(spec: dict) -> list[dict]:
 
 # --- the manifests ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name,obj", documents(), ids=lambda v: v if isinstance(v, str) else v.get("kind"))
 def test_every_object_validates_against_the_kubernetes_schemas(name, obj):
     kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
@@ -85,8 +86,11 @@ def test_kustomize_builds_the_manifests_and_keeps_the_roles_in_the_target_namesp
         if os.environ.get("MODELGATE_BROWSER_REQUIRED") or os.environ.get("CI"):
             pytest.fail("kubectl is not installed, and CI requires this test to run")
         pytest.skip("kubectl (with its built-in kustomize) is not installed")
-    built = list(yaml.safe_load_all(subprocess.run(["kubectl", "kustomize", str(CLUSTER)], check=True,
-                                                   capture_output=True, text=True).stdout))
+    built = list(
+        yaml.safe_load_all(
+            subprocess.run(["kubectl", "kustomize", str(CLUSTER)], check=True, capture_output=True, text=True).stdout
+        )
+    )
     assert len(built) == len(documents()) - 1  # all but the Secret example
     for obj in built:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
@@ -135,8 +139,7 @@ def test_pods_run_as_non_root_with_resources_and_nothing_to_escalate():
             security = container["securityContext"]
             assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
             assert security["readOnlyRootFilesystem"] is True
-            writable = {mount["mountPath"] for mount in container.get("volumeMounts", [])
-                        if not mount.get("readOnly")}
+            writable = {mount["mountPath"] for mount in container.get("volumeMounts", []) if not mount.get("readOnly")}
             assert {"/tmp", "/var/lib/modelgate"} <= writable, (name, container["name"])
 
 
@@ -224,10 +227,16 @@ def test_the_secret_example_is_plainly_fake():
 
 # --- RBAC: exactly what the deployer calls -------------------------------------------------
 
+
 def grants(role: dict) -> set[tuple[str, str, str]]:
     """(apiGroup, resource[/subresource], verb) for every combination a Role's rules allow."""
-    return {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
-            for resource in rule["resources"] for verb in rule["verbs"]}
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
 
 
 def rbac_requests(calls, created: list[bool], namespace: str) -> set[tuple[str, str, str]]:
@@ -268,19 +277,31 @@ def _role(name: str) -> dict:
 
 
 def _serving_target(namespace: str) -> m.Target:
-    return m.Target(**{**TARGET.__dict__, "namespace": namespace,
-                       "autoscaling": m.Autoscaling(min_replicas=1, max_replicas=2)})
+    return m.Target(
+        **{**TARGET.__dict__, "namespace": namespace, "autoscaling": m.Autoscaling(min_replicas=1, max_replicas=2)}
+    )
 
 
 # Everything the backend offers; a new public method may call the API differently, so adding one
 # means adding it to the flow below (and perhaps a verb to the Role).
-BACKEND_VERBS = {"apply", "read", "delete", "wait_for_rollout", "serving_pods", "proxy", "deployment_health",
-                 "deployment_replicas"}
+BACKEND_VERBS = {
+    "apply",
+    "read",
+    "delete",
+    "wait_for_rollout",
+    "serving_pods",
+    "proxy",
+    "deployment_health",
+    "deployment_replicas",
+}
 
 
 def test_the_flow_below_exercises_every_method_of_the_backend():
-    public = {name for name in vars(KubernetesBackend) if not name.startswith("_") and callable(
-        getattr(KubernetesBackend, name))}
+    public = {
+        name
+        for name in vars(KubernetesBackend)
+        if not name.startswith("_") and callable(getattr(KubernetesBackend, name))
+    }
     assert public - {"close"} == BACKEND_VERBS
 
 

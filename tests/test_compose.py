@@ -24,14 +24,32 @@ _ENV_HELPERS = {"env_str", "env_int", "env_bool", "env_list", "env_rate"}
 
 # The keys of the Compose Specification's service, health check and volume objects this file may
 # use: a typo (`healtcheck:`) would otherwise pass unnoticed, as Compose is the only other reader.
-_SERVICE_KEYS = {"image", "build", "command", "entrypoint", "environment", "env_file", "depends_on",
-                 "healthcheck", "ports", "volumes", "tmpfs", "restart", "stop_grace_period", "working_dir",
-                 "user", "labels", "deploy", "profiles"}
+_SERVICE_KEYS = {
+    "image",
+    "build",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "depends_on",
+    "healthcheck",
+    "ports",
+    "volumes",
+    "tmpfs",
+    "restart",
+    "stop_grace_period",
+    "working_dir",
+    "user",
+    "labels",
+    "deploy",
+    "profiles",
+}
 _HEALTHCHECK_KEYS = {"test", "interval", "timeout", "retries", "start_period", "start_interval", "disable"}
 _VOLUME_KEYS = {"type", "source", "target", "read_only", "bind", "volume", "tmpfs", "consistency"}
 
 
 # --- what Modelgate reads --------------------------------------------------------------------
+
 
 def _string_arg(call: ast.Call) -> str | None:
     if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
@@ -40,8 +58,12 @@ def _string_arg(call: ast.Call) -> str | None:
 
 
 def _is_os_environ(node) -> bool:
-    return isinstance(node, ast.Attribute) and node.attr == "environ" and \
-        isinstance(node.value, ast.Name) and node.value.id == "os"
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "environ"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "os"
+    )
 
 
 def read_variables() -> tuple[dict[str, object], set[str]]:
@@ -50,8 +72,11 @@ def read_variables() -> tuple[dict[str, object], set[str]]:
     kind also accepts NAME_FILE."""
     helpers: dict[str, object] = {}
     environ: set[str] = set()
-    for path in [*(ROOT / "console").rglob("*.py"), *(ROOT / "registry").rglob("*.py"),
-                 *(ROOT / "deployer").rglob("*.py")]:
+    for path in [
+        *(ROOT / "console").rglob("*.py"),
+        *(ROOT / "registry").rglob("*.py"),
+        *(ROOT / "deployer").rglob("*.py"),
+    ]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Call):
                 name = _string_arg(node)
@@ -59,13 +84,18 @@ def read_variables() -> tuple[dict[str, object], set[str]]:
                 if name and isinstance(func, ast.Name) and func.id in _ENV_HELPERS:
                     default = node.args[1] if len(node.args) > 1 else None
                     helpers[name] = default.value if isinstance(default, ast.Constant) else None
-                elif name and isinstance(func, ast.Attribute) and func.attr in ("get", "setdefault") \
-                        and _is_os_environ(func.value):
+                elif (
+                    name
+                    and isinstance(func, ast.Attribute)
+                    and func.attr in ("get", "setdefault")
+                    and _is_os_environ(func.value)
+                ):
                     environ.add(name)
                 elif name and isinstance(func, ast.Attribute) and func.attr == "getenv":
                     environ.add(name)
-            elif isinstance(node, ast.Subscript) and _is_os_environ(node.value) and \
-                    isinstance(node.slice, ast.Constant):
+            elif (
+                isinstance(node, ast.Subscript) and _is_os_environ(node.value) and isinstance(node.slice, ast.Constant)
+            ):
                 environ.add(node.slice.value)
     return helpers, environ
 
@@ -77,8 +107,15 @@ def is_read_by_modelgate(name: str) -> bool:
 
 def test_the_variable_scan_finds_the_settings_it_should():
     helpers, environ = read_variables()
-    assert {"SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MLFLOW_TRACKING_URI",
-            "DEPLOYER_MLFLOW_TRACKING_URI", "DEPLOY_QUEUE", "CELERY_DEFAULT_QUEUE"} <= set(helpers)
+    assert {
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "MLFLOW_TRACKING_URI",
+        "DEPLOYER_MLFLOW_TRACKING_URI",
+        "DEPLOY_QUEUE",
+        "CELERY_DEFAULT_QUEUE",
+    } <= set(helpers)
     assert helpers["DEPLOY_QUEUE"] == "deploy" and helpers["CELERY_DEFAULT_QUEUE"] == "celery"
     assert {"PROMETHEUS_MULTIPROC_DIR", "MLFLOW_HTTP_REQUEST_TIMEOUT"} <= environ
     assert is_read_by_modelgate("SECRET_KEY_FILE") and not is_read_by_modelgate("PROMETHEUS_MULTIPROC_DIR_FILE")
@@ -86,6 +123,7 @@ def test_the_variable_scan_finds_the_settings_it_should():
 
 
 # --- the compose file -------------------------------------------------------------------------
+
 
 def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
@@ -226,8 +264,12 @@ def test_beat_keeps_its_schedule_in_a_named_volume():
 
 def test_data_lives_in_named_volumes():
     declared = set(compose()["volumes"])
-    for name, target in [("postgres", "/var/lib/postgresql/data"), ("redis", "/data"), ("mlflow", "/mlartifacts"),
-                         ("beat", "/var/lib/modelgate")]:
+    for name, target in [
+        ("postgres", "/var/lib/postgresql/data"),
+        ("redis", "/data"),
+        ("mlflow", "/mlartifacts"),
+        ("beat", "/var/lib/modelgate"),
+    ]:
         mounts = {v.split(":")[1]: v.split(":")[0] for v in services()[name]["volumes"] if isinstance(v, str)}
         assert mounts[target] in declared, name
     assert "--appendonly" in command(services()["redis"])
@@ -318,18 +360,25 @@ def test_env_example_holds_no_secrets_and_keeps_the_health_check_host():
 
 
 def test_gitignore_ignores_env_but_not_the_example():
-    patterns = [line.strip() for line in (ROOT / ".gitignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".gitignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert ".env" in patterns
     assert not any(fnmatch.fnmatch(".env.example", p.rstrip("/")) for p in patterns if not p.startswith("!"))
 
 
 # --- the Dockerfile -------------------------------------------------------------------------
 
+
 def dockerfile_instructions() -> list[tuple[str, str]]:
     text = DOCKERFILE.read_text().replace("\\\n", " ")
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
-            for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def test_dockerfile_builds_from_python_slim_with_only_the_hashed_runtime_lock():
@@ -360,6 +409,7 @@ def test_dockerfile_bakes_in_no_secrets_and_the_build_context_leaves_them_out():
 
 
 # --- the operations docs name only what exists ------------------------------------------------
+
 
 def test_the_ci_guide_calls_only_endpoints_that_exist_and_its_workflow_parses():
     from django.urls import Resolver404, resolve

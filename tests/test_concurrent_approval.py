@@ -14,14 +14,17 @@ from registry.promotions.models import PromotionRequest, Review
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql",
-                    reason="row locks need PostgreSQL; CI's first run (DATABASE_URL set) runs this")
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="row locks need PostgreSQL; CI's first run (DATABASE_URL set) runs this"
+)
 def test_simultaneous_approvals_give_one_transition_and_one_queued_deployment(
-        engineer, approver, django_user_model, iris, staging, monkeypatch):
+    engineer, approver, django_user_model, iris, staging, monkeypatch
+):
     second = django_user_model.objects.create_user("bo-approver")
     second.groups.add(Group.objects.get(name="approver"))
-    req = services.promotion_request(actor=engineer, version=iris.versions.get(version=2), environment=staging,
-                                     justification="j")
+    req = services.promotion_request(
+        actor=engineer, version=iris.versions.get(version=2), environment=staging, justification="j"
+    )
     queued = []
     monkeypatch.setattr(services, "_queue_deployment", lambda pk: queued.append(pk))
     barrier = threading.Barrier(2)

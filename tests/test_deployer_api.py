@@ -16,20 +16,24 @@ CAN_OPERATE = {"engineer", "admin_user"}
 
 
 @pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize("action, method, path, body, allowed", [
-    ("list", "get", "/api/v1/deployments/", None, CAN_READ),
-    ("detail", "get", "/api/v1/deployments/{pk}/", None, CAN_READ),
-    ("history", "get", "/api/v1/deployments/{pk}/rollouts/", None, CAN_READ),
-    ("rollout", "get", "/api/v1/rollouts/{rollout}/", None, CAN_READ),
-    ("redeploy", "post", "/api/v1/deployments/{pk}/redeploy/", {}, CAN_OPERATE),
-    ("undeploy", "post", "/api/v1/deployments/{pk}/undeploy/", {"reason": "retired"}, CAN_OPERATE),
-    # A rollback is a promotion request: whoever may request a promotion may ask for one.
-    ("rollback", "post", "/api/v1/deployments/{pk}/rollback/", {"revision": 1, "justification": "j"}, CAN_OPERATE),
-])
+@pytest.mark.parametrize(
+    "action, method, path, body, allowed",
+    [
+        ("list", "get", "/api/v1/deployments/", None, CAN_READ),
+        ("detail", "get", "/api/v1/deployments/{pk}/", None, CAN_READ),
+        ("history", "get", "/api/v1/deployments/{pk}/rollouts/", None, CAN_READ),
+        ("rollout", "get", "/api/v1/rollouts/{rollout}/", None, CAN_READ),
+        ("redeploy", "post", "/api/v1/deployments/{pk}/redeploy/", {}, CAN_OPERATE),
+        ("undeploy", "post", "/api/v1/deployments/{pk}/undeploy/", {"reason": "retired"}, CAN_OPERATE),
+        # A rollback is a promotion request: whoever may request a promotion may ask for one.
+        ("rollback", "post", "/api/v1/deployments/{pk}/rollback/", {"revision": 1, "justification": "j"}, CAN_OPERATE),
+    ],
+)
 def test_deployment_api_permissions(request, api, served, role, action, method, path, body, allowed):
     user = request.getfixturevalue(role)
-    response = getattr(api(user), method)(path.format(pk=served.pk, rollout=served.live_rollout_id), body,
-                                          format="json")
+    response = getattr(api(user), method)(
+        path.format(pk=served.pk, rollout=served.live_rollout_id), body, format="json"
+    )
     if role in allowed:
         assert response.status_code < 300, (action, response.json())
     else:
@@ -44,6 +48,7 @@ def test_anonymous_calls_get_401(client, served):
 
 # --- reads ---------------------------------------------------------------------------------
 
+
 def test_the_list_is_paginated_and_filters_by_environment_and_model(api, viewer, served):
     client = api(viewer)
     body = client.get("/api/v1/deployments/").json()
@@ -52,24 +57,30 @@ def test_the_list_is_paginated_and_filters_by_environment_and_model(api, viewer,
     assert row["id"] == served.pk and row["model"] == "iris" and row["environment"] == "staging"
     assert row["backend"] == "local" and row["state"] == "serving" and row["live_version"] == 2
     assert row["live_revision"] == 3 and row["drift_state"] == "unknown"
-    assert row["last_rollout"] == {"id": served.live_rollout_id, "revision": 3, "state": "live",
-                                   "created_at": row["last_rollout"]["created_at"]}
+    assert row["last_rollout"] == {
+        "id": served.live_rollout_id,
+        "revision": 3,
+        "state": "live",
+        "created_at": row["last_rollout"]["created_at"],
+    }
     assert client.get("/api/v1/deployments/?environment=staging&model=iris").json()["results"]
     assert client.get("/api/v1/deployments/?environment=production").json()["results"] == []
     assert client.get("/api/v1/deployments/?model=nope").json()["results"] == []
 
 
 def test_the_detail_has_the_live_revision_drift_and_active_rollout(api, viewer, served):
-    Deployment.objects.filter(pk=served.pk).update(drift_state=Deployment.OUT_OF_SYNC, drift_diff=[
-        {"object": "LocalModelServer/iris-staging", "field": "port", "applied": 8501, "live": 9000}])
+    Deployment.objects.filter(pk=served.pk).update(
+        drift_state=Deployment.OUT_OF_SYNC,
+        drift_diff=[{"object": "LocalModelServer/iris-staging", "field": "port", "applied": 8501, "live": 9000}],
+    )
     client = api(viewer)
     body = client.get(f"/api/v1/deployments/{served.pk}/").json()
     assert body["live_revision"] == 3 and body["live_version"] == 2 and body["active_rollout"] is None
     assert body["drift_state"] == "out_of_sync"
-    assert body["drift_diff"] == [{"object": "LocalModelServer/iris-staging", "field": "port", "applied": 8501,
-                                   "live": 9000}]
-    running = add_rollout(served, 4, version=served.live_rollout.version, state=Rollout.RUNNING,
-                          kind=Rollout.REDEPLOY)
+    assert body["drift_diff"] == [
+        {"object": "LocalModelServer/iris-staging", "field": "port", "applied": 8501, "live": 9000}
+    ]
+    running = add_rollout(served, 4, version=served.live_rollout.version, state=Rollout.RUNNING, kind=Rollout.REDEPLOY)
     assert client.get(f"/api/v1/deployments/{served.pk}/").json()["active_rollout"] == running.pk
 
 
@@ -96,14 +107,17 @@ def test_a_rollout_has_its_steps_manifests_and_timings(api, viewer, served):
 
 def test_unknown_ids_are_json_404s(api, engineer):
     client = api(engineer)
-    for method, path in [("get", "/api/v1/deployments/999/"), ("get", "/api/v1/deployments/999/rollouts/"),
-                         ("get", "/api/v1/rollouts/999/"), ("post", "/api/v1/deployments/999/redeploy/"),
-                         ("post", "/api/v1/deployments/999/undeploy/")]:
+    for method, path in [
+        ("get", "/api/v1/deployments/999/"),
+        ("get", "/api/v1/deployments/999/rollouts/"),
+        ("get", "/api/v1/rollouts/999/"),
+        ("post", "/api/v1/deployments/999/redeploy/"),
+        ("post", "/api/v1/deployments/999/undeploy/"),
+    ]:
         response = getattr(client, method)(path, {"reason": "r"}, format="json")
         assert response.status_code == 404, path
         assert response.json()["error"] == "not_found" and "#999 does not exist" in response.json()["detail"]
-    response = client.post("/api/v1/deployments/999/rollback/", {"revision": 1, "justification": "j"},
-                           format="json")
+    response = client.post("/api/v1/deployments/999/rollback/", {"revision": 1, "justification": "j"}, format="json")
     assert response.status_code == 404 and response.json()["error"] == "not_found"
 
 
@@ -111,19 +125,23 @@ def test_unknown_ids_are_json_404s(api, engineer):
 # Where the environment requires approval, redeploy and undeploy become requests
 # (tests/test_deployment_approvals.py); these run them where none is required.
 
+
 @pytest.fixture
 def no_approval(served):
     Environment.objects.filter(pk=served.target.environment_id).update(required_approvals=0)
 
 
-def test_engineer_redeploys_and_gets_the_queued_rollout(api, engineer, served, no_approval, sent_tasks,
-                                                        django_capture_on_commit_callbacks):
+def test_engineer_redeploys_and_gets_the_queued_rollout(
+    api, engineer, served, no_approval, sent_tasks, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         response = api(engineer).post(f"/api/v1/deployments/{served.pk}/redeploy/")
     assert response.status_code == 202
     body = response.json()
     assert body["kind"] == "redeploy" and body["state"] == "queued" and body["revision"] == 4
-    assert body["version"] == 2 and body["requested_by"] == "eli-engineer" and body["restore_to"] == served.live_rollout_id
+    assert (
+        body["version"] == 2 and body["requested_by"] == "eli-engineer" and body["restore_to"] == served.live_rollout_id
+    )
     assert [s["name"] for s in body["steps"]] == ["export", "apply", "wait", "verify"]
     assert sent_tasks == [("deployer.run_rollout", [body["id"]])]
 
@@ -144,11 +162,13 @@ def test_undeploy_without_a_reason_is_a_400_naming_reason(api, engineer, served)
     assert served.rollouts.count() == 3
 
 
-def test_engineer_undeploys_with_a_reason(api, engineer, served, no_approval, sent_tasks,
-                                         django_capture_on_commit_callbacks):
+def test_engineer_undeploys_with_a_reason(
+    api, engineer, served, no_approval, sent_tasks, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        response = api(engineer).post(f"/api/v1/deployments/{served.pk}/undeploy/", {"reason": "Model retired"},
-                                      format="json")
+        response = api(engineer).post(
+            f"/api/v1/deployments/{served.pk}/undeploy/", {"reason": "Model retired"}, format="json"
+        )
     assert response.status_code == 202
     body = response.json()
     assert body["kind"] == "undeploy" and body["reason"] == "Model retired" and body["version"] is None
@@ -162,8 +182,9 @@ def test_undeploying_what_is_not_serving_is_a_409(api, engineer, served):
 
 
 def test_rollback_to_an_earlier_live_revision_creates_a_rollback_request(api, engineer, served):
-    response = api(engineer).post(f"/api/v1/deployments/{served.pk}/rollback/",
-                                  {"revision": 1, "justification": "v2 misbehaves"}, format="json")
+    response = api(engineer).post(
+        f"/api/v1/deployments/{served.pk}/rollback/", {"revision": 1, "justification": "v2 misbehaves"}, format="json"
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     req = PromotionRequest.objects.get(pk=body["id"])
@@ -174,15 +195,20 @@ def test_rollback_to_an_earlier_live_revision_creates_a_rollback_request(api, en
     assert body["reviews"] == [] and body["comments"] == []
 
 
-@pytest.mark.parametrize("revision, message", [
-    (2, "Revision 2 never went live"),
-    (3, "v2 already serves"),
-    (42, "Revision 42 does not exist"),
-])
-def test_rollback_to_a_revision_that_cannot_serve_again_is_a_400_naming_revision(api, engineer, served, revision,
-                                                                                 message):
-    response = api(engineer).post(f"/api/v1/deployments/{served.pk}/rollback/",
-                                  {"revision": revision, "justification": "please"}, format="json")
+@pytest.mark.parametrize(
+    "revision, message",
+    [
+        (2, "Revision 2 never went live"),
+        (3, "v2 already serves"),
+        (42, "Revision 42 does not exist"),
+    ],
+)
+def test_rollback_to_a_revision_that_cannot_serve_again_is_a_400_naming_revision(
+    api, engineer, served, revision, message
+):
+    response = api(engineer).post(
+        f"/api/v1/deployments/{served.pk}/rollback/", {"revision": revision, "justification": "please"}, format="json"
+    )
     assert response.status_code == 400
     body = response.json()
     assert list(body["fields"]) == ["revision"] and message in body["fields"]["revision"][0]
@@ -197,22 +223,34 @@ def test_rollback_without_a_justification_is_a_400_naming_justification(api, eng
 def test_the_openapi_schema_describes_the_deployment_endpoints_without_warnings(browser_client, viewer, tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
     schema = browser_client(viewer).get("/api/v1/schema/").content.decode()
-    for path in ("/api/v1/deployments/", "/api/v1/deployments/{id}/", "/api/v1/deployments/{id}/rollouts/",
-                 "/api/v1/deployments/{id}/redeploy/", "/api/v1/deployments/{id}/undeploy/",
-                 "/api/v1/deployments/{id}/rollback/", "/api/v1/rollouts/{id}/"):
+    for path in (
+        "/api/v1/deployments/",
+        "/api/v1/deployments/{id}/",
+        "/api/v1/deployments/{id}/rollouts/",
+        "/api/v1/deployments/{id}/redeploy/",
+        "/api/v1/deployments/{id}/undeploy/",
+        "/api/v1/deployments/{id}/rollback/",
+        "/api/v1/rollouts/{id}/",
+    ):
         assert f"{path}:" in schema, path
 
 
 # --- the real pipeline, driven through the API ---------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_live_deployment_is_redeployed_and_undeployed_through_the_api(
-        api, browser_client, engineer, approver, iris, staging_local, sent_tasks):
+    api, browser_client, engineer, approver, iris, staging_local, sent_tasks
+):
     from registry.promotions import services as promotions
 
-    req = promotions.promotion_request(actor=engineer, version=iris.versions.get(version=1),
-                                       environment=staging_local.environment, justification="first")
+    req = promotions.promotion_request(
+        actor=engineer,
+        version=iris.versions.get(version=1),
+        environment=staging_local.environment,
+        justification="first",
+    )
     browser_client(approver).post(f"/promotions/{req.pk}/approve/", {"approve-comment": "ok"})
     sent_tasks.run_all()
     client = api(engineer)

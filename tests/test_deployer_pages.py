@@ -15,10 +15,16 @@ from registry.promotions.models import Environment, PromotionRequest, Review
 
 pytestmark = pytest.mark.django_db
 
-SIGNATURE = {"inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 4]}],
-             "outputs": [{"name": "y", "dtype": "float32", "shape": [-1, 3]}]}
-MANIFEST = {"apiVersion": "modelgate.io/v1", "kind": "LocalModelServer", "metadata": {"name": "iris-staging"},
-            "spec": {"port": 8501, "modelsConfig": "model_config_list {}"}}
+SIGNATURE = {
+    "inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 4]}],
+    "outputs": [{"name": "y", "dtype": "float32", "shape": [-1, 3]}],
+}
+MANIFEST = {
+    "apiVersion": "modelgate.io/v1",
+    "kind": "LocalModelServer",
+    "metadata": {"name": "iris-staging"},
+    "spec": {"port": 8501, "modelsConfig": "model_config_list {}"},
+}
 
 
 def _steps(state: str, names=("export", "apply", "wait", "verify")) -> list[dict]:
@@ -26,9 +32,14 @@ def _steps(state: str, names=("export", "apply", "wait", "verify")) -> list[dict
     now = timezone.now()
     steps = []
     for i, name in enumerate(names):
-        step = {"name": name, "title": name.capitalize(), "state": "done", "detail": f"{name} ok",
-                "started_at": (now + timedelta(seconds=i)).isoformat(),
-                "finished_at": (now + timedelta(seconds=i, milliseconds=700)).isoformat()}
+        step = {
+            "name": name,
+            "title": name.capitalize(),
+            "state": "done",
+            "detail": f"{name} ok",
+            "started_at": (now + timedelta(seconds=i)).isoformat(),
+            "finished_at": (now + timedelta(seconds=i, milliseconds=700)).isoformat(),
+        }
         if state == Rollout.RUNNING and i == 1:
             step.update(state="running", finished_at=None, detail="applying\nline two")
         elif state == Rollout.RUNNING and i > 1:
@@ -41,24 +52,42 @@ def _steps(state: str, names=("export", "apply", "wait", "verify")) -> list[dict
     return steps
 
 
-def add_rollout(deployment, revision, *, version=None, state=Rollout.LIVE, kind=Rollout.DEPLOY, request=None,
-                requested_by=None, reason="") -> Rollout:
+def add_rollout(
+    deployment,
+    revision,
+    *,
+    version=None,
+    state=Rollout.LIVE,
+    kind=Rollout.DEPLOY,
+    request=None,
+    requested_by=None,
+    reason="",
+) -> Rollout:
     now = timezone.now()
     active = state in Rollout.ACTIVE
     rollout = Rollout.objects.create(
-        deployment=deployment, revision=revision, kind=kind, version=version, request=request,
-        requested_by=requested_by, state=state, reason=reason, steps=_steps(state),
+        deployment=deployment,
+        revision=revision,
+        kind=kind,
+        version=version,
+        request=request,
+        requested_by=requested_by,
+        state=state,
+        reason=reason,
+        steps=_steps(state),
         manifests=[] if state == Rollout.QUEUED else [MANIFEST],
         started_at=None if state == Rollout.QUEUED else now - timedelta(seconds=12),
-        finished_at=None if active else now)
+        finished_at=None if active else now,
+    )
     if state == Rollout.LIVE:
         Deployment.objects.filter(pk=deployment.pk).update(live_rollout=rollout, state=Deployment.SERVING)
     return rollout
 
 
 def approved_request(model, version, environment, requester, approver, state=PromotionRequest.LIVE):
-    req = PromotionRequest.objects.create(model=model, version=version, environment=environment,
-                                          requested_by=requester, justification="j", state=state)
+    req = PromotionRequest.objects.create(
+        model=model, version=version, environment=environment, requested_by=requester, justification="j", state=state
+    )
     Review.objects.create(request=req, reviewer=approver, decision=Review.APPROVE, comment="ok")
     return req
 
@@ -67,11 +96,17 @@ def mirrored_model(name: str = "iris") -> RegisteredModel:
     """A model with v1 and v2 in the registry mirror only: enough for these pages and for a
     rollback request (its gates read the mirror), and no MLflow round trips per test."""
     now = timezone.now()
-    model = RegisteredModel.objects.create(name=name, created_at=now, updated_at=now, latest_version=2,
-                                           version_count=2)
+    model = RegisteredModel.objects.create(name=name, created_at=now, updated_at=now, latest_version=2, version_count=2)
     for number in (1, 2):
-        ModelVersion.objects.create(model=model, version=number, source=f"models:/{name}/{number}", created_at=now,
-                                    updated_at=now, servable=True, signature=SIGNATURE)
+        ModelVersion.objects.create(
+            model=model,
+            version=number,
+            source=f"models:/{name}/{number}",
+            created_at=now,
+            updated_at=now,
+            servable=True,
+            signature=SIGNATURE,
+        )
     return model
 
 
@@ -83,8 +118,14 @@ def served(staging_local, engineer, approver):
     deployment = Deployment.objects.create(target=staging_local, model=iris, name="iris-staging", local_port=18999)
     env = staging_local.environment
     add_rollout(deployment, 1, version=v1, request=approved_request(iris, v1, env, engineer, approver))
-    add_rollout(deployment, 2, version=v2, state=Rollout.ROLLED_BACK, reason="v2 could not load; v1 restored",
-                request=approved_request(iris, v2, env, engineer, approver, state=PromotionRequest.ROLLED_BACK))
+    add_rollout(
+        deployment,
+        2,
+        version=v2,
+        state=Rollout.ROLLED_BACK,
+        reason="v2 could not load; v1 restored",
+        request=approved_request(iris, v2, env, engineer, approver, state=PromotionRequest.ROLLED_BACK),
+    )
     add_rollout(deployment, 3, version=v2, request=approved_request(iris, v2, env, engineer, approver))
     deployment.refresh_from_db()
     return deployment
@@ -95,6 +136,7 @@ def _html(response) -> str:
 
 
 # --- the list -----------------------------------------------------------------------
+
 
 def test_the_list_shows_what_serves_where_and_its_last_rollout(browser_client, viewer, served):
     Deployment.objects.filter(pk=served.pk).update(drift_state=Deployment.OUT_OF_SYNC)
@@ -117,6 +159,7 @@ def test_the_list_filters_by_environment_and_model(browser_client, viewer, serve
 
 # --- one deployment ------------------------------------------------------------------
 
+
 def test_the_deployment_page_shows_what_serves_and_every_revision(browser_client, viewer, served):
     html = _html(browser_client(viewer).get(f"/deployments/{served.pk}/"))
     assert "Serving now" in html and "v2" in html and "http://127.0.0.1:18999/v1/models/iris" in html
@@ -133,25 +176,32 @@ def test_viewer_sees_the_pages_but_no_buttons_and_cannot_post(browser_client, vi
     for action in ("/redeploy/", "/undeploy/", "/rollback/", "Roll back to this"):
         assert action not in html, action
     assert client.get(f"/rollouts/{served.live_rollout_id}/").status_code == 200
-    for action, data in (("redeploy", {}), ("undeploy", {"reason": "r"}),
-                         ("rollback", {"revision": 1, "justification": "j"})):
+    for action, data in (
+        ("redeploy", {}),
+        ("undeploy", {"reason": "r"}),
+        ("rollback", {"revision": 1, "justification": "j"}),
+    ):
         assert client.post(f"/deployments/{served.pk}/{action}/", data).status_code == 403, action
     assert served.rollouts.count() == 3 and not PromotionRequest.objects.filter(kind="rollback").exists()
 
 
 @pytest.mark.parametrize("role", ["viewer", "engineer", "approver", "admin_user", "nobody"])
-@pytest.mark.parametrize("method, path, data, allowed", [
-    ("get", "/deployments/", None, {"viewer", "engineer", "approver", "admin_user"}),
-    ("get", "/deployments/{pk}/", None, {"viewer", "engineer", "approver", "admin_user"}),
-    ("get", "/rollouts/{rollout}/", None, {"viewer", "engineer", "approver", "admin_user"}),
-    ("post", "/deployments/{pk}/redeploy/", {}, {"engineer", "admin_user"}),
-    ("post", "/deployments/{pk}/undeploy/", {"reason": "retired"}, {"engineer", "admin_user"}),
-    ("post", "/deployments/{pk}/rollback/", {"revision": 1, "justification": "j"}, {"engineer", "admin_user"}),
-])
+@pytest.mark.parametrize(
+    "method, path, data, allowed",
+    [
+        ("get", "/deployments/", None, {"viewer", "engineer", "approver", "admin_user"}),
+        ("get", "/deployments/{pk}/", None, {"viewer", "engineer", "approver", "admin_user"}),
+        ("get", "/rollouts/{rollout}/", None, {"viewer", "engineer", "approver", "admin_user"}),
+        ("post", "/deployments/{pk}/redeploy/", {}, {"engineer", "admin_user"}),
+        ("post", "/deployments/{pk}/undeploy/", {"reason": "retired"}, {"engineer", "admin_user"}),
+        ("post", "/deployments/{pk}/rollback/", {"revision": 1, "justification": "j"}, {"engineer", "admin_user"}),
+    ],
+)
 def test_deployment_page_permissions(request, browser_client, served, role, method, path, data, allowed):
     user = request.getfixturevalue(role)
-    response = getattr(browser_client(user), method)(path.format(pk=served.pk, rollout=served.live_rollout_id),
-                                                      data or {})
+    response = getattr(browser_client(user), method)(
+        path.format(pk=served.pk, rollout=served.live_rollout_id), data or {}
+    )
     if role in allowed:
         assert response.status_code in (200, 302), (path, response.status_code)
     else:
@@ -173,8 +223,9 @@ def no_approval(served):
     Environment.objects.filter(pk=served.target.environment_id).update(required_approvals=0)
 
 
-def test_engineer_redeploys_and_lands_on_the_rollout_page(browser_client, engineer, served, no_approval, sent_tasks,
-                                                          django_capture_on_commit_callbacks):
+def test_engineer_redeploys_and_lands_on_the_rollout_page(
+    browser_client, engineer, served, no_approval, sent_tasks, django_capture_on_commit_callbacks
+):
     client = browser_client(engineer)
     html = _html(client.get(f"/deployments/{served.pk}/"))
     assert f'action="/deployments/{served.pk}/redeploy/"' in html and "Redeploy" in html
@@ -198,8 +249,9 @@ def test_redeploy_while_a_rollout_runs_is_refused_with_409(browser_client, engin
     assert served.rollouts.count() == 4
 
 
-def test_undeploy_needs_a_reason(browser_client, engineer, served, no_approval, sent_tasks,
-                                django_capture_on_commit_callbacks):
+def test_undeploy_needs_a_reason(
+    browser_client, engineer, served, no_approval, sent_tasks, django_capture_on_commit_callbacks
+):
     client = browser_client(engineer)
     refused = client.post(f"/deployments/{served.pk}/undeploy/", {"reason": "  "})
     assert refused.status_code == 400
@@ -228,25 +280,31 @@ def test_rollback_to_an_earlier_live_revision_opens_a_rollback_request(browser_c
 
 
 def test_rollback_to_a_revision_that_never_went_live_is_refused(browser_client, engineer, served):
-    response = browser_client(engineer).post(f"/deployments/{served.pk}/rollback/",
-                                             {"revision": 2, "justification": "please"})
+    response = browser_client(engineer).post(
+        f"/deployments/{served.pk}/rollback/", {"revision": 2, "justification": "please"}
+    )
     assert response.status_code == 400
     assert "Revision 2 never went live" in _html(response)
     assert not PromotionRequest.objects.filter(kind="rollback").exists()
 
 
 def test_rollback_needs_a_justification(browser_client, engineer, served):
-    response = browser_client(engineer).post(f"/deployments/{served.pk}/rollback/", {"revision": 1,
-                                                                                        "justification": ""})
+    response = browser_client(engineer).post(
+        f"/deployments/{served.pk}/rollback/", {"revision": 1, "justification": ""}
+    )
     assert response.status_code == 400 and "This field is required." in _html(response)
-    assert "<details class=\"comment-reply\" open>" in _html(response)  # the form reopens on its row
+    assert '<details class="comment-reply" open>' in _html(response)  # the form reopens on its row
     assert not PromotionRequest.objects.filter(kind="rollback").exists()
 
 
 def test_drift_shows_the_diff_and_a_reapply_button(browser_client, engineer, viewer, served):
-    Deployment.objects.filter(pk=served.pk).update(drift_state=Deployment.OUT_OF_SYNC, drift_diff=[
-        {"object": "LocalModelServer/iris-staging", "field": "running", "applied": True, "live": False},
-        {"object": "LocalModelServer/iris-staging", "field": "port", "applied": 8501, "live": 9000}])
+    Deployment.objects.filter(pk=served.pk).update(
+        drift_state=Deployment.OUT_OF_SYNC,
+        drift_diff=[
+            {"object": "LocalModelServer/iris-staging", "field": "running", "applied": True, "live": False},
+            {"object": "LocalModelServer/iris-staging", "field": "port", "applied": 8501, "live": 9000},
+        ],
+    )
     html = _html(browser_client(engineer).get(f"/deployments/{served.pk}/"))
     assert "Out of sync" in html and 'id="drift"' in html
     assert "LocalModelServer/iris-staging" in html and "running" in html and "9000" in html and "8501" in html
@@ -272,9 +330,16 @@ def test_unknown_ids_are_the_404_page(browser_client, viewer, engineer):
 
 # --- one rollout ---------------------------------------------------------------------
 
+
 def test_an_active_rollout_polls_its_steps(browser_client, viewer, served):
-    rollout = add_rollout(served, 4, version=served.live_rollout.version, state=Rollout.RUNNING,
-                          kind=Rollout.REDEPLOY, requested_by=served.live_rollout.request.requested_by)
+    rollout = add_rollout(
+        served,
+        4,
+        version=served.live_rollout.version,
+        state=Rollout.RUNNING,
+        kind=Rollout.REDEPLOY,
+        requested_by=served.live_rollout.request.requested_by,
+    )
     html = _html(browser_client(viewer).get(f"/rollouts/{rollout.pk}/"))
     assert f'hx-get="/rollouts/{rollout.pk}/"' in html and 'hx-trigger="every 1s"' in html
     assert 'hx-swap="outerHTML"' in html
@@ -306,14 +371,16 @@ def test_the_htmx_request_gets_only_the_steps(browser_client, viewer, served):
 
 
 def test_an_undeploy_rollout_page_shows_its_reason_and_no_manifests(browser_client, viewer, engineer, served):
-    rollout = add_rollout(served, 4, kind=Rollout.UNDEPLOY, state=Rollout.QUEUED, reason="Model retired",
-                          requested_by=engineer)
+    rollout = add_rollout(
+        served, 4, kind=Rollout.UNDEPLOY, state=Rollout.QUEUED, reason="Model retired", requested_by=engineer
+    )
     html = _html(browser_client(viewer).get(f"/rollouts/{rollout.pk}/"))
     assert "Undeploy" in html and "Model retired" in html and "An undeploy applies nothing." in html
     assert "eli-engineer" in html and "Waiting for a worker." in html
 
 
 # --- on the promotion request page ------------------------------------------------------
+
 
 def test_the_promotion_request_page_shows_its_rollout_steps(browser_client, viewer, served):
     live = served.live_rollout
@@ -324,8 +391,9 @@ def test_the_promotion_request_page_shows_its_rollout_steps(browser_client, view
 
 def test_the_promotion_request_page_polls_a_running_rollout(browser_client, viewer, served, engineer, approver):
     v1 = served.model.versions.get(version=1)
-    req = approved_request(served.model, v1, served.target.environment, engineer, approver,
-                           state=PromotionRequest.DEPLOYING)
+    req = approved_request(
+        served.model, v1, served.target.environment, engineer, approver, state=PromotionRequest.DEPLOYING
+    )
     rollout = add_rollout(served, 4, version=v1, state=Rollout.RUNNING, request=req)
     html = _html(browser_client(viewer).get(f"/promotions/{req.pk}/"))
     assert f'hx-get="/rollouts/{rollout.pk}/"' in html and 'hx-trigger="every 1s"' in html
@@ -333,7 +401,8 @@ def test_the_promotion_request_page_polls_a_running_rollout(browser_client, view
 
 def test_a_request_without_a_rollout_shows_no_steps(browser_client, viewer, staging, engineer, approver):
     iris = mirrored_model()
-    req = approved_request(iris, iris.versions.get(version=1), staging, engineer, approver,
-                           state=PromotionRequest.APPROVED)
+    req = approved_request(
+        iris, iris.versions.get(version=1), staging, engineer, approver, state=PromotionRequest.APPROVED
+    )
     html = _html(browser_client(viewer).get(f"/promotions/{req.pk}/"))
     assert "/rollouts/" not in html and "rollout-" not in html

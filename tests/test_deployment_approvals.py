@@ -19,7 +19,8 @@ R = PromotionRequest
 
 @pytest.mark.parametrize("verb, body", [("undeploy", {"reason": "retire it"}), ("redeploy", {"reason": "restart"})])
 def test_an_engineer_no_longer_takes_a_deployment_down_at_once_where_approval_is_required(
-        api, engineer, served, sent_tasks, django_capture_on_commit_callbacks, verb, body):
+    api, engineer, served, sent_tasks, django_capture_on_commit_callbacks, verb, body
+):
     with django_capture_on_commit_callbacks(execute=True):
         response = api(engineer).post(f"/api/v1/deployments/{served.pk}/{verb}/", body, format="json")
     assert response.status_code == 201
@@ -32,9 +33,13 @@ def test_an_engineer_no_longer_takes_a_deployment_down_at_once_where_approval_is
 
 
 def test_once_approved_an_undeploy_request_becomes_its_undeploy_rollout(
-        api, engineer, approver, served, sent_tasks, django_capture_on_commit_callbacks):
-    pk = api(engineer).post(f"/api/v1/deployments/{served.pk}/undeploy/", {"reason": "retire it"},
-                            format="json").json()["id"]
+    api, engineer, approver, served, sent_tasks, django_capture_on_commit_callbacks
+):
+    pk = (
+        api(engineer)
+        .post(f"/api/v1/deployments/{served.pk}/undeploy/", {"reason": "retire it"}, format="json")
+        .json()["id"]
+    )
     assert api(engineer).post(f"/api/v1/promotions/{pk}/approve/", {}, format="json").status_code == 403
     with django_capture_on_commit_callbacks(execute=True):
         assert api(approver).post(f"/api/v1/promotions/{pk}/approve/", {}, format="json").json()["state"] == R.APPROVED
@@ -53,8 +58,9 @@ def test_an_approved_redeploy_re_applies_the_live_version(api, engineer, approve
     assert [s["name"] for s in rollout.steps] == ["export", "apply", "wait", "verify", "close"]
 
 
-def test_with_no_approval_required_undeploy_runs_at_once(api, engineer, served, sent_tasks,
-                                                        django_capture_on_commit_callbacks):
+def test_with_no_approval_required_undeploy_runs_at_once(
+    api, engineer, served, sent_tasks, django_capture_on_commit_callbacks
+):
     Environment.objects.filter(pk=served.target.environment_id).update(required_approvals=0)
     with django_capture_on_commit_callbacks(execute=True):
         response = api(engineer).post(f"/api/v1/deployments/{served.pk}/undeploy/", {"reason": "r"}, format="json")
@@ -64,8 +70,11 @@ def test_with_no_approval_required_undeploy_runs_at_once(api, engineer, served, 
 
 
 def test_the_deployment_pages_show_the_pending_request(api, browser_client, engineer, viewer, served):
-    pk = api(engineer).post(f"/api/v1/deployments/{served.pk}/undeploy/", {"reason": "retire it"},
-                            format="json").json()["id"]
+    pk = (
+        api(engineer)
+        .post(f"/api/v1/deployments/{served.pk}/undeploy/", {"reason": "retire it"}, format="json")
+        .json()["id"]
+    )
     client = browser_client(viewer)
     listing = client.get("/deployments/").content.decode()
     assert f"/promotions/{pk}/" in listing and "undeploy pending" in listing
@@ -86,6 +95,7 @@ def test_the_undeploy_form_says_it_makes_a_request_and_lands_on_it(browser_clien
 
 # --- break-glass ---------------------------------------------------------------------------
 
+
 def test_only_admins_may_break_glass(api, engineer, approver, served):
     for user in (engineer, approver):
         response = api(user).post(f"/api/v1/deployments/{served.pk}/stop/", {"reason": "fire"}, format="json")
@@ -100,8 +110,8 @@ def test_break_glass_needs_a_reason(api, admin_user, served):
 
 
 def test_break_glass_stops_at_once_tells_the_approvers_and_is_marked_in_the_audit(
-        api, admin_user, approver, served, sent_tasks, celery_eager, django_capture_on_commit_callbacks,
-        monkeypatch):
+    api, admin_user, approver, served, sent_tasks, celery_eager, django_capture_on_commit_callbacks, monkeypatch
+):
     from registry.promotions import tasks
 
     approver.email = "ada@example.com"
@@ -110,8 +120,9 @@ def test_break_glass_stops_at_once_tells_the_approvers_and_is_marked_in_the_audi
     posted = []
     monkeypatch.setattr(tasks.deliver_webhook, "delay", lambda pk: posted.append(pk))
     with django_capture_on_commit_callbacks(execute=True):
-        response = api(admin_user).post(f"/api/v1/deployments/{served.pk}/stop/",
-                                        {"reason": "serving wrong prices"}, format="json")
+        response = api(admin_user).post(
+            f"/api/v1/deployments/{served.pk}/stop/", {"reason": "serving wrong prices"}, format="json"
+        )
     assert response.status_code == 202
     rollout = response.json()
     assert rollout["kind"] == "undeploy" and "Break-glass" in rollout["reason"]

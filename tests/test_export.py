@@ -43,16 +43,23 @@ def test_a_version_without_a_savedmodel_is_refused(iris_v2, tmp_path):
 
 def test_the_exported_version_is_served_by_the_local_model_server(iris_v2, tmp_path):
     export_version(iris_v2, tmp_path / "models")
-    release = Release(model="iris", version=iris_v2.version, environment="staging", rollout_id=1,
-                      savedmodel_path=iris_v2.savedmodel_path)
+    release = Release(
+        model="iris",
+        version=iris_v2.version,
+        environment="staging",
+        rollout_id=1,
+        savedmodel_path=iris_v2.savedmodel_path,
+    )
     config = tmp_path / "models.config"
     config.write_text(models_config(release).replace("/models/iris", str(tmp_path / "models" / "iris")))
     server = LocalModelServer(str(config)).start()
     try:
         server.wait_until_available("iris", iris_v2.version, timeout=60)
-        request = urllib.request.Request(f"{server.url}/v1/models/iris/labels/staging:predict",
-                                         data=json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{server.url}/v1/models/iris/labels/staging:predict",
+            data=json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             predictions = json.loads(response.read())["predictions"]
         assert len(predictions) == 1 and len(predictions[0]) == 3

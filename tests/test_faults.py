@@ -22,8 +22,9 @@ from tests.live_console import console_server, http
 from tests.test_mlflow_server import mlflow_server  # noqa: F401 - a real `mlflow server`
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-postgres_only = pytest.mark.skipif(connection.vendor != "postgresql",
-                                   reason="cuts PostgreSQL; CI's first run (DATABASE_URL set) runs this")
+postgres_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="cuts PostgreSQL; CI's first run (DATABASE_URL set) runs this"
+)
 REDIS = ("127.0.0.1", 6379)
 REDIS_DB = 8  # this suite's own Redis database; flushed after use
 
@@ -77,8 +78,9 @@ def test_reads_during_a_database_outage_answer_503_quickly_and_recover(tmp_path,
 def test_reads_during_a_silent_database_answer_503_within_the_connect_timeout(tmp_path, pg_proxy, viewer):
     headers = _bearer(viewer)
     # A new connection per request: a silent database is noticed by the connect timeout.
-    with console_server(tmp_path, DATABASE_URL=_through(pg_proxy), DATABASE_CONN_MAX_AGE="0",
-                        DATABASE_CONNECT_TIMEOUT="2") as base:
+    with console_server(
+        tmp_path, DATABASE_URL=_through(pg_proxy), DATABASE_CONN_MAX_AGE="0", DATABASE_CONNECT_TIMEOUT="2"
+    ) as base:
         assert http(base + "/api/v1/models/", headers=headers).status == 200
         pg_proxy.pause()  # PostgreSQL accepts and says nothing
         api = http(base + "/api/v1/models/", headers=headers)
@@ -91,19 +93,28 @@ def test_reads_during_a_silent_database_answer_503_within_the_connect_timeout(tm
 
 @pytest.mark.skipif(not _redis_up(), reason="needs a Redis on 127.0.0.1:6379")
 def test_an_approval_during_a_broker_outage_answers_200_and_is_deployed_after_recovery(
-        tmp_path, engineer, approver, iris, staging_local, sent_tasks, settings, django_capture_on_commit_callbacks):
+    tmp_path, engineer, approver, iris, staging_local, sent_tasks, settings, django_capture_on_commit_callbacks
+):
     import redis
 
     proxy = FaultProxy(*REDIS).start()
-    req = services.promotion_request(actor=engineer, version=iris.versions.get(version=2),
-                                     environment=staging_local.environment, justification="j")
+    req = services.promotion_request(
+        actor=engineer, version=iris.versions.get(version=2), environment=staging_local.environment, justification="j"
+    )
     try:
-        with console_server(tmp_path, CELERY_BROKER_URL=f"redis://{proxy.address}/{REDIS_DB}",
-                            MLFLOW_TRACKING_URI=settings.MLFLOW_TRACKING_URI) as base:
+        with console_server(
+            tmp_path,
+            CELERY_BROKER_URL=f"redis://{proxy.address}/{REDIS_DB}",
+            MLFLOW_TRACKING_URI=settings.MLFLOW_TRACKING_URI,
+        ) as base:
             assert http(f"{base}/api/v1/promotions/{req.pk}/", headers=_bearer(approver)).status == 200  # warm
             proxy.stop()  # Redis refuses
-            approved = http(f"{base}/api/v1/promotions/{req.pk}/approve/", method="POST", data={"comment": "go"},
-                            headers=_bearer(approver))
+            approved = http(
+                f"{base}/api/v1/promotions/{req.pk}/approve/",
+                method="POST",
+                data={"comment": "go"},
+                headers=_bearer(approver),
+            )
             assert approved.status == 200, approved.body
             assert approved.json()["state"] == PromotionRequest.APPROVED
             assert approved.seconds < 5
@@ -127,7 +138,8 @@ def _through(proxy) -> str:
 
 
 def test_a_registration_whose_database_was_cut_after_mlflow_wrote_leaves_them_equal_and_the_key_works_later(
-        api, engineer, mlflow_store, settings):
+    api, engineer, mlflow_store, settings
+):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -155,8 +167,10 @@ def test_a_registration_whose_database_was_cut_after_mlflow_wrote_leaves_them_eq
     assert versions == [] and not ModelVersion.objects.exists()  # MLflow's write was undone: both empty
     assert IdempotencyKey.objects.filter(key="run-9", response_status__isnull=True).exists()  # could not free it
 
-    assert client.post("/api/v1/models/churn/versions/", body, format="json",
-                       HTTP_IDEMPOTENCY_KEY="run-9").status_code == 409
+    assert (
+        client.post("/api/v1/models/churn/versions/", body, format="json", HTTP_IDEMPOTENCY_KEY="run-9").status_code
+        == 409
+    )
     IdempotencyKey.objects.filter(key="run-9").update(created_at=timezone.now() - timedelta(seconds=61))
     retry = client.post("/api/v1/models/churn/versions/", body, format="json", HTTP_IDEMPOTENCY_KEY="run-9")
     assert retry.status_code == 201, retry.json()
@@ -166,7 +180,8 @@ def test_a_registration_whose_database_was_cut_after_mlflow_wrote_leaves_them_eq
 
 
 def test_mlflow_down_refuses_writes_with_503_and_reads_from_the_mirror_keep_working(
-        api, engineer, mlflow_server, settings, monkeypatch):  # noqa: F811 - the imported fixture
+    api, engineer, mlflow_server, settings, monkeypatch
+):  # noqa: F811 - the imported fixture
     import mlflow
 
     port = int(mlflow_server.rsplit(":", 1)[1])

@@ -19,8 +19,11 @@ def _run_fetch(release: manifests.Release, root: Path, tracking_uri: str) -> sub
     script = manifests.fetch_command(release)[-1]
     # The pod's paths, moved into this test's directory.
     script = script.replace(manifests.MODEL_ROOT + "/", f"{root}/models/").replace("/tmp/download", f"{root}/dl")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -31,8 +34,13 @@ def test_the_init_container_lays_out_the_savedmodel_whatever_the_source(source, 
     uri = logged.model_uri if source == "logged model" else f"runs:/{logged.run_id}/model"
     version = services.version_register(actor=engineer, model_name="iris", source=uri, run_id=logged.run_id)
     assert version.servable, version.serving_note
-    release = manifests.Release(model="iris", version=version.version, environment="staging", rollout_id=1,
-                                savedmodel_path=version.savedmodel_path)
+    release = manifests.Release(
+        model="iris",
+        version=version.version,
+        environment="staging",
+        rollout_id=1,
+        savedmodel_path=version.savedmodel_path,
+    )
     done = _run_fetch(release, tmp_path, mlflow_store.uri)
     assert done.returncode == 0, done.stderr[-2000:]
     laid_out = tmp_path / "models" / "iris" / str(version.version)

@@ -1,7 +1,6 @@
 """The guard after a rollout: a version that passes the smoke predict but fails under real
 load is rolled back automatically, with the reason, and the previous version serves again."""
 
-
 import pytest
 
 from console.audit.models import AuditEvent
@@ -17,26 +16,43 @@ from tests.test_rollout_local import promote
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-@pytest.mark.parametrize("points, expected", [
-    ([{"requests": 10, "errors": 10, "latency_buckets": {}}], None),  # too few requests to judge
-    ([{"requests": 100, "errors": 4, "latency_buckets": {}}], None),
-    ([{"requests": 60, "errors": 3, "latency_buckets": {}},
-      {"requests": 40, "errors": 3, "latency_buckets": {}}], "error rate 6.0% (6 of 100 requests)"),
-    ([{"requests": 100, "errors": 0, "latency_buckets": {"10000": 97, "100000": 3, "+Inf": 0}}], None),
-    ([{"requests": 100, "errors": 0, "latency_buckets": {"10000": 50, "100000": 50, "+Inf": 0}}],
-     "p95 latency 91.0 ms"),
-])
+@pytest.mark.parametrize(
+    "points, expected",
+    [
+        ([{"requests": 10, "errors": 10, "latency_buckets": {}}], None),  # too few requests to judge
+        ([{"requests": 100, "errors": 4, "latency_buckets": {}}], None),
+        (
+            [
+                {"requests": 60, "errors": 3, "latency_buckets": {}},
+                {"requests": 40, "errors": 3, "latency_buckets": {}},
+            ],
+            "error rate 6.0% (6 of 100 requests)",
+        ),
+        ([{"requests": 100, "errors": 0, "latency_buckets": {"10000": 97, "100000": 3, "+Inf": 0}}], None),
+        (
+            [{"requests": 100, "errors": 0, "latency_buckets": {"10000": 50, "100000": 50, "+Inf": 0}}],
+            "p95 latency 91.0 ms",
+        ),
+    ],
+)
 def test_the_guard_judges_error_rate_and_p95_over_the_points_since_going_live(points, expected):
     reason = guard.evaluate(points, error_rate=0.05, p95_ms=50)
     assert (reason is None) if expected is None else expected in reason
 
 
 def test_a_version_that_fails_under_load_is_rolled_back_by_the_guard(
-        browser_client, engineer, approver, iris, staging_local, sent_tasks, mlflow_store):
+    browser_client, engineer, approver, iris, staging_local, sent_tasks, mlflow_store
+):
     staging_local.guard_error_rate, staging_local.guard_minutes = 0.05, 10
     staging_local.save()
-    faulty = log_model(tracking_uri=mlflow_store.uri, experiment="tests", seed=7, metrics={"accuracy": 0.97},
-                       artifact_location=mlflow_store.artifacts.as_uri(), faulty=True)
+    faulty = log_model(
+        tracking_uri=mlflow_store.uri,
+        experiment="tests",
+        seed=7,
+        metrics={"accuracy": 0.97},
+        artifact_location=mlflow_store.artifacts.as_uri(),
+        faulty=True,
+    )
     v3 = factories.version(actor=engineer, model=iris, logged=faulty)
     promote(browser_client, engineer, approver, iris.versions.get(version=1), staging_local.environment, sent_tasks)
     req = promote(browser_client, engineer, approver, v3, staging_local.environment, sent_tasks)

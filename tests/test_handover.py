@@ -43,12 +43,14 @@ def broker(monkeypatch, sent_tasks):
 
 
 def _pending(engineer, iris, staging):
-    return services.promotion_request(actor=engineer, version=iris.versions.get(version=2), environment=staging,
-                                      justification="j")
+    return services.promotion_request(
+        actor=engineer, version=iris.versions.get(version=2), environment=staging, justification="j"
+    )
 
 
 def test_a_failing_notification_does_not_stop_the_deployment_queued_after_it(
-        api, engineer, approver, iris, staging_local, broker, sent_tasks, django_capture_on_commit_callbacks):
+    api, engineer, approver, iris, staging_local, broker, sent_tasks, django_capture_on_commit_callbacks
+):
     req = _pending(engineer, iris, staging_local.environment)
     broker.broken = ("promotions.",)  # the e-mail and webhook sends fail
     with django_capture_on_commit_callbacks(execute=True):
@@ -58,8 +60,8 @@ def test_a_failing_notification_does_not_stop_the_deployment_queued_after_it(
 
 
 def test_an_approval_during_a_broker_outage_answers_200_and_the_sweep_deploys_it_once(
-        api, engineer, approver, iris, staging_local, broker, sent_tasks, settings,
-        django_capture_on_commit_callbacks):
+    api, engineer, approver, iris, staging_local, broker, sent_tasks, settings, django_capture_on_commit_callbacks
+):
     settings.DEPLOYER_HANDOVER_GRACE_SECONDS = 30
     req = _pending(engineer, iris, staging_local.environment)
     broker.down = ("",)  # every send fails
@@ -88,8 +90,9 @@ def test_an_approval_during_a_broker_outage_answers_200_and_the_sweep_deploys_it
     assert Rollout.objects.filter(request=req).count() == 1
 
 
-def test_the_late_message_finds_the_rollout_the_sweep_made(engineer, approver, iris, staging_local, sent_tasks,
-                                                            settings, django_capture_on_commit_callbacks):
+def test_the_late_message_finds_the_rollout_the_sweep_made(
+    engineer, approver, iris, staging_local, sent_tasks, settings, django_capture_on_commit_callbacks
+):
     from deployer.services import rollout_for_promotion
 
     settings.DEPLOYER_HANDOVER_GRACE_SECONDS = 0
@@ -102,8 +105,9 @@ def test_the_late_message_finds_the_rollout_the_sweep_made(engineer, approver, i
     assert Rollout.objects.filter(request=req).count() == 1
 
 
-def test_a_deploying_request_whose_rollout_is_gone_gets_one(engineer, approver, iris, staging_local, sent_tasks,
-                                                           settings, django_capture_on_commit_callbacks):
+def test_a_deploying_request_whose_rollout_is_gone_gets_one(
+    engineer, approver, iris, staging_local, sent_tasks, settings, django_capture_on_commit_callbacks
+):
     settings.DEPLOYER_HANDOVER_GRACE_SECONDS = 30
     req = _pending(engineer, iris, staging_local.environment)
     services.promotion_approve(actor=approver, request_id=req.pk)

@@ -22,7 +22,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "api-for-ci.md"
 def documented_code() -> str:
     """The first python block of the docs' section on logging a Keras model."""
     text = DOCS.read_text()
-    section = text[text.index("## Logging a Keras model TF Serving can serve"):]
+    section = text[text.index("## Logging a Keras model TF Serving can serve") :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
@@ -87,7 +87,8 @@ def log_with_mlflow_tensorflow(keras_model):
 
 @pytest.mark.django_db(transaction=True)
 def test_an_engineer_converts_a_keras_3_version_and_tf_serving_answers_with_it(
-        api, browser_client, engineer, viewer, workdir, celery_eager, mlflow_store):
+    api, browser_client, engineer, viewer, workdir, celery_eager, mlflow_store
+):
     keras_model = tiny_keras_model()
     version = register(engineer, "churn", *log_with_mlflow_tensorflow(keras_model))
     assert not version.servable
@@ -102,17 +103,24 @@ def test_an_engineer_converts_a_keras_3_version_and_tf_serving_answers_with_it(
     version.refresh_from_db()
     assert version.conversion_state == ModelVersion.CONVERSION_DONE, version.conversion_detail
     assert version.servable and version.savedmodel_path == "savedmodel"
-    assert version.serving_note.startswith("Serves savedmodel/, converted by Modelgate from the Keras 3 archive "
-                                           "at data/model.keras")
+    assert version.serving_note.startswith(
+        "Serves savedmodel/, converted by Modelgate from the Keras 3 archive at data/model.keras"
+    )
     # Logged to MLflow beside the original, which stays.
     base = mlflow_store.client().get_model_version_download_uri("churn", "1")
     listed = {Path(f.path).name for f in mlflow.artifacts.list_artifacts(artifact_uri=f"{base}/savedmodel")}
     assert {"saved_model.pb", "variables"} <= listed
     assert "model.keras" in {Path(f.path).name for f in mlflow.artifacts.list_artifacts(artifact_uri=f"{base}/data")}
-    events = list(AuditEvent.objects.filter(object_id=str(version.pk), object_type="registry.modelversion")
-                  .order_by("id").values_list("verb", "actor_name"))
-    assert events[-3:] == [("version.conversion_requested", engineer.username),
-                           ("version.artifact_logged", "worker"), ("version.converted", "worker")]
+    events = list(
+        AuditEvent.objects.filter(object_id=str(version.pk), object_type="registry.modelversion")
+        .order_by("id")
+        .values_list("verb", "actor_name")
+    )
+    assert events[-3:] == [
+        ("version.conversion_requested", engineer.username),
+        ("version.artifact_logged", "worker"),
+        ("version.converted", "worker"),
+    ]
     logged = AuditEvent.objects.get(verb="version.artifact_logged", object_id=str(version.pk))
     assert logged.after == {"uri": f"{base}/savedmodel", "from": "data/model.keras"}
 
@@ -133,8 +141,11 @@ def test_an_engineer_converts_a_keras_3_version_and_tf_serving_answers_with_it(
     exported = export_version(version, workdir / "models")
     release = Release(model="churn", version=1, environment="staging", rollout_id=1, savedmodel_path=".")
     rows = np.random.default_rng(1).random((3, 4), dtype=np.float32)
-    with LocalModelServer(models_config(release, model_root=str(exported.parent.parent)), strict=True,
-                          allow_version_labels_for_unavailable_models=True) as server:
+    with LocalModelServer(
+        models_config(release, model_root=str(exported.parent.parent)),
+        strict=True,
+        allow_version_labels_for_unavailable_models=True,
+    ) as server:
         _, servable = server.manager.servable("churn", label="staging")
         from deployer.tfserving_tensors import dumps, predict
 
@@ -145,8 +156,9 @@ def test_an_engineer_converts_a_keras_3_version_and_tf_serving_answers_with_it(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_damaged_keras_archive_fails_the_conversion_with_keras_reason(api, engineer, workdir, celery_eager,
-                                                                       mlflow_store):
+def test_a_damaged_keras_archive_fails_the_conversion_with_keras_reason(
+    api, engineer, workdir, celery_eager, mlflow_store
+):
     version = register(engineer, "churn", *log_with_mlflow_tensorflow(tiny_keras_model()))
     base = mlflow_store.client().get_model_version_download_uri("churn", "1")
     Path(base.removeprefix("file://"), "data", "model.keras").write_bytes(b"not a zip archive")

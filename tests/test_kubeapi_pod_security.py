@@ -51,7 +51,8 @@ FORBIDDEN_DETAIL = (
     f'unrestricted capabilities (containers {BOTH} must set securityContext.capabilities.drop=["ALL"]), '
     f"runAsNonRoot != true (pod or containers {BOTH} must set securityContext.runAsNonRoot=true), "
     f"seccompProfile (pod or containers {BOTH} must set securityContext.seccompProfile.type to "
-    '"RuntimeDefault" or "Localhost")')
+    '"RuntimeDefault" or "Localhost")'
+)
 
 
 @pytest.fixture
@@ -62,23 +63,26 @@ def raw(kubeconfig):
 
 
 def _events(kube, kind: str, reason: str) -> list[dict]:
-    return [e for e in kube.list("events", NAMESPACE)
-            if e["involvedObject"]["kind"] == kind and e["reason"] == reason]
+    return [e for e in kube.list("events", NAMESPACE) if e["involvedObject"]["kind"] == kind and e["reason"] == reason]
 
 
 def _condition(kube, kind: str, name: str, kind_of_condition: str) -> dict | None:
     obj = kube.get(kind, NAMESPACE, name) or {}
-    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == kind_of_condition),
-                None)
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == kind_of_condition), None)
 
 
 # --- the checks themselves ---
 
-@pytest.mark.parametrize("target", [
-    TARGET,
-    m.Target(**{**TARGET.__dict__, "autoscaling": m.Autoscaling(2, 4), "node_selector": {"pool": "cpu"}}),
-    m.Target(**{**TARGET.__dict__, "pod_security_level": "baseline"}),
-], ids=["restricted", "autoscaled", "baseline"])
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        TARGET,
+        m.Target(**{**TARGET.__dict__, "autoscaling": m.Autoscaling(2, 4), "node_selector": {"pool": "cpu"}}),
+        m.Target(**{**TARGET.__dict__, "pod_security_level": "baseline"}),
+    ],
+    ids=["restricted", "autoscaled", "baseline"],
+)
 def test_every_rendered_tf_serving_pod_meets_the_restricted_standard(target):
     template = rendered(1, target)[2]["spec"]["template"]["spec"]
     assert podsecurity.evaluate("restricted", template) == ""
@@ -94,25 +98,32 @@ def test_a_pod_with_no_security_context_breaks_exactly_the_four_restricted_rules
 
 
 def test_baseline_forbids_host_namespaces_privileged_containers_and_root_explicitly_only_in_restricted():
-    spec = {"hostNetwork": True, "hostPID": True, "containers": [
-        {"name": "a", "image": "i", "securityContext": {"privileged": True, "runAsUser": 0}}]}
+    spec = {
+        "hostNetwork": True,
+        "hostPID": True,
+        "containers": [{"name": "a", "image": "i", "securityContext": {"privileged": True, "runAsUser": 0}}],
+    }
     assert podsecurity.evaluate("baseline", spec) == (
         "host namespaces (hostNetwork, hostPID), "  # check_hostNamespaces.go: sorted names, no "=true"
-        'privileged (container "a" must not set securityContext.privileged=true)')
+        'privileged (container "a" must not set securityContext.privileged=true)'
+    )
     assert 'runAsUser=0 (container "a" must not set runAsUser=0)' in podsecurity.evaluate("restricted", spec)
 
 
 def test_explicit_bad_values_are_named_before_missing_ones():
     """check_runAsNonRoot.go: an explicit runAsNonRoot=false is reported as such; check_seccompProfile_restricted.go
     quotes the bad profile type."""
-    spec = {"securityContext": {"runAsNonRoot": False, "seccompProfile": {"type": "Unconfined"}},
-            "containers": [{"name": "a", "image": "i"}]}
+    spec = {
+        "securityContext": {"runAsNonRoot": False, "seccompProfile": {"type": "Unconfined"}},
+        "containers": [{"name": "a", "image": "i"}],
+    }
     detail = podsecurity.evaluate("restricted", spec)
     assert "runAsNonRoot != true (pod must not set securityContext.runAsNonRoot=false)" in detail
     assert 'seccompProfile (pod must not set securityContext.seccompProfile.type to "Unconfined")' in detail
 
 
 # --- enforce: the ReplicaSet controller's pod creates are refused ---
+
 
 def test_in_a_restricted_namespace_a_hardened_pod_is_admitted_and_serves(raw, kube):
     kube.label_namespace(NAMESPACE, RESTRICTED)
@@ -138,7 +149,10 @@ def test_a_pod_that_breaks_the_namespaces_level_is_forbidden_with_the_real_serve
 
     condition = kube.wait_for(lambda: _condition(kube, "Deployment", NAME, "ReplicaFailure"), timeout=5)
     assert (condition["status"], condition["reason"], condition["message"]) == (
-        "True", "FailedCreate", rs_condition["message"])
+        "True",
+        "FailedCreate",
+        rs_condition["message"],
+    )
     assert not pods(kube)
 
 
@@ -153,12 +167,15 @@ def test_the_failure_clears_once_the_namespace_allows_the_pod(raw, kube):
 
 # --- warn: a Deployment is never refused, but the client hears about it ---
 
+
 def _apply_raw(kube, obj: dict):
     """One apply over plain HTTP, to read the response headers the Python client drops."""
     request = urllib.request.Request(
         f"{kube.url}{collection(obj['kind'])}/{obj['metadata']['name']}?fieldManager=modelgate&force=true",
-        data=json.dumps(obj).encode(), method="PATCH",
-        headers={"Authorization": f"Bearer {kube.token}", "Content-Type": "application/apply-patch+yaml"})
+        data=json.dumps(obj).encode(),
+        method="PATCH",
+        headers={"Authorization": f"Bearer {kube.token}", "Content-Type": "application/apply-patch+yaml"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, answer.headers, json.loads(answer.read())
@@ -184,14 +201,21 @@ def test_no_warning_without_a_warn_label_even_where_pods_are_enforced(kube):
 
 # --- server-side apply's schema check ---
 
+
 def test_an_apply_with_an_unknown_field_answers_500_with_the_field_managers_message(kube):
     deployment = rendered(1)[2]
     deployment["spec"]["foo"] = 1
     code, _, status = _apply_raw(kube, deployment)
     assert code == 500
-    assert status == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": 500,
-                      "message": f"failed to create typed patch object ({NAMESPACE}/{NAME}; apps/v1, "
-                                 "Kind=Deployment): .spec.foo: field not declared in schema"}
+    assert status == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "code": 500,
+        "message": f"failed to create typed patch object ({NAMESPACE}/{NAME}; apps/v1, "
+        "Kind=Deployment): .spec.foo: field not declared in schema",
+    }
     assert kube.get("Deployment", NAMESPACE, NAME) is None
 
 
@@ -204,15 +228,19 @@ def test_several_unknown_fields_are_listed_with_list_elements_named_by_their_key
     assert code == 500 and head == f"failed to create typed patch object ({NAMESPACE}/{NAME}; apps/v1, "
     assert sorted(listed.split("\n")) == [
         "  .metadata.lables: field not declared in schema",
-        '  .spec.template.spec.containers[name="tensorflow-serving"].readinesProbe: field not declared in schema']
+        '  .spec.template.spec.containers[name="tensorflow-serving"].readinesProbe: field not declared in schema',
+    ]
 
 
 def test_restricted_names_a_host_path_once_as_a_restricted_volume_type():
     """check_hostPathVolumes.go is an Overlap check: at restricted, restrictedVolumes reports it."""
-    spec = {"volumes": [{"name": "data", "hostPath": {"path": "/srv"}}], "containers": [
-        {"name": "a", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}
+    spec = {
+        "volumes": [{"name": "data", "hostPath": {"path": "/srv"}}],
+        "containers": [{"name": "a", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}]}],
+    }
     assert podsecurity.evaluate("baseline", spec) == (
-        'hostPath volumes (volume "data"), hostPort (container "a" uses hostPort 8080)')
+        'hostPath volumes (volume "data"), hostPort (container "a" uses hostPort 8080)'
+    )
     restricted = podsecurity.evaluate("restricted", spec)
     assert "hostPath volumes" not in restricted
     assert 'restricted volume types (volume "data" uses restricted volume type "hostPath")' in restricted

@@ -29,11 +29,15 @@ from tests.kubeapi.fixtures import (  # noqa: F401 - fixtures
 )
 
 APPLY = "application/apply-patch+yaml"
-PATHS = {"ConfigMap": "/api/v1/namespaces/{ns}/configmaps", "Service": "/api/v1/namespaces/{ns}/services",
-         "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
-         "HorizontalPodAutoscaler": "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
-         "Pod": "/api/v1/namespaces/{ns}/pods", "Event": "/api/v1/namespaces/{ns}/events",
-         "ReplicaSet": "/apis/apps/v1/namespaces/{ns}/replicasets"}
+PATHS = {
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
+    "Service": "/api/v1/namespaces/{ns}/services",
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "HorizontalPodAutoscaler": "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
+    "Pod": "/api/v1/namespaces/{ns}/pods",
+    "Event": "/api/v1/namespaces/{ns}/events",
+    "ReplicaSet": "/apis/apps/v1/namespaces/{ns}/replicasets",
+}
 
 
 class Raw:
@@ -42,11 +46,24 @@ class Raw:
     def __init__(self, api_client: client.ApiClient):
         self.api = api_client
 
-    def request(self, method: str, path: str, body=None, *, content_type: str = "application/json",
-                query: dict | None = None, stream: bool = False):
-        request = self.api.param_serialize(method, path, query_params=list((query or {}).items()),
-                                           header_params={"Content-Type": content_type, "Accept": "application/json"},
-                                           body=body, auth_settings=["BearerToken"])
+    def request(
+        self,
+        method: str,
+        path: str,
+        body=None,
+        *,
+        content_type: str = "application/json",
+        query: dict | None = None,
+        stream: bool = False,
+    ):
+        request = self.api.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()),
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
         response = self.api.call_api(*request, _request_timeout=30)
         if stream:
             return response.response
@@ -55,8 +72,9 @@ class Raw:
 
     def apply(self, obj: dict, *, manager: str = "modelgate", force: bool = False):
         query = {"fieldManager": manager, **({"force": "true"} if force else {})}
-        return self.request("PATCH", f"{collection(obj['kind'])}/{obj['metadata']['name']}", obj,
-                            content_type=APPLY, query=query)
+        return self.request(
+            "PATCH", f"{collection(obj['kind'])}/{obj['metadata']['name']}", obj, content_type=APPLY, query=query
+        )
 
     def get(self, kind: str, name: str | None = None, **query):
         return self.request("GET", collection(kind) + (f"/{name}" if name else ""), query=query)
@@ -86,9 +104,16 @@ def rolled_out(kube, replicas: int = 1):
     def check():
         d = kube.get("Deployment", NAMESPACE, NAME)
         status = d and d.get("status") or {}
-        return d if (status.get("observedGeneration") == d["metadata"]["generation"]
-                     and status.get("updatedReplicas") == replicas == status.get("availableReplicas")
-                     and status.get("replicas") == replicas) else None
+        return (
+            d
+            if (
+                status.get("observedGeneration") == d["metadata"]["generation"]
+                and status.get("updatedReplicas") == replicas == status.get("availableReplicas")
+                and status.get("replicas") == replicas
+            )
+            else None
+        )
+
     return kube.wait_for(check, timeout=30, message="the rollout")
 
 
@@ -112,6 +137,7 @@ def apply_all(raw: Raw, objects: list[dict]) -> list[dict]:
 
 # --- server-side apply ---
 
+
 def test_apply_creates_the_object_then_merges_another_managers_fields(raw):
     code, first = raw.apply(config_map(data={"a": "1"}))
     assert code == 201 and first["data"] == {"a": "1"}
@@ -128,8 +154,9 @@ def test_reapplying_unchanged_manifests_writes_nothing_and_keeps_the_generation(
     rolled_out(kube)
     events_before = len(kube.store.retained())
     again = apply_all(raw, objects)
-    assert [o["metadata"]["resourceVersion"] for o in again[:2]] == [o["metadata"]["resourceVersion"]
-                                                                   for o in first[:2]]
+    assert [o["metadata"]["resourceVersion"] for o in again[:2]] == [
+        o["metadata"]["resourceVersion"] for o in first[:2]
+    ]
     assert again[2]["metadata"]["generation"] == 1
     assert not [e for e in kube.store.retained()[events_before:] if e.plural in ("configmaps", "services")]
 
@@ -154,8 +181,9 @@ def test_fields_left_out_of_the_next_apply_are_removed(raw):
 
 def test_a_field_only_another_manager_set_survives_the_next_apply(raw, kube):
     raw.apply(config_map(data={"a": "1"}))
-    kube.edit("ConfigMap", NAMESPACE, "settings", lambda cm: cm["metadata"].setdefault("labels", {}).update(
-        {"owner": "ops"}))
+    kube.edit(
+        "ConfigMap", NAMESPACE, "settings", lambda cm: cm["metadata"].setdefault("labels", {}).update({"owner": "ops"})
+    )
     code, answer = raw.apply(config_map(data={"a": "1"}))
     assert code == 200 and answer["metadata"]["labels"] == {"owner": "ops"}
 
@@ -166,17 +194,28 @@ def test_changing_a_field_another_manager_edited_is_a_conflict_naming_field_and_
     kube.edit("Deployment", NAMESPACE, NAME, lambda d: d["spec"].update(replicas=3))
     code, status = raw.apply(deployment)
     assert code == 409 and (status["kind"], status["reason"], status["code"]) == ("Status", "Conflict", 409)
-    assert status["message"] == 'Apply failed with 1 conflict: conflict with "kubectl-edit" using apps/v1: .spec.replicas'
-    assert status["details"]["causes"] == [{"reason": "FieldManagerConflict", "field": ".spec.replicas",
-                                            "message": 'conflict with "kubectl-edit" using apps/v1'}]
+    assert (
+        status["message"] == 'Apply failed with 1 conflict: conflict with "kubectl-edit" using apps/v1: .spec.replicas'
+    )
+    assert status["details"]["causes"] == [
+        {
+            "reason": "FieldManagerConflict",
+            "field": ".spec.replicas",
+            "message": 'conflict with "kubectl-edit" using apps/v1',
+        }
+    ]
     assert kube.get("Deployment", NAMESPACE, NAME)["spec"]["replicas"] == 3
 
 
 def test_a_forced_apply_takes_ownership_of_the_edited_field_back(raw, kube):
     deployment = rendered(1)[2]
     raw.apply(deployment)
-    kube.edit("Deployment", NAMESPACE, NAME, lambda d: d["spec"]["template"]["spec"]["containers"][0].update(
-        image="tensorflow/serving:2.18.0"))
+    kube.edit(
+        "Deployment",
+        NAMESPACE,
+        NAME,
+        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image="tensorflow/serving:2.18.0"),
+    )
     code, answer = raw.apply(deployment, force=True)
     assert code == 200 and answer["spec"]["template"]["spec"]["containers"][0]["image"] == TARGET.image
     assert ("kubectl-edit", "Update") not in managers(answer)
@@ -207,21 +246,32 @@ def test_the_server_fills_in_defaults_nobody_owns(raw):
 
 # --- errors ---
 
+
 def test_requests_without_the_bearer_token_get_a_401_status(kube):
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {kube.token}"}):
         request = urllib.request.Request(f"{kube.url}{collection('ConfigMap')}", headers=headers)
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 401
-        assert json.loads(refused.value.read()) == {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                                    "status": "Failure", "message": "Unauthorized",
-                                                    "reason": "Unauthorized", "code": 401}
+        assert json.loads(refused.value.read()) == {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": "Unauthorized",
+            "reason": "Unauthorized",
+            "code": 401,
+        }
 
 
 def test_patch_types_other_than_apply_get_415(raw):
     raw.apply(config_map())
-    code, status = raw.request("PATCH", f"{collection('ConfigMap')}/settings", {"data": {"a": "1"}},
-                               content_type="application/merge-patch+json")
+    code, status = raw.request(
+        "PATCH",
+        f"{collection('ConfigMap')}/settings",
+        {"data": {"a": "1"}},
+        content_type="application/merge-patch+json",
+    )
     assert (code, status["reason"]) == (415, "UnsupportedMediaType")
 
 
@@ -262,6 +312,7 @@ def test_the_typed_client_raises_its_own_exceptions_for_status_answers(kubeconfi
 
 # --- reading ---
 
+
 def test_lists_filter_by_label_and_field_selectors(raw):
     for name, tier in (("a", "gold"), ("b", "silver"), ("c", "gold")):
         raw.apply(config_map(name, labels={"tier": tier}))
@@ -288,13 +339,17 @@ def test_every_request_is_recorded_as_rbac_sees_it(raw, kube):
     raw.watch("ConfigMap", timeoutSeconds="1")
     raw.request("DELETE", f"{collection('ConfigMap')}/settings")
     assert [(c.method, c.group_version, c.resource, c.subresource, c.verb) for c in kube.calls] == [
-        ("PATCH", "v1", "configmaps", "", "patch"), ("GET", "v1", "configmaps", "", "get"),
-        ("GET", "v1", "configmaps", "", "list"), ("GET", "v1", "configmaps", "", "watch"),
-        ("DELETE", "v1", "configmaps", "", "delete")]
+        ("PATCH", "v1", "configmaps", "", "patch"),
+        ("GET", "v1", "configmaps", "", "get"),
+        ("GET", "v1", "configmaps", "", "list"),
+        ("GET", "v1", "configmaps", "", "watch"),
+        ("DELETE", "v1", "configmaps", "", "delete"),
+    ]
     assert kube.calls[0].path == f"{collection('ConfigMap')}/settings"
 
 
 # --- watch ---
+
 
 def test_a_watch_streams_the_changes_after_its_resource_version(raw):
     start = raw.apply(config_map("first"))[1]["metadata"]["resourceVersion"]
@@ -303,7 +358,10 @@ def test_a_watch_streams_the_changes_after_its_resource_version(raw):
     raw.request("DELETE", f"{collection('ConfigMap')}/first")
     events = raw.watch("ConfigMap", resourceVersion=start, timeoutSeconds="1")
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
-        ("ADDED", "second"), ("MODIFIED", "second"), ("DELETED", "first")]
+        ("ADDED", "second"),
+        ("MODIFIED", "second"),
+        ("DELETED", "first"),
+    ]
     assert events[0]["object"]["kind"] == "ConfigMap"
     named = raw.watch("ConfigMap", resourceVersion=start, fieldSelector="metadata.name=first", timeoutSeconds="1")
     assert [e["type"] for e in named] == ["DELETED"]
@@ -317,8 +375,12 @@ def test_a_watch_without_a_resource_version_starts_with_the_current_objects(raw)
 
 def test_a_watch_ends_after_its_timeout(raw):
     started = time.monotonic()
-    assert raw.watch("ConfigMap", resourceVersion=str(raw.get("ConfigMap")[1]["metadata"]["resourceVersion"]),
-                     timeoutSeconds="1") == []
+    assert (
+        raw.watch(
+            "ConfigMap", resourceVersion=str(raw.get("ConfigMap")[1]["metadata"]["resourceVersion"]), timeoutSeconds="1"
+        )
+        == []
+    )
     assert 0.9 < time.monotonic() - started < 3
 
 
@@ -344,13 +406,16 @@ def test_an_injected_410_answers_only_the_next_watch(raw, kube):
 
 # --- the Deployment controller and the pods ---
 
+
 def test_a_rollout_runs_pods_named_and_labelled_like_real_ones(raw, kube):
     apply_all(raw, rendered(1))
     deployment = rolled_out(kube)
     (pod,) = pods(kube)
     digest = pod["metadata"]["labels"]["pod-template-hash"]
-    assert pod["metadata"]["name"].startswith(f"{NAME}-{digest}-") and len(pod["metadata"]["name"]) == \
-        len(f"{NAME}-{digest}-") + 5
+    assert (
+        pod["metadata"]["name"].startswith(f"{NAME}-{digest}-")
+        and len(pod["metadata"]["name"]) == len(f"{NAME}-{digest}-") + 5
+    )
     assert pod["metadata"]["labels"]["modelgate.io/version"] == "1"
     assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
     (rs,) = kube.list("replicasets", NAMESPACE)
@@ -367,12 +432,14 @@ def test_a_ready_pod_serves_its_version_through_the_pod_proxy(raw, kube):
     base = f"/api/v1/namespaces/{NAMESPACE}/pods/{pod['metadata']['name']}"
     code, answer = raw.request("GET", f"{base}:8501/proxy/v1/models/iris/versions/1")
     assert code == 200 and answer["model_version_status"][0]["state"] == "AVAILABLE"
-    code, answer = raw.request("POST", f"{base}:http/proxy/v1/models/iris/labels/staging:predict",
-                               {"instances": [[5.1, 3.5, 1.4, 0.2]]})
+    code, answer = raw.request(
+        "POST", f"{base}:http/proxy/v1/models/iris/labels/staging:predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+    )
     assert code == 200 and abs(sum(answer["predictions"][0]) - 1) < 1e-5
     code, status = raw.request("GET", f"{base}/proxy/v1/models/iris")  # no port: the first one, gRPC
-    assert (code, status["reason"]) == (503, "ServiceUnavailable") and ":8500: connect: connection refused" in \
-        status["message"]
+    assert (code, status["reason"]) == (503, "ServiceUnavailable") and ":8500: connect: connection refused" in status[
+        "message"
+    ]
     assert kube.calls[-1][3:] == ("pods", "proxy", "get")
 
 
@@ -383,18 +450,28 @@ def test_a_rolling_update_keeps_every_replica_available_and_replaces_them_all(ra
     since = kube.store.resource_version
     apply_all(raw, rendered(2, target))
     rolled_out(kube, replicas=2)
-    statuses = [o.get("status", {}) for _, o in kube.history("Deployment", NAMESPACE, NAME)
-                if int(o["metadata"]["resourceVersion"]) > since]
+    statuses = [
+        o.get("status", {})
+        for _, o in kube.history("Deployment", NAMESPACE, NAME)
+        if int(o["metadata"]["resourceVersion"]) > since
+    ]
     assert min(s.get("availableReplicas", 0) for s in statuses) == 2  # maxUnavailable 0
     assert max(s.get("replicas", 0) for s in statuses) == 3  # maxSurge 1
-    assert [p["metadata"]["labels"]["modelgate.io/version"] for p in pods(kube) if
-            not p["metadata"].get("deletionTimestamp")] == ["2", "2"]
+    assert [
+        p["metadata"]["labels"]["modelgate.io/version"]
+        for p in pods(kube)
+        if not p["metadata"].get("deletionTimestamp")
+    ] == ["2", "2"]
 
 
 def test_a_version_that_cannot_load_crash_loops_with_back_off_events(raw, kube):
     apply_all(raw, rendered(BROKEN))
-    pod = kube.wait_for(lambda: next((p for p in pods(kube) if p["status"].get("containerStatuses", [{}])[0]
-                                      .get("restartCount", 0) >= 2), None), timeout=20)
+    pod = kube.wait_for(
+        lambda: next(
+            (p for p in pods(kube) if p["status"].get("containerStatuses", [{}])[0].get("restartCount", 0) >= 2), None
+        ),
+        timeout=20,
+    )
     container = pod["status"]["containerStatuses"][0]
     assert not container["ready"] and container["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     assert container["lastState"]["terminated"]["exitCode"] == 1
@@ -421,6 +498,7 @@ def test_injected_pod_failures_show_the_kubelets_reasons(raw, kube, mode, reason
         found = pods(kube)
         state = found and found[0]["status"].get("containerStatuses", [{}])[0].get("state", {})
         return bool(state) and state.get("waiting", {}).get("reason") == reason
+
     kube.wait_for(waiting, timeout=10)
     assert not pods(kube)[0]["status"]["containerStatuses"][0]["ready"]
 
@@ -433,8 +511,9 @@ def test_a_stalled_pod_runs_but_never_becomes_ready(raw, kube):
     (pod,) = pods(kube)
     assert not pod["status"]["containerStatuses"][0]["ready"]
     assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
-    code, answer = raw.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods/{pod['metadata']['name']}:8501"
-                                      "/proxy/v1/models/iris/versions/1")
+    code, answer = raw.request(
+        "GET", f"/api/v1/namespaces/{NAMESPACE}/pods/{pod['metadata']['name']}:8501/proxy/v1/models/iris/versions/1"
+    )
     assert code == 200 and answer["model_version_status"][0]["state"] == "LOADING"
 
 
@@ -469,16 +548,22 @@ def test_no_progress_within_the_deadline_is_progress_deadline_exceeded_until_a_n
     def progressing():
         d = kube.get("Deployment", NAMESPACE, NAME)
         return next((c for c in d.get("status", {}).get("conditions", []) if c["type"] == "Progressing"), {})
-    condition = kube.wait_for(lambda: progressing().get("reason") == "ProgressDeadlineExceeded" and progressing(),
-                              timeout=10)
+
+    condition = kube.wait_for(
+        lambda: progressing().get("reason") == "ProgressDeadlineExceeded" and progressing(), timeout=10
+    )
     assert condition["status"] == "False" and condition["message"].endswith("has timed out progressing.")
     kube.clear_failures()
     since = kube.store.resource_version
     apply_all(raw, rendered(2, target))
     kube.wait_for(lambda: progressing().get("reason") == "NewReplicaSetAvailable", timeout=20)
-    reasons = [c["reason"] for _, o in kube.history("Deployment", NAMESPACE, NAME)
-               if int(o["metadata"]["resourceVersion"]) > since
-               for c in o.get("status", {}).get("conditions", []) if c["type"] == "Progressing"]
+    reasons = [
+        c["reason"]
+        for _, o in kube.history("Deployment", NAMESPACE, NAME)
+        if int(o["metadata"]["resourceVersion"]) > since
+        for c in o.get("status", {}).get("conditions", [])
+        if c["type"] == "Progressing"
+    ]
     assert reasons[0] == "ProgressDeadlineExceeded" and "NewReplicaSetCreated" in reasons
     assert reasons.index("NewReplicaSetCreated") < reasons.index("NewReplicaSetAvailable")
 
@@ -492,15 +577,24 @@ def test_rolling_back_to_an_older_template_reuses_its_replica_set_and_may_briefl
     rolled_out(kube)
     (good,) = pods(kube)
     apply_all(raw, rendered(BROKEN, target))
-    kube.wait_for(lambda: any(c["reason"] == "ProgressDeadlineExceeded" for c in
-                              kube.get("Deployment", NAMESPACE, NAME)["status"]["conditions"]), timeout=15)
+    kube.wait_for(
+        lambda: any(
+            c["reason"] == "ProgressDeadlineExceeded"
+            for c in kube.get("Deployment", NAMESPACE, NAME)["status"]["conditions"]
+        ),
+        timeout=15,
+    )
     generation = apply_all(raw, v1)[2]["metadata"]["generation"]
     deployment = rolled_out(kube)
-    assert [p["metadata"]["name"] for p in pods(kube) if not p["metadata"].get("deletionTimestamp")] == \
-        [good["metadata"]["name"]]
+    assert [p["metadata"]["name"] for p in pods(kube) if not p["metadata"].get("deletionTimestamp")] == [
+        good["metadata"]["name"]
+    ]
     assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
-    observed = [o["status"] for _, o in kube.history("Deployment", NAMESPACE, NAME)
-                if o.get("status", {}).get("observedGeneration") == generation]
+    observed = [
+        o["status"]
+        for _, o in kube.history("Deployment", NAMESPACE, NAME)
+        if o.get("status", {}).get("observedGeneration") == generation
+    ]
     assert any(c["reason"] == "ProgressDeadlineExceeded" for c in observed[0]["conditions"])
 
 

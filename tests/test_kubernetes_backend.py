@@ -36,22 +36,28 @@ def deadline_target(seconds: int = 2) -> m.Target:
 
 
 def live_pods(kube) -> list[str]:
-    return sorted(p["metadata"]["name"] for p in kube.list("pods", NAMESPACE)
-                  if not p["metadata"].get("deletionTimestamp"))
+    return sorted(
+        p["metadata"]["name"] for p in kube.list("pods", NAMESPACE) if not p["metadata"].get("deletionTimestamp")
+    )
 
 
 # --- apply, read, delete ---
 
+
 def test_apply_returns_each_object_as_the_server_stored_it(backend, kube):
     objects = rendered(1)
     applied = backend.apply(objects)
-    assert [(o["kind"], o["metadata"]["name"]) for o in applied] == \
-        [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert [(o["kind"], o["metadata"]["name"]) for o in applied] == [
+        (o["kind"], o["metadata"]["name"]) for o in objects
+    ]
     deployment = applied[2]
     assert deployment["metadata"]["uid"] and deployment["metadata"]["generation"] == 1
     assert {e["manager"] for e in deployment["metadata"]["managedFields"]} == {"modelgate"}
-    assert [(c.resource, c.verb) for c in kube.calls] == [("configmaps", "patch"), ("services", "patch"),
-                                                           ("deployments", "patch")]
+    assert [(c.resource, c.verb) for c in kube.calls] == [
+        ("configmaps", "patch"),
+        ("services", "patch"),
+        ("deployments", "patch"),
+    ]
 
 
 def test_an_autoscaled_release_applies_its_autoscaler_too(backend, kube):
@@ -72,8 +78,12 @@ def test_read_returns_the_live_objects_and_none_for_absent_ones(backend):
 def test_an_out_of_band_edit_shows_up_in_read(backend, kube):
     objects = rendered(1)
     backend.apply(objects)
-    kube.edit("Deployment", NAMESPACE, NAME, lambda d: d["spec"]["template"]["spec"]["containers"][0].update(
-        image="tensorflow/serving:2.18.0"))
+    kube.edit(
+        "Deployment",
+        NAMESPACE,
+        NAME,
+        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image="tensorflow/serving:2.18.0"),
+    )
     live = backend.read(objects)[2]
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "tensorflow/serving:2.18.0"
     assert any(e["manager"] == "kubectl-edit" for e in live["metadata"]["managedFields"])
@@ -100,13 +110,16 @@ def test_delete_removes_the_objects_deployment_first_and_ignores_those_already_g
 
 
 def test_objects_rendered_for_another_namespace_are_refused(backend):
-    elsewhere = m.render(m.Target(**{**TARGET.__dict__, "namespace": "ml-prod"}), m.Release(
-        model="iris", version=1, environment="staging", rollout_id=1, savedmodel_path="tf2model"))
+    elsewhere = m.render(
+        m.Target(**{**TARGET.__dict__, "namespace": "ml-prod"}),
+        m.Release(model="iris", version=1, environment="staging", rollout_id=1, savedmodel_path="tf2model"),
+    )
     with pytest.raises(PermanentError, match="namespace 'ml-prod'"):
         backend.apply(elsewhere)
 
 
 # --- rollouts ---
+
 
 def test_a_release_rolls_out_and_its_pod_serves_the_saved_model(backend, kube):
     messages = []
@@ -145,6 +158,7 @@ def test_no_progress_within_the_deadline_raises_rollout_failed(backend, kube):
 
 # --- failing fast, with the cause ---
 
+
 def test_pods_forbidden_by_pod_security_fail_the_rollout_at_once_naming_the_fields(backend, kube):
     """The Deployment's ReplicaFailure condition (copied from its ReplicaSet, progress.go
     getReplicaFailures) ends the wait long before the 600 s progress deadline."""
@@ -171,8 +185,11 @@ def test_a_crash_looping_version_fails_at_once_with_the_containers_last_message(
     backend.wait_for_rollout(NAME, timeout=30)
     backend.apply(rendered(BROKEN))  # progress deadline: 600 s
     started = time.monotonic()
-    with pytest.raises(RolloutFailed, match="container tensorflow-serving is CrashLoopBackOff; last exit code 1 "
-                                            r"\(Error\): Loading servable failed"):
+    with pytest.raises(
+        RolloutFailed,
+        match="container tensorflow-serving is CrashLoopBackOff; last exit code 1 "
+        r"\(Error\): Loading servable failed",
+    ):
         backend.wait_for_rollout(NAME, timeout=60)
     assert time.monotonic() - started < 15
 
@@ -191,8 +208,11 @@ def test_an_image_that_cannot_be_pulled_fails_the_rollout_at_once(backend, kube)
     kube.fail_pods(NAMESPACE, NAME, "image_pull")
     backend.apply(rendered(1))
     started = time.monotonic()
-    with pytest.raises(RolloutFailed, match=r"container tensorflow-serving is (ErrImagePull|ImagePullBackOff); "
-                                            'Back-off pulling image "tensorflow/serving:2.19.0"'):
+    with pytest.raises(
+        RolloutFailed,
+        match=r"container tensorflow-serving is (ErrImagePull|ImagePullBackOff); "
+        'Back-off pulling image "tensorflow/serving:2.19.0"',
+    ):
         backend.wait_for_rollout(NAME, timeout=60)
     assert time.monotonic() - started < 10
 
@@ -215,8 +235,8 @@ def test_a_version_that_cannot_load_crash_loops_while_the_old_one_keeps_serving(
     def crash_looping():
         health = backend.deployment_health(NAME)
         broken = [p for p in health["pods"] if p["version"] == str(BROKEN)]
-        return health if broken and broken[0]["restarts"] >= 1 and broken[0]["reason"] == "CrashLoopBackOff" \
-            else None
+        return health if broken and broken[0]["restarts"] >= 1 and broken[0]["reason"] == "CrashLoopBackOff" else None
+
     health = kube.wait_for(crash_looping, timeout=20)
     assert (health["desired"], health["updated"], health["ready"], health["available"]) == (1, 1, 1, 1)
     assert {p["version"]: p["ready"] for p in health["pods"]} == {"1": True, str(BROKEN): False}
@@ -232,9 +252,14 @@ def test_an_image_that_cannot_be_pulled_shows_in_deployment_health(backend, kube
 
     def pulling():  # pods and events are two reads: wait until both show it
         health = backend.deployment_health(NAME)
-        return health if health["events"] and health["pods"] \
-            and health["pods"][0]["reason"] in ("ErrImagePull", "ImagePullBackOff") \
+        return (
+            health
+            if health["events"]
+            and health["pods"]
+            and health["pods"][0]["reason"] in ("ErrImagePull", "ImagePullBackOff")
             else None
+        )
+
     health = kube.wait_for(pulling, timeout=10)
     assert not health["pods"][0]["ready"]
     assert {e["reason"] for e in health["events"]} <= {"Failed", "BackOff"}
@@ -243,8 +268,9 @@ def test_an_image_that_cannot_be_pulled_shows_in_deployment_health(backend, kube
 
 def test_a_fetch_that_fails_shows_the_init_container_crash_looping(backend, kube):
     backend.apply(rendered(9))
-    health = kube.wait_for(lambda: (h := backend.deployment_health(NAME))["pods"] and h["pods"][0]["restarts"] and h,
-                           timeout=10)
+    health = kube.wait_for(
+        lambda: (h := backend.deployment_health(NAME))["pods"] and h["pods"][0]["restarts"] and h, timeout=10
+    )
     assert health["pods"][0]["reason"] == "Init:CrashLoopBackOff" and health["pods"][0]["phase"] == "Pending"
 
 
@@ -280,6 +306,7 @@ def test_reapplying_the_previous_release_after_a_failed_rollout_brings_back_the_
     def rolled_back():
         health = backend.deployment_health(NAME)
         return health["updated"] == health["available"] == 1 and live_pods(kube) == old
+
     kube.wait_for(rolled_back, timeout=20)
     # The old ReplicaSet is the new one again: its pod was never replaced, and counts as updated.
     assert backend.serving_pods(NAME, version=1) == old
@@ -292,6 +319,7 @@ def test_waiting_for_a_deployment_that_does_not_exist_is_permanent(backend):
 
 
 # --- pods ---
+
 
 def test_serving_pods_leaves_out_pods_that_are_not_ready_or_are_terminating(backend, kube):
     backend.apply(rendered(1))
@@ -307,8 +335,10 @@ def test_proxy_returns_tf_serving_errors_instead_of_raising(backend):
     backend.apply(rendered(1))
     backend.wait_for_rollout(NAME, timeout=30)
     (pod,) = backend.serving_pods(NAME)
-    assert backend.proxy(pod, "GET", "v1/models/iris/versions/7") == \
-        (404, {"error": "Could not find version 7 of model iris"})
+    assert backend.proxy(pod, "GET", "v1/models/iris/versions/7") == (
+        404,
+        {"error": "Could not find version 7 of model iris"},
+    )
     status, answer = backend.proxy(pod, "POST", "v1/models/iris:predict", {"instances": "oops"})
     assert status == 400 and "error" in answer
 
@@ -325,11 +355,15 @@ def test_proxy_raises_when_the_api_server_itself_refuses(backend, kube):
 
 # --- errors ---
 
+
 @pytest.mark.parametrize("code", [500, 503, 409, 429])
 def test_server_errors_conflicts_and_throttling_are_transient(backend, kube, code):
     kube.inject_error(code, resource="deployments", message="etcdserver: request timed out")
-    with pytest.raises(TransientError, match=rf"Applying Deployment {NAMESPACE}/{NAME}: etcdserver: request timed "
-                                             rf"out \(HTTP {code}\)"):
+    with pytest.raises(
+        TransientError,
+        match=rf"Applying Deployment {NAMESPACE}/{NAME}: etcdserver: request timed "
+        rf"out \(HTTP {code}\)",
+    ):
         backend.apply(rendered(1))
     backend.apply(rendered(1))  # the next try goes through
 
@@ -348,14 +382,23 @@ def test_an_unknown_field_is_permanent_although_the_server_answers_500(backend, 
     deployment["spec"]["foo"] = 1
     with pytest.raises(PermanentError) as failed:
         backend.apply([deployment])
-    assert f"failed to create typed patch object ({NAMESPACE}/{NAME}; apps/v1, Kind=Deployment): .spec.foo: " \
-           "field not declared in schema (HTTP 500)" in str(failed.value)
+    assert (
+        f"failed to create typed patch object ({NAMESPACE}/{NAME}; apps/v1, Kind=Deployment): .spec.foo: "
+        "field not declared in schema (HTTP 500)" in str(failed.value)
+    )
     assert kube.get("Deployment", NAMESPACE, NAME) is None
 
 
-@pytest.mark.parametrize("code, reason, kind", [
-    (500, "InternalError", TransientError), (500, "Invalid", PermanentError), (504, "Timeout", TransientError),
-    (400, "BadRequest", PermanentError), (503, "ServiceUnavailable", TransientError)])
+@pytest.mark.parametrize(
+    "code, reason, kind",
+    [
+        (500, "InternalError", TransientError),
+        (500, "Invalid", PermanentError),
+        (504, "Timeout", TransientError),
+        (400, "BadRequest", PermanentError),
+        (503, "ServiceUnavailable", TransientError),
+    ],
+)
 def test_the_status_reason_decides_before_the_http_code(code, reason, kind):
     from deployer.backends.kubernetes import _classify
 
@@ -422,9 +465,17 @@ def test_the_backend_needs_only_a_small_set_of_permissions(backend, kube):
     backend.delete(objects)
     used = {(c.group_version, c.resource, c.subresource, c.verb) for c in kube.calls}
     assert used == {
-        ("v1", "configmaps", "", "patch"), ("v1", "services", "", "patch"), ("apps/v1", "deployments", "", "patch"),
-        ("apps/v1", "deployments", "", "get"), ("apps/v1", "deployments", "", "watch"),
-        ("v1", "configmaps", "", "get"), ("v1", "services", "", "get"),
-        ("v1", "pods", "", "list"), ("v1", "pods", "proxy", "get"), ("v1", "events", "", "list"),
-        ("v1", "configmaps", "", "delete"), ("v1", "services", "", "delete"), ("apps/v1", "deployments", "", "delete"),
+        ("v1", "configmaps", "", "patch"),
+        ("v1", "services", "", "patch"),
+        ("apps/v1", "deployments", "", "patch"),
+        ("apps/v1", "deployments", "", "get"),
+        ("apps/v1", "deployments", "", "watch"),
+        ("v1", "configmaps", "", "get"),
+        ("v1", "services", "", "get"),
+        ("v1", "pods", "", "list"),
+        ("v1", "pods", "proxy", "get"),
+        ("v1", "events", "", "list"),
+        ("v1", "configmaps", "", "delete"),
+        ("v1", "services", "", "delete"),
+        ("apps/v1", "deployments", "", "delete"),
     }

@@ -20,10 +20,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from deployer.local_server import LocalModelServer
+from deployer.manifests import Release, models_config
 from deployer.tfserving_common import LATENCY_BUCKETS
 from deployer.tfserving_config import ModelConfig, aspired_versions, parse_models_config, parse_monitoring_config
 from deployer.tfserving_tensors import load_savedmodel
-from deployer.manifests import Release, models_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
@@ -48,9 +48,11 @@ def model_root(tmp_path_factory) -> Path:
 def config_text(root: Path, versions, labels=None, name="iris") -> str:
     policy = " ".join(f"versions: {v}" for v in versions)
     label_lines = "".join(f'    version_labels {{ key: "{k}" value: {v} }}\n' for k, v in (labels or {}).items())
-    return (f"model_config_list {{\n  config {{\n    name: \"{name}\"\n    base_path: \"{root / 'iris'}\"\n"
-            f"    model_platform: \"tensorflow\"\n    model_version_policy {{ specific {{ {policy} }} }}\n"
-            f"{label_lines}  }}\n}}\n")
+    return (
+        f'model_config_list {{\n  config {{\n    name: "{name}"\n    base_path: "{root / "iris"}"\n'
+        f'    model_platform: "tensorflow"\n    model_version_policy {{ specific {{ {policy} }} }}\n'
+        f"{label_lines}  }}\n}}\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +83,18 @@ def text(url: str) -> str:
 
 # --- configuration ---
 
+
 def test_the_config_modelgate_renders_is_read():
     release = Release(model="iris", version=7, environment="production", rollout_id=1, savedmodel_path=".")
     (config,) = parse_models_config(models_config(release))
-    assert config == ModelConfig(name="iris", base_path="/models/iris", platform="tensorflow",
-                                 policy="specific", versions=(7,), labels=(("production", 7),))
+    assert config == ModelConfig(
+        name="iris",
+        base_path="/models/iris",
+        platform="tensorflow",
+        policy="specific",
+        versions=(7,),
+        labels=(("production", 7),),
+    )
 
 
 def test_several_configs_versions_and_labels_are_read():
@@ -105,28 +114,38 @@ def test_several_configs_versions_and_labels_are_read():
     assert d.policy == "all"
 
 
-@pytest.mark.parametrize("text, line, words", [
-    ('model_config_list {\n  config {\n    name: "x"\n    base_path: "/p"\n    colour: "red"\n  }\n}', 5, "colour"),
-    ('model_config_list {\n  config {\n    name: "x"\n    base_path: "/p"\n', 4, "end of file"),
-    ('model_config_list {\n  config { name: x base_path: "/p" }\n}', 2, "quoted string"),
-    ('model_config_list {\n  config {\n name: "x" base_path: "/p"\n'
-     ' model_version_policy { specific { versions: "1" } } } }', 4, "integer"),
-    ('model_config_list {\n config { name: "x" base_path: "/p" model_platform: "onnx" } }', 2, "onnx"),
-    ('model_config_list {\n config { name: "x" } }', 2, "base_path"),
-    ('model_config_list {\n config { name: "x" base_path: "/p" } @ }', 2, "unexpected character"),
-])
+@pytest.mark.parametrize(
+    "text, line, words",
+    [
+        ('model_config_list {\n  config {\n    name: "x"\n    base_path: "/p"\n    colour: "red"\n  }\n}', 5, "colour"),
+        ('model_config_list {\n  config {\n    name: "x"\n    base_path: "/p"\n', 4, "end of file"),
+        ('model_config_list {\n  config { name: x base_path: "/p" }\n}', 2, "quoted string"),
+        (
+            'model_config_list {\n  config {\n name: "x" base_path: "/p"\n'
+            ' model_version_policy { specific { versions: "1" } } } }',
+            4,
+            "integer",
+        ),
+        ('model_config_list {\n config { name: "x" base_path: "/p" model_platform: "onnx" } }', 2, "onnx"),
+        ('model_config_list {\n config { name: "x" } }', 2, "base_path"),
+        ('model_config_list {\n config { name: "x" base_path: "/p" } @ }', 2, "unexpected character"),
+    ],
+)
 def test_malformed_config_names_the_line(text, line, words):
     with pytest.raises(ValueError, match=rf"line {line}: .*{words}"):
         parse_models_config(text)
 
 
-@pytest.mark.parametrize("config, on_disk, expected", [
-    (ModelConfig("m", "/p"), [1, 2, 10], {10}),
-    (ModelConfig("m", "/p", policy="latest", num_versions=2), [1, 2, 10], {2, 10}),
-    (ModelConfig("m", "/p", policy="all"), [1, 2], {1, 2}),
-    (ModelConfig("m", "/p", policy="specific", versions=(2, 5)), [1, 2], {2}),
-    (ModelConfig("m", "/p"), [], set()),
-])
+@pytest.mark.parametrize(
+    "config, on_disk, expected",
+    [
+        (ModelConfig("m", "/p"), [1, 2, 10], {10}),
+        (ModelConfig("m", "/p", policy="latest", num_versions=2), [1, 2, 10], {2, 10}),
+        (ModelConfig("m", "/p", policy="all"), [1, 2], {1, 2}),
+        (ModelConfig("m", "/p", policy="specific", versions=(2, 5)), [1, 2], {2}),
+        (ModelConfig("m", "/p"), [], set()),
+    ],
+)
 def test_aspired_versions_follow_the_policy_and_the_disk(config, on_disk, expected):
     assert aspired_versions(config, on_disk) == expected
 
@@ -137,6 +156,7 @@ def test_monitoring_config_chooses_the_metrics_path():
 
 
 # --- status ---
+
 
 def test_status_lists_every_version_newest_first(server):
     status, body = call(f"{server.url}/v1/models/iris")
@@ -190,6 +210,7 @@ def test_loading_is_reported_before_available(model_root, tmp_path):
 
 
 # --- predict ---
+
 
 def probabilities_ok(rows) -> bool:
     return len(rows) == len(ROWS) and all(len(r) == 3 and abs(sum(r) - 1) < 1e-4 for r in rows)
@@ -249,48 +270,75 @@ def test_metadata_describes_the_signature(server):
         signature = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
         assert signature["method_name"] == "tensorflow/serving/predict"
         assert signature["inputs"]["features"] == {
-            "dtype": "DT_FLOAT", "name": "serving_default_features:0",
-            "tensor_shape": {"dim": [{"size": "-1", "name": ""}, {"size": "4", "name": ""}], "unknown_rank": False}}
+            "dtype": "DT_FLOAT",
+            "name": "serving_default_features:0",
+            "tensor_shape": {"dim": [{"size": "-1", "name": ""}, {"size": "4", "name": ""}], "unknown_rank": False},
+        }
         assert signature["outputs"]["probabilities"]["tensor_shape"]["dim"][1]["size"] == "3"
 
 
 # --- errors ---
 
-@pytest.mark.parametrize("path, body, code, message", [
-    ("/v1/models/nope:predict", {"instances": ROWS}, 404, "Servable not found for request: Latest(nope)"),
-    ("/v1/models/iris/versions/9:predict", {"instances": ROWS}, 404, "Servable not found for request: Specific(iris, 9)"),
-    ("/v1/models/iris/labels/foo:predict", {"instances": ROWS}, 400, "Unrecognized servable version label: foo"),
-    ("/v1/models/iris/versions/1:predict", {"inputs": {"colour": ROWS}}, 400,
-     "Missing named input: features in 'inputs' object."),
-    ("/v1/models/iris/versions/1:predict", {"instances": [{"colour": r} for r in ROWS]}, 400,
-     "does not have named input: colour"),
-    ("/v1/models/iris/versions/1:predict", {"instances": [[1.0, 2.0, 3.0]]}, 400, ""),
-    ("/v1/models/iris/versions/1:predict", b"{not json", 400, "JSON Parse error"),
-    ("/v1/models/iris/versions/1:predict", {"rows": ROWS}, 400, "Missing 'inputs' or 'instances' key"),
-    ("/v1/models/iris/versions/1:predict", {"signature_name": "x", "instances": ROWS}, 400,
-     'Serving signature name: "x" not found in signature def'),
-])
+
+@pytest.mark.parametrize(
+    "path, body, code, message",
+    [
+        ("/v1/models/nope:predict", {"instances": ROWS}, 404, "Servable not found for request: Latest(nope)"),
+        (
+            "/v1/models/iris/versions/9:predict",
+            {"instances": ROWS},
+            404,
+            "Servable not found for request: Specific(iris, 9)",
+        ),
+        ("/v1/models/iris/labels/foo:predict", {"instances": ROWS}, 400, "Unrecognized servable version label: foo"),
+        (
+            "/v1/models/iris/versions/1:predict",
+            {"inputs": {"colour": ROWS}},
+            400,
+            "Missing named input: features in 'inputs' object.",
+        ),
+        (
+            "/v1/models/iris/versions/1:predict",
+            {"instances": [{"colour": r} for r in ROWS]},
+            400,
+            "does not have named input: colour",
+        ),
+        ("/v1/models/iris/versions/1:predict", {"instances": [[1.0, 2.0, 3.0]]}, 400, ""),
+        ("/v1/models/iris/versions/1:predict", b"{not json", 400, "JSON Parse error"),
+        ("/v1/models/iris/versions/1:predict", {"rows": ROWS}, 400, "Missing 'inputs' or 'instances' key"),
+        (
+            "/v1/models/iris/versions/1:predict",
+            {"signature_name": "x", "instances": ROWS},
+            400,
+            'Serving signature name: "x" not found in signature def',
+        ),
+    ],
+)
 def test_predict_errors_are_answered_as_tf_serving_does(server, path, body, code, message):
     status, answer = call(f"{server.url}{path}", body)
     assert status == code
     assert set(answer) == {"error"} and message in answer["error"]
 
 
-@pytest.mark.parametrize("path, method, code, message", [
-    ("/v1/models/nope", "GET", 404, "Could not find any versions of model nope"),
-    ("/v1/models/iris/versions/9", "GET", 404, "Could not find version 9 of model iris"),
-    ("/v1/models/iris/labels/foo/metadata", "GET", 400, "Unrecognized servable version label: foo"),
-    ("/v1/models/iris/versions/9/metadata", "GET", 404, "Servable not found for request: Specific(iris, 9)"),
-    ("/v1/models/iris:predict", "GET", 400, "Malformed request: GET /v1/models/iris:predict"),
-    ("/v1/models/iris", "DELETE", 400, "Malformed request: DELETE /v1/models/iris"),
-    ("/v1/models", "GET", 400, "Missing model name in request."),
-])
+@pytest.mark.parametrize(
+    "path, method, code, message",
+    [
+        ("/v1/models/nope", "GET", 404, "Could not find any versions of model nope"),
+        ("/v1/models/iris/versions/9", "GET", 404, "Could not find version 9 of model iris"),
+        ("/v1/models/iris/labels/foo/metadata", "GET", 400, "Unrecognized servable version label: foo"),
+        ("/v1/models/iris/versions/9/metadata", "GET", 404, "Servable not found for request: Specific(iris, 9)"),
+        ("/v1/models/iris:predict", "GET", 400, "Malformed request: GET /v1/models/iris:predict"),
+        ("/v1/models/iris", "DELETE", 400, "Malformed request: DELETE /v1/models/iris"),
+        ("/v1/models", "GET", 400, "Missing model name in request."),
+    ],
+)
 def test_other_errors(server, path, method, code, message):
     status, answer = call(f"{server.url}{path}", method=method)
     assert status == code and message in answer["error"]
 
 
 # --- reload ---
+
 
 def test_reload_switches_from_one_version_to_the_next(model_root, tmp_path):
     path = tmp_path / "models.config"
@@ -306,8 +354,10 @@ def test_reload_switches_from_one_version_to_the_next(model_root, tmp_path):
         assert states == {"2": "AVAILABLE", "1": "END"}
         assert call(f"{running.url}/v1/models/iris/versions/1:predict", {"instances": ROWS})[0] == 404
         status, by_label = call(f"{running.url}/v1/models/iris/labels/production:predict", {"instances": ROWS})
-        assert status == 200 and by_label == call(f"{running.url}/v1/models/iris/versions/2:predict",
-                                                  {"instances": ROWS})[1]
+        assert (
+            status == 200
+            and by_label == call(f"{running.url}/v1/models/iris/versions/2:predict", {"instances": ROWS})[1]
+        )
 
 
 def test_a_changed_config_file_is_picked_up_by_the_config_poll(model_root, tmp_path):
@@ -333,6 +383,7 @@ def test_reload_accepts_config_text(model_root, tmp_path):
 
 
 # --- metrics ---
+
 
 def families(url: str) -> dict:
     return {f.name: f for f in text_string_to_metric_families(text(url))}
@@ -370,6 +421,7 @@ def test_metrics_count_requests_and_latency_in_microseconds(model_root, tmp_path
 
 # --- the command line ---
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -385,15 +437,25 @@ def test_command_line_takes_the_manifest_arguments(model_root, tmp_path):
     port = free_port()
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "deployer.local_server", "--port=8500", f"--rest_api_port={port}",
-         f"--model_config_file={config}", f"--monitoring_config_file={monitoring}",
-         "--allow_version_labels_for_unavailable_models=true"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        [
+            sys.executable,
+            "-m",
+            "deployer.local_server",
+            "--port=8500",
+            f"--rest_api_port={port}",
+            f"--model_config_file={config}",
+            f"--monitoring_config_file={monitoring}",
+            "--allow_version_labels_for_unavailable_models=true",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     try:
         body = poll_until_available(f"http://127.0.0.1:{port}/v1/models/iris/versions/2", process, timeout=120)
         assert body["model_version_status"][0]["state"] == "AVAILABLE"
-        status, answer = call(f"http://127.0.0.1:{port}/v1/models/iris/labels/production:predict",
-                              {"instances": ROWS})
+        status, answer = call(f"http://127.0.0.1:{port}/v1/models/iris/labels/production:predict", {"instances": ROWS})
         assert status == 200 and probabilities_ok(answer["predictions"])
         assert ":tensorflow:serving:request_count" in text(f"http://127.0.0.1:{port}/custom/metrics")
     finally:

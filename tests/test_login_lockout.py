@@ -42,8 +42,10 @@ def test_sixty_wrong_passwords_then_the_right_one_is_still_locked_out(client, en
     assert "Too many failed sign-ins" in page and f"{settings.LOGIN_LOCKOUT_MINUTES} minutes" in page
     # The 9 wrong passwords before the limit are failures; the 10th starts the lockout, and
     # the other 50 guesses and the right password were refused by it.
-    assert _login_verbs() == {"login.failed": settings.LOGIN_FAILURE_LIMIT - 1,
-                              "login.locked_out": 60 - settings.LOGIN_FAILURE_LIMIT + 2}
+    assert _login_verbs() == {
+        "login.failed": settings.LOGIN_FAILURE_LIMIT - 1,
+        "login.locked_out": 60 - settings.LOGIN_FAILURE_LIMIT + 2,
+    }
 
 
 def test_a_wrong_password_below_the_limit_shows_the_form_and_is_audited(client, engineer):
@@ -104,22 +106,26 @@ def test_the_limit_comes_from_the_setting(client, engineer, settings):
 def test_the_admin_login_shares_the_lockout(client, admin_user, settings):
     for _ in range(settings.LOGIN_FAILURE_LIMIT):
         _sign_in(client, "ari-admin", "guess")
-    response = client.post("/admin/login/", {"username": "ari-admin", "password": "pw-ari-admin"},
-                           REMOTE_ADDR="198.51.100.99")
+    response = client.post(
+        "/admin/login/", {"username": "ari-admin", "password": "pw-ari-admin"}, REMOTE_ADDR="198.51.100.99"
+    )
     assert response.status_code == 429
     assert not _signed_in(client)
 
 
-@pytest.mark.parametrize("proxies, remote, forwarded, expected", [
-    (0, "198.51.100.7", "", "198.51.100.7"),
-    (0, "198.51.100.7", "10.0.0.1", "198.51.100.7"),           # no trusted proxy: header ignored
-    (1, "10.0.0.2", "203.0.113.5", "203.0.113.5"),            # the proxy's own entry
-    (1, "10.0.0.2", "6.6.6.6, 203.0.113.5", "203.0.113.5"),   # the client's forged entry is skipped
-    (2, "10.0.0.2", "6.6.6.6, 203.0.113.5, 10.0.0.3", "203.0.113.5"),
-    (1, "10.0.0.2", "not-an-address", "10.0.0.2"),
-    (1, "10.0.0.2", "", "10.0.0.2"),
-    (1, "10.0.0.2", "2001:db8::1", "2001:db8::1"),
-])
+@pytest.mark.parametrize(
+    "proxies, remote, forwarded, expected",
+    [
+        (0, "198.51.100.7", "", "198.51.100.7"),
+        (0, "198.51.100.7", "10.0.0.1", "198.51.100.7"),  # no trusted proxy: header ignored
+        (1, "10.0.0.2", "203.0.113.5", "203.0.113.5"),  # the proxy's own entry
+        (1, "10.0.0.2", "6.6.6.6, 203.0.113.5", "203.0.113.5"),  # the client's forged entry is skipped
+        (2, "10.0.0.2", "6.6.6.6, 203.0.113.5, 10.0.0.3", "203.0.113.5"),
+        (1, "10.0.0.2", "not-an-address", "10.0.0.2"),
+        (1, "10.0.0.2", "", "10.0.0.2"),
+        (1, "10.0.0.2", "2001:db8::1", "2001:db8::1"),
+    ],
+)
 def test_the_client_address_trusts_only_the_configured_proxies(settings, proxies, remote, forwarded, expected):
     settings.TRUSTED_PROXY_COUNT = proxies
     extra = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded else {}

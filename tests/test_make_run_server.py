@@ -16,8 +16,9 @@ WORKERS, THREADS, CLIENTS = 2, 4, 32
 
 def _backends() -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND pid <> pg_backend_pid()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
         return cursor.fetchone()[0]
 
 
@@ -41,8 +42,12 @@ def test_make_run_holds_32_clients_with_gunicorn_and_bounded_connections(tmp_pat
             ready.wait(10)
         # Each request loads a session: a database query per request.
         with ThreadPoolExecutor(CLIENTS) as pool:
-            statuses = list(pool.map(lambda i: http(base + "/models/", headers={"Cookie": f"sessionid=nosuchsession{i:04d}"}).status,
-                                     range(CLIENTS * 5)))
+            statuses = list(
+                pool.map(
+                    lambda i: http(base + "/models/", headers={"Cookie": f"sessionid=nosuchsession{i:04d}"}).status,
+                    range(CLIENTS * 5),
+                )
+            )
         done.set()
         if watcher.is_alive():
             watcher.join()

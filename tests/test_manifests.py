@@ -8,13 +8,19 @@ from deployer import manifests as m
 
 K8S_VERSION = "1.33.0"
 
-TARGET = m.Target(namespace="ml-prod", image="tensorflow/serving:2.19.0", fetcher_image="ghcr.io/acme/mlflow:3.5",
-                  mlflow_tracking_uri="http://mlflow:5000", replicas=3,
-                  node_selector={"pool": "inference"},
-                  tolerations=({"key": "gpu", "operator": "Exists", "effect": "NoSchedule"},),
-                  extra_labels={"team": "search ranking"})
-RELEASE = m.Release(model="iris-classifier", version=2, environment="production", rollout_id=41,
-                    savedmodel_path="tf2model")
+TARGET = m.Target(
+    namespace="ml-prod",
+    image="tensorflow/serving:2.19.0",
+    fetcher_image="ghcr.io/acme/mlflow:3.5",
+    mlflow_tracking_uri="http://mlflow:5000",
+    replicas=3,
+    node_selector={"pool": "inference"},
+    tolerations=({"key": "gpu", "operator": "Exists", "effect": "NoSchedule"},),
+    extra_labels={"team": "search ranking"},
+)
+RELEASE = m.Release(
+    model="iris-classifier", version=2, environment="production", rollout_id=41, savedmodel_path="tf2model"
+)
 
 
 def _by_kind(objects):
@@ -38,9 +44,12 @@ def test_a_typo_in_a_manifest_would_fail_validation():
 
 def test_tf_serving_runs_with_the_config_files_and_both_ports():
     container = _by_kind(m.render(TARGET, RELEASE))["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][:4] == ["--port=8500", "--rest_api_port=8501",
-                                     "--model_config_file=/config/models.config",
-                                     "--monitoring_config_file=/config/monitoring.config"]
+    assert container["args"][:4] == [
+        "--port=8500",
+        "--rest_api_port=8501",
+        "--model_config_file=/config/models.config",
+        "--monitoring_config_file=/config/monitoring.config",
+    ]
     assert {p["containerPort"] for p in container["ports"]} == {8500, 8501}
     assert container["livenessProbe"]["tcpSocket"]["port"] == 8500
 
@@ -64,8 +73,11 @@ def test_models_config_serves_exactly_this_version_with_an_environment_label():
 def test_labels_and_annotations_carry_model_version_environment_and_rollout():
     deployment = _by_kind(m.render(TARGET, RELEASE))["Deployment"]
     labels, annotations = deployment["metadata"]["labels"], deployment["metadata"]["annotations"]
-    assert (labels["modelgate.io/model"], labels["modelgate.io/version"], labels["modelgate.io/environment"]) == \
-        ("iris-classifier", "2", "production")
+    assert (labels["modelgate.io/model"], labels["modelgate.io/version"], labels["modelgate.io/environment"]) == (
+        "iris-classifier",
+        "2",
+        "production",
+    )
     assert annotations["modelgate.io/rollout-id"] == "41"
     assert labels["team"] == "search-ranking"  # made a valid label value
     # The selector must not change between versions: a Deployment's selector is immutable.
@@ -87,8 +99,9 @@ def test_the_init_container_lays_the_version_out_atomically():
     init = _by_kind(m.render(TARGET, RELEASE))["Deployment"]["spec"]["template"]["spec"]["initContainers"][0]
     script = init["command"][-1]
     assert "iris-classifier 2 tf2model" in script  # the version it downloads
-    assert script.index("/models/iris-classifier/.incoming-2") < script.index("mv /models/iris-classifier/.incoming-2 "
-                                                                              "/models/iris-classifier/2")
+    assert script.index("/models/iris-classifier/.incoming-2") < script.index(
+        "mv /models/iris-classifier/.incoming-2 /models/iris-classifier/2"
+    )
     assert "get_model_version_download_uri" in script and "tf2model" in script
     assert {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"} in init["env"]
 
@@ -101,20 +114,26 @@ def test_replicas_are_left_to_the_autoscaler_when_there_is_one():
     assert scaled["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == 8
 
 
-@pytest.mark.parametrize("image, words", [
-    ("tensorflow/serving", "no tag"),
-    ("tensorflow/serving:latest", "latest"),
-])
+@pytest.mark.parametrize(
+    "image, words",
+    [
+        ("tensorflow/serving", "no tag"),
+        ("tensorflow/serving:latest", "latest"),
+    ],
+)
 def test_unpinned_images_are_refused(image, words):
     with pytest.raises(m.ManifestError, match=words):
         m.render(m.Target(**{**TARGET.__dict__, "image": image}), RELEASE)
 
 
-@pytest.mark.parametrize("model, environment", [
-    ("iris-classifier", "production"),
-    ("Fraud.Detector_v2", "prod"),
-    ("x" * 120, "production"),
-])
+@pytest.mark.parametrize(
+    "model, environment",
+    [
+        ("iris-classifier", "production"),
+        ("Fraud.Detector_v2", "prod"),
+        ("x" * 120, "production"),
+    ],
+)
 def test_resource_names_are_valid_dns_labels_and_distinct(model, environment):
     name = m.resource_name(model, environment)
     assert len(name) <= 63 and name == name.lower() and name[0].isalnum() and name[-1].isalnum()
@@ -128,14 +147,23 @@ def _pod(target=TARGET):
 def test_both_containers_run_unprivileged_with_a_read_only_root_and_write_only_to_empty_dirs():
     """What the restricted Pod Security Standard asks (pod-security-admission policy/check_*.go)."""
     pod = _pod()
-    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
-                                      "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     volumes = {v["name"]: v for v in pod["volumes"]}
     for container in pod["initContainers"] + pod["containers"]:
-        assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                                "capabilities": {"drop": ["ALL"]}}
-        writable = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]
-                    if not mount.get("readOnly")}
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        writable = {
+            mount["mountPath"]: mount["name"] for mount in container["volumeMounts"] if not mount.get("readOnly")
+        }
         assert all("emptyDir" in volumes[name] for name in writable.values()), container["name"]
         assert "/tmp" in writable, container["name"]
     fetch, serving = pod["initContainers"][0], pod["containers"][0]

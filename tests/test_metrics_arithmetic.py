@@ -4,8 +4,20 @@ across restarts, merging replicas, percentiles from buckets (Prometheus' histogr
 import pytest
 
 from deployer.metrics.arithmetic import (
-    Interval, add, add_buckets, bound_key, compact, cumulative, delta, merge, parse, per_bucket, quantile, restarted,
-    to_interval)
+    Interval,
+    add,
+    add_buckets,
+    bound_key,
+    compact,
+    cumulative,
+    delta,
+    merge,
+    parse,
+    per_bucket,
+    quantile,
+    restarted,
+    to_interval,
+)
 from deployer.tfserving_common import LATENCY_BUCKETS
 from deployer.tfserving_metrics import ServingMetrics
 
@@ -39,18 +51,30 @@ def snap(ok=0, bad=0, buckets=None, total=0.0, count=None, model="iris"):
     """One model's counters (buckets cumulative, as exposed)."""
     requests = {"OK": ok, **({"INVALID_ARGUMENT": bad} if bad else {})}
     buckets = buckets or {"+Inf": ok + bad}
-    return {model: {"requests": requests, "buckets": buckets, "sum": total,
-                    "count": count if count is not None else buckets["+Inf"]}}
+    return {
+        model: {
+            "requests": requests,
+            "buckets": buckets,
+            "sum": total,
+            "count": count if count is not None else buckets["+Inf"],
+        }
+    }
 
 
 # --- parsing ---
 
+
 def test_the_parser_reads_tf_servings_names_with_their_leading_colon_and_sums_the_apis():
     snapshot = parse(TF_SERVING_TEXT)
 
-    assert snapshot == {"iris": {"requests": {"OK": 6, "INVALID_ARGUMENT": 2},
-                                 "buckets": {"10": 1, "18": 4, "1274820": 9, "+Inf": 9},
-                                 "sum": 1240.0, "count": 9}}
+    assert snapshot == {
+        "iris": {
+            "requests": {"OK": 6, "INVALID_ARGUMENT": 2},
+            "buckets": {"10": 1, "18": 4, "1274820": 9, "+Inf": 9},
+            "sum": 1240.0,
+            "count": 9,
+        }
+    }
 
 
 def test_samples_without_type_lines_are_read_too():
@@ -80,26 +104,40 @@ def test_text_that_is_not_an_exposition_is_refused():
         parse("<html>502 Bad Gateway</html>\n")
 
 
-@pytest.mark.parametrize("le, key", [("10", "10"), ("32.4", "32.4"), ("1.27482e+06", "1274820"), ("+Inf", "+Inf"),
-                                     (104.976, "104.976"), ("1.47476e+09", "1474760000")])
+@pytest.mark.parametrize(
+    "le, key",
+    [
+        ("10", "10"),
+        ("32.4", "32.4"),
+        ("1.27482e+06", "1274820"),
+        ("+Inf", "+Inf"),
+        (104.976, "104.976"),
+        ("1.47476e+09", "1474760000"),
+    ],
+)
 def test_bucket_bounds_get_one_spelling(le, key):
     assert bound_key(le) == key
 
 
 # --- deltas ---
 
-@pytest.mark.parametrize("previous, current, expected", [
-    # plain increments
-    (snap(ok=10, bad=2), snap(ok=15, bad=3), (6, 1)),
-    # the replica restarted: its counters went down, so everything it counts now is new
-    (snap(ok=100, bad=5), snap(ok=7, bad=1), (8, 1)),
-    # restarted and already past the old OK count: the vanished INVALID_ARGUMENT series gives it away
-    (snap(ok=100, bad=5), snap(ok=150), (150, 0)),
-    # a status seen for the first time is new in full
-    (snap(ok=10), snap(ok=12, bad=4), (6, 4)),
-    # no baseline
-    (None, snap(ok=3, bad=1), (4, 1)),
-], ids=["increments", "counter-reset", "reset-with-vanished-series", "new-status", "no-baseline"])
+
+@pytest.mark.parametrize(
+    "previous, current, expected",
+    [
+        # plain increments
+        (snap(ok=10, bad=2), snap(ok=15, bad=3), (6, 1)),
+        # the replica restarted: its counters went down, so everything it counts now is new
+        (snap(ok=100, bad=5), snap(ok=7, bad=1), (8, 1)),
+        # restarted and already past the old OK count: the vanished INVALID_ARGUMENT series gives it away
+        (snap(ok=100, bad=5), snap(ok=150), (150, 0)),
+        # a status seen for the first time is new in full
+        (snap(ok=10), snap(ok=12, bad=4), (6, 4)),
+        # no baseline
+        (None, snap(ok=3, bad=1), (4, 1)),
+    ],
+    ids=["increments", "counter-reset", "reset-with-vanished-series", "new-status", "no-baseline"],
+)
 def test_deltas_of_one_replica(previous, current, expected):
     """expected: (requests, errors) in the interval."""
     interval = to_interval(delta(previous, current))
@@ -128,11 +166,23 @@ def test_histogram_deltas_are_taken_bucket_by_bucket():
 
 
 def test_replica_deltas_merge_into_one_interval_with_any_non_ok_status_an_error():
-    a = {"iris": {"requests": {"OK": 5, "INVALID_ARGUMENT": 1}, "buckets": {"10": 2, "18": 6, "+Inf": 6},
-                  "sum": 60.0, "count": 6}}
-    b = {"iris": {"requests": {"OK": 2, "NOT_FOUND": 1, "INTERNAL": 1}, "buckets": {"10": 0, "18": 3, "+Inf": 4},
-                  "sum": 1e6, "count": 4},
-         "typo": {"requests": {"NOT_FOUND": 2}, "buckets": {}, "sum": 0.0, "count": 0}}
+    a = {
+        "iris": {
+            "requests": {"OK": 5, "INVALID_ARGUMENT": 1},
+            "buckets": {"10": 2, "18": 6, "+Inf": 6},
+            "sum": 60.0,
+            "count": 6,
+        }
+    }
+    b = {
+        "iris": {
+            "requests": {"OK": 2, "NOT_FOUND": 1, "INTERNAL": 1},
+            "buckets": {"10": 0, "18": 3, "+Inf": 4},
+            "sum": 1e6,
+            "count": 4,
+        },
+        "typo": {"requests": {"NOT_FOUND": 2}, "buckets": {}, "sum": 0.0, "count": 0},
+    }
 
     interval = to_interval(merge([a, b]))
 
@@ -149,26 +199,40 @@ def test_merging_nothing_is_an_empty_interval():
 
 # --- buckets and percentiles ---
 
-@pytest.mark.parametrize("q, buckets, expected_ms", [
-    # rank 4 of 8 falls in (18, 32.4] holding 5, one into it: 18 + 14.4 * 1/5 µs
-    (0.5, {"10": 0, "18": 3, "32.4": 5}, 0.02088),
-    # the lowest bucket interpolates from 0: 10 * 2/4 µs
-    (0.5, {"10": 4}, 0.005),
-    # rank 95 of 100: (1000, 2000] holds 50, 45 into it
-    (0.95, {"1000": 50, "2000": 50}, 1.9),
-    # exactly at a bucket's top: its upper bound
-    (0.99, {"100": 99, "200": 1}, 0.1),
-    # p99 of 1000 requests, 5 in (2000, 5000]: rank 990 is 4 into it, 3000 * 4/5 above 2000 µs
-    (0.99, {"1000": 900, "2000": 86, "5000": 5, "10000": 9}, 4.4),
-    # the rank falls in +Inf: the highest finite bound
-    (0.5, {"1000": 1, "+Inf": 9}, 1.0),
-    # rank 99 of 100 tops the last finite bucket; q=1 (rank 100) lands in +Inf: that bound too
-    (0.99, {"1000": 98, "1474760000": 1, "+Inf": 1}, 1474760.0),
-    (1.0, {"1000": 98, "1474760000": 1, "+Inf": 1}, 1474760.0),
-    # bounds printed in exponent form mean the same
-    (0.5, {"708235": 0, "1274820": 2}, (708235 + (1274820 - 708235) * 0.5) / 1000),
-], ids=["interpolated", "lowest-bucket-from-zero", "p95", "at-bucket-top", "p99-tail", "inf-bucket",
-        "last-finite-bucket", "q1-in-inf-bucket", "large-bounds"])
+
+@pytest.mark.parametrize(
+    "q, buckets, expected_ms",
+    [
+        # rank 4 of 8 falls in (18, 32.4] holding 5, one into it: 18 + 14.4 * 1/5 µs
+        (0.5, {"10": 0, "18": 3, "32.4": 5}, 0.02088),
+        # the lowest bucket interpolates from 0: 10 * 2/4 µs
+        (0.5, {"10": 4}, 0.005),
+        # rank 95 of 100: (1000, 2000] holds 50, 45 into it
+        (0.95, {"1000": 50, "2000": 50}, 1.9),
+        # exactly at a bucket's top: its upper bound
+        (0.99, {"100": 99, "200": 1}, 0.1),
+        # p99 of 1000 requests, 5 in (2000, 5000]: rank 990 is 4 into it, 3000 * 4/5 above 2000 µs
+        (0.99, {"1000": 900, "2000": 86, "5000": 5, "10000": 9}, 4.4),
+        # the rank falls in +Inf: the highest finite bound
+        (0.5, {"1000": 1, "+Inf": 9}, 1.0),
+        # rank 99 of 100 tops the last finite bucket; q=1 (rank 100) lands in +Inf: that bound too
+        (0.99, {"1000": 98, "1474760000": 1, "+Inf": 1}, 1474760.0),
+        (1.0, {"1000": 98, "1474760000": 1, "+Inf": 1}, 1474760.0),
+        # bounds printed in exponent form mean the same
+        (0.5, {"708235": 0, "1274820": 2}, (708235 + (1274820 - 708235) * 0.5) / 1000),
+    ],
+    ids=[
+        "interpolated",
+        "lowest-bucket-from-zero",
+        "p95",
+        "at-bucket-top",
+        "p99-tail",
+        "inf-bucket",
+        "last-finite-bucket",
+        "q1-in-inf-bucket",
+        "large-bounds",
+    ],
+)
 def test_quantiles_from_bucket_counts(q, buckets, expected_ms):
     assert quantile(q, buckets) == pytest.approx(expected_ms)
 

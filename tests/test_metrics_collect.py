@@ -32,9 +32,14 @@ def at(seconds: int):
 def counters(ok: int = 0, bad: int = 0, fast: int | None = None) -> dict:
     """One replica's raw counters (Snapshot): ``fast`` of its requests took ≤ 1 ms, the rest ≤ 2 ms."""
     fast = ok + bad if fast is None else fast
-    return {"iris": {"requests": {"OK": ok, **({"INVALID_ARGUMENT": bad} if bad else {})},
-                     "buckets": {"1000": fast, "2000": ok + bad, "+Inf": ok + bad},
-                     "sum": 900.0 * (ok + bad), "count": ok + bad}}
+    return {
+        "iris": {
+            "requests": {"OK": ok, **({"INVALID_ARGUMENT": bad} if bad else {})},
+            "buckets": {"1000": fast, "2000": ok + bad, "+Inf": ok + bad},
+            "sum": 900.0 * (ok + bad),
+            "count": ok + bad,
+        }
+    }
 
 
 def states(deployment) -> dict:
@@ -43,14 +48,23 @@ def states(deployment) -> dict:
 
 # --- recording: baselines, replicas coming and going -----------------------------
 
+
 @pytest.mark.django_db
 def test_a_replicas_first_read_is_only_a_baseline(staging):
     [deployment] = serving_deployments(staging)
 
-    assert scrape_record(deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=50)}, ready=1),
-                         version=1, now=at(0)) is None
-    point = scrape_record(deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=58, bad=2)},
-                                                                       ready=1, desired=1), version=1, now=at(10))
+    assert (
+        scrape_record(
+            deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=50)}, ready=1), version=1, now=at(0)
+        )
+        is None
+    )
+    point = scrape_record(
+        deployment_id=deployment.pk,
+        reading=Reading(counters={"a": counters(ok=58, bad=2)}, ready=1, desired=1),
+        version=1,
+        now=at(10),
+    )
 
     assert (point.at, point.requests, point.errors, point.version) == (at(10), 10, 2, 1)
     assert point.latency_buckets == {"1000": 10} and point.p50_ms == pytest.approx(0.5)
@@ -62,11 +76,19 @@ def test_a_new_replica_starts_a_baseline_while_the_others_count(staging):
     [deployment] = serving_deployments(staging)
     scrape_record(deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=5)}), version=1, now=at(0))
 
-    point = scrape_record(deployment_id=deployment.pk, version=1, now=at(10),
-                          reading=Reading(counters={"a": counters(ok=8), "b": counters(ok=40)}, ready=2))
+    point = scrape_record(
+        deployment_id=deployment.pk,
+        version=1,
+        now=at(10),
+        reading=Reading(counters={"a": counters(ok=8), "b": counters(ok=40)}, ready=2),
+    )
     assert point.requests == 3
-    point = scrape_record(deployment_id=deployment.pk, version=1, now=at(20),
-                          reading=Reading(counters={"a": counters(ok=9), "b": counters(ok=44)}, ready=2))
+    point = scrape_record(
+        deployment_id=deployment.pk,
+        version=1,
+        now=at(20),
+        reading=Reading(counters={"a": counters(ok=9), "b": counters(ok=44)}, ready=2),
+    )
     assert point.requests == 1 + 4
 
 
@@ -77,23 +99,33 @@ def test_a_replica_that_is_gone_loses_its_baseline_and_one_that_failed_keeps_it(
     scrape_record(deployment_id=deployment.pk, reading=Reading(counters=three), version=1, now=at(0))
 
     # c is gone; b exists but did not answer this time.
-    point = scrape_record(deployment_id=deployment.pk, version=1, now=at(10),
-                          reading=Reading(counters={"a": counters(ok=3)}, present={"a", "b"}, ready=2))
+    point = scrape_record(
+        deployment_id=deployment.pk,
+        version=1,
+        now=at(10),
+        reading=Reading(counters={"a": counters(ok=3)}, present={"a", "b"}, ready=2),
+    )
     assert point.requests == 2 and set(states(deployment)) == {"a", "b"}
     # b answers again: what it served meanwhile is not lost.
-    point = scrape_record(deployment_id=deployment.pk, version=1, now=at(20),
-                          reading=Reading(counters={"a": counters(ok=3), "b": counters(ok=11)}, present={"a", "b"}))
+    point = scrape_record(
+        deployment_id=deployment.pk,
+        version=1,
+        now=at(20),
+        reading=Reading(counters={"a": counters(ok=3), "b": counters(ok=11)}, present={"a", "b"}),
+    )
     assert point.requests == 10
 
 
 @pytest.mark.django_db
 def test_a_restarted_replica_counts_from_zero(staging):
     [deployment] = serving_deployments(staging)
-    scrape_record(deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=500, bad=9)}), version=1,
-                  now=at(0))
+    scrape_record(
+        deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=500, bad=9)}), version=1, now=at(0)
+    )
 
-    point = scrape_record(deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=4, bad=1)}),
-                          version=1, now=at(10))
+    point = scrape_record(
+        deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=4, bad=1)}), version=1, now=at(10)
+    )
 
     assert (point.requests, point.errors) == (5, 1)
 
@@ -102,11 +134,13 @@ def test_a_restarted_replica_counts_from_zero(staging):
 def test_two_scrapes_in_one_interval_add_up_and_a_version_change_clears_its_version(staging):
     [deployment] = serving_deployments(staging, version=2)
     scrape_record(deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=0)}), version=1, now=at(0))
-    scrape_record(deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=3, fast=3)}), version=1,
-                  now=at(11))
+    scrape_record(
+        deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=3, fast=3)}), version=1, now=at(11)
+    )
 
-    point = scrape_record(deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=7, fast=3)}),
-                          version=2, now=at(17))
+    point = scrape_record(
+        deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=7, fast=3)}), version=2, now=at(17)
+    )
 
     assert MetricPoint.objects.filter(deployment=deployment).count() == 1
     assert (point.at, point.requests, point.version) == (at(10), 7, None)
@@ -123,8 +157,9 @@ def test_a_scrape_that_read_before_the_last_one_recorded_counts_nothing(staging)
     scrape_record(deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=10)}), version=1, now=at(0))
     scrape_record(deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=30)}), version=1, now=at(20))
 
-    late = scrape_record(deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=20)}), version=1,
-                         now=at(10))
+    late = scrape_record(
+        deployment_id=deployment.pk, reading=Reading(counters={"a": counters(ok=20)}), version=1, now=at(10)
+    )
 
     assert late is None
     assert list(MetricPoint.objects.values_list("at", "requests")) == [(at(20), 20)]
@@ -135,8 +170,9 @@ def test_a_scrape_that_read_before_the_last_one_recorded_counts_nothing(staging)
 def test_no_replica_ready_is_recorded_as_an_outage_not_a_gap(staging):
     [deployment] = serving_deployments(staging)
 
-    point = scrape_record(deployment_id=deployment.pk, reading=Reading(present={"a"}, desired=2, ready=0), version=1,
-                          now=at(0))
+    point = scrape_record(
+        deployment_id=deployment.pk, reading=Reading(present={"a"}, desired=2, ready=0), version=1, now=at(0)
+    )
 
     assert (point.requests, point.replicas_desired, point.replicas_ready) == (0, 2, 0)
     assert point.p95_ms is None
@@ -161,9 +197,13 @@ def test_one_deployment_that_fails_does_not_stop_the_others(staging, monkeypatch
 
 # --- a real local model server --------------------------------------------------
 
+
 def _predict(deployment, body: bytes) -> int:
-    request = urllib.request.Request(f"http://127.0.0.1:{deployment.local_port}/v1/models/{deployment.model.name}"
-                                     ":predict", data=body, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{deployment.local_port}/v1/models/{deployment.model.name}:predict",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status
@@ -174,7 +214,8 @@ def _predict(deployment, body: bytes) -> int:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_requests_to_a_local_model_server_are_counted_exactly(
-        browser_client, engineer, approver, iris, staging_local, sent_tasks):
+    browser_client, engineer, approver, iris, staging_local, sent_tasks
+):
     promote(browser_client, engineer, approver, iris.versions.get(version=1), staging_local.environment, sent_tasks)
     deployment = Deployment.objects.get(model=iris)
     assert scrape_deployment(deployment.pk, now=at(0)) is None  # the rollout's smoke test is in the baseline
@@ -203,10 +244,12 @@ def test_requests_to_a_local_model_server_are_counted_exactly(
 
 # --- Kubernetes, through the API server's pod proxy ----------------------------------
 
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_each_pod_is_scraped_through_the_pod_proxy_and_their_requests_summed(
-        cluster, browser_client, engineer, approver, iris, sent_tasks, settings):  # noqa: F811
+    cluster, browser_client, engineer, approver, iris, sent_tasks, settings
+):  # noqa: F811
     settings.PROMETHEUS_URL = ""
     DeploymentTarget.objects.filter(pk=cluster.target.pk).update(replicas=2)
     promote(browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment, sent_tasks)
@@ -239,23 +282,36 @@ def test_each_pod_is_scraped_through_the_pod_proxy_and_their_requests_summed(
 
 # --- Prometheus' query API ----------------------------------------------------------------
 
+
 @pytest.fixture
 def unreachable_kubeconfig(tmp_path):
     """A cluster whose API server does not answer: replica counts stay unknown."""
     path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "c", "user": "u", "namespace": NAMESPACE}}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "test",
+                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "test", "context": {"cluster": "c", "user": "u", "namespace": NAMESPACE}}],
+            }
+        )
+    )
     return path
 
 
 @pytest.mark.django_db
 def test_prometheus_that_does_not_answer_records_nothing(staging, unreachable_kubeconfig, settings):
     settings.PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"
-    [deployment] = serving_deployments(staging, backend=DeploymentTarget.KUBERNETES, namespace=NAMESPACE,
-                                       kubeconfig_path=str(unreachable_kubeconfig), kube_context="test")
+    [deployment] = serving_deployments(
+        staging,
+        backend=DeploymentTarget.KUBERNETES,
+        namespace=NAMESPACE,
+        kubeconfig_path=str(unreachable_kubeconfig),
+        kube_context="test",
+    )
 
     assert scrape_deployment(deployment.pk, now=at(0)) is None
     assert scrape_all(now=at(10)) == 0

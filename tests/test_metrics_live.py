@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def test_loadgen_traffic_appears_in_the_series_and_agrees_with_what_loadgen_measured(
-        browser_client, api, engineer, approver, viewer, iris, staging_local, sent_tasks, capsys):
+    browser_client, api, engineer, approver, viewer, iris, staging_local, sent_tasks, capsys
+):
     promote(browser_client, engineer, approver, iris.versions.get(version=1), staging_local.environment, sent_tasks)
     deployment = Deployment.objects.get(model=iris)
     scrape_deployment(deployment.pk)  # the baseline, as the beat task's first scrape

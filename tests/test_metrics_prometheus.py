@@ -43,17 +43,27 @@ class DevServer:
         self.address = f"127.0.0.1:{self.port}"
         workdir.mkdir()
         self.config, self.monitoring = workdir / "models.config", workdir / "monitoring.config"
-        self.config.write_text(f'model_config_list {{ config {{ name: "iris" base_path: "{model_root}/iris" '
-                               f'model_platform: "tensorflow" }} }}\n')
+        self.config.write_text(
+            f'model_config_list {{ config {{ name: "iris" base_path: "{model_root}/iris" '
+            f'model_platform: "tensorflow" }} }}\n'
+        )
         self.monitoring.write_text(monitoring_config())
         self.process = None
 
     def start(self) -> "DevServer":
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "deployer.local_server", "--rest_api_host=127.0.0.1",
-             f"--rest_api_port={self.port}", f"--model_config_file={self.config}",
-             f"--monitoring_config_file={self.monitoring}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "deployer.local_server",
+                "--rest_api_host=127.0.0.1",
+                f"--rest_api_port={self.port}",
+                f"--model_config_file={self.config}",
+                f"--monitoring_config_file={self.monitoring}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 120
         while not self._available():  # polled once a second: status calls are /v1 requests too
             assert self.process.poll() is None and time.monotonic() < deadline, "the model server did not load iris"
@@ -68,8 +78,11 @@ class DevServer:
             return False
 
     def predict(self, body: dict) -> int:
-        request = urllib.request.Request(f"http://{self.address}/v1/models/iris:predict",
-                                         data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://{self.address}/v1/models/iris:predict",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status
@@ -102,11 +115,15 @@ def _epoch(moment: datetime) -> float:
     return moment.astimezone(UTC).timestamp()
 
 
-def test_prometheus_url_mode_against_a_real_prometheus(
-        prometheus, staging, servers, unreachable_kubeconfig, settings):  # noqa: F811
+def test_prometheus_url_mode_against_a_real_prometheus(prometheus, staging, servers, unreachable_kubeconfig, settings):  # noqa: F811
     settings.PROMETHEUS_URL = prometheus.url
-    [deployment] = serving_deployments(staging, backend=DeploymentTarget.KUBERNETES, namespace=NAMESPACE,
-                                       kubeconfig_path=str(unreachable_kubeconfig), kube_context="test")
+    [deployment] = serving_deployments(
+        staging,
+        backend=DeploymentTarget.KUBERNETES,
+        namespace=NAMESPACE,
+        kubeconfig_path=str(unreachable_kubeconfig),
+        kube_context="test",
+    )
     a, b = servers
     pod_a, pod_b = f"{deployment.name}-5d9c7b8f4-x2k8p", f"{deployment.name}-5d9c7b8f4-q7w4z"
     for server in servers:
@@ -114,12 +131,14 @@ def test_prometheus_url_mode_against_a_real_prometheus(
         # Every series a request creates exists before the window opens: a series born inside
         # a window loses its first increment to increase() (Prometheus cannot tell it from 0).
         assert (server.predict(GOOD), server.predict(BAD)) == (200, 400)
-    prometheus.set_targets([
-        (a.address, {"namespace": NAMESPACE, "pod": pod_a}),
-        (b.address, {"namespace": NAMESPACE, "pod": pod_b}),
-        (a.address, {"namespace": NAMESPACE, "pod": f"{deployment.name}-canary-7f9c-abcde"}),  # another Deployment
-        (b.address, {"namespace": "elsewhere", "pod": pod_b}),  # the same pod name in another namespace
-    ])
+    prometheus.set_targets(
+        [
+            (a.address, {"namespace": NAMESPACE, "pod": pod_a}),
+            (b.address, {"namespace": NAMESPACE, "pod": pod_b}),
+            (a.address, {"namespace": NAMESPACE, "pod": f"{deployment.name}-canary-7f9c-abcde"}),  # another Deployment
+            (b.address, {"namespace": "elsewhere", "pod": pod_b}),  # the same pod name in another namespace
+        ]
+    )
 
     def seen(pod: str, server: DevServer) -> bool:
         """Prometheus has scraped the pod since its last request."""
@@ -152,8 +171,9 @@ def test_prometheus_url_mode_against_a_real_prometheus(
     # the API server, b's baseline is kept; a still counts.
     b.stop()
     query = promql.pod_counters(NAMESPACE, deployment.name)
-    prometheus.wait_for(lambda: set(prometheus_counters(prometheus.url, query, None)) == {pod_a},
-                        message="b's series did not go stale")
+    prometheus.wait_for(
+        lambda: set(prometheus_counters(prometheus.url, query, None)) == {pod_a}, message="b's series did not go stale"
+    )
     assert [a.predict(GOOD) for _ in range(2)] == [200, 200]
     prometheus.wait_for(lambda: seen(pod_a, a))
     scrape_deployment(deployment.pk, now=timezone.now())
@@ -168,8 +188,9 @@ def test_prometheus_url_mode_against_a_real_prometheus(
     since_restart = to_interval(b.counters())
     scrape_deployment(deployment.pk, now=timezone.now())
     assert requests_recorded() == (72 + since_restart.requests, 3 + since_restart.errors)
-    assert prometheus.value(f'sum(resets({REQUEST_COUNT}{{namespace="{NAMESPACE}",pod="{pod_b}",status="OK"}}[5m]))') \
-        == 1
+    assert (
+        prometheus.value(f'sum(resets({REQUEST_COUNT}{{namespace="{NAMESPACE}",pod="{pod_b}",status="OK"}}[5m]))') == 1
+    )
 
     time.sleep(1.5 * SCRAPE_INTERVAL)
     end = timezone.now()

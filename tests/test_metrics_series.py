@@ -22,8 +22,12 @@ def ago(seconds: int):
 
 def test_intervals_without_a_point_are_null_and_a_quiet_one_is_zero(staging):
     [deployment] = serving_deployments(staging)
-    MetricPoint.objects.bulk_create([fine_point(deployment, ago(40), requests=20, errors=5),
-                                     fine_point(deployment, ago(20), requests=0, buckets={})])
+    MetricPoint.objects.bulk_create(
+        [
+            fine_point(deployment, ago(40), requests=20, errors=5),
+            fine_point(deployment, ago(20), requests=0, buckets={}),
+        ]
+    )
 
     data = series(deployment, 60, now=NOW)
 
@@ -35,17 +39,26 @@ def test_intervals_without_a_point_are_null_and_a_quiet_one_is_zero(staging):
     assert points["p95_ms"][1] == pytest.approx(0.95) and points["p95_ms"][3] is None
     assert points["replicas_ready"] == [None, 1, None, 1, None, None]
     assert points["version"] == [None, 1, None, 1, None, None]
-    assert data["totals"] == {"requests": 20, "errors": 5, "error_rate": 0.25, "rps": 1.0, "p50_ms": 0.5,
-                              "p95_ms": 0.95, "p99_ms": 0.99}
+    assert data["totals"] == {
+        "requests": 20,
+        "errors": 5,
+        "error_rate": 0.25,
+        "rps": 1.0,
+        "p50_ms": 0.5,
+        "p95_ms": 0.95,
+        "p99_ms": 0.99,
+    }
 
 
 def test_a_step_sums_its_points_and_recomputes_percentiles_from_their_buckets(staging):
     [deployment] = serving_deployments(staging)
-    MetricPoint.objects.bulk_create([
-        fine_point(deployment, ago(60), requests=30, buckets={"1000": 30}),
-        fine_point(deployment, ago(50), requests=10, buckets={"1000": 0, "2000": 10}),
-        fine_point(deployment, ago(40), requests=20, buckets={"1000": 20}, ready=3),
-    ])
+    MetricPoint.objects.bulk_create(
+        [
+            fine_point(deployment, ago(60), requests=30, buckets={"1000": 30}),
+            fine_point(deployment, ago(50), requests=10, buckets={"1000": 0, "2000": 10}),
+            fine_point(deployment, ago(40), requests=20, buckets={"1000": 20}, ready=3),
+        ]
+    )
 
     data = series(deployment, 120, step_seconds=60, now=NOW)
 
@@ -67,29 +80,49 @@ def test_steps_are_whole_multiples_of_the_resolution(staging):
 
 def test_version_changes_are_marked_where_the_new_version_first_served(staging):
     [deployment] = serving_deployments(staging, version=2)
-    MetricPoint.objects.bulk_create([fine_point(deployment, ago(40), version=1),
-                                     fine_point(deployment, ago(30), version=None),  # changed within it
-                                     fine_point(deployment, ago(20), version=2),
-                                     fine_point(deployment, ago(10), version=1)])
+    MetricPoint.objects.bulk_create(
+        [
+            fine_point(deployment, ago(40), version=1),
+            fine_point(deployment, ago(30), version=None),  # changed within it
+            fine_point(deployment, ago(20), version=2),
+            fine_point(deployment, ago(10), version=1),
+        ]
+    )
 
     data = series(deployment, 60, now=NOW)
 
-    assert data["version_changes"] == [{"t": int(ago(20).timestamp()), "from": 1, "to": 2},
-                                       {"t": int(ago(10).timestamp()), "from": 2, "to": 1}]
+    assert data["version_changes"] == [
+        {"t": int(ago(20).timestamp()), "from": 1, "to": 2},
+        {"t": int(ago(10).timestamp()), "from": 2, "to": 1},
+    ]
     assert series(deployment, 60, step_seconds=60, now=NOW)["points"]["version"] == [None]
 
 
 def test_long_windows_read_minutes_and_the_minutes_not_folded_yet_from_10_s_points(staging):
     [deployment] = serving_deployments(staging)
-    MetricPoint.objects.bulk_create([
-        MetricPoint(deployment=deployment, resolution=COARSE, at=ago(3600 * 20), requests=600, version=1,
-                    latency_buckets={"1000": 600}),
-        MetricPoint(deployment=deployment, resolution=COARSE, at=ago(180), requests=120, version=1,
-                    latency_buckets={"1000": 120}),
-        fine_point(deployment, ago(120), requests=10),  # this minute and the next are not folded yet
-        fine_point(deployment, ago(110), requests=20),
-        fine_point(deployment, ago(50), requests=6),
-    ])
+    MetricPoint.objects.bulk_create(
+        [
+            MetricPoint(
+                deployment=deployment,
+                resolution=COARSE,
+                at=ago(3600 * 20),
+                requests=600,
+                version=1,
+                latency_buckets={"1000": 600},
+            ),
+            MetricPoint(
+                deployment=deployment,
+                resolution=COARSE,
+                at=ago(180),
+                requests=120,
+                version=1,
+                latency_buckets={"1000": 120},
+            ),
+            fine_point(deployment, ago(120), requests=10),  # this minute and the next are not folded yet
+            fine_point(deployment, ago(110), requests=20),
+            fine_point(deployment, ago(50), requests=6),
+        ]
+    )
 
     data = series(deployment, 24 * 3600, now=NOW)
 
@@ -119,8 +152,15 @@ def test_the_summary_has_the_last_minute_and_a_15_minute_sparkline(staging):
 
     result = summary([busy, idle], now=NOW)
 
-    assert result[idle.pk] == {"rps": None, "p95_ms": None, "error_rate": None, "replicas_ready": None,
-                               "replicas_desired": None, "version": None, "sparkline": [None] * 15}
+    assert result[idle.pk] == {
+        "rps": None,
+        "p95_ms": None,
+        "error_rate": None,
+        "replicas_ready": None,
+        "replicas_desired": None,
+        "version": None,
+        "sparkline": [None] * 15,
+    }
     # the last six 10 s intervals (-60 s to 0) hold three points of 30 requests: 90 over 30 s
     assert result[busy.pk]["rps"] == 3.0 and result[busy.pk]["error_rate"] == round(3 / 90, 4)
     assert result[busy.pk]["p95_ms"] == pytest.approx(0.95) and result[busy.pk]["replicas_ready"] == 2

@@ -22,10 +22,25 @@ def mlflow_server(mlflow_store, settings, tmp_path):
         port = sock.getsockname()[1]
     mlflow = Path(sys.executable).parent / "mlflow"
     log = open(tmp_path / "mlflow-server.log", "wb")
-    server = subprocess.Popen([str(mlflow), "server", "--backend-store-uri", mlflow_store.uri, "--host", "127.0.0.1",
-                               "--port", str(port), "--workers", "1",
-                               "--default-artifact-root", mlflow_store.artifacts.as_uri()],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            str(mlflow),
+            "server",
+            "--backend-store-uri",
+            mlflow_store.uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--default-artifact-root",
+            mlflow_store.artifacts.as_uri(),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -51,12 +66,12 @@ def mlflow_server(mlflow_store, settings, tmp_path):
     log.close()
 
 
-def test_a_logged_model_registers_through_the_api_against_an_mlflow_server(mlflow_server, api, engineer,
-                                                                            mlflow_store):
+def test_a_logged_model_registers_through_the_api_against_an_mlflow_server(mlflow_server, api, engineer, mlflow_store):
     logged = mlflow_store.template.models[0]
     client = api(engineer)
     assert client.post("/api/v1/models/", {"name": "churn"}, format="json").status_code == 201
-    response = client.post("/api/v1/models/churn/versions/", {"source": logged.model_uri, "run_id": logged.run_id},
-                           format="json")
+    response = client.post(
+        "/api/v1/models/churn/versions/", {"source": logged.model_uri, "run_id": logged.run_id}, format="json"
+    )
     assert response.status_code == 201, response.json()
     assert response.json()["version"] == 1

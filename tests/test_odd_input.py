@@ -11,38 +11,52 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("method, path, body", [
-    ("get", "/api/v1/models/?cursor=garbage", None),
-    ("get", "/api/v1/models/x/versions/99999999999999999999/", None),
-    ("get", "/api/v1/versions/?status=WHATEVER", None),
-    ("post", "/api/v1/models/", {"name": {"nested": 1}}),
-    ("post", "/api/v1/models/", {"name": "ok", "tags": {"k": {"v": 1}}}),
-    ("post", "/api/v1/models/", ["a", "list"]),
-    ("patch", "/api/v1/models/nope/", {"description": "x"}),
-    ("post", "/api/v1/promotions/", {"model": "x", "version": 99999999999999999999, "environment": "e",
-                                     "justification": "j"}),
-    ("post", "/api/v1/promotions/", {"model": "x", "version": "one", "environment": "e", "justification": ""}),
-    ("post", "/api/v1/promotions/424242/approve/", {}),
-    ("get", "/api/v1/environments/none/history/?at=not-a-time", None),
-    ("get", "/api/v1/audit/?until=31/12/2026", None),
-])
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("get", "/api/v1/models/?cursor=garbage", None),
+        ("get", "/api/v1/models/x/versions/99999999999999999999/", None),
+        ("get", "/api/v1/versions/?status=WHATEVER", None),
+        ("post", "/api/v1/models/", {"name": {"nested": 1}}),
+        ("post", "/api/v1/models/", {"name": "ok", "tags": {"k": {"v": 1}}}),
+        ("post", "/api/v1/models/", ["a", "list"]),
+        ("patch", "/api/v1/models/nope/", {"description": "x"}),
+        (
+            "post",
+            "/api/v1/promotions/",
+            {"model": "x", "version": 99999999999999999999, "environment": "e", "justification": "j"},
+        ),
+        ("post", "/api/v1/promotions/", {"model": "x", "version": "one", "environment": "e", "justification": ""}),
+        ("post", "/api/v1/promotions/424242/approve/", {}),
+        ("get", "/api/v1/environments/none/history/?at=not-a-time", None),
+        ("get", "/api/v1/audit/?until=31/12/2026", None),
+    ],
+)
 def test_odd_api_input_is_a_4xx(api, admin_user, method, path, body):
     response = getattr(api(admin_user), method)(path, body, format="json")
     assert 400 <= response.status_code < 500, (response.status_code, response.content[:300])
     assert response.json()["detail"]
 
 
-@pytest.mark.parametrize("path", [
-    "/models/?page=abc", "/models/?page=99999", "/models/nope/", "/models/nope/versions/1/",
-    "/audit/?since=yesterday&page=-1", "/promotions/?state=bogus&page=x", "/promotions/9999/",
-    "/environments/nope/", "/environments/nope/?model=x&at=garbage",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/models/?page=abc",
+        "/models/?page=99999",
+        "/models/nope/",
+        "/models/nope/versions/1/",
+        "/audit/?since=yesterday&page=-1",
+        "/promotions/?state=bogus&page=x",
+        "/promotions/9999/",
+        "/environments/nope/",
+        "/environments/nope/?model=x&at=garbage",
+    ],
+)
 def test_odd_page_input_is_never_a_500(browser_client, admin_user, path):
     assert browser_client(admin_user).get(path).status_code < 500
 
 
 # --- issue 11, point 7: bad input gives a 4xx and changes nothing ---------------------------
-
 
 
 def test_a_body_over_the_limit_is_a_413_naming_the_limit(api, engineer, settings):
@@ -76,21 +90,34 @@ def test_a_chunked_body_without_a_length_is_cut_off_at_the_limit(settings):
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": "/api/v1/models/", "raw_path": b"/api/v1/models/", "root_path": "",
-             "query_string": b"", "headers": [(b"host", b"localhost"), (b"content-type", b"application/json")],
-             "server": ("localhost", 80), "client": ("127.0.0.1", 5000)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/models/",
+        "raw_path": b"/api/v1/models/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"localhost"), (b"content-type", b"application/json")],
+        "server": ("localhost", 80),
+        "client": ("127.0.0.1", 5000),
+    }
     asyncio.run(ASGIHandler()(scope, receive, send))
     assert sent[0]["status"] == 413
     assert b"4096" in b"".join(m.get("body", b"") for m in sent[1:])
 
 
-@pytest.mark.parametrize("body, says", [
-    ("[" * 100_000 + "]" * 100_000, "nested deeper than 32"),
-    ('{"name": "x", "tags": {"a": NaN}}', "NaN"),
-    ('{"name": "x", "tags": {"a": Infinity}}', "Infinity"),
-    ('{"name": "x", "tags": {"a": 1e999}}', "out of range"),
-])
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested deeper than 32"),
+        ('{"name": "x", "tags": {"a": NaN}}', "NaN"),
+        ('{"name": "x", "tags": {"a": Infinity}}', "Infinity"),
+        ('{"name": "x", "tags": {"a": 1e999}}', "out of range"),
+    ],
+)
 def test_json_too_deep_or_not_finite_is_a_400(api, engineer, body, says):
     response = api(engineer).generic("POST", "/api/v1/models/", body, content_type="application/json")
     assert response.status_code == 400, response.content[:300]
@@ -100,9 +127,17 @@ def test_json_too_deep_or_not_finite_is_a_400(api, engineer, body, says):
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999", "NaN"])
 def test_a_threshold_that_is_not_a_finite_number_is_a_form_error(browser_client, admin_user, production, value):
-    page = browser_client(admin_user).post("/environments/production/edit/", {
-        "name": "production", "position": 2, "alias": "production", "required_approvals": 1,
-        "request_ttl_hours": 72, "thresholds": f"accuracy >= {value}"})
+    page = browser_client(admin_user).post(
+        "/environments/production/edit/",
+        {
+            "name": "production",
+            "position": 2,
+            "alias": "production",
+            "required_approvals": 1,
+            "request_ttl_hours": 72,
+            "thresholds": f"accuracy >= {value}",
+        },
+    )
     assert page.status_code == 400
     assert "finite number" in page.context["form"].errors["thresholds"][0]
     production.refresh_from_db()
@@ -114,8 +149,11 @@ def test_a_threshold_that_is_not_finite_is_refused_by_the_service(admin_user, pr
     from registry.promotions import services as promotions
 
     with pytest.raises(ServiceError) as refused:
-        promotions.environment_save(actor=admin_user, environment=production,
-                                    metric_thresholds=[{"metric": "accuracy", "op": ">=", "value": float("nan")}])
+        promotions.environment_save(
+            actor=admin_user,
+            environment=production,
+            metric_thresholds=[{"metric": "accuracy", "op": ">=", "value": float("nan")}],
+        )
     assert refused.value.field == "thresholds"
 
 
@@ -123,8 +161,7 @@ def test_a_version_can_be_registered_from_an_alias(api, engineer, mlflow_store):
     model = factories.model(actor=engineer, name="churn")
     factories.version(actor=engineer, model=model, logged=mlflow_store.template.models[0])
     gateway.set_alias("churn", "champion", 1)
-    response = api(engineer).post("/api/v1/models/churn/versions/", {"source": "models:/churn@champion"},
-                                  format="json")
+    response = api(engineer).post("/api/v1/models/churn/versions/", {"source": "models:/churn@champion"}, format="json")
     assert response.status_code == 201, response.content
     # The alias moves; the version it named when registering is what was registered.
     assert response.json()["source"] == "models:/churn/1"
@@ -133,8 +170,7 @@ def test_a_version_can_be_registered_from_an_alias(api, engineer, mlflow_store):
 
 def test_an_alias_that_does_not_exist_is_a_400(api, engineer):
     factories.model(actor=engineer, name="churn")
-    response = api(engineer).post("/api/v1/models/churn/versions/", {"source": "models:/churn@nobody"},
-                                  format="json")
+    response = api(engineer).post("/api/v1/models/churn/versions/", {"source": "models:/churn@nobody"}, format="json")
     assert response.status_code == 400 and "source" in response.json()["fields"]
 
 
@@ -159,16 +195,18 @@ def test_too_many_tags_in_one_request_are_refused(api, engineer, mlflow_store):
 
 def test_tags_that_would_pile_up_past_the_limit_are_refused_before_mlflow(api, engineer, mlflow_store):
     factories.model(actor=engineer, name="tagged", tags={f"a{i}": "v" for i in range(60)})
-    response = api(engineer).patch("/api/v1/models/tagged/", {"tags": {f"b{i}": "v" for i in range(60)}},
-                                   format="json")
+    response = api(engineer).patch("/api/v1/models/tagged/", {"tags": {f"b{i}": "v" for i in range(60)}}, format="json")
     assert response.status_code == 400 and "would leave 120" in response.json()["detail"]
     assert len(mlflow_store.client().get_registered_model("tagged").tags) == 60
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"name": "iris\n"}, "name"),
-    ({"name": "iris", "tags": {"team\n": "x"}}, "tags"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"name": "iris\n"}, "name"),
+        ({"name": "iris", "tags": {"team\n": "x"}}, "tags"),
+    ],
+)
 def test_names_and_tag_keys_ending_in_a_newline_are_refused(api, engineer, body, field):
     response = api(engineer).post("/api/v1/models/", body, format="json")
     assert response.status_code == 400 and field in response.json()["fields"]
@@ -178,8 +216,9 @@ def test_names_and_tag_keys_ending_in_a_newline_are_refused(api, engineer, body,
 def test_a_run_id_ending_in_a_newline_is_refused(api, engineer, mlflow_store):
     logged = mlflow_store.template.models[0]
     factories.model(actor=engineer, name="iris")
-    response = api(engineer).post("/api/v1/models/iris/versions/",
-                                  {"source": logged.model_uri, "run_id": logged.run_id + "\n"}, format="json")
+    response = api(engineer).post(
+        "/api/v1/models/iris/versions/", {"source": logged.model_uri, "run_id": logged.run_id + "\n"}, format="json"
+    )
     assert response.status_code == 400 and "run_id" in response.json()["fields"]
     assert not ModelVersion.objects.exists()
 
@@ -188,8 +227,9 @@ def test_a_run_source_naming_a_missing_artifact_path_is_refused(api, engineer, m
     logged = mlflow_store.template.models[0]
     factories.model(actor=engineer, name="iris")
     events = AuditEvent.objects.count()
-    response = api(engineer).post("/api/v1/models/iris/versions/",
-                                  {"source": f"runs:/{logged.run_id}/does-not-exist"}, format="json")
+    response = api(engineer).post(
+        "/api/v1/models/iris/versions/", {"source": f"runs:/{logged.run_id}/does-not-exist"}, format="json"
+    )
     assert response.status_code == 400, response.content
     assert "does-not-exist" in response.json()["fields"]["source"][0]
     assert not ModelVersion.objects.exists() and not mlflow_store.client().search_model_versions("name = 'iris'")

@@ -51,7 +51,8 @@ def test_api_reads_during_a_database_outage_answer_json_503_and_log_once(api, vi
     # Back: the next successful check says so once.
     assert client.get("/readyz").status_code == 200
     assert [r.getMessage() for r in caplog.records if r.name == "modelgate.outages"][-1].startswith(
-        "The database is reachable again")
+        "The database is reachable again"
+    )
 
 
 def test_a_page_during_a_database_outage_is_the_static_503_page(browser_client, viewer):
@@ -111,8 +112,7 @@ def test_readyz_answers_503_naming_mlflow_when_it_is_down(client, mlflow_down):
     assert checks["database"]["ok"] is True and checks["broker"]["ok"] is True
 
 
-def test_mlflow_down_refuses_writes_with_503_and_reads_from_the_mirror_still_work(api, engineer, iris,
-                                                                                  mlflow_down):
+def test_mlflow_down_refuses_writes_with_503_and_reads_from_the_mirror_still_work(api, engineer, iris, mlflow_down):
     client = api(engineer)
     write = client.post("/api/v1/models/", {"name": "churn"}, format="json")
     assert write.status_code == 503 and write["Retry-After"] == "10"
@@ -125,20 +125,32 @@ def test_mlflow_down_refuses_writes_with_503_and_reads_from_the_mirror_still_wor
 
 
 def _settings_in_a_fresh_process(**env) -> str:
-    code = ("import django, json; django.setup(); from django.conf import settings as s; "
-            "print(json.dumps({'db': s.DATABASES['default'].get('OPTIONS', {}), "
-            "'broker': getattr(s, 'CELERY_BROKER_TRANSPORT_OPTIONS', {}), "
-            "'timeout': s.CELERY_BROKER_CONNECTION_TIMEOUT}))")
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps({'db': s.DATABASES['default'].get('OPTIONS', {}), "
+        "'broker': getattr(s, 'CELERY_BROKER_TRANSPORT_OPTIONS', {}), "
+        "'timeout': s.CELERY_BROKER_CONNECTION_TIMEOUT}))"
+    )
     import json
 
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
-                         env={**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings", **env})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings", **env},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_postgresql_and_redis_get_connect_statement_and_socket_timeouts():
-    seen = _settings_in_a_fresh_process(DATABASE_URL="postgres://u@db.invalid:5432/x", DATABASE_STATEMENT_TIMEOUT="7",
-                                        CELERY_BROKER_URL="redis://redis.invalid:6379/0", REDIS_SOCKET_TIMEOUT="4")
+    seen = _settings_in_a_fresh_process(
+        DATABASE_URL="postgres://u@db.invalid:5432/x",
+        DATABASE_STATEMENT_TIMEOUT="7",
+        CELERY_BROKER_URL="redis://redis.invalid:6379/0",
+        REDIS_SOCKET_TIMEOUT="4",
+    )
     assert seen["db"]["connect_timeout"] == 3
     assert seen["db"]["options"] == "-c statement_timeout=7000"
     assert seen["broker"]["socket_timeout"] == 4 and seen["broker"]["socket_connect_timeout"] == 3

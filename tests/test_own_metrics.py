@@ -38,22 +38,39 @@ def test_metrics_count_console_requests_by_view(client, viewer):
     status, families = _scrape(client, viewer)
     assert status == 200
     samples = families["modelgate_http_request_duration_seconds"].samples
-    assert any(s.name.endswith("_count") and s.labels["view"] == "deployer:list"
-               and s.labels["status"] == "200" and s.value >= 1 for s in samples)
+    assert any(
+        s.name.endswith("_count")
+        and s.labels["view"] == "deployer:list"
+        and s.labels["status"] == "200"
+        and s.value >= 1
+        for s in samples
+    )
 
 
 def test_metrics_report_rollouts_by_outcome_with_their_durations(client, viewer, iris, staging_local):
     deployment = services.deployment_get_or_create(target=staging_local, model=iris)
     now = timezone.now()
     for revision, (state, seconds) in enumerate([("live", 20), ("live", 40), ("rolled_back", 200)], start=1):
-        Rollout.objects.create(deployment=deployment, revision=revision, version=iris.versions.get(version=1),
-                               state=state, started_at=now - timedelta(seconds=seconds), finished_at=now)
+        Rollout.objects.create(
+            deployment=deployment,
+            revision=revision,
+            version=iris.versions.get(version=1),
+            state=state,
+            started_at=now - timedelta(seconds=seconds),
+            finished_at=now,
+        )
     _, families = _scrape(client, viewer)
-    totals = {(s.labels["kind"], s.labels["state"]): s.value for s in families["modelgate_rollouts"].samples
-              if s.name == "modelgate_rollouts_total"}
+    totals = {
+        (s.labels["kind"], s.labels["state"]): s.value
+        for s in families["modelgate_rollouts"].samples
+        if s.name == "modelgate_rollouts_total"
+    }
     assert totals == {("deploy", "live"): 2, ("deploy", "rolled_back"): 1}
-    buckets = {s.labels["le"]: s.value for s in families["modelgate_rollout_duration_seconds"].samples
-               if s.name.endswith("_bucket") and s.labels["state"] == "live"}
+    buckets = {
+        s.labels["le"]: s.value
+        for s in families["modelgate_rollout_duration_seconds"].samples
+        if s.name.endswith("_bucket") and s.labels["state"] == "live"
+    }
     assert buckets["15"] == 0 and buckets["30"] == 1 and buckets["60"] == 2 and buckets["+Inf"] == 2
 
 

@@ -55,8 +55,9 @@ def test_unknown_pages_are_404_with_a_way_back(browser_client, viewer, iris):
 
 
 def test_model_created_in_the_ui_is_in_mlflow(browser_client, engineer, mlflow_store):
-    response = browser_client(engineer).post("/models/new/", {"name": "ui-made", "description": "d",
-                                                              "tags": "team=ui\nowner=ana"})
+    response = browser_client(engineer).post(
+        "/models/new/", {"name": "ui-made", "description": "d", "tags": "team=ui\nowner=ana"}
+    )
     assert response.status_code == 302
     assert mlflow_store.client().get_registered_model("ui-made").tags == {"team": "ui", "owner": "ana"}
 

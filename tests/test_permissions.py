@@ -23,19 +23,22 @@ def _expected(role, allowed):
 
 
 @pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize("method, path, body, allowed", [
-    ("get", "/api/v1/models/", None, CAN_READ),
-    ("get", "/api/v1/models/iris/", None, CAN_READ),
-    ("get", "/api/v1/models/iris/versions/", None, CAN_READ),
-    ("get", "/api/v1/models/iris/versions/1/", None, CAN_READ),
-    ("get", "/api/v1/versions/", None, CAN_READ),
-    ("get", "/api/v1/audit/", None, CAN_READ),
-    ("post", "/api/v1/models/", {"name": "new-one"}, CAN_WRITE),
-    ("patch", "/api/v1/models/iris/", {"description": "x"}, CAN_WRITE),
-    ("post", "/api/v1/models/iris/versions/", {"source": "models:/iris/1"}, CAN_WRITE),
-    ("patch", "/api/v1/models/iris/versions/1/", {"description": "x"}, CAN_WRITE),
-    ("post", "/api/v1/sync/", None, {"admin_user"}),
-])
+@pytest.mark.parametrize(
+    "method, path, body, allowed",
+    [
+        ("get", "/api/v1/models/", None, CAN_READ),
+        ("get", "/api/v1/models/iris/", None, CAN_READ),
+        ("get", "/api/v1/models/iris/versions/", None, CAN_READ),
+        ("get", "/api/v1/models/iris/versions/1/", None, CAN_READ),
+        ("get", "/api/v1/versions/", None, CAN_READ),
+        ("get", "/api/v1/audit/", None, CAN_READ),
+        ("post", "/api/v1/models/", {"name": "new-one"}, CAN_WRITE),
+        ("patch", "/api/v1/models/iris/", {"description": "x"}, CAN_WRITE),
+        ("post", "/api/v1/models/iris/versions/", {"source": "models:/iris/1"}, CAN_WRITE),
+        ("patch", "/api/v1/models/iris/versions/1/", {"description": "x"}, CAN_WRITE),
+        ("post", "/api/v1/sync/", None, {"admin_user"}),
+    ],
+)
 def test_api_permissions(request, api, demo, role, method, path, body, allowed):
     user = request.getfixturevalue(role)
     response = getattr(api(user), method)(path, body, format="json")
@@ -47,18 +50,21 @@ def test_api_permissions(request, api, demo, role, method, path, body, allowed):
 
 
 @pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize("method, path, data, allowed", [
-    ("get", "/models/", None, CAN_READ),
-    ("get", "/models/iris/", None, CAN_READ),
-    ("get", "/models/iris/versions/1/", None, CAN_READ),
-    ("get", "/audit/", None, CAN_READ),
-    ("get", "/models/new/", None, CAN_WRITE),
-    ("post", "/models/new/", {"name": "from-ui"}, CAN_WRITE),
-    ("post", "/models/iris/edit/", {"description": "d", "tags": ""}, CAN_WRITE),
-    ("get", "/models/iris/versions/new/", None, CAN_WRITE),
-    ("post", "/models/iris/versions/1/edit/", {"description": "d", "tags": ""}, CAN_WRITE),
-    ("post", "/models/sync/", None, {"admin_user"}),
-])
+@pytest.mark.parametrize(
+    "method, path, data, allowed",
+    [
+        ("get", "/models/", None, CAN_READ),
+        ("get", "/models/iris/", None, CAN_READ),
+        ("get", "/models/iris/versions/1/", None, CAN_READ),
+        ("get", "/audit/", None, CAN_READ),
+        ("get", "/models/new/", None, CAN_WRITE),
+        ("post", "/models/new/", {"name": "from-ui"}, CAN_WRITE),
+        ("post", "/models/iris/edit/", {"description": "d", "tags": ""}, CAN_WRITE),
+        ("get", "/models/iris/versions/new/", None, CAN_WRITE),
+        ("post", "/models/iris/versions/1/edit/", {"description": "d", "tags": ""}, CAN_WRITE),
+        ("post", "/models/sync/", None, {"admin_user"}),
+    ],
+)
 def test_page_permissions(request, browser_client, demo, role, method, path, data, allowed):
     user = request.getfixturevalue(role)
     response = getattr(browser_client(user), method)(path, data or {})

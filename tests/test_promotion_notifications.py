@@ -7,12 +7,14 @@ pytestmark = pytest.mark.django_db
 
 
 def test_approvers_hear_of_a_request_and_the_requester_of_the_decision(
-        engineer, approver, iris, staging, celery_eager, django_capture_on_commit_callbacks):
+    engineer, approver, iris, staging, celery_eager, django_capture_on_commit_callbacks
+):
     engineer.email, approver.email = "eli@example.com", "ada@example.com"
     engineer.save(), approver.save()
     with django_capture_on_commit_callbacks(execute=True):
-        req = services.promotion_request(actor=engineer, version=iris.versions.get(version=2), environment=staging,
-                                         justification="better recall")
+        req = services.promotion_request(
+            actor=engineer, version=iris.versions.get(version=2), environment=staging, justification="better recall"
+        )
     assert [m.to for m in mail.outbox] == [["ada@example.com"]]
     assert "iris v2 → staging" in mail.outbox[0].subject and "better recall" in mail.outbox[0].body
     with django_capture_on_commit_callbacks(execute=True):
@@ -22,8 +24,9 @@ def test_approvers_hear_of_a_request_and_the_requester_of_the_decision(
 
 
 def test_gates_are_checked_again_before_deployment(engineer, approver, iris, staging):
-    req = services.promotion_request(actor=engineer, version=iris.versions.get(version=2), environment=staging,
-                                     justification="j")
+    req = services.promotion_request(
+        actor=engineer, version=iris.versions.get(version=2), environment=staging, justification="j"
+    )
     services.promotion_approve(actor=approver, request_id=req.pk)
     services.promotion_start_deploying(request_id=req.pk)
     staging.metric_thresholds = [{"metric": "accuracy", "op": ">=", "value": 0.99}]

@@ -26,13 +26,19 @@ def iris(engineer, mlflow_store):
 
 @pytest.fixture
 def staging():
-    return Environment.objects.create(name="staging", position=1, alias="staging", required_approvals=1,
-                                      require_previous=False)
+    return Environment.objects.create(
+        name="staging", position=1, alias="staging", required_approvals=1, require_previous=False
+    )
 
 
 def _request(actor, model, env, number=2, **kwargs):
-    return services.promotion_request(actor=actor, version=model.versions.get(version=number), environment=env,
-                                      justification=kwargs.pop("justification", "Better accuracy."), **kwargs)
+    return services.promotion_request(
+        actor=actor,
+        version=model.versions.get(version=number),
+        environment=env,
+        justification=kwargs.pop("justification", "Better accuracy."),
+        **kwargs,
+    )
 
 
 def _aware(*args):
@@ -45,8 +51,9 @@ def test_engineer_requests_a_promotion_from_the_version_page(browser_client, eng
     assert "Request promotion" in page and "/models/iris/versions/2/promote/" in page
     assert client.get("/models/iris/versions/2/promote/").status_code == 200
 
-    response = client.post("/models/iris/versions/2/promote/",
-                           {"environment": staging.pk, "justification": "Four points better."})
+    response = client.post(
+        "/models/iris/versions/2/promote/", {"environment": staging.pk, "justification": "Four points better."}
+    )
     req = PromotionRequest.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/promotions/{req.pk}/"
     html = client.get(response["Location"]).content.decode()
@@ -58,14 +65,16 @@ def test_engineer_requests_a_promotion_from_the_version_page(browser_client, eng
 
 
 def test_request_without_a_justification_keeps_the_form(browser_client, engineer, iris, staging):
-    response = browser_client(engineer).post("/models/iris/versions/2/promote/",
-                                             {"environment": staging.pk, "justification": "  "})
+    response = browser_client(engineer).post(
+        "/models/iris/versions/2/promote/", {"environment": staging.pk, "justification": "  "}
+    )
     assert response.status_code == 400
     assert not PromotionRequest.objects.exists()
 
 
-def test_approver_sees_the_request_in_the_inbox_and_approves_with_htmx(browser_client, engineer, approver, iris,
-                                                                       staging):
+def test_approver_sees_the_request_in_the_inbox_and_approves_with_htmx(
+    browser_client, engineer, approver, iris, staging
+):
     req = _request(engineer, iris, staging)
     client = browser_client(approver)
     inbox = client.get("/promotions/inbox/").content.decode()
@@ -74,8 +83,7 @@ def test_approver_sees_the_request_in_the_inbox_and_approves_with_htmx(browser_c
     detail = client.get(f"/promotions/{req.pk}/").content.decode()
     assert f'hx-post="/promotions/{req.pk}/approve/"' in detail and 'id="review-panel"' in detail
 
-    response = client.post(f"/promotions/{req.pk}/approve/", {"approve-comment": "Looks good."},
-                           HTTP_HX_REQUEST="true")
+    response = client.post(f"/promotions/{req.pk}/approve/", {"approve-comment": "Looks good."}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
     html = response.content.decode()
     assert "<html" not in html and 'id="review-panel"' in html
@@ -100,8 +108,9 @@ def test_reject_needs_a_comment(browser_client, engineer, approver, iris, stagin
     client = browser_client(approver)
     refused = client.post(f"/promotions/{req.pk}/reject/", {"reject-comment": ""}, HTTP_HX_REQUEST="true")
     assert refused.status_code == 400 and "is required" in refused.content.decode()
-    response = client.post(f"/promotions/{req.pk}/reject/", {"reject-comment": "Not on a Friday."},
-                           HTTP_HX_REQUEST="true")
+    response = client.post(
+        f"/promotions/{req.pk}/reject/", {"reject-comment": "Not on a Friday."}, HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 200 and "Rejected" in response.content.decode()
     req.refresh_from_db()
     assert req.state == PromotionRequest.REJECTED
@@ -171,12 +180,20 @@ def test_request_list_filters_and_answers_htmx_with_a_partial(browser_client, en
     assert f"/promotions/{req.pk}/" in client.get("/promotions/").content.decode()
     partial = client.get("/promotions/", {"state": "rejected"}, HTTP_HX_REQUEST="true").content.decode()
     assert "<html" not in partial and "No requests match" in partial
-    assert f"/promotions/{req.pk}/" in client.get("/promotions/", {"environment": "staging", "model": "iris"}).content.decode()
+    assert (
+        f"/promotions/{req.pk}/"
+        in client.get("/promotions/", {"environment": "staging", "model": "iris"}).content.decode()
+    )
 
 
 def test_environment_timeline_answers_which_version_served_when(browser_client, viewer, iris, staging):
-    LiveSpan.objects.create(environment=staging, model=iris, version_number=1, started_at=_aware(2024, 1, 1, 10),
-                            ended_at=_aware(2024, 2, 1, 10))
+    LiveSpan.objects.create(
+        environment=staging,
+        model=iris,
+        version_number=1,
+        started_at=_aware(2024, 1, 1, 10),
+        ended_at=_aware(2024, 2, 1, 10),
+    )
     LiveSpan.objects.create(environment=staging, model=iris, version_number=2, started_at=_aware(2024, 2, 1, 10))
     client = browser_client(viewer)
     html = client.get("/environments/staging/").content.decode()
@@ -200,8 +217,15 @@ def test_environments_page_shows_policy_and_what_is_live(browser_client, viewer,
 def test_admin_saves_thresholds_with_an_audit_event(browser_client, admin_user, staging):
     client = browser_client(admin_user)
     assert client.get("/environments/staging/edit/").status_code == 200
-    data = {"name": "staging", "position": 1, "alias": "staging", "required_approvals": 2, "request_ttl_hours": 72,
-            "require_signature": "on", "thresholds": "accuracy >= 0.9\n"}
+    data = {
+        "name": "staging",
+        "position": 1,
+        "alias": "staging",
+        "required_approvals": 2,
+        "request_ttl_hours": 72,
+        "require_signature": "on",
+        "thresholds": "accuracy >= 0.9\n",
+    }
     response = client.post("/environments/staging/edit/", data)
     assert response.status_code == 302, response.content.decode()
     staging.refresh_from_db()
@@ -213,8 +237,14 @@ def test_admin_saves_thresholds_with_an_audit_event(browser_client, admin_user, 
 
 
 def test_bad_threshold_line_is_refused_naming_the_line(browser_client, admin_user, staging):
-    data = {"name": "staging", "position": 1, "alias": "staging", "required_approvals": 1, "request_ttl_hours": 72,
-            "thresholds": "accuracy >= 0.9\nrecall => lots"}
+    data = {
+        "name": "staging",
+        "position": 1,
+        "alias": "staging",
+        "required_approvals": 1,
+        "request_ttl_hours": 72,
+        "thresholds": "accuracy >= 0.9\nrecall => lots",
+    }
     response = browser_client(admin_user).post("/environments/staging/edit/", data)
     assert response.status_code == 400
     assert "Line 2" in response.content.decode() and "recall =&gt; lots" in response.content.decode()
@@ -231,8 +261,15 @@ def test_engineer_cannot_edit_environments(browser_client, engineer, staging):
 
 
 def test_admin_creates_an_environment(browser_client, admin_user, staging):
-    data = {"name": "production", "position": 2, "alias": "production", "required_approvals": 2,
-            "request_ttl_hours": 24, "require_previous": "on", "thresholds": "accuracy >= 0.95"}
+    data = {
+        "name": "production",
+        "position": 2,
+        "alias": "production",
+        "required_approvals": 2,
+        "request_ttl_hours": 24,
+        "require_previous": "on",
+        "thresholds": "accuracy >= 0.95",
+    }
     response = browser_client(admin_user).post("/environments/new/", data)
     assert response.status_code == 302 and response["Location"] == "/environments/production/"
     assert Environment.objects.get(name="production").metric_thresholds[0]["value"] == 0.95
@@ -242,8 +279,15 @@ def test_admin_creates_an_environment(browser_client, admin_user, staging):
 def test_webhook_secret_is_write_only(browser_client, admin_user, staging):
     client = browser_client(admin_user)
     secret = "s3cret-never-shown-9f8e7d"
-    data = {"name": "staging", "position": 1, "alias": "staging", "required_approvals": 1, "request_ttl_hours": 72,
-            "webhook_url": "https://hooks.example.com/modelgate", "new_webhook_secret": secret}
+    data = {
+        "name": "staging",
+        "position": 1,
+        "alias": "staging",
+        "required_approvals": 1,
+        "request_ttl_hours": 72,
+        "webhook_url": "https://hooks.example.com/modelgate",
+        "new_webhook_secret": secret,
+    }
     assert client.post("/environments/staging/edit/", data).status_code == 302
     staging.refresh_from_db()
     assert staging.webhook_secret == secret
@@ -259,15 +303,25 @@ def test_webhook_secret_is_write_only(browser_client, admin_user, staging):
 
 
 def test_admin_sees_webhook_deliveries(browser_client, admin_user, staging):
-    WebhookDelivery.objects.create(environment=staging, event="promotion.approved", payload={}, url="https://x.test/",
-                                   state=WebhookDelivery.FAILED, attempts=3, last_status=502, last_error="Bad gateway")
+    WebhookDelivery.objects.create(
+        environment=staging,
+        event="promotion.approved",
+        payload={},
+        url="https://x.test/",
+        state=WebhookDelivery.FAILED,
+        attempts=3,
+        last_status=502,
+        last_error="Bad gateway",
+    )
     html = browser_client(admin_user).get("/environments/staging/webhooks/").content.decode()
     assert "promotion.approved" in html and "Bad gateway" in html and "502" in html
 
 
 def test_comment_thread_shows_a_reply_under_its_parent(browser_client, engineer, approver, iris, staging):
     req = _request(engineer, iris, staging)
-    assert browser_client(approver).post(f"/promotions/{req.pk}/comment/", {"body": "Which dataset?"}).status_code == 302
+    assert (
+        browser_client(approver).post(f"/promotions/{req.pk}/comment/", {"body": "Which dataset?"}).status_code == 302
+    )
     parent = req.comments.get()
     client = browser_client(engineer)
     response = client.post(f"/promotions/{req.pk}/comment/", {"body": "The March holdout.", "reply_to": parent.pk})

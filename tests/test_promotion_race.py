@@ -10,9 +10,13 @@ from django.db import connection, connections
 
 from registry.promotions.models import PromotionRequest
 
-pytestmark = [pytest.mark.django_db(transaction=True),
-              pytest.mark.skipif(connection.vendor != "postgresql",
-                                 reason="a real write race needs PostgreSQL; CI's first run (DATABASE_URL set) runs this")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="a real write race needs PostgreSQL; CI's first run (DATABASE_URL set) runs this",
+    ),
+]
 R = PromotionRequest
 CLIENTS = 32
 
@@ -25,8 +29,11 @@ def test_32_simultaneous_requests_for_one_promotion_give_no_500_and_one_open_req
     def request(client):
         try:
             barrier.wait()
-            response = client.post("/api/v1/promotions/", {"model": "iris", "version": 2, "environment": "staging",
-                                                           "justification": "nightly"}, format="json")
+            response = client.post(
+                "/api/v1/promotions/",
+                {"model": "iris", "version": 2, "environment": "staging", "justification": "nightly"},
+                format="json",
+            )
             answers.append((response.status_code, response.json()))
         finally:
             connections.close_all()

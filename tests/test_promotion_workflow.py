@@ -17,8 +17,11 @@ API = "/api/v1/promotions/"
 
 
 def _request(api, user, version, env, **extra):
-    return api(user).post(API, {"model": "iris", "version": version, "environment": env,
-                                "justification": "better accuracy", **extra}, format="json")
+    return api(user).post(
+        API,
+        {"model": "iris", "version": version, "environment": env, "justification": "better accuracy", **extra},
+        format="json",
+    )
 
 
 def test_a_version_that_meets_the_gates_waits_for_approval(api, engineer, iris, staging):
@@ -57,8 +60,9 @@ def test_approver_outside_the_environments_group_cannot_approve(api, engineer, a
     assert "staging-approvers" in response.json()["detail"]
 
 
-def test_approval_leaves_the_request_waiting_for_deployment(api, engineer, approver, iris, staging,
-                                                            django_capture_on_commit_callbacks):
+def test_approval_leaves_the_request_waiting_for_deployment(
+    api, engineer, approver, iris, staging, django_capture_on_commit_callbacks
+):
     pk = _request(api, engineer, 2, "staging").json()["id"]
     with django_capture_on_commit_callbacks(execute=True):
         response = api(approver).post(f"{API}{pk}/approve/", {"comment": "lgtm"}, format="json")
@@ -73,8 +77,7 @@ def test_approval_leaves_the_request_waiting_for_deployment(api, engineer, appro
     assert again.status_code == 409
 
 
-def test_two_approvals_needed_means_two_different_approvers(api, engineer, approver, django_user_model, iris,
-                                                            staging):
+def test_two_approvals_needed_means_two_different_approvers(api, engineer, approver, django_user_model, iris, staging):
     staging.required_approvals = 2
     staging.save()
     second = django_user_model.objects.create_user("bo-approver")
@@ -106,7 +109,9 @@ def test_only_the_requester_or_an_admin_cancels(api, engineer, django_user_model
     other.groups.add(Group.objects.get(name="engineer"))
     pk = _request(api, engineer, 2, "staging").json()["id"]
     assert api(other).post(f"{API}{pk}/cancel/", {}, format="json").status_code == 403
-    assert api(admin_user).post(f"{API}{pk}/cancel/", {"reason": "freeze"}, format="json").json()["state"] == R.CANCELLED
+    assert (
+        api(admin_user).post(f"{API}{pk}/cancel/", {"reason": "freeze"}, format="json").json()["state"] == R.CANCELLED
+    )
     assert api(engineer).post(f"{API}{pk}/cancel/", {}, format="json").status_code == 409
 
 
@@ -173,19 +178,27 @@ def test_which_version_served_at_time_t(api, engineer, approver, iris, staging, 
     client = api(engineer)
 
     def served(label):
-        body = client.get("/api/v1/environments/staging/history/",
-                          {"model": "iris", "at": marks[label].isoformat()}).json()
+        body = client.get(
+            "/api/v1/environments/staging/history/", {"model": "iris", "at": marks[label].isoformat()}
+        ).json()
         return body["version"]
 
-    assert [served(m) for m in ("before", "v1 live", "v2 live", "v1 again", "after rollback", "after failure")] == \
-        [None, 1, 2, 1, 2, 2]
+    assert [served(m) for m in ("before", "v1 live", "v2 live", "v1 again", "after rollback", "after failure")] == [
+        None,
+        1,
+        2,
+        1,
+        2,
+        2,
+    ]
     assert str(mlflow_store.client().get_model_version_by_alias("iris", "staging").version) == "2"
     iris.refresh_from_db()
     assert iris.aliases == {"staging": 2}
 
 
-def test_an_alias_moved_in_mlflow_is_drift_and_can_be_restored(engineer, approver, admin_user, iris, staging,
-                                                               mlflow_store):
+def test_an_alias_moved_in_mlflow_is_drift_and_can_be_restored(
+    engineer, approver, admin_user, iris, staging, mlflow_store
+):
     from registry.promotions.selectors import alias_drift
 
     _go_live(_approved(engineer, approver, iris.versions.get(version=2), staging))
@@ -202,8 +215,9 @@ def test_an_alias_moved_in_mlflow_is_drift_and_can_be_restored(engineer, approve
 
 def test_previous_environment_rule_passes_once_live_there(engineer, approver, iris, staging, production):
     _go_live(_approved(engineer, approver, iris.versions.get(version=2), staging))
-    req = services.promotion_request(actor=engineer, version=iris.versions.get(version=2), environment=production,
-                                     justification="j")
+    req = services.promotion_request(
+        actor=engineer, version=iris.versions.get(version=2), environment=production, justification="j"
+    )
     assert req.state == R.PENDING, req.state_reason
 
 
@@ -212,12 +226,14 @@ def test_breaking_signature_change_blocks_unless_declared(engineer, approver, ir
 
     _go_live(_approved(engineer, approver, iris.versions.get(version=1), staging))
     ModelVersion.objects.filter(model=iris, version=2).update(
-        signature={"inputs": [{"name": "features", "dtype": "float64", "shape": [-1, 4]}], "outputs": []})
+        signature={"inputs": [{"name": "features", "dtype": "float64", "shape": [-1, 4]}], "outputs": []}
+    )
     v2 = iris.versions.get(version=2)
     blocked = services.promotion_request(actor=engineer, version=v2, environment=staging, justification="j")
     assert blocked.state == R.BLOCKED and "changed dtype float32 → float64" in blocked.state_reason
-    declared = services.promotion_request(actor=engineer, version=v2, environment=staging, justification="j",
-                                          breaking_change=True)
+    declared = services.promotion_request(
+        actor=engineer, version=v2, environment=staging, justification="j", breaking_change=True
+    )
     assert declared.state == R.PENDING
 
 
@@ -225,15 +241,17 @@ def test_zero_approval_environment_approves_at_once(engineer, iris, db):
     from registry.promotions.models import Environment
 
     dev = Environment.objects.create(name="dev", position=0, alias="dev", required_approvals=0)
-    req = services.promotion_request(actor=engineer, version=iris.versions.get(version=2), environment=dev,
-                                     justification="j")
+    req = services.promotion_request(
+        actor=engineer, version=iris.versions.get(version=2), environment=dev, justification="j"
+    )
     assert req.state == R.APPROVED
 
 
 def test_webhooks_are_recorded_per_environment(engineer, iris, staging):
     staging.webhook_url, staging.webhook_secret = "http://127.0.0.1:9/hook", "s3cret"
     staging.save()
-    services.promotion_request(actor=engineer, version=iris.versions.get(version=2), environment=staging,
-                               justification="j")
+    services.promotion_request(
+        actor=engineer, version=iris.versions.get(version=2), environment=staging, justification="j"
+    )
     delivery = WebhookDelivery.objects.get()
     assert delivery.event == "promotion.requested" and delivery.payload["request"]["model"] == "iris"

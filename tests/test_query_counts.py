@@ -21,13 +21,27 @@ def _mirror(models: int, versions: int):
     """Mirror rows written directly: the counts are about reading, not registering."""
     now = timezone.now()
     for m in range(models):
-        model = RegisteredModel.objects.create(name=f"m{m:03}", created_at=now, updated_at=now, tags={"team": "t"},
-                                               aliases={"production": 1}, latest_version=versions,
-                                               version_count=versions)
+        model = RegisteredModel.objects.create(
+            name=f"m{m:03}",
+            created_at=now,
+            updated_at=now,
+            tags={"team": "t"},
+            aliases={"production": 1},
+            latest_version=versions,
+            version_count=versions,
+        )
         ModelVersion.objects.bulk_create(
-            ModelVersion(model=model, version=v + 1, source=f"models:/m{m:03}/{v + 1}", created_at=now,
-                         updated_at=now, aliases=["production"] if v == 0 else [], tags={"k": "v"})
-            for v in range(versions))
+            ModelVersion(
+                model=model,
+                version=v + 1,
+                source=f"models:/m{m:03}/{v + 1}",
+                created_at=now,
+                updated_at=now,
+                aliases=["production"] if v == 0 else [],
+                tags={"k": "v"},
+            )
+            for v in range(versions)
+        )
 
 
 def _counts_for_small_and_large_registry(fetch) -> tuple[int, int]:
@@ -45,21 +59,27 @@ def _count(fn) -> int:
     return len(ctx.captured_queries)
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("/models/", 8),
-    ("/models/m000/", 8),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/models/", 8),
+        ("/models/m000/", 8),
+    ],
+)
 def test_list_pages_have_a_pinned_query_count(browser_client, viewer, path, expected):
     client = browser_client(viewer)
     small, large = _counts_for_small_and_large_registry(lambda: client.get(path))
     assert small == large == expected
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("/api/v1/models/", 4 + THROTTLE),
-    ("/api/v1/models/m000/versions/", 5 + THROTTLE),
-    ("/api/v1/versions/", 4 + THROTTLE),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/api/v1/models/", 4 + THROTTLE),
+        ("/api/v1/models/m000/versions/", 5 + THROTTLE),
+        ("/api/v1/versions/", 4 + THROTTLE),
+    ],
+)
 def test_list_endpoints_have_a_pinned_query_count(api, viewer, path, expected):
     client = api(viewer)
     client.get("/api/v1/me/")  # the token's first use writes last_used_at; keep it out of the count
@@ -74,17 +94,27 @@ def _requests(n: int, engineer, staging):
     now = timezone.now()
     for i in range(n):
         model = RegisteredModel.objects.create(name=f"p{i:03}-{n}", created_at=now, updated_at=now)
-        version = ModelVersion.objects.create(model=model, version=1, source="models:/x/1", created_at=now,
-                                              updated_at=now)
-        PromotionRequest.objects.create(model=model, version=version, environment=staging, requested_by=engineer,
-                                        justification="j", state=PromotionRequest.PENDING)
+        version = ModelVersion.objects.create(
+            model=model, version=1, source="models:/x/1", created_at=now, updated_at=now
+        )
+        PromotionRequest.objects.create(
+            model=model,
+            version=version,
+            environment=staging,
+            requested_by=engineer,
+            justification="j",
+            state=PromotionRequest.PENDING,
+        )
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("/promotions/", 8),
-    ("/promotions/inbox/", 9),
-    ("/api/v1/promotions/", 4 + THROTTLE),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/promotions/", 8),
+        ("/promotions/inbox/", 9),
+        ("/api/v1/promotions/", 4 + THROTTLE),
+    ],
+)
 def test_promotion_lists_have_a_pinned_query_count(api, browser_client, approver, engineer, staging, path, expected):
     client = api(approver) if path.startswith("/api/") else browser_client(approver)
     client.get("/api/v1/me/") if path.startswith("/api/") else None
@@ -105,8 +135,9 @@ def _deployments(n: int, staging, engineer, approver):
     start = Deployment.objects.count()
     for i in range(start, start + n):
         model = RegisteredModel.objects.create(name=f"d{i:03}", created_at=now, updated_at=now)
-        version = ModelVersion.objects.create(model=model, version=1, source="models:/x/1", created_at=now,
-                                              updated_at=now)
+        version = ModelVersion.objects.create(
+            model=model, version=1, source="models:/x/1", created_at=now, updated_at=now
+        )
         deployment = Deployment.objects.create(target=target, model=model, name=f"d{i:03}-staging")
         _revisions(deployment, version, 1, engineer, approver)
         # Traffic for the dashboard's columns and sparkline.
@@ -118,9 +149,16 @@ def _deployments(n: int, staging, engineer, approver):
         from deployer.models import MetricPoint
 
         for back in (15, 65, 125):
-            MetricPoint.objects.create(deployment=deployment, resolution=10, requests=50, errors=1,
-                                       at=align(tz.now(), 10) - timedelta(seconds=back),
-                                       latency_buckets={"10000": 50}, replicas_desired=1, replicas_ready=1)
+            MetricPoint.objects.create(
+                deployment=deployment,
+                resolution=10,
+                requests=50,
+                errors=1,
+                at=align(tz.now(), 10) - timedelta(seconds=back),
+                latency_buckets={"10000": 50},
+                replicas_desired=1,
+                replicas_ready=1,
+            )
 
 
 def _revisions(deployment, version, n: int, engineer, approver):
@@ -131,21 +169,37 @@ def _revisions(deployment, version, n: int, engineer, approver):
     now = timezone.now()
     first = deployment.rollouts.count() + 1
     for revision in range(first, first + n):
-        req = PromotionRequest.objects.create(model=deployment.model, version=version,
-                                              environment=deployment.target.environment, requested_by=engineer,
-                                              justification="j", state=PromotionRequest.LIVE)
+        req = PromotionRequest.objects.create(
+            model=deployment.model,
+            version=version,
+            environment=deployment.target.environment,
+            requested_by=engineer,
+            justification="j",
+            state=PromotionRequest.LIVE,
+        )
         Review.objects.create(request=req, reviewer=approver, decision=Review.APPROVE)
-        rollout = Rollout.objects.create(deployment=deployment, revision=revision, version=version, request=req,
-                                         state=Rollout.LIVE, started_at=now, finished_at=now)
+        rollout = Rollout.objects.create(
+            deployment=deployment,
+            revision=revision,
+            version=version,
+            request=req,
+            state=Rollout.LIVE,
+            started_at=now,
+            finished_at=now,
+        )
         Deployment.objects.filter(pk=deployment.pk).update(live_rollout=rollout, state=Deployment.SERVING)
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("/deployments/", 10),  # two of them read the metrics summary, whatever the number of rows
-    ("/api/v1/deployments/", 4 + THROTTLE),
-])
-def test_deployment_lists_have_a_pinned_query_count(api, browser_client, viewer, engineer, approver, staging, path,
-                                                    expected):
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/deployments/", 10),  # two of them read the metrics summary, whatever the number of rows
+        ("/api/v1/deployments/", 4 + THROTTLE),
+    ],
+)
+def test_deployment_lists_have_a_pinned_query_count(
+    api, browser_client, viewer, engineer, approver, staging, path, expected
+):
     client = api(viewer) if path.startswith("/api/") else browser_client(viewer)
     client.get("/api/v1/me/") if path.startswith("/api/") else None
     _deployments(1, staging, engineer, approver)
@@ -155,12 +209,16 @@ def test_deployment_lists_have_a_pinned_query_count(api, browser_client, viewer,
     assert small == large == expected
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("/deployments/{pk}/", 9),  # + the requests waiting for a decision there
-    ("/api/v1/deployments/{pk}/rollouts/", 6 + THROTTLE),
-])
-def test_deployment_history_has_a_pinned_query_count(api, browser_client, viewer, engineer, approver, staging, path,
-                                                     expected):
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/deployments/{pk}/", 9),  # + the requests waiting for a decision there
+        ("/api/v1/deployments/{pk}/rollouts/", 6 + THROTTLE),
+    ],
+)
+def test_deployment_history_has_a_pinned_query_count(
+    api, browser_client, viewer, engineer, approver, staging, path, expected
+):
     from deployer.models import Deployment
 
     client = api(viewer) if path.startswith("/api/") else browser_client(viewer)

@@ -13,20 +13,41 @@ RUNTIME_PACKAGES = ("console", "registry", "deployer")
 # Imported only inside functions that the production processes never call without the
 # `local` extra (the development model server, the demo's training, the SavedModel fallback).
 LOCAL_ONLY = {"tensorflow", "numpy", "keras"}
-NEVER_AT_RUNTIME = {"tensorflow", "tensorflow-cpu", "keras", "playwright", "pytest", "pytest-django",
-                    "schemathesis", "hypothesis", "ruff", "mypy", "kubernetes-validate"}
+NEVER_AT_RUNTIME = {
+    "tensorflow",
+    "tensorflow-cpu",
+    "keras",
+    "playwright",
+    "pytest",
+    "pytest-django",
+    "schemathesis",
+    "hypothesis",
+    "ruff",
+    "mypy",
+    "kubernetes-validate",
+}
 # import name -> distribution name, where they differ.
-DISTRIBUTION = {"yaml": "pyyaml", "google": "protobuf", "rest_framework": "djangorestframework",
-                "drf_spectacular": "drf-spectacular", "django_htmx": "django-htmx",
-                "template_partials": "django-template-partials", "axes": "django-axes", "csp": "django-csp",
-                "psycopg2": "psycopg2-binary", "dj_database_url": "dj-database-url",
-                "prometheus_client": "prometheus-client", "drf_spectacular_sidecar": "drf-spectacular-sidecar"}
+DISTRIBUTION = {
+    "yaml": "pyyaml",
+    "google": "protobuf",
+    "rest_framework": "djangorestframework",
+    "drf_spectacular": "drf-spectacular",
+    "django_htmx": "django-htmx",
+    "template_partials": "django-template-partials",
+    "axes": "django-axes",
+    "csp": "django-csp",
+    "psycopg2": "psycopg2-binary",
+    "dj_database_url": "dj-database-url",
+    "prometheus_client": "prometheus-client",
+    "drf_spectacular_sidecar": "drf-spectacular-sidecar",
+}
 
 
 def locked(name: str) -> dict[str, str]:
     text = (ROOT / "requirements" / name).read_text()
-    return {m.group(1).lower().replace("_", "-"): m.group(2)
-            for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M)}
+    return {
+        m.group(1).lower().replace("_", "-"): m.group(2) for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M)
+    }
 
 
 def declared_runtime() -> set[str]:

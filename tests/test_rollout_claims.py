@@ -19,8 +19,13 @@ def deployment(iris, staging_local):
 
 
 def _rollout(deployment, revision, version, **fields):
-    return Rollout.objects.create(deployment=deployment, revision=revision, version=version,
-                                  steps=services.steps_for(services.REDEPLOY_STEPS), **fields)
+    return Rollout.objects.create(
+        deployment=deployment,
+        revision=revision,
+        version=version,
+        steps=services.steps_for(services.REDEPLOY_STEPS),
+        **fields,
+    )
 
 
 def test_a_queued_rollout_is_claimed_once(deployment, iris):
@@ -43,8 +48,15 @@ def test_a_later_rollout_waits_until_the_earlier_one_of_its_deployment_finishes(
 
 def test_a_running_rollout_is_taken_over_only_after_its_lease_expired(deployment, iris, settings):
     settings.DEPLOYER_LEASE_SECONDS = 30
-    rollout = _rollout(deployment, 1, iris.versions.get(version=1), state=Rollout.RUNNING, worker="dead",
-                       heartbeat_at=timezone.now() - timedelta(seconds=10), attempts=1)
+    rollout = _rollout(
+        deployment,
+        1,
+        iris.versions.get(version=1),
+        state=Rollout.RUNNING,
+        worker="dead",
+        heartbeat_at=timezone.now() - timedelta(seconds=10),
+        attempts=1,
+    )
     assert services.rollout_claim(rollout_id=rollout.pk, worker="new") is None
     assert resume_rollouts() == []
     Rollout.objects.filter(pk=rollout.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=31))
@@ -60,8 +72,9 @@ def test_a_heartbeat_from_a_worker_that_lost_the_rollout_is_refused(deployment, 
     assert not services.rollout_heartbeat(rollout_id=rollout.pk, worker="b")
 
 
-def test_resume_queues_rollouts_whose_message_was_lost(deployment, iris, sent_tasks,
-                                                      django_capture_on_commit_callbacks):
+def test_resume_queues_rollouts_whose_message_was_lost(
+    deployment, iris, sent_tasks, django_capture_on_commit_callbacks
+):
     rollout = _rollout(deployment, 1, iris.versions.get(version=1))
     Rollout.objects.filter(pk=rollout.pk).update(created_at=timezone.now() - timedelta(minutes=5))
     with django_capture_on_commit_callbacks(execute=True):

@@ -42,15 +42,23 @@ def cluster(tmp_path, staging, iris):
             target.mkdir(parents=True, exist_ok=True)
             (target / "saved_model.pb").write_bytes(b"not a protobuf")
             return
-        export_version(ModelVersion.objects.select_related("model").get(model__name=model, version=version),
-                       Path(model_root))
+        export_version(
+            ModelVersion.objects.select_related("model").get(model__name=model, version=version), Path(model_root)
+        )
 
     with FakeKubeApiServer(fetch_model=fetch, workdir=tmp_path / "cluster") as server:
         kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", namespace=NAMESPACE)
         target = DeploymentTarget.objects.create(
-            environment=staging, backend=DeploymentTarget.KUBERNETES, kubeconfig_path=str(kubeconfig),
-            kube_context="test", namespace=NAMESPACE, image="tensorflow/serving:2.19.0", replicas=1,
-            progress_deadline_seconds=4, rollout_timeout_seconds=90)
+            environment=staging,
+            backend=DeploymentTarget.KUBERNETES,
+            kubeconfig_path=str(kubeconfig),
+            kube_context="test",
+            namespace=NAMESPACE,
+            image="tensorflow/serving:2.19.0",
+            replicas=1,
+            progress_deadline_seconds=4,
+            rollout_timeout_seconds=90,
+        )
         yield Cluster(server, target, broken)
 
 
@@ -66,16 +74,19 @@ def _predict(deployment: Deployment, version: int) -> list:
     from deployer.pipeline import Run
 
     release = Run(rollout, "test").release()
-    answers = backend.call(release, "POST", "/v1/models/iris/labels/staging:predict",
-                           {"instances": [[5.1, 3.5, 1.4, 0.2]]})
+    answers = backend.call(
+        release, "POST", "/v1/models/iris/labels/staging:predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+    )
     assert answers and all(a.status == 200 for a in answers), answers
     return [a.body["predictions"] for a in answers]
 
 
 def test_an_approved_promotion_rolls_out_to_kubernetes_and_answers_through_the_pod_proxy(
-        cluster, browser_client, engineer, approver, iris, sent_tasks, mlflow_store):
-    req = promote(browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment,
-                  sent_tasks)
+    cluster, browser_client, engineer, approver, iris, sent_tasks, mlflow_store
+):
+    req = promote(
+        browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment, sent_tasks
+    )
 
     assert req.state == PromotionRequest.LIVE, req.state_reason
     rollout = Rollout.objects.get(request=req)
@@ -86,19 +97,24 @@ def test_an_approved_promotion_rolls_out_to_kubernetes_and_answers_through_the_p
     assert live["metadata"]["labels"]["modelgate.io/version"] == "1"
     assert any(f["manager"] == "modelgate" and f["operation"] == "Apply" for f in live["metadata"]["managedFields"])
     assert {(c.verb, c.resource) for c in cluster.server.calls if c.verb == "patch"} == {
-        ("patch", "configmaps"), ("patch", "services"), ("patch", "deployments")}
+        ("patch", "configmaps"),
+        ("patch", "services"),
+        ("patch", "deployments"),
+    }
     assert str(mlflow_store.client().get_model_version_by_alias("iris", "staging").version) == "1"
     deployment = Deployment.objects.get(pk=rollout.deployment_id)
     assert len(_predict(deployment, 1)[0][0]) == 3
 
 
 def test_a_version_that_cannot_load_in_its_pods_is_rolled_back_and_the_old_pods_keep_serving(
-        cluster, browser_client, engineer, approver, iris, sent_tasks, mlflow_store):
+    cluster, browser_client, engineer, approver, iris, sent_tasks, mlflow_store
+):
     promote(browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment, sent_tasks)
     cluster.broken.add(2)
 
-    req = promote(browser_client, engineer, approver, iris.versions.get(version=2), cluster.target.environment,
-                  sent_tasks)
+    req = promote(
+        browser_client, engineer, approver, iris.versions.get(version=2), cluster.target.environment, sent_tasks
+    )
 
     assert req.state == PromotionRequest.ROLLED_BACK, req.state_reason
     # It fails on the first crash, not at the progress deadline, and says what the container said.
@@ -117,7 +133,8 @@ def test_a_version_that_cannot_load_in_its_pods_is_rolled_back_and_the_old_pods_
 
 
 def test_an_edit_of_the_live_deployment_shows_as_drift_and_reapplying_clears_it(
-        cluster, browser_client, engineer, approver, iris, sent_tasks):
+    cluster, browser_client, engineer, approver, iris, sent_tasks
+):
     promote(browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment, sent_tasks)
     deployment = Deployment.objects.get(model=iris)
     assert drift_check(deployment.pk).drift_state == Deployment.IN_SYNC
@@ -147,11 +164,16 @@ def test_an_edit_of_the_live_deployment_shows_as_drift_and_reapplying_clears_it(
 
 
 def test_a_temporary_api_server_error_gives_the_rollout_back_and_a_retry_finishes_it(
-        cluster, browser_client, engineer, approver, iris, sent_tasks):
+    cluster, browser_client, engineer, approver, iris, sent_tasks
+):
     from registry.promotions import services as promotions
 
-    req = promotions.promotion_request(actor=engineer, version=iris.versions.get(version=1),
-                                       environment=cluster.target.environment, justification="ship")
+    req = promotions.promotion_request(
+        actor=engineer,
+        version=iris.versions.get(version=1),
+        environment=cluster.target.environment,
+        justification="ship",
+    )
     promotions.promotion_approve(actor=approver, request_id=req.pk, comment="ok")
     cluster.server.inject_error(503, verb="patch", count=1)
 
@@ -170,26 +192,31 @@ def test_a_temporary_api_server_error_gives_the_rollout_back_and_a_retry_finishe
 
 
 def test_a_missing_kubeconfig_fails_the_rollout_with_what_to_fix(
-        cluster, browser_client, engineer, approver, iris, sent_tasks, tmp_path):
+    cluster, browser_client, engineer, approver, iris, sent_tasks, tmp_path
+):
     DeploymentTarget.objects.filter(pk=cluster.target.pk).update(kubeconfig_path=str(tmp_path / "nope"))
-    req = promote(browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment,
-                  sent_tasks)
+    req = promote(
+        browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment, sent_tasks
+    )
     assert req.state == PromotionRequest.FAILED
     assert "nope" in req.state_reason and cluster.server.token not in req.state_reason
 
 
 def test_a_rollout_into_a_namespace_that_forbids_its_pods_fails_in_seconds_and_says_which_fields(
-        cluster, browser_client, engineer, approver, viewer, iris, sent_tasks):
+    cluster, browser_client, engineer, approver, viewer, iris, sent_tasks
+):
     """The namespace enforces restricted (pod-security.kubernetes.io/enforce) but the target says
     privileged, so the pods are rendered without a security context: PodSecurity refuses every pod
     the ReplicaSet controller creates. The rollout ends on the Deployment's ReplicaFailure
     condition, long before the 600 s progress deadline, and the pages quote the API server."""
     cluster.server.label_namespace(NAMESPACE, {"pod-security.kubernetes.io/enforce": "restricted"})
-    DeploymentTarget.objects.filter(pk=cluster.target.pk).update(pod_security_level="privileged",
-                                                                 progress_deadline_seconds=600)
+    DeploymentTarget.objects.filter(pk=cluster.target.pk).update(
+        pod_security_level="privileged", progress_deadline_seconds=600
+    )
     started = time.monotonic()
-    req = promote(browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment,
-                  sent_tasks)
+    req = promote(
+        browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment, sent_tasks
+    )
     assert time.monotonic() - started < 45
 
     assert req.state == PromotionRequest.FAILED, req.state_reason
@@ -200,17 +227,23 @@ def test_a_rollout_into_a_namespace_that_forbids_its_pods_fails_in_seconds_and_s
     page = browser_client(viewer).get(f"/rollouts/{rollout.pk}/").content.decode()
     text = html.unescape(page)
     assert 'violates PodSecurity "restricted:latest"' in text
-    for field in ("securityContext.allowPrivilegeEscalation=false", 'securityContext.capabilities.drop=["ALL"]',
-                  "securityContext.runAsNonRoot=true", "securityContext.seccompProfile.type"):
+    for field in (
+        "securityContext.allowPrivilegeEscalation=false",
+        'securityContext.capabilities.drop=["ALL"]',
+        "securityContext.runAsNonRoot=true",
+        "securityContext.seccompProfile.type",
+    ):
         assert field in text
-    deployment_page = html.unescape(browser_client(viewer).get(f"/deployments/{rollout.deployment_id}/")
-                                    .content.decode())
+    deployment_page = html.unescape(
+        browser_client(viewer).get(f"/deployments/{rollout.deployment_id}/").content.decode()
+    )
     assert 'violates PodSecurity "restricted:latest"' in deployment_page
     assert cluster.server.get("Deployment", NAMESPACE, rollout.deployment.name) is None
 
 
 def test_an_apply_the_servers_schema_refuses_fails_for_good_with_the_servers_message(
-        cluster, browser_client, engineer, approver, iris, sent_tasks, monkeypatch):
+    cluster, browser_client, engineer, approver, iris, sent_tasks, monkeypatch
+):
     """A manifest with a field the API server does not know answers 500 ("failed to create typed
     patch object"): the rollout fails at once instead of being retried as a temporary error."""
     from deployer import manifests
@@ -221,29 +254,35 @@ def test_an_apply_the_servers_schema_refuses_fails_for_good_with_the_servers_mes
         rendered = real(target, release)
         rendered["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
         return rendered
+
     monkeypatch.setattr(manifests, "deployment", with_a_typo)
 
-    req = promote(browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment,
-                  sent_tasks)
+    req = promote(
+        browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment, sent_tasks
+    )
     assert req.state == PromotionRequest.FAILED, req.state_reason
     rollout = Rollout.objects.get(request=req)
     assert rollout.attempts == 1
-    assert ('failed to create typed patch object (ml-staging/tfs-iris-staging; apps/v1, Kind=Deployment): '
-            '.spec.template.spec.containers[name="tensorflow-serving"].readinesProbe: field not declared in schema'
-            ) in rollout.reason
+    assert (
+        "failed to create typed patch object (ml-staging/tfs-iris-staging; apps/v1, Kind=Deployment): "
+        '.spec.template.spec.containers[name="tensorflow-serving"].readinesProbe: field not declared in schema'
+    ) in rollout.reason
 
 
 def test_a_forbidden_update_is_rolled_back_and_the_replicas_panel_shows_the_replica_sets_refusal(
-        cluster, browser_client, engineer, approver, viewer, iris, sent_tasks):
+    cluster, browser_client, engineer, approver, viewer, iris, sent_tasks
+):
     """v1 serves in a restricted namespace (its pods are hardened); v2 is rendered for a privileged
     namespace by mistake. The refusal exists only as the new ReplicaSet's FailedCreate event: the
     replicas panel lists it beside the pods' own warnings."""
     cluster.server.label_namespace(NAMESPACE, {"pod-security.kubernetes.io/enforce": "restricted"})
     promote(browser_client, engineer, approver, iris.versions.get(version=1), cluster.target.environment, sent_tasks)
-    DeploymentTarget.objects.filter(pk=cluster.target.pk).update(pod_security_level="privileged",
-                                                                 progress_deadline_seconds=600)
-    req = promote(browser_client, engineer, approver, iris.versions.get(version=2), cluster.target.environment,
-                  sent_tasks)
+    DeploymentTarget.objects.filter(pk=cluster.target.pk).update(
+        pod_security_level="privileged", progress_deadline_seconds=600
+    )
+    req = promote(
+        browser_client, engineer, approver, iris.versions.get(version=2), cluster.target.environment, sent_tasks
+    )
 
     assert req.state == PromotionRequest.ROLLED_BACK, req.state_reason
     assert "violates PodSecurity" in req.state_reason and "Revision 1 (v1) serves again" in req.state_reason

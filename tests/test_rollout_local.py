@@ -16,9 +16,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 def _predict(deployment, label=None, version=None):
     path = f"/v1/models/{deployment.model.name}" + (f"/labels/{label}" if label else f"/versions/{version}")
-    request = urllib.request.Request(f"http://127.0.0.1:{deployment.local_port}{path}:predict",
-                                     data=json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{deployment.local_port}{path}:predict",
+        data=json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -29,8 +31,9 @@ def approve(client, approver, req):
 
 
 def promote(browser_client, engineer, approver, version, environment, sent_tasks):
-    req = promotions.promotion_request(actor=engineer, version=version, environment=environment,
-                                       justification="better accuracy")
+    req = promotions.promotion_request(
+        actor=engineer, version=version, environment=environment, justification="better accuracy"
+    )
     approve(browser_client, approver, req)
     assert sent_tasks == [("deployer.deploy_promotion", [req.pk])]
     sent_tasks.run_all()
@@ -39,7 +42,8 @@ def promote(browser_client, engineer, approver, version, environment, sent_tasks
 
 
 def test_an_approved_promotion_goes_live_on_the_local_backend_and_answers(
-        browser_client, engineer, approver, iris, staging_local, sent_tasks, mlflow_store):
+    browser_client, engineer, approver, iris, staging_local, sent_tasks, mlflow_store
+):
     v1 = iris.versions.get(version=1)
     req = promote(browser_client, engineer, approver, v1, staging_local.environment, sent_tasks)
 
@@ -60,7 +64,8 @@ def test_an_approved_promotion_goes_live_on_the_local_backend_and_answers(
 
 
 def test_a_version_that_cannot_load_is_rolled_back_and_the_previous_one_keeps_answering(
-        browser_client, engineer, approver, iris, staging_local, sent_tasks, settings, mlflow_store):
+    browser_client, engineer, approver, iris, staging_local, sent_tasks, settings, mlflow_store
+):
     v1, v2 = iris.versions.get(version=1), iris.versions.get(version=2)
     promote(browser_client, engineer, approver, v1, staging_local.environment, sent_tasks)
     deployment = Deployment.objects.get(model=iris)
@@ -87,9 +92,11 @@ def test_a_version_that_cannot_load_is_rolled_back_and_the_previous_one_keeps_an
 
 
 def test_running_a_finished_rollout_again_changes_nothing(
-        browser_client, engineer, approver, iris, staging_local, sent_tasks):
-    req = promote(browser_client, engineer, approver, iris.versions.get(version=1), staging_local.environment,
-                  sent_tasks)
+    browser_client, engineer, approver, iris, staging_local, sent_tasks
+):
+    req = promote(
+        browser_client, engineer, approver, iris.versions.get(version=1), staging_local.environment, sent_tasks
+    )
     rollout = Rollout.objects.get(request=req)
     events = AuditEvent.objects.count()
     from deployer.tasks import deploy_promotion, run_rollout
@@ -101,7 +108,8 @@ def test_running_a_finished_rollout_again_changes_nothing(
 
 
 def test_a_first_deployment_that_cannot_load_leaves_nothing_behind(
-        browser_client, engineer, approver, iris, staging_local, sent_tasks, settings, mlflow_store):
+    browser_client, engineer, approver, iris, staging_local, sent_tasks, settings, mlflow_store
+):
     from deployer.export import export_version
     from deployer.services import deployment_get_or_create
 

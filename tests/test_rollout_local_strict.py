@@ -42,16 +42,17 @@ from registry.promotions.models import PromotionRequest
 from tests.test_rollout_local import _predict, approve, promote
 
 ROOT = Path(__file__).resolve().parent.parent
-LABEL_REFUSED = ("Request to assign label to version {v} of model iris, "
-                 "which is not currently available for inference")
+LABEL_REFUSED = "Request to assign label to version {v} of model iris, which is not currently available for inference"
 
 
 def config_text(base: Path, versions, labels=None) -> str:
     policy = " ".join(f"versions: {v}" for v in versions)
     label_lines = "".join(f'    version_labels {{ key: "{k}" value: {v} }}\n' for k, v in (labels or {}).items())
-    return (f'model_config_list {{\n  config {{\n    name: "iris"\n    base_path: "{base}"\n'
-            f'    model_platform: "tensorflow"\n    model_version_policy {{ specific {{ {policy} }} }}\n'
-            f"{label_lines}  }}\n}}\n")
+    return (
+        f'model_config_list {{\n  config {{\n    name: "iris"\n    base_path: "{base}"\n'
+        f'    model_platform: "tensorflow"\n    model_version_policy {{ specific {{ {policy} }} }}\n'
+        f"{label_lines}  }}\n}}\n"
+    )
 
 
 def free_port() -> int:
@@ -61,9 +62,14 @@ def free_port() -> int:
 
 
 def run_server(*flags, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deployer.local_server", "--rest_api_host=127.0.0.1", *flags],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return subprocess.run(
+        [sys.executable, "-m", "deployer.local_server", "--rest_api_host=127.0.0.1", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
 
 
 def version_dirs(base: Path, *versions) -> Path:
@@ -101,6 +107,7 @@ class FakeModels:
 
 # --- startup, as tensorflow_model_server starts ---
 
+
 def test_a_label_without_the_allow_flag_stops_the_server_at_startup(tmp_path):
     # server_core.cc:461-463 checks labels before loading anything, so even a label on the
     # only version fails; main.cc:321-325 prints the status and exits 255.
@@ -116,8 +123,9 @@ def test_a_label_without_the_allow_flag_stops_the_server_at_startup(tmp_path):
 def test_with_the_allow_flag_the_same_config_starts_and_the_label_serves(tmp_path):
     config = tmp_path / "models.config"
     config.write_text(config_text(version_dirs(tmp_path / "iris", 1), [1], {"staging": 1}))
-    server = LocalModelServer(config, strict=True, allow_version_labels_for_unavailable_models=True,
-                              loader=FakeModels(), poll_seconds=0)
+    server = LocalModelServer(
+        config, strict=True, allow_version_labels_for_unavailable_models=True, loader=FakeModels(), poll_seconds=0
+    )
     with server:
         assert server.manager.servable("iris", label="staging")[0] == 1
 
@@ -129,24 +137,32 @@ def test_a_version_that_fails_to_load_at_startup_ends_the_process(tmp_path):
     config = tmp_path / "models.config"
     config.write_text(config_text(base, [1], {"staging": 1}))
 
-    done = run_server(f"--rest_api_port={free_port()}", f"--model_config_file={config}",
-                      "--allow_version_labels_for_unavailable_models=true", "--max_num_load_retries=0")
+    done = run_server(
+        f"--rest_api_port={free_port()}",
+        f"--model_config_file={config}",
+        "--allow_version_labels_for_unavailable_models=true",
+        "--max_num_load_retries=0",
+    )
 
     assert done.returncode == 255, done.stdout[-2000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("Failed to start server"))
-    assert line.startswith("Failed to start server. Error: UNKNOWN: 1 servable(s) did not become available: "
-                           "{{{name: iris version: 1} due to error: ")
+    assert line.startswith(
+        "Failed to start server. Error: UNKNOWN: 1 servable(s) did not become available: "
+        "{{{name: iris version: 1} due to error: "
+    )
 
 
 def test_a_failed_load_is_retried_as_max_num_load_retries_says_and_stays_loading_meanwhile(tmp_path):
     config = tmp_path / "models.config"
     config.write_text(config_text(version_dirs(tmp_path / "iris", 1), [1]))
     models = FakeModels(broken={1})
-    server = LocalModelServer(config, strict=True, loader=models, poll_seconds=0,
-                              max_num_load_retries=2, load_retry_interval=0.3)
+    server = LocalModelServer(
+        config, strict=True, loader=models, poll_seconds=0, max_num_load_retries=2, load_retry_interval=0.3
+    )
     states = []
-    watcher = threading.Thread(target=lambda: states.append(
-        server.wait_for_state("iris", 1, {"LOADING"}, timeout=10)["state"]))
+    watcher = threading.Thread(
+        target=lambda: states.append(server.wait_for_state("iris", 1, {"LOADING"}, timeout=10)["state"])
+    )
     watcher.start()
     with pytest.raises(StartupError, match=r"1 servable\(s\) did not become available"):
         server.start()
@@ -158,18 +174,25 @@ def test_a_failed_load_is_retried_as_max_num_load_retries_says_and_stays_loading
 
 # --- reloads while serving ---
 
+
 def test_a_reload_cannot_move_a_label_onto_a_version_still_loading_even_with_the_allow_flag(tmp_path):
     # server_core.cc:512-520: the flag lets a *new* label point anywhere, not move an existing one.
     base = version_dirs(tmp_path / "iris", 1, 2)
-    server = LocalModelServer(config_text(base, [1], {"staging": 1}), strict=True, poll_seconds=0,
-                              allow_version_labels_for_unavailable_models=True, loader=FakeModels())
+    server = LocalModelServer(
+        config_text(base, [1], {"staging": 1}),
+        strict=True,
+        poll_seconds=0,
+        allow_version_labels_for_unavailable_models=True,
+        loader=FakeModels(),
+    )
     with server:
         with pytest.raises(ServingError) as refused:
             server.reload(config_text(base, [1, 2], {"staging": 2}))
         assert (refused.value.code, refused.value.message) == ("FAILED_PRECONDITION", LABEL_REFUSED.format(v=2))
         assert server.manager.servable("iris", label="staging")[0] == 1  # nothing changed
-        assert server.manager.status("iris") == [{"version": "1", "state": "AVAILABLE",
-                                                  "status": {"error_code": "OK", "error_message": ""}}]
+        assert server.manager.status("iris") == [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
 
         # The way that works: load v2 under the old label, then move the label.
         server.reload(config_text(base, [1, 2], {"staging": 1, "canary": 2}))  # a new label may wait
@@ -182,8 +205,14 @@ def test_a_refused_config_file_keeps_the_last_good_one_serving(tmp_path):
     base = version_dirs(tmp_path / "iris", 1, 2)
     path = tmp_path / "models.config"
     path.write_text(config_text(base, [1], {"staging": 1}))
-    server = LocalModelServer(path, strict=True, allow_version_labels_for_unavailable_models=False,
-                              loader=FakeModels(), poll_seconds=0, config_poll_seconds=0.1)
+    server = LocalModelServer(
+        path,
+        strict=True,
+        allow_version_labels_for_unavailable_models=False,
+        loader=FakeModels(),
+        poll_seconds=0,
+        config_poll_seconds=0.1,
+    )
     # Without the flag even the first config is refused (every version is unavailable then).
     with pytest.raises(StartupError, match="FAILED_PRECONDITION: " + LABEL_REFUSED.format(v=1)):
         server.start()
@@ -199,8 +228,9 @@ def test_a_refused_config_file_keeps_the_last_good_one_serving(tmp_path):
         while server._reload_error is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "FAILED_PRECONDITION" in (server._reload_error or "")
-        assert server.manager.status("iris") == [{"version": "1", "state": "AVAILABLE",
-                                                  "status": {"error_code": "OK", "error_message": ""}}]
+        assert server.manager.status("iris") == [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
         with pytest.raises(ServingError, match="Unrecognized servable version label: staging"):
             server.manager.servable("iris", label="staging")
         path.write_text(config_text(base, [1], {"staging": 1}))  # v1 is AVAILABLE: accepted
@@ -209,23 +239,38 @@ def test_a_refused_config_file_keeps_the_last_good_one_serving(tmp_path):
 
 # --- the command line ---
 
-@pytest.mark.parametrize(("argument", "error"), [
-    ("--allow_version_labels_for_unavailable_models=yes",
-     "Couldn't interpret value =yes for flag allow_version_labels_for_unavailable_models."),
-    ("--allow_version_labels_for_unavailable_models=1",
-     "Couldn't interpret value =1 for flag allow_version_labels_for_unavailable_models."),
-    ("--file_system_poll_wait_seconds=0.5", "Couldn't interpret value 0.5 for flag file_system_poll_wait_seconds."),
-    ("--max_num_load_retries=", "Couldn't interpret value  for flag max_num_load_retries."),
-])
+
+@pytest.mark.parametrize(
+    ("argument", "error"),
+    [
+        (
+            "--allow_version_labels_for_unavailable_models=yes",
+            "Couldn't interpret value =yes for flag allow_version_labels_for_unavailable_models.",
+        ),
+        (
+            "--allow_version_labels_for_unavailable_models=1",
+            "Couldn't interpret value =1 for flag allow_version_labels_for_unavailable_models.",
+        ),
+        ("--file_system_poll_wait_seconds=0.5", "Couldn't interpret value 0.5 for flag file_system_poll_wait_seconds."),
+        ("--max_num_load_retries=", "Couldn't interpret value  for flag max_num_load_retries."),
+    ],
+)
 def test_a_flag_value_the_real_parser_cannot_read_is_an_error(argument, error):
     parsed = tfserving_flags.parse(["--model_config_file=/m.config", argument])
     assert not parsed.ok and parsed.errors == [error]
 
 
 def test_flags_are_read_as_tensorflow_reads_them():
-    parsed = tfserving_flags.parse(["--allow_version_labels_for_unavailable_models", "--max_num_load_retries=0",
-                                    "--load_retry_interval_micros=-1", "--model_config_file=a=b",
-                                    "--no_such_flag=1", "-x"])
+    parsed = tfserving_flags.parse(
+        [
+            "--allow_version_labels_for_unavailable_models",
+            "--max_num_load_retries=0",
+            "--load_retry_interval_micros=-1",
+            "--model_config_file=a=b",
+            "--no_such_flag=1",
+            "-x",
+        ]
+    )
     assert parsed.ok and parsed.errors == []
     assert parsed.allow_version_labels_for_unavailable_models is True
     assert (parsed.max_num_load_retries, parsed.load_retry_interval_micros) == (0, -1)
@@ -250,17 +295,25 @@ def test_the_command_line_exits_255_on_a_bad_value_and_starts_despite_an_unknown
     assert "Failed to start server. Error: FAILED_PRECONDITION" in unknown.stdout and unknown.returncode == 255
 
     empty = run_server(f"--rest_api_port={free_port()}")
-    assert empty.returncode == 255 and ("Failed to start server. Error: INVALID_ARGUMENT: Both "
-                                        "server_options.model_base_path and server_options.model_config_file "
-                                        "are empty!") in empty.stdout
+    assert (
+        empty.returncode == 255
+        and (
+            "Failed to start server. Error: INVALID_ARGUMENT: Both "
+            "server_options.model_base_path and server_options.model_config_file "
+            "are empty!"
+        )
+        in empty.stdout
+    )
 
 
 # --- the local backend, end to end, against the strict server ---
 
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_the_local_backend_rolls_out_switches_rolls_back_and_undeploys_on_the_strict_server(
-        browser_client, engineer, approver, iris, staging_local, sent_tasks, mlflow_store, local_root):
+    browser_client, engineer, approver, iris, staging_local, sent_tasks, mlflow_store, local_root
+):
     v1, v2 = iris.versions.get(version=1), iris.versions.get(version=2)
     first = promote(browser_client, engineer, approver, v1, staging_local.environment, sent_tasks)
     assert first.state == PromotionRequest.LIVE, first.state_reason
@@ -281,8 +334,9 @@ def test_the_local_backend_rolls_out_switches_rolls_back_and_undeploys_on_the_st
     assert 'version_labels { key: "staging" value: 2 }' in (root / "models.config").read_text()
 
     first_live = Rollout.objects.get(request=first)
-    back = services.rollback_request(actor=engineer, deployment_id=deployment.pk, revision=first_live.revision,
-                                     justification="v2 misbehaves")
+    back = services.rollback_request(
+        actor=engineer, deployment_id=deployment.pk, revision=first_live.revision, justification="v2 misbehaves"
+    )
     approve(browser_client, approver, back)
     sent_tasks.run_all()
     back.refresh_from_db()

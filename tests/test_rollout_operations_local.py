@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def test_a_stopped_model_server_shows_as_drift_and_a_redeploy_then_an_undeploy_work(
-        browser_client, engineer, approver, iris, staging_local, sent_tasks, mlflow_store, local_root):
+    browser_client, engineer, approver, iris, staging_local, sent_tasks, mlflow_store, local_root
+):
     promote(browser_client, engineer, approver, iris.versions.get(version=1), staging_local.environment, sent_tasks)
     deployment = Deployment.objects.get(model=iris)
     assert drift_check(deployment.pk).drift_state == Deployment.IN_SYNC
@@ -29,8 +30,12 @@ def test_a_stopped_model_server_shows_as_drift_and_a_redeploy_then_an_undeploy_w
         pass
     deployment = drift_check(deployment.pk)
     assert deployment.drift_state == Deployment.OUT_OF_SYNC
-    assert {"object": f"LocalModelServer/{deployment.name}", "field": "running", "applied": True,
-            "live": False} in deployment.drift_diff
+    assert {
+        "object": f"LocalModelServer/{deployment.name}",
+        "field": "running",
+        "applied": True,
+        "live": False,
+    } in deployment.drift_diff
     assert AuditEvent.objects.filter(verb="deployment.out_of_sync", object_id=str(deployment.pk)).exists()
 
     # staging requires an approval: the redeploy is a request until the approver agrees.

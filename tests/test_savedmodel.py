@@ -5,15 +5,18 @@ import pytest
 from registry.savedmodel import savedmodel_candidate, signature_from_mlmodel
 
 
-@pytest.mark.parametrize("flavors, subdir, why", [
-    ({"tensorflow": {"model_type": "tf2-module", "saved_model_dir": "tf2model"}}, "tf2model", ""),
-    ({"tensorflow": {"model_type": "tf1-estimator", "saved_model_dir": "tfmodel"}}, "tfmodel", ""),
-    ({"tensorflow": {"model_type": "keras", "save_format": "tf", "data": "data"}}, "data/model", ""),
-    ({"tensorflow": {"model_type": "keras", "save_format": "h5", "data": "data"}}, None, "not a SavedModel"),
-    ({"keras": {"save_exported_model": True, "data": "data"}}, "data/model", ""),
-    ({"keras": {"save_exported_model": False, "data": "data"}}, None, "save_exported_model=True"),
-    ({"sklearn": {}, "python_function": {}}, None, "flavors: sklearn"),
-])
+@pytest.mark.parametrize(
+    "flavors, subdir, why",
+    [
+        ({"tensorflow": {"model_type": "tf2-module", "saved_model_dir": "tf2model"}}, "tf2model", ""),
+        ({"tensorflow": {"model_type": "tf1-estimator", "saved_model_dir": "tfmodel"}}, "tfmodel", ""),
+        ({"tensorflow": {"model_type": "keras", "save_format": "tf", "data": "data"}}, "data/model", ""),
+        ({"tensorflow": {"model_type": "keras", "save_format": "h5", "data": "data"}}, None, "not a SavedModel"),
+        ({"keras": {"save_exported_model": True, "data": "data"}}, "data/model", ""),
+        ({"keras": {"save_exported_model": False, "data": "data"}}, None, "save_exported_model=True"),
+        ({"sklearn": {}, "python_function": {}}, None, "flavors: sklearn"),
+    ],
+)
 def test_where_the_savedmodel_should_be(flavors, subdir, why):
     found, reason = savedmodel_candidate(flavors)
     assert found == subdir
@@ -22,8 +25,9 @@ def test_where_the_savedmodel_should_be(flavors, subdir, why):
 
 def test_tensor_signature_is_read_from_mlmodel():
     signature = {
-        "inputs": json.dumps([{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 4]},
-                               "name": "features"}]),
+        "inputs": json.dumps(
+            [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 4]}, "name": "features"}]
+        ),
         "outputs": json.dumps([{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 3]}}]),
     }
     parsed = signature_from_mlmodel(signature)

@@ -15,10 +15,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _manage(tmp_path, *args, **env):
-    base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
-            "MODELGATE_VAR_DIR": str(tmp_path / "var"), "DJANGO_SETTINGS_MODULE": "console.settings"}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env},
-                          capture_output=True, text=True, timeout=300, check=False)
+    base = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "MODELGATE_VAR_DIR": str(tmp_path / "var"),
+        "DJANGO_SETTINGS_MODULE": "console.settings",
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 PRODUCTION = {
@@ -48,13 +59,19 @@ def test_check_deploy_names_what_is_missing_when_tls_settings_are_not_given(tmp_
 
 
 def test_production_settings_make_cookies_secure(tmp_path):
-    result = _manage(tmp_path, "shell", "-c",
-                     "from django.conf import settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
-                     "s.SESSION_COOKIE_HTTPONLY, s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.DEBUG)", **PRODUCTION)
+    result = _manage(
+        tmp_path,
+        "shell",
+        "-c",
+        "from django.conf import settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
+        "s.SESSION_COOKIE_HTTPONLY, s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.DEBUG)",
+        **PRODUCTION,
+    )
     assert result.stdout.strip().splitlines()[-1].split() == ["True", "True", "True", "True", "False"], result.stderr
 
 
 # --- Headers ---------------------------------------------------------------------------
+
 
 def _csp(response) -> dict[str, list[str]]:
     header = response["Content-Security-Policy"]
@@ -135,18 +152,22 @@ def test_no_template_has_inline_script_style_or_handlers():
     assert found == []
 
 
-@pytest.mark.parametrize("snippet, what", [
-    ('<button onclick="x()">', "on*= handler"),
-    ("<script>alert(1)</script>", "inline <script>"),
-    ('<div hx-on::after-swap="x()">', "hx-on"),
-    ('<p style="color: red">', "style= attribute"),
-])
+@pytest.mark.parametrize(
+    "snippet, what",
+    [
+        ('<button onclick="x()">', "on*= handler"),
+        ("<script>alert(1)</script>", "inline <script>"),
+        ('<div hx-on::after-swap="x()">', "hx-on"),
+        ('<p style="color: red">', "style= attribute"),
+    ],
+)
 def test_the_template_scan_catches_each_kind(snippet, what):
     assert INLINE[what].search(snippet)
     assert not INLINE[what].search('<script src="/static/js/modelgate.js" defer></script> <form data-confirm="x">')
 
 
 # --- Error pages with DEBUG off --------------------------------------------------------
+
 
 @pytest.fixture
 def production_errors(settings, client):

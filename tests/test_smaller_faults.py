@@ -20,24 +20,32 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_promotion_whose_gate_inputs_cannot_be_read_answers_503_and_writes_nothing(
-        api, engineer, iris, staging, production, settings, monkeypatch):
+    api, engineer, iris, staging, production, settings, monkeypatch
+):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     settings.MLFLOW_TRACKING_URI = settings.MLFLOW_REGISTRY_URI = "http://127.0.0.1:9"  # MLflow is down
-    response = api(engineer).post("/api/v1/promotions/", {"model": "iris", "version": 2, "environment": "production",
-                                                          "justification": "j"}, format="json")
+    response = api(engineer).post(
+        "/api/v1/promotions/",
+        {"model": "iris", "version": 2, "environment": "production", "justification": "j"},
+        format="json",
+    )
     assert response.status_code == 503, response.json()
     assert response["Retry-After"] == "10"
     assert "metrics" in response.json()["detail"]
     assert not PromotionRequest.objects.exists()
     # An environment without metric gates needs nothing from MLflow: still requested.
-    ok = api(engineer).post("/api/v1/promotions/", {"model": "iris", "version": 2, "environment": "staging",
-                                                    "justification": "j"}, format="json")
+    ok = api(engineer).post(
+        "/api/v1/promotions/",
+        {"model": "iris", "version": 2, "environment": "staging", "justification": "j"},
+        format="json",
+    )
     assert ok.status_code == 201
 
 
 def test_the_sync_reports_no_drift_while_a_rollout_moves_the_alias(engineer, approver, iris, staging, mlflow_store):
-    req = services.promotion_request(actor=engineer, version=iris.versions.get(version=2), environment=staging,
-                                     justification="j")
+    req = services.promotion_request(
+        actor=engineer, version=iris.versions.get(version=2), environment=staging, justification="j"
+    )
     services.promotion_approve(actor=approver, request_id=req.pk)
     assert services.promotion_start_deploying(request_id=req.pk)
     # The rollout's last step moves MLflow's alias first; the sync runs before it records the span.
@@ -89,11 +97,14 @@ def test_beat_does_not_outlive_a_killed_worker():
 
 def test_children_of_make_run_die_with_it(tmp_path):
     """`make run` killed with SIGKILL takes its worker and beat with it (PR_SET_PDEATHSIG)."""
-    script = ("import sys, time; from console.supervise import Pair; "
-              "p = Pair(['sleep', '300'], ['sleep', '300']); p.start(); "
-              "print(p.worker.pid, p.beat.pid, flush=True); time.sleep(300)")
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": os.getcwd()})
+    script = (
+        "import sys, time; from console.supervise import Pair; "
+        "p = Pair(['sleep', '300'], ['sleep', '300']); p.start(); "
+        "print(p.worker.pid, p.beat.pid, flush=True); time.sleep(300)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}
+    )
     pids = [int(p) for p in parent.stdout.readline().split()]
     parent.kill()
     parent.wait()

@@ -19,7 +19,8 @@ R = PromotionRequest
 def gated(staging):
     """staging asks for accuracy >= 0.92: iris v1 (0.91) is blocked, v2 (0.95) passes."""
     Environment.objects.filter(pk=staging.pk).update(
-        metric_thresholds=[{"metric": "accuracy", "op": ">=", "value": 0.92}])
+        metric_thresholds=[{"metric": "accuracy", "op": ">=", "value": 0.92}]
+    )
     return staging
 
 
@@ -31,8 +32,11 @@ def other_engineer(django_user_model):
 
 
 def _request(api, user, version):
-    return api(user).post("/api/v1/promotions/", {"model": "iris", "version": version, "environment": "staging",
-                                                   "justification": "please"}, format="json")
+    return api(user).post(
+        "/api/v1/promotions/",
+        {"model": "iris", "version": version, "environment": "staging", "justification": "please"},
+        format="json",
+    )
 
 
 def test_a_blocked_request_does_not_cancel_someone_elses_pending_one(api, engineer, other_engineer, iris, gated):
@@ -59,7 +63,8 @@ def test_a_blocked_request_cannot_be_cancelled_into_another_state(api, other_eng
 
 
 def test_superseding_another_users_request_emails_them_and_audits_both_names(
-        api, engineer, other_engineer, iris, staging, celery_eager, django_capture_on_commit_callbacks):
+    api, engineer, other_engineer, iris, staging, celery_eager, django_capture_on_commit_callbacks
+):
     older = _request(api, other_engineer, 1).json()
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
@@ -76,7 +81,8 @@ def test_superseding_another_users_request_emails_them_and_audits_both_names(
 
 
 def test_superseding_ones_own_request_sends_no_email_about_it(
-        api, other_engineer, iris, staging, celery_eager, django_capture_on_commit_callbacks):
+    api, other_engineer, iris, staging, celery_eager, django_capture_on_commit_callbacks
+):
     _request(api, other_engineer, 1)
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):

@@ -74,7 +74,7 @@ def test_a_second_sync_changes_nothing(engineer, mlflow_store):
     registry_sync()
     events = AuditEvent.objects.count()
     report = registry_sync()
-    assert report.as_dict() == {k: 0 for k in report.as_dict()}
+    assert report.as_dict() == dict.fromkeys(report.as_dict(), 0)
     assert AuditEvent.objects.count() == events
 
 

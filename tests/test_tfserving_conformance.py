@@ -62,11 +62,13 @@ def model_root(tmp_path_factory) -> Path:
 
 
 def _config(root: Path) -> str:
-    return (f'model_config_list {{\n'
-            f'  config {{ name: "{MODEL}" base_path: "{root / "half_plus_two"}" model_platform: "tensorflow"\n'
-            f'           version_labels {{ key: "{LABEL}" value: 123 }} }}\n'
-            f'  config {{ name: "default" base_path: "{root / "half_plus_two"}" }}\n'
-            f'  config {{ name: "typed" base_path: "{root / "typed"}" }}\n}}\n')
+    return (
+        f"model_config_list {{\n"
+        f'  config {{ name: "{MODEL}" base_path: "{root / "half_plus_two"}" model_platform: "tensorflow"\n'
+        f'           version_labels {{ key: "{LABEL}" value: 123 }} }}\n'
+        f'  config {{ name: "default" base_path: "{root / "half_plus_two"}" }}\n'
+        f'  config {{ name: "typed" base_path: "{root / "typed"}" }}\n}}\n'
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +107,11 @@ class Answer:
 def send(server, method: str, path: str, body=None, headers=None, raw: bytes | None = None) -> Answer:
     connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
     try:
-        data = raw if raw is not None else (None if body is None else
-                                            body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        data = (
+            raw
+            if raw is not None
+            else (None if body is None else body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        )
         connection.request(method, path, body=data, headers=headers or {})
         response = connection.getresponse()
         return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
@@ -135,13 +140,18 @@ class Case:
 
 
 def _params(cases):
-    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.xfail)] if c.xfail else [])
-            for c in cases]
+    return [
+        pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.xfail)] if c.xfail else [])
+        for c in cases
+    ]
 
 
 M = f"/v1/models/{MODEL}"
-STATUS_123 = {"model_version_status": [{"version": "123", "state": "AVAILABLE",
-                                        "status": {"error_code": "OK", "error_message": ""}}]}
+STATUS_123 = {
+    "model_version_status": [
+        {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    ]
+}
 
 HTTP_CASES = [
     # HANDLER TEST_F(HttpRestApiHandlerTest, kPathRegex) at http_rest_api_handler_test.cc:169: only /v1/...
@@ -160,100 +170,231 @@ HTTP_CASES = [
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:192
     Case("HANDLER-Unsupported-GET-models", "GET", "/v1/models", status=400, error="Missing model name"),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:196
-    Case("HANDLER-Unsupported-GET-debug-model_name", "GET", "/v1/models/debug/model_name", status=400,
-         error="Malformed request"),
+    Case(
+        "HANDLER-Unsupported-GET-debug-model_name",
+        "GET",
+        "/v1/models/debug/model_name",
+        status=400,
+        error="Malformed request",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:201
     Case("HANDLER-Unsupported-POST-models", "POST", "/v1/models", status=400, error="Malformed request"),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:206
     Case("HANDLER-Unsupported-GET-predict", "GET", "/v1/models/foo:predict", status=400, error="Malformed request"),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:211
-    Case("HANDLER-Unsupported-GET-version-predict", "GET", "/v1/models/foo/version/50:predict", status=400,
-         error="Malformed request"),
+    Case(
+        "HANDLER-Unsupported-GET-version-predict",
+        "GET",
+        "/v1/models/foo/version/50:predict",
+        status=400,
+        error="Malformed request",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:216
-    Case("HANDLER-Unsupported-POST-version-regress", "POST", "/v1/models/foo/version/50:regress", status=400,
-         error="Malformed request"),
+    Case(
+        "HANDLER-Unsupported-POST-version-regress",
+        "POST",
+        "/v1/models/foo/version/50:regress",
+        status=400,
+        error="Malformed request",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:222
-    Case("HANDLER-Unsupported-POST-versions-HELLO", "POST", "/v1/models/foo/versions/HELLO:regress", status=400,
-         error="Malformed request"),
+    Case(
+        "HANDLER-Unsupported-POST-versions-HELLO",
+        "POST",
+        "/v1/models/foo/versions/HELLO:regress",
+        status=400,
+        error="Malformed request",
+    ),
     # ... "Failed to convert version": ParseModelInfo's error returns before the error JSON is
     # written (http_rest_api_handler.cc TF_RETURN_IF_ERROR(ParseModelInfo(...))): 400, empty body.
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:230;
     #   tensorflow_serving/model_servers/http_rest_api_handler.cc:78
-    Case("HANDLER-Unsupported-POST-uint64max-version", "POST", f"/v1/models/foo/versions/{2**64 - 1}:regress",
-         status=400, empty=True),
+    Case(
+        "HANDLER-Unsupported-POST-uint64max-version",
+        "POST",
+        f"/v1/models/foo/versions/{2**64 - 1}:regress",
+        status=400,
+        empty=True,
+    ),
     # tensorflow_serving/model_servers/http_rest_api_util.cc:115;
     #   tensorflow_serving/model_servers/http_rest_api_handler.cc:78
     Case("UTIL-ParseModelInfo-20-digit-version-status", "GET", f"{M}/versions/{'9' * 20}", status=400, empty=True),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:235
-    Case("HANDLER-Unsupported-POST-metadata", "POST", "/v1/models/foo/metadata", status=400,
-         error="Malformed request"),
+    Case("HANDLER-Unsupported-POST-metadata", "POST", "/v1/models/foo/metadata", status=400, error="Malformed request"),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:241
-    Case("HANDLER-Unsupported-POST-label-singular", "POST", "/v1/models/foo/label/some_label:regress", status=400,
-         error="Malformed request"),
+    Case(
+        "HANDLER-Unsupported-POST-label-singular",
+        "POST",
+        "/v1/models/foo/label/some_label:regress",
+        status=400,
+        error="Malformed request",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:247
-    Case("HANDLER-Unsupported-POST-version-and-label", "POST", "/v1/models/foo/versions/50/labels/some_label:regress",
-         status=400, error="Malformed request"),
+    Case(
+        "HANDLER-Unsupported-POST-version-and-label",
+        "POST",
+        "/v1/models/foo/versions/50/labels/some_label:regress",
+        status=400,
+        error="Malformed request",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:253
-    Case("HANDLER-Unsupported-POST-versions-label", "POST", "/v1/models/foo/versions/some_label:regress",
-         status=400, error="Malformed request"),
+    Case(
+        "HANDLER-Unsupported-POST-versions-label",
+        "POST",
+        "/v1/models/foo/versions/some_label:regress",
+        status=400,
+        error="Malformed request",
+    ),
     # HANDLER TEST_F(HttpRestApiHandlerTest, PredictModelNameVersionErrors) at http_rest_api_handler_test.cc:256
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:264
-    Case("HANDLER-PredictNameVersion-unknown-model", "POST", "/v1/models/foo:predict", {"instances": [1]},
-         status=404, error="Servable not found for request: Latest(foo)"),
+    Case(
+        "HANDLER-PredictNameVersion-unknown-model",
+        "POST",
+        "/v1/models/foo:predict",
+        {"instances": [1]},
+        status=404,
+        error="Servable not found for request: Latest(foo)",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:270
-    Case("HANDLER-PredictNameVersion-unknown-model-version", "POST", "/v1/models/foo/versions/50:predict",
-         {"instances": [1]}, status=404, error="Servable not found for request: Specific(foo, 50)"),
+    Case(
+        "HANDLER-PredictNameVersion-unknown-model-version",
+        "POST",
+        "/v1/models/foo/versions/50:predict",
+        {"instances": [1]},
+        status=404,
+        error="Servable not found for request: Specific(foo, 50)",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:276
     Case("HANDLER-PredictNameVersion-name-99", "POST", f"{M}99:predict", {"instances": [1]}, status=404),
     # HANDLER TEST_F(HttpRestApiHandlerTest, PredictRequestErrors) at http_rest_api_handler_test.cc:279
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:291
-    Case("HANDLER-PredictErrors-empty-document", "POST", f"{M}:predict", "", status=400,
-         error="JSON Parse error: The document is empty"),
+    Case(
+        "HANDLER-PredictErrors-empty-document",
+        "POST",
+        f"{M}:predict",
+        "",
+        status=400,
+        error="JSON Parse error: The document is empty",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:298
-    Case("HANDLER-PredictErrors-bad-json", "POST", f"{M}:predict", "instances = [1, 2]", status=400,
-         error="JSON Parse error: Invalid value"),
+    Case(
+        "HANDLER-PredictErrors-bad-json",
+        "POST",
+        f"{M}:predict",
+        "instances = [1, 2]",
+        status=400,
+        error="JSON Parse error: Invalid value",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:305
-    Case("HANDLER-PredictErrors-incorrect-type", "POST", f"{M}:predict", {"instances": ["x", "y"]}, status=400,
-         error="not of expected type: float"),
+    Case(
+        "HANDLER-PredictErrors-incorrect-type",
+        "POST",
+        f"{M}:predict",
+        {"instances": ["x", "y"]},
+        status=400,
+        error="not of expected type: float",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:316
-    Case("HANDLER-PredictErrors-nonexistent-label", "POST", f"{M}/labels/Version_Nonexistent:predict",
-         {"instances": ["x", "y"]}, status=400, error="Unrecognized servable version label"),
+    Case(
+        "HANDLER-PredictErrors-nonexistent-label",
+        "POST",
+        f"{M}/labels/Version_Nonexistent:predict",
+        {"instances": ["x", "y"]},
+        status=400,
+        error="Unrecognized servable version label",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:324
-    Case("HANDLER-PredictErrors-signature_name-100", "POST", f"{M}:predict", {"signature_name": 100}, status=400,
-         error="'signature_name' key must be a string value."),
+    Case(
+        "HANDLER-PredictErrors-signature_name-100",
+        "POST",
+        f"{M}:predict",
+        {"signature_name": 100},
+        status=400,
+        error="'signature_name' key must be a string value.",
+    ),
     # HANDLER TEST_F(HttpRestApiHandlerTest, Predict) at http_rest_api_handler_test.cc:327
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:337
-    Case("HANDLER-Predict-latest", "POST", f"{M}:predict", {"instances": [[1.0, 2.0], [3.0, 4.0]]},
-         expect={"predictions": [[2.5, 3.0], [3.5, 4.0]]}),
+    Case(
+        "HANDLER-Predict-latest",
+        "POST",
+        f"{M}:predict",
+        {"instances": [[1.0, 2.0], [3.0, 4.0]]},
+        expect={"predictions": [[2.5, 3.0], [3.5, 4.0]]},
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:347
-    Case("HANDLER-Predict-version", "POST", f"{M}/versions/123:predict", {"instances": [1.0, 2.0]},
-         expect={"predictions": [2.5, 3.0]}),
+    Case(
+        "HANDLER-Predict-version",
+        "POST",
+        f"{M}/versions/123:predict",
+        {"instances": [1.0, 2.0]},
+        expect={"predictions": [2.5, 3.0]},
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:357
-    Case("HANDLER-Predict-label", "POST", f"{M}/labels/{LABEL}:predict", {"instances": [1.0, 2.0]},
-         expect={"predictions": [2.5, 3.0]}),
+    Case(
+        "HANDLER-Predict-label",
+        "POST",
+        f"{M}/labels/{LABEL}:predict",
+        {"instances": [1.0, 2.0]},
+        expect={"predictions": [2.5, 3.0]},
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:368
-    Case("HANDLER-Predict-signature_name", "POST", f"{M}/versions/123:predict",
-         {"signature_name": "serving_default", "instances": [3.0, 4.0]}, expect={"predictions": [3.5, 4.0]}),
+    Case(
+        "HANDLER-Predict-signature_name",
+        "POST",
+        f"{M}/versions/123:predict",
+        {"signature_name": "serving_default", "instances": [3.0, 4.0]},
+        expect={"predictions": [3.5, 4.0]},
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:379
-    Case("HANDLER-Predict-columnar", "POST", f"{M}/versions/123:predict",
-         {"signature_name": "serving_default", "inputs": [3.0, 4.0]}, expect={"outputs": [3.5, 4.0]}),
+    Case(
+        "HANDLER-Predict-columnar",
+        "POST",
+        f"{M}/versions/123:predict",
+        {"signature_name": "serving_default", "inputs": [3.0, 4.0]},
+        expect={"outputs": [3.5, 4.0]},
+    ),
     # HANDLER TEST_F(HttpRestApiHandlerTest, Regress) at http_rest_api_handler_test.cc:384
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:393
-    Case("HANDLER-Regress-latest", "POST", f"{M}:regress",
-         {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]}, expect={"results": [42]}),
+    Case(
+        "HANDLER-Regress-latest",
+        "POST",
+        f"{M}:regress",
+        {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]},
+        expect={"results": [42]},
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:404
-    Case("HANDLER-Regress-version", "POST", f"{M}/versions/123:regress",
-         {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]}, expect={"results": [42]}),
+    Case(
+        "HANDLER-Regress-version",
+        "POST",
+        f"{M}/versions/123:regress",
+        {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]},
+        expect={"results": [42]},
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:415
-    Case("HANDLER-Regress-label", "POST", f"{M}/labels/{LABEL}:regress",
-         {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]}, expect={"results": [42]}),
+    Case(
+        "HANDLER-Regress-label",
+        "POST",
+        f"{M}/labels/{LABEL}:regress",
+        {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]},
+        expect={"results": [42]},
+    ),
     # HANDLER TEST_F(HttpRestApiHandlerTest, Classify) at http_rest_api_handler_test.cc:420
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:429
-    Case("HANDLER-Classify-latest", "POST", f"{M}:classify",
-         {"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}]}, expect={"results": [[["", 12]]]}),
+    Case(
+        "HANDLER-Classify-latest",
+        "POST",
+        f"{M}:classify",
+        {"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}]},
+        expect={"results": [[["", 12]]]},
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:440
-    Case("HANDLER-Classify-label", "POST", f"{M}/labels/{LABEL}:classify",
-         {"signature_name": "classify_x_to_y", "examples": [{"x": 10.0}]}, expect={"results": [[["", 7]]]}),
+    Case(
+        "HANDLER-Classify-label",
+        "POST",
+        f"{M}/labels/{LABEL}:classify",
+        {"signature_name": "classify_x_to_y", "examples": [{"x": 10.0}]},
+        expect={"results": [[["", 7]]]},
+    ),
     # HANDLER TEST_F(HttpRestApiHandlerTest, GetStatus) at http_rest_api_handler_test.cc:445
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:456
     Case("HANDLER-GetStatus-all", "GET", M, expect=STATUS_123),
@@ -265,191 +406,402 @@ HTTP_CASES = [
     # tensorflow_serving/model_servers/get_model_status_impl.cc:95
     Case("STATUS-label-ignored-unknown-label", "GET", f"{M}/labels/nope", expect=STATUS_123),
     # tensorflow_serving/model_servers/get_model_status_impl.cc:89
-    Case("STATUS-unknown-version", "GET", f"{M}/versions/7", status=404,
-         error=f"Could not find version 7 of model {MODEL}"),
+    Case(
+        "STATUS-unknown-version",
+        "GET",
+        f"{M}/versions/7",
+        status=404,
+        error=f"Could not find version 7 of model {MODEL}",
+    ),
     # tensorflow_serving/model_servers/get_model_status_impl.cc:100
-    Case("STATUS-unknown-model", "GET", "/v1/models/nope", status=404,
-         error="Could not find any versions of model nope"),
+    Case(
+        "STATUS-unknown-model", "GET", "/v1/models/nope", status=404, error="Could not find any versions of model nope"
+    ),
     # HANDLER TEST_F(HttpRestApiHandlerTest, GetModelMetadata) at http_rest_api_handler_test.cc:512,
     # SERVER testGetModelMetadataREST
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:528
-    Case("HANDLER-GetModelMetadata-model_spec", "GET", f"{M}/metadata",
-         text=('"model_spec"', '"signature_def"', '"version": "123"')),
+    Case(
+        "HANDLER-GetModelMetadata-model_spec",
+        "GET",
+        f"{M}/metadata",
+        text=('"model_spec"', '"signature_def"', '"version": "123"'),
+    ),
     # tensorflow_serving/model_servers/http_rest_api_util.cc:30
     Case("UTIL-metadata-by-label", "GET", f"{M}/labels/{LABEL}/metadata", text=('"version": "123"',)),
     # tensorflow_serving/model_servers/http_rest_api_handler_test.cc:316
-    Case("UTIL-metadata-unknown-label", "GET", f"{M}/labels/nope/metadata", status=400,
-         error="Unrecognized servable version label: nope"),
+    Case(
+        "UTIL-metadata-unknown-label",
+        "GET",
+        f"{M}/labels/nope/metadata",
+        status=400,
+        error="Unrecognized servable version label: nope",
+    ),
     # SERVER testClassifyREST, testRegressREST, testPredictREST, testPredictColumnarREST, testGetStatusREST
     # tensorflow_serving/model_servers/tensorflow_model_server_test.py:554
-    Case("SERVER-testClassifyREST", "POST", "/v1/models/default:classify",
-         {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}, expect={"results": [[["", 3.0]]]}),
+    Case(
+        "SERVER-testClassifyREST",
+        "POST",
+        "/v1/models/default:classify",
+        {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]},
+        expect={"results": [[["", 3.0]]]},
+    ),
     # tensorflow_serving/model_servers/tensorflow_model_server_test.py:574
-    Case("SERVER-testRegressREST", "POST", "/v1/models/default:regress",
-         {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]}, expect={"results": [3.0]}),
+    Case(
+        "SERVER-testRegressREST",
+        "POST",
+        "/v1/models/default:regress",
+        {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]},
+        expect={"results": [3.0]},
+    ),
     # tensorflow_serving/model_servers/tensorflow_model_server_test.py:594
-    Case("SERVER-testPredictREST", "POST", "/v1/models/default:predict", {"instances": [2.0, 3.0, 4.0]},
-         expect={"predictions": [3.0, 3.5, 4.0]}),
+    Case(
+        "SERVER-testPredictREST",
+        "POST",
+        "/v1/models/default:predict",
+        {"instances": [2.0, 3.0, 4.0]},
+        expect={"predictions": [3.0, 3.5, 4.0]},
+    ),
     # tensorflow_serving/model_servers/tensorflow_model_server_test.py:614
-    Case("SERVER-testPredictColumnarREST", "POST", "/v1/models/default:predict", {"inputs": [2.0, 3.0, 4.0]},
-         expect={"outputs": [3.0, 3.5, 4.0]}),
+    Case(
+        "SERVER-testPredictColumnarREST",
+        "POST",
+        "/v1/models/default:predict",
+        {"inputs": [2.0, 3.0, 4.0]},
+        expect={"outputs": [3.0, 3.5, 4.0]},
+    ),
     # tensorflow_serving/model_servers/tensorflow_model_server_test.py:633
     Case("SERVER-testGetStatusREST", "GET", "/v1/models/default", expect=STATUS_123),
     # UTIL kPredictionApiGegex is (?i): the path is case-insensitive, but the verb is then
     # compared exactly (http_rest_api_handler.cc: *method == "predict"), so :PREDICT is malformed.
     # tensorflow_serving/model_servers/http_rest_api_util.cc:28
-    Case("UTIL-path-case-insensitive", "POST", f"/V1/MODELS/{MODEL}:predict", {"instances": [2.0]},
-         expect={"predictions": [3.0]}),
+    Case(
+        "UTIL-path-case-insensitive",
+        "POST",
+        f"/V1/MODELS/{MODEL}:predict",
+        {"instances": [2.0]},
+        expect={"predictions": [3.0]},
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler.cc:72;
     #   tensorflow_serving/model_servers/http_rest_api_handler.cc:91
-    Case("HANDLER-verb-case-sensitive", "POST", f"{M}:PREDICT", {"instances": [2.0]}, status=400,
-         error=f"Malformed request: POST {M}:PREDICT"),
+    Case(
+        "HANDLER-verb-case-sensitive",
+        "POST",
+        f"{M}:PREDICT",
+        {"instances": [2.0]},
+        status=400,
+        error=f"Malformed request: POST {M}:PREDICT",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler.cc:72;
     #   tensorflow_serving/model_servers/http_rest_api_handler.cc:84
-    Case("HANDLER-verb-case-sensitive-Classify", "POST", f"{M}:Classify", {"examples": [{"x": 2.0}]},
-         status=400, error="Malformed request"),
+    Case(
+        "HANDLER-verb-case-sensitive-Classify",
+        "POST",
+        f"{M}:Classify",
+        {"examples": [{"x": 2.0}]},
+        status=400,
+        error="Malformed request",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_util.cc:106
-    Case("UTIL-model-name-percent-decoded", "POST", "/v1/models/%64efault:predict", {"instances": [2.0]},
-         expect={"predictions": [3.0]}),
+    Case(
+        "UTIL-model-name-percent-decoded",
+        "POST",
+        "/v1/models/%64efault:predict",
+        {"instances": [2.0]},
+        expect={"predictions": [3.0]},
+    ),
     # HANDLER ProcessRequest: any other method is malformed; HEAD answers without a body (libevent).
     # tensorflow_serving/model_servers/http_rest_api_handler.cc:72
     Case("HANDLER-DELETE-malformed", "DELETE", M, status=400, error=f"Malformed request: DELETE {M}"),
     # tensorflow_serving/model_servers/http_rest_api_handler.cc:72
-    Case("HANDLER-PUT-malformed", "PUT", f"{M}:predict", {"instances": [1.0]}, status=400,
-         error="Malformed request: PUT"),
+    Case(
+        "HANDLER-PUT-malformed", "PUT", f"{M}:predict", {"instances": [1.0]}, status=400, error="Malformed request: PUT"
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler.cc:72;
     #   tensorflow_serving/util/net_http/server/internal/evhttp_request.cc:65
     Case("HTTP-HEAD-malformed-no-body", "HEAD", M, status=400, empty=True),
     # HTTP RestApiRequestDispatcher::ProcessRequest: OPTIONS is a CORS preflight, OK only with an Origin.
     # tensorflow_serving/model_servers/http_server.cc:167 (kh3654po/serving mirror)
-    Case("HTTP-OPTIONS-with-origin", "OPTIONS", M, status=200, empty=True,
-         headers={"Origin": "https://example.com"}),
+    Case("HTTP-OPTIONS-with-origin", "OPTIONS", M, status=200, empty=True, headers={"Origin": "https://example.com"}),
     # tensorflow_serving/model_servers/http_server.cc:171 (kh3654po/serving mirror)
     Case("HTTP-OPTIONS-without-origin", "OPTIONS", M, status=400, empty=True),
     # json_tensor.cc FillTensorMapFromInputsMap looks up the signature's inputs only: extra keys are ignored.
     # tensorflow_serving/util/json_tensor.cc:619
-    Case("JSON-columnar-extra-key-ignored", "POST", "/v1/models/default:predict",
-         {"inputs": {"x": [2.0], "colour": "red"}}, expect={"outputs": [3.0]}),
+    Case(
+        "JSON-columnar-extra-key-ignored",
+        "POST",
+        "/v1/models/default:predict",
+        {"inputs": {"x": [2.0], "colour": "red"}},
+        expect={"outputs": [3.0]},
+    ),
     # tensorflow_serving/util/json_tensor.cc:621
-    Case("JSON-columnar-missing-named-input", "POST", "/v1/models/default:predict", {"inputs": {"colour": [2.0]}},
-         status=400, error="Missing named input: x in 'inputs' object."),
+    Case(
+        "JSON-columnar-missing-named-input",
+        "POST",
+        "/v1/models/default:predict",
+        {"inputs": {"colour": [2.0]}},
+        status=400,
+        error="Missing named input: x in 'inputs' object.",
+    ),
     # json_tensor.cc AddValueToTensor: strict types, nothing converted silently.
     # tensorflow_serving/util/json_tensor.cc:265
-    Case("JSON-float-from-numeric-string", "POST", "/v1/models/default:predict", {"instances": ["1.5"]},
-         status=400, error='JSON Value: "1.5" Type: String is not of expected type: float'),
+    Case(
+        "JSON-float-from-numeric-string",
+        "POST",
+        "/v1/models/default:predict",
+        {"instances": ["1.5"]},
+        status=400,
+        error='JSON Value: "1.5" Type: String is not of expected type: float',
+    ),
     # tensorflow_serving/util/json_tensor.cc:265
-    Case("JSON-float-from-boolean", "POST", "/v1/models/default:predict", {"instances": [True]}, status=400,
-         error="Type: True is not of expected type: float"),
+    Case(
+        "JSON-float-from-boolean",
+        "POST",
+        "/v1/models/default:predict",
+        {"instances": [True]},
+        status=400,
+        error="Type: True is not of expected type: float",
+    ),
     # tensorflow_serving/util/json_tensor.cc:265
-    Case("JSON-float-from-null", "POST", "/v1/models/default:predict", {"instances": [None]}, status=400,
-         error="Type: Null is not of expected type: float"),
+    Case(
+        "JSON-float-from-null",
+        "POST",
+        "/v1/models/default:predict",
+        {"instances": [None]},
+        status=400,
+        error="Type: Null is not of expected type: float",
+    ),
     # tensorflow_serving/util/json_tensor.cc:284
-    Case("JSON-int-from-decimal", "POST", "/v1/models/typed:predict",
-         {"signature_name": "echo", "inputs": {"f": 1.0, "d": 1.0, "i": 1.5, "l": 1, "s": "a", "b": True}},
-         status=400, error="JSON Value: 1.5 Type: Number is not of expected type: int32"),
+    Case(
+        "JSON-int-from-decimal",
+        "POST",
+        "/v1/models/typed:predict",
+        {"signature_name": "echo", "inputs": {"f": 1.0, "d": 1.0, "i": 1.5, "l": 1, "s": "a", "b": True}},
+        status=400,
+        error="JSON Value: 1.5 Type: Number is not of expected type: int32",
+    ),
     # tensorflow_serving/util/json_tensor.cc:294
-    Case("JSON-int64-from-string", "POST", "/v1/models/typed:predict",
-         {"signature_name": "echo", "inputs": {"f": 1.0, "d": 1.0, "i": 1, "l": "1", "s": "a", "b": True}},
-         status=400, error="is not of expected type: int64"),
+    Case(
+        "JSON-int64-from-string",
+        "POST",
+        "/v1/models/typed:predict",
+        {"signature_name": "echo", "inputs": {"f": 1.0, "d": 1.0, "i": 1, "l": "1", "s": "a", "b": True}},
+        status=400,
+        error="is not of expected type: int64",
+    ),
     # tensorflow_serving/util/json_tensor.cc:299
-    Case("JSON-bool-from-number", "POST", "/v1/models/typed:predict",
-         {"signature_name": "echo", "inputs": {"f": 1.0, "d": 1.0, "i": 1, "l": 1, "s": "a", "b": 1}},
-         status=400, error="JSON Value: 1 Type: Number is not of expected type: bool"),
+    Case(
+        "JSON-bool-from-number",
+        "POST",
+        "/v1/models/typed:predict",
+        {"signature_name": "echo", "inputs": {"f": 1.0, "d": 1.0, "i": 1, "l": 1, "s": "a", "b": 1}},
+        status=400,
+        error="JSON Value: 1 Type: Number is not of expected type: bool",
+    ),
     # tensorflow_serving/util/json_tensor.cc:289
-    Case("JSON-string-from-number", "POST", "/v1/models/typed:predict",
-         {"signature_name": "text", "instances": [1]}, status=400, error="is not of expected type: string"),
+    Case(
+        "JSON-string-from-number",
+        "POST",
+        "/v1/models/typed:predict",
+        {"signature_name": "text", "instances": [1]},
+        status=400,
+        error="is not of expected type: string",
+    ),
     # tensorflow_serving/util/json_tensor.cc:497
-    Case("JSON-signature_name-null", "POST", "/v1/models/default:predict",
-         '{"signature_name": null, "instances": [1.0]}', status=400,
-         error="'signature_name' key must be a string value."),
+    Case(
+        "JSON-signature_name-null",
+        "POST",
+        "/v1/models/default:predict",
+        '{"signature_name": null, "instances": [1.0]}',
+        status=400,
+        error="'signature_name' key must be a string value.",
+    ),
     # tensorflow_serving/model_servers/http_rest_api_handler.cc:239
-    Case("JSON-signature_name-unknown", "POST", "/v1/models/default:predict",
-         {"signature_name": "nope", "instances": [1.0]}, status=400,
-         error='Serving signature name: "nope" not found in signature def'),
+    Case(
+        "JSON-signature_name-unknown",
+        "POST",
+        "/v1/models/default:predict",
+        {"signature_name": "nope", "instances": [1.0]},
+        status=400,
+        error='Serving signature name: "nope" not found in signature def',
+    ),
     # tensorflow_serving/util/json_tensor.cc:485
-    Case("JSON-top-level-not-object", "POST", "/v1/models/default:predict", [1, 2], status=400,
-         error="Is not object"),
+    Case("JSON-top-level-not-object", "POST", "/v1/models/default:predict", [1, 2], status=400, error="Is not object"),
     # tensorflow_serving/util/json_tensor.cc:665
-    Case("JSON-both-keys", "POST", "/v1/models/default:predict", {"instances": [1.0], "inputs": [1.0]},
-         status=400, error="Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"),
+    Case(
+        "JSON-both-keys",
+        "POST",
+        "/v1/models/default:predict",
+        {"instances": [1.0], "inputs": [1.0]},
+        status=400,
+        error="Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist",
+    ),
     # tensorflow_serving/util/json_tensor.cc:670
-    Case("JSON-instances-not-list", "POST", "/v1/models/default:predict", {"instances": 1.0}, status=400,
-         error="Excepting 'instances' to be an list/array"),
+    Case(
+        "JSON-instances-not-list",
+        "POST",
+        "/v1/models/default:predict",
+        {"instances": 1.0},
+        status=400,
+        error="Excepting 'instances' to be an list/array",
+    ),
     # tensorflow_serving/util/json_tensor.cc:674
-    Case("JSON-instances-empty", "POST", "/v1/models/default:predict", {"instances": []}, status=400,
-         error="No values in 'instances' array"),
+    Case(
+        "JSON-instances-empty",
+        "POST",
+        "/v1/models/default:predict",
+        {"instances": []},
+        status=400,
+        error="No values in 'instances' array",
+    ),
     # tensorflow_serving/util/json_tensor.cc:690
-    Case("JSON-neither-key", "POST", "/v1/models/default:predict", {"rows": [1.0]}, status=400,
-         error="Missing 'inputs' or 'instances' key"),
+    Case(
+        "JSON-neither-key",
+        "POST",
+        "/v1/models/default:predict",
+        {"rows": [1.0]},
+        status=400,
+        error="Missing 'inputs' or 'instances' key",
+    ),
     # json_tensor.cc JsonDecodeBase64Object: "Unable to base64 decode" is an INVALID_ARGUMENT (400).
     # tensorflow_serving/util/json_tensor.cc:372
-    Case("JSON-invalid-base64", "POST", "/v1/models/typed:predict",
-         {"signature_name": "text", "instances": [{"b64": "not base64!"}]}, status=400,
-         error="Unable to base64 decode"),
+    Case(
+        "JSON-invalid-base64",
+        "POST",
+        "/v1/models/typed:predict",
+        {"signature_name": "text", "instances": [{"b64": "not base64!"}]},
+        status=400,
+        error="Unable to base64 decode",
+    ),
     # tensorflow_serving/util/json_tensor.cc:550; tensorflow_serving/util/json_tensor.cc:435
-    Case("JSON-base64-not-string", "POST", "/v1/models/typed:predict",
-         {"signature_name": "text", "instances": [{"b64": 5}]}, status=400,
-         error="Failed to process element: 0 key: b64 of 'instances' list. Error: INVALID_ARGUMENT: "
-               "JSON object: does not have named input: b64"),
+    Case(
+        "JSON-base64-not-string",
+        "POST",
+        "/v1/models/typed:predict",
+        {"signature_name": "text", "instances": [{"b64": 5}]},
+        status=400,
+        error="Failed to process element: 0 key: b64 of 'instances' list. Error: INVALID_ARGUMENT: "
+        "JSON object: does not have named input: b64",
+    ),
     # DOC "Encoding binary values": {"b64": ...} in, and outputs named *_bytes come back base64-encoded.
     # tensorflow_serving/g3doc/api_rest.md:348; tensorflow_serving/g3doc/api_rest.md:311
-    Case("DOC-binary-values-round-trip", "POST", "/v1/models/typed:predict",
-         {"signature_name": "text", "instances": [{"b64": "aGVsbG8="}, "world"]},
-         expect={"predictions": [{"text": "hello", "text_bytes": {"b64": "aGVsbG8="}},
-                                 {"text": "world", "text_bytes": {"b64": "d29ybGQ="}}]}),
+    Case(
+        "DOC-binary-values-round-trip",
+        "POST",
+        "/v1/models/typed:predict",
+        {"signature_name": "text", "instances": [{"b64": "aGVsbG8="}, "world"]},
+        expect={
+            "predictions": [
+                {"text": "hello", "text_bytes": {"b64": "aGVsbG8="}},
+                {"text": "world", "text_bytes": {"b64": "d29ybGQ="}},
+            ]
+        },
+    ),
     # DOC "JSON conformity": NaN and Infinity are accepted and written back as NaN/Infinity.
     # tensorflow_serving/g3doc/api_rest.md:380
-    Case("DOC-nan-infinity", "POST", "/v1/models/default:predict", '{"instances": [NaN, Infinity, -Infinity]}',
-         text=("NaN", "Infinity", "-Infinity")),
+    Case(
+        "DOC-nan-infinity",
+        "POST",
+        "/v1/models/default:predict",
+        '{"instances": [NaN, Infinity, -Infinity]}',
+        text=("NaN", "Infinity", "-Infinity"),
+    ),
     # json_tensor.cc WriteDecimal: six digits if they round-trip, else %.9g; whole numbers get ".0".
     # tensorflow_serving/util/json_tensor.cc:137
-    Case("JSON-WriteDecimal-one-third", "POST", "/v1/models/typed:predict", {"instances": [1.0]},
-         text=("0.333333343",)),
+    Case(
+        "JSON-WriteDecimal-one-third", "POST", "/v1/models/typed:predict", {"instances": [1.0]}, text=("0.333333343",)
+    ),
     # tensorflow_serving/util/json_tensor.cc:151
-    Case("JSON-WriteDecimal-whole-number", "POST", "/v1/models/typed:predict", {"instances": [9.0]},
-         text=("[3.0]",)),
+    Case("JSON-WriteDecimal-whole-number", "POST", "/v1/models/typed:predict", {"instances": [9.0]}, text=("[3.0]",)),
     # tensorflow_serving/util/json_tensor.cc:129
-    Case("JSON-WriteDecimal-scientific", "POST", "/v1/models/typed:predict", {"instances": [3e7]},
-         text=("[1e+07]",)),
+    Case("JSON-WriteDecimal-scientific", "POST", "/v1/models/typed:predict", {"instances": [3e7]}, text=("[1e+07]",)),
     # HTTP (net_http evhttp_request.cc): gzip bodies are uncompressed, chunked bodies read whole.
     # tensorflow_serving/util/net_http/server/internal/evhttp_request.cc:180
-    Case("HTTP-gzip-body", "POST", "/v1/models/default:predict",
-         raw=gzip.compress(b'{"instances": [2.0]}'), headers={"Content-Encoding": "gzip"},
-         expect={"predictions": [3.0]}),
+    Case(
+        "HTTP-gzip-body",
+        "POST",
+        "/v1/models/default:predict",
+        raw=gzip.compress(b'{"instances": [2.0]}'),
+        headers={"Content-Encoding": "gzip"},
+        expect={"predictions": [3.0]},
+    ),
     # tensorflow_serving/util/net_http/server/internal/evhttp_request.cc:253;
     #   tensorflow_serving/util/json_tensor.cc:461
-    Case("HTTP-gzip-broken-body-is-empty", "POST", "/v1/models/default:predict", raw=b"not gzip",
-         headers={"Content-Encoding": "gzip"}, status=400, error="The document is empty"),
+    Case(
+        "HTTP-gzip-broken-body-is-empty",
+        "POST",
+        "/v1/models/default:predict",
+        raw=b"not gzip",
+        headers={"Content-Encoding": "gzip"},
+        status=400,
+        error="The document is empty",
+    ),
     # ParseJson has no depth limit to trip over here; a deeply nested document must still be a 400.
     # tensorflow_serving/util/json_tensor.cc:469
-    Case("JSON-very-deep-document", "POST", "/v1/models/default:predict",
-         '{"instances": ' + "[" * 100000 + "]" * 100000 + "}", status=400, error="JSON Parse error"),
+    Case(
+        "JSON-very-deep-document",
+        "POST",
+        "/v1/models/default:predict",
+        '{"instances": ' + "[" * 100000 + "]" * 100000 + "}",
+        status=400,
+        error="JSON Parse error",
+    ),
     # classifier.cc / regressor.cc signature checks.
     # tensorflow_serving/servables/tensorflow/classifier.cc:294
-    Case("CLASSIFIER-no-such-signature", "POST", "/v1/models/default:classify",
-         {"signature_name": "nope", "examples": [{"x": 2.0}]}, status=400,
-         error="No signature was found with the name: nope"),
+    Case(
+        "CLASSIFIER-no-such-signature",
+        "POST",
+        "/v1/models/default:classify",
+        {"signature_name": "nope", "examples": [{"x": 2.0}]},
+        status=400,
+        error="No signature was found with the name: nope",
+    ),
     # tensorflow_serving/servables/tensorflow/classifier.cc:298
-    Case("CLASSIFIER-predict-signature", "POST", "/v1/models/default:classify", {"examples": [{"x": 2.0}]},
-         status=400, error="Expected classification signature method_name to be tensorflow/serving/classify. "
-                           "Was: tensorflow/serving/predict"),
+    Case(
+        "CLASSIFIER-predict-signature",
+        "POST",
+        "/v1/models/default:classify",
+        {"examples": [{"x": 2.0}]},
+        status=400,
+        error="Expected classification signature method_name to be tensorflow/serving/classify. "
+        "Was: tensorflow/serving/predict",
+    ),
     # tensorflow_serving/servables/tensorflow/regressor.cc:229
-    Case("REGRESSOR-classify-signature", "POST", "/v1/models/default:regress",
-         {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}, status=400,
-         error="Expected regression signature method_name to be tensorflow/serving/regress"),
+    Case(
+        "REGRESSOR-classify-signature",
+        "POST",
+        "/v1/models/default:regress",
+        {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]},
+        status=400,
+        error="Expected regression signature method_name to be tensorflow/serving/regress",
+    ),
     # tensorflow_serving/util/json_tensor.cc:817
-    Case("REGRESSOR-context-and-examples", "POST", "/v1/models/default:regress",
-         {"signature_name": "regress_x2_to_y3", "context": {"x2": 4.0}, "examples": [{"x": 1.0}, {"x": 2.0}]},
-         expect={"results": [5.0, 5.0]}),
+    Case(
+        "REGRESSOR-context-and-examples",
+        "POST",
+        "/v1/models/default:regress",
+        {"signature_name": "regress_x2_to_y3", "context": {"x2": 4.0}, "examples": [{"x": 1.0}, {"x": 2.0}]},
+        expect={"results": [5.0, 5.0]},
+    ),
     # rapidjson names the syntax error (GetParseError_En); Python's parser does not tell them apart.
     # tensorflow_serving/util/json_tensor.cc:474; tensorflow_serving/model_servers/http_rest_api_handler_test.cc:298
-    Case("HANDLER-PredictErrors-missing-comma", "POST", f"{M}:predict", '{"instances": [1, 2}', status=400,
-         error="JSON Parse error: Missing a comma or ']' after an array element.",
-         xfail="the development server reports every JSON syntax error as 'Invalid value.' (Python's json)"),
+    Case(
+        "HANDLER-PredictErrors-missing-comma",
+        "POST",
+        f"{M}:predict",
+        '{"instances": [1, 2}',
+        status=400,
+        error="JSON Parse error: Missing a comma or ']' after an array element.",
+        xfail="the development server reports every JSON syntax error as 'Invalid value.' (Python's json)",
+    ),
     # tensorflow_serving/util/json_tensor.cc:828
-    Case("JSON-classify-missing-examples", "POST", "/v1/models/default:classify",
-         {"signature_name": "classify_x_to_y"}, status=400,
-         error="When method is classify, key 'examples' is expected and was not found"),
+    Case(
+        "JSON-classify-missing-examples",
+        "POST",
+        "/v1/models/default:classify",
+        {"signature_name": "classify_x_to_y"},
+        status=400,
+        error="When method is classify, key 'examples' is expected and was not found",
+    ),
 ]
 
 
@@ -471,6 +823,7 @@ def test_http(server, case: Case):
 
 
 # --- what the flags change ------------------------------------------------------------------
+
 
 def test_cors_headers_with_enable_cors_support(bare_server):
     """HTTP: core_->enable_cors_support() adds AddCORSHeaders() (UTIL) to every /v1 answer.
@@ -503,8 +856,13 @@ def test_chunked_request_body(server):
     tensorflow_serving/model_servers/http_server.cc:148."""
     connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
     try:
-        connection.request("POST", "/v1/models/default:predict", body=iter([b'{"instances"', b": [2.0]}"]),
-                           encode_chunked=True, headers={"Transfer-Encoding": "chunked"})
+        connection.request(
+            "POST",
+            "/v1/models/default:predict",
+            body=iter([b'{"instances"', b": [2.0]}"]),
+            encode_chunked=True,
+            headers={"Transfer-Encoding": "chunked"},
+        )
         response = connection.getresponse()
         assert response.status == 200 and json.loads(response.read()) == {"predictions": [3.0]}
     finally:
@@ -512,6 +870,7 @@ def test_chunked_request_body(server):
 
 
 # --- metrics ----------------------------------------------------------------------------------
+
 
 def _families(server) -> dict:
     answer = send(server, "GET", "/monitoring/prometheus/metrics")
@@ -522,13 +881,19 @@ def _families(server) -> dict:
 
 
 def _count(families, model, status) -> float:
-    return sum(s.value for s in families[":tensorflow:serving:request_count"].samples
-               if s.labels == {"model_name": model, "status": status})
+    return sum(
+        s.value
+        for s in families[":tensorflow:serving:request_count"].samples
+        if s.labels == {"model_name": model, "status": status}
+    )
 
 
 def _latency_count(families, model, api) -> float:
-    return sum(s.value for s in families[":tensorflow:serving:request_latency"].samples
-               if s.name.endswith("_count") and s.labels.get("model_name") == model and s.labels.get("API") == api)
+    return sum(
+        s.value
+        for s in families[":tensorflow:serving:request_latency"].samples
+        if s.name.endswith("_count") and s.labels.get("model_name") == model and s.labels.get("API") == api
+    )
 
 
 def test_request_count_counts_every_v1_request_including_status_and_metadata(server):
@@ -559,14 +924,18 @@ def test_runtime_latency_and_load_attempts_are_exported(server, model_root):
     send(server, "POST", "/v1/models/typed:predict", {"instances": [3.0]})
     families, text = _families(server)
     runtime = [s for s in families[":tensorflow:serving:runtime_latency"].samples if s.name.endswith("_count")]
-    assert any(s.labels == {"model_name": "typed", "API": "Predict", "runtime": "TF1"} and s.value >= 1
-               for s in runtime)
+    assert any(
+        s.labels == {"model_name": "typed", "API": "Predict", "runtime": "TF1"} and s.value >= 1 for s in runtime
+    )
     path = str(model_root / "typed" / "1")
     assert f':tensorflow:cc:saved_model:load_attempt_count{{model_path="{path}",status="success"}} 1' in text
 
 
-@pytest.mark.xfail(strict=True, reason="the development server exports request_count, request_latency, "
-                                        "runtime_latency and load_attempt_count only, not TF's load_latency")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the development server exports request_count, request_latency, "
+    "runtime_latency and load_attempt_count only, not TF's load_latency",
+)
 def test_saved_model_load_latency_is_exported(server):
     """tensorflow/cc/saved_model/loader.cc also exports /tensorflow/cc/saved_model/load_latency."""
     _, text = _families(server)
@@ -578,11 +947,13 @@ def test_metrics_path_with_a_query_is_refused(server):
     tensorflow_serving/model_servers/http_server.cc:93."""
     answer = send(server, "GET", "/monitoring/prometheus/metrics?x=1")
     assert answer.status == 400
-    assert answer.body.decode() == ("Unexpected path: /monitoring/prometheus/metrics?x=1. "
-                                    "Should be /monitoring/prometheus/metrics")
+    assert answer.body.decode() == (
+        "Unexpected path: /monitoring/prometheus/metrics?x=1. Should be /monitoring/prometheus/metrics"
+    )
 
 
 # --- json_tensor_test.cc, called as that unit test calls json_tensor.cc ------------------------
+
 
 def fill(text: str, infomap: dict):
     doc = parse_json(text.encode())
@@ -596,56 +967,118 @@ def t(dtype, shape, values):
 
 FILL_CASES = [
     # tensorflow_serving/util/json_tensor_test.cc:69
-    ("JSON-SingleUnnamedTensor", '{"instances": [[1,2],[3,4],[5,6]]}', {"default": "int32"},
-     "row", {"default": t("int32", [3, 2], [1, 2, 3, 4, 5, 6])}),
+    (
+        "JSON-SingleUnnamedTensor",
+        '{"instances": [[1,2],[3,4],[5,6]]}',
+        {"default": "int32"},
+        "row",
+        {"default": t("int32", [3, 2], [1, 2, 3, 4, 5, 6])},
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:99
-    ("JSON-MixedInputForFloatTensor", '{"instances": [1, 2.0, 3, 4, 5.003, 0.007, 0.0]}', {"default": "float"},
-     "row", {"default": t("float", [7], [1, 2, 3, 4, 5.003, 0.007, 0])}),
+    (
+        "JSON-MixedInputForFloatTensor",
+        '{"instances": [1, 2.0, 3, 4, 5.003, 0.007, 0.0]}',
+        {"default": "float"},
+        "row",
+        {"default": t("float", [7], [1, 2, 3, 4, 5.003, 0.007, 0])},
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:127
-    ("JSON-MixedInputForDoubleTensor", '{"instances": [1.0, 2, 3, 4, 0.662, 0, 0.0]}', {"default": "double"},
-     "row", {"default": t("double", [7], [1, 2, 3, 4, 0.662, 0, 0])}),
+    (
+        "JSON-MixedInputForDoubleTensor",
+        '{"instances": [1.0, 2, 3, 4, 0.662, 0, 0.0]}',
+        {"default": "double"},
+        "row",
+        {"default": t("double", [7], [1, 2, 3, 4, 0.662, 0, 0])},
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:157
-    ("JSON-SingleUnnamedTensorWithSignature", '{"signature_name": "predict_images", "instances": [[1,2]]}',
-     {"default": "int32"}, "row", {"default": t("int32", [1, 2], [1, 2])}),
+    (
+        "JSON-SingleUnnamedTensorWithSignature",
+        '{"signature_name": "predict_images", "instances": [[1,2]]}',
+        {"default": "int32"},
+        "row",
+        {"default": t("int32", [1, 2], [1, 2])},
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:214
-    ("JSON-SingleUnnamedTensorBase64Scalars", '{"instances": [{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}]}',
-     {"default": "string"}, "row", {"default": t("string", [2], [b"hello", b"world"])}),
+    (
+        "JSON-SingleUnnamedTensorBase64Scalars",
+        '{"instances": [{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}]}',
+        {"default": "string"},
+        "row",
+        {"default": t("string", [2], [b"hello", b"world"])},
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:239
-    ("JSON-SingleUnnamedTensorBase64Lists", '{"instances": [[{"b64": "aGVsbG8="}], [{"b64": "d29ybGQ="}]]}',
-     {"default": "string"}, "row", {"default": t("string", [2, 1], [b"hello", b"world"])}),
+    (
+        "JSON-SingleUnnamedTensorBase64Lists",
+        '{"instances": [[{"b64": "aGVsbG8="}], [{"b64": "d29ybGQ="}]]}',
+        {"default": "string"},
+        "row",
+        {"default": t("string", [2, 1], [b"hello", b"world"])},
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:269
-    ("JSON-SingleNamedTensorBase64",
-     '{"instances": [{"default": [[{"b64": "aGVsbG8="}], [{"b64": "d29ybGQ="}]]}]}',
-     {"default": "string"}, "row", {"default": t("string", [1, 2, 1], [b"hello", b"world"])}),
+    (
+        "JSON-SingleNamedTensorBase64",
+        '{"instances": [{"default": [[{"b64": "aGVsbG8="}], [{"b64": "d29ybGQ="}]]}]}',
+        {"default": "string"},
+        "row",
+        {"default": t("string", [1, 2, 1], [b"hello", b"world"])},
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:318
-    ("JSON-MultipleNamedTensor",
-     ('{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"], "float_tensor": [1.0, NaN],'
-     ' "dbl_tensor": [NaN]}, {"int_tensor": [[7,8],[9,0],[1,2]], "str_tensor": ["baz", "bat"],'
-     ' "float_tensor": [2.0, Infinity], "dbl_tensor": [2.0]}]}'),
-     {"int_tensor": "int32", "str_tensor": "string", "float_tensor": "float", "dbl_tensor": "double"}, "row",
-     {"int_tensor": t("int32", [2, 3, 2], [1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2]),
-      "str_tensor": t("string", [2, 2], [b"foo", b"bar", b"baz", b"bat"]),
-      "float_tensor": t("float", [2, 2], [1.0, math.nan, 2.0, math.inf]),
-      "dbl_tensor": t("double", [2, 1], [math.nan, 2.0])}),
+    (
+        "JSON-MultipleNamedTensor",
+        (
+            '{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"], "float_tensor": [1.0, NaN],'
+            ' "dbl_tensor": [NaN]}, {"int_tensor": [[7,8],[9,0],[1,2]], "str_tensor": ["baz", "bat"],'
+            ' "float_tensor": [2.0, Infinity], "dbl_tensor": [2.0]}]}'
+        ),
+        {"int_tensor": "int32", "str_tensor": "string", "float_tensor": "float", "dbl_tensor": "double"},
+        "row",
+        {
+            "int_tensor": t("int32", [2, 3, 2], [1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2]),
+            "str_tensor": t("string", [2, 2], [b"foo", b"bar", b"baz", b"bat"]),
+            "float_tensor": t("float", [2, 2], [1.0, math.nan, 2.0, math.inf]),
+            "dbl_tensor": t("double", [2, 1], [math.nan, 2.0]),
+        },
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:388
-    ("JSON-SingleUnnamedTensorColumnarFormat-named", '{"inputs": {"int_tensor": [[[1,2],[3,4],[5,6]]]}}',
-     {"int_tensor": "int32"}, "columnar", {"int_tensor": t("int32", [1, 3, 2], [1, 2, 3, 4, 5, 6])}),
+    (
+        "JSON-SingleUnnamedTensorColumnarFormat-named",
+        '{"inputs": {"int_tensor": [[[1,2],[3,4],[5,6]]]}}',
+        {"int_tensor": "int32"},
+        "columnar",
+        {"int_tensor": t("int32", [1, 3, 2], [1, 2, 3, 4, 5, 6])},
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:415
-    ("JSON-SingleUnnamedTensorColumnarFormat-unnamed", '{"inputs": [[[1,2],[3,4],[5,6]]]}',
-     {"int_tensor": "int32"}, "columnar", {"int_tensor": t("int32", [1, 3, 2], [1, 2, 3, 4, 5, 6])}),
+    (
+        "JSON-SingleUnnamedTensorColumnarFormat-unnamed",
+        '{"inputs": [[[1,2],[3,4],[5,6]]]}',
+        {"int_tensor": "int32"},
+        "columnar",
+        {"int_tensor": t("int32", [1, 3, 2], [1, 2, 3, 4, 5, 6])},
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:457
-    ("JSON-MultipleNamedTensorColumnarFormat",
-     ('{"inputs": {"int_tensor": [[[1,2],[3,4],[5,6]]], "str_tensor": ["foo", "bar"],'
-     ' "bin_tensor": {"b64": "aGVsbG8="}}}'),
-     {"int_tensor": "int32", "str_tensor": "string", "bin_tensor": "string"}, "columnar",
-     {"int_tensor": t("int32", [1, 3, 2], [1, 2, 3, 4, 5, 6]), "str_tensor": t("string", [2], [b"foo", b"bar"]),
-      "bin_tensor": t("string", [], [b"hello"])}),
+    (
+        "JSON-MultipleNamedTensorColumnarFormat",
+        (
+            '{"inputs": {"int_tensor": [[[1,2],[3,4],[5,6]]], "str_tensor": ["foo", "bar"],'
+            ' "bin_tensor": {"b64": "aGVsbG8="}}}'
+        ),
+        {"int_tensor": "int32", "str_tensor": "string", "bin_tensor": "string"},
+        "columnar",
+        {
+            "int_tensor": t("int32", [1, 3, 2], [1, 2, 3, 4, 5, 6]),
+            "str_tensor": t("string", [2], [b"foo", b"bar"]),
+            "bin_tensor": t("string", [], [b"hello"]),
+        },
+    ),
 ]
 
 
 def _same(a, b) -> bool:
-    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)) or (
-        isinstance(a, float) and isinstance(b, (int, float)) and np.float32(a) == np.float32(b))
+    return (
+        a == b
+        or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+        or (isinstance(a, float) and isinstance(b, (int, float)) and np.float32(a) == np.float32(b))
+    )
 
 
 @pytest.mark.parametrize("text, infomap, form, expected", [pytest.param(*c[1:], id=c[0]) for c in FILL_CASES])
@@ -664,55 +1097,111 @@ FILL_ERRORS = [
     # tensorflow_serving/util/json_tensor_test.cc:494
     ("JSON-SingleUnnamedTensorErrors-empty", "", ONE_INT, "document is empty"),
     # tensorflow_serving/util/json_tensor_test.cc:503
-    ("JSON-SingleUnnamedTensorErrors-signature-5", '{"signature_name": 5, "instances": [[1,2],[3,4],[5,6,7]]}',
-     ONE_INT, "must be a string value"),
+    (
+        "JSON-SingleUnnamedTensorErrors-signature-5",
+        '{"signature_name": 5, "instances": [[1,2],[3,4],[5,6,7]]}',
+        ONE_INT,
+        "must be a string value",
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:512
-    ("JSON-SingleUnnamedTensorErrors-both-keys", '{"instances": [[1,2]], "inputs": [[1,2]]}', ONE_INT,
-     "Not formatted correctly"),
+    (
+        "JSON-SingleUnnamedTensorErrors-both-keys",
+        '{"instances": [[1,2]], "inputs": [[1,2]]}',
+        ONE_INT,
+        "Not formatted correctly",
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:520
-    ("JSON-SingleUnnamedTensorErrors-tensor-size", '{"instances": [[1,2],[3,4],[5,6,7]]}', ONE_INT,
-     "Expecting tensor size"),
+    (
+        "JSON-SingleUnnamedTensorErrors-tensor-size",
+        '{"instances": [[1,2],[3,4],[5,6,7]]}',
+        ONE_INT,
+        "Expecting tensor size",
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:528
     ("JSON-SingleUnnamedTensorErrors-shape", '{"instances": [[1,2],[3,4],[[5,6]]]}', ONE_INT, "Expecting shape"),
     # tensorflow_serving/util/json_tensor_test.cc:536
-    ("JSON-SingleUnnamedTensorErrors-shape-scalar-then-list", '{"instances": [1, [1]]}', ONE_INT,
-     "Expecting shape"),
+    ("JSON-SingleUnnamedTensorErrors-shape-scalar-then-list", '{"instances": [1, [1]]}', ONE_INT, "Expecting shape"),
     # tensorflow_serving/util/json_tensor_test.cc:544
     ("JSON-SingleUnnamedTensorErrors-type", '{"instances": [[1,2],["a", "b"]]}', ONE_INT, "not of expected type"),
     # tensorflow_serving/util/json_tensor_test.cc:553
-    ("JSON-SingleUnnamedTensorErrors-double-max-to-float", f'{{"instances": [{sys.float_info.max!r}]}}',
-     {"default": "float"}, "loss of precision"),
+    (
+        "JSON-SingleUnnamedTensorErrors-double-max-to-float",
+        f'{{"instances": [{sys.float_info.max!r}]}}',
+        {"default": "float"},
+        "loss of precision",
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:561
-    ("JSON-SingleUnnamedTensorErrors-16777217-to-float", '{"instances": [16777217]}', {"default": "float"},
-     "loss of precision"),
+    (
+        "JSON-SingleUnnamedTensorErrors-16777217-to-float",
+        '{"instances": [16777217]}',
+        {"default": "float"},
+        "loss of precision",
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:569
-    ("JSON-SingleUnnamedTensorErrors-9007199254740993-to-double", '{"instances": [9007199254740993]}',
-     {"default": "double"}, "loss of precision"),
+    (
+        "JSON-SingleUnnamedTensorErrors-9007199254740993-to-double",
+        '{"instances": [9007199254740993]}',
+        {"default": "double"},
+        "loss of precision",
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:600
-    ("JSON-MultipleNamedTensorErrors-shape",
-     ('{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"]},'
-     ' {"int_tensor": [[[7,8],[9,0],[1,2]]], "str_tensor": ["baz", "bat"]}]}'), TWO, "Expecting shape"),
+    (
+        "JSON-MultipleNamedTensorErrors-shape",
+        (
+            '{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"]},'
+            ' {"int_tensor": [[[7,8],[9,0],[1,2]]], "str_tensor": ["baz", "bat"]}]}'
+        ),
+        TWO,
+        "Expecting shape",
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:619
-    ("JSON-MultipleNamedTensorErrors-size",
-     ('{"instances": [{"int_tensor": [[1,2],[3,4],[5,6],[7,8]], "str_tensor": ["foo", "bar"]},'
-     ' {"int_tensor": [[7,8],[9,0],[1,2]], "str_tensor": ["baz", "bat"]}]}'), TWO, "Expecting tensor size"),
+    (
+        "JSON-MultipleNamedTensorErrors-size",
+        (
+            '{"instances": [{"int_tensor": [[1,2],[3,4],[5,6],[7,8]], "str_tensor": ["foo", "bar"]},'
+            ' {"int_tensor": [[7,8],[9,0],[1,2]], "str_tensor": ["baz", "bat"]}]}'
+        ),
+        TWO,
+        "Expecting tensor size",
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:641
-    ("JSON-MultipleNamedTensorErrors-object-then-list",
-     ('{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"]}, [1, 20, 30],'
-     ' {"int_tensor": [[[7,8],[9,0],[1,2]]], "str_tensor": ["baz", "bat"]}]}'), TWO,
-     "Expecting object but got list"),
+    (
+        "JSON-MultipleNamedTensorErrors-object-then-list",
+        (
+            '{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"]}, [1, 20, 30],'
+            ' {"int_tensor": [[[7,8],[9,0],[1,2]]], "str_tensor": ["baz", "bat"]}]}'
+        ),
+        TWO,
+        "Expecting object but got list",
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:661
-    ("JSON-MultipleNamedTensorErrors-list-then-object", '{"instances": [["baz", "bar"], {"str_tensor": ["baz"]}]}',
-     {"str_tensor": "string"}, "Expecting value/list but got object"),
+    (
+        "JSON-MultipleNamedTensorErrors-list-then-object",
+        '{"instances": [["baz", "bar"], {"str_tensor": ["baz"]}]}',
+        {"str_tensor": "string"},
+        "Expecting value/list but got object",
+    ),
     # tensorflow_serving/util/json_tensor.cc:514
-    ("JSON-plain-list-for-two-inputs", '{"instances": [1, 2]}', TWO,
-     "instances is a plain list, but expecting list of objects as multiple input tensors required"),
+    (
+        "JSON-plain-list-for-two-inputs",
+        '{"instances": [1, 2]}',
+        TWO,
+        "instances is a plain list, but expecting list of objects as multiple input tensors required",
+    ),
     # tensorflow_serving/util/json_tensor.cc:606
-    ("JSON-plain-inputs-for-two-inputs", '{"inputs": [1, 2]}', TWO,
-     "inputs is a plain value/list, but expecting an object as multiple input tensors required"),
+    (
+        "JSON-plain-inputs-for-two-inputs",
+        '{"inputs": [1, 2]}',
+        TWO,
+        "inputs is a plain value/list, but expecting an object as multiple input tensors required",
+    ),
     # tensorflow_serving/util/json_tensor.cc:558
-    ("JSON-instances-object-missing-key", '{"instances": [{"int_tensor": 1}]}', TWO,
-     "must only have keys: int_tensor,str_tensor"),
+    (
+        "JSON-instances-object-missing-key",
+        '{"instances": [{"int_tensor": 1}]}',
+        TWO,
+        "must only have keys: int_tensor,str_tensor",
+    ),
 ]
 
 
@@ -727,43 +1216,86 @@ INT_2_3_2 = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2], dtype=np.int32).resha
 BYTES_2_2 = np.array([b"hello", b"world", b"tf", b"serving"], dtype=object).reshape(2, 2)
 OUTPUT_CASES = [
     # tensorflow_serving/util/json_tensor_test.cc:726
-    ("JSON-FromJsonSingleTensor-row", {"int_tensor": INT_2_3_2}, "row",
-     '{"predictions": [[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]]}'),
+    (
+        "JSON-FromJsonSingleTensor-row",
+        {"int_tensor": INT_2_3_2},
+        "row",
+        '{"predictions": [[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]]}',
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:733
-    ("JSON-FromJsonSingleTensor-columnar", {"int_tensor": INT_2_3_2}, "columnar",
-     '{"outputs": [[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]]}'),
+    (
+        "JSON-FromJsonSingleTensor-columnar",
+        {"int_tensor": INT_2_3_2},
+        "columnar",
+        '{"outputs": [[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]]}',
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:756
-    ("JSON-FromJsonSingleScalarTensor-row", {"int_tensor": np.arange(1, 6, dtype=np.int32)}, "row",
-     '{"predictions": [1, 2, 3, 4, 5]}'),
+    (
+        "JSON-FromJsonSingleScalarTensor-row",
+        {"int_tensor": np.arange(1, 6, dtype=np.int32)},
+        "row",
+        '{"predictions": [1, 2, 3, 4, 5]}',
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:761
-    ("JSON-FromJsonSingleScalarTensor-columnar", {"int_tensor": np.arange(1, 6, dtype=np.int32)}, "columnar",
-     '{"outputs": [1, 2, 3, 4, 5]}'),
+    (
+        "JSON-FromJsonSingleScalarTensor-columnar",
+        {"int_tensor": np.arange(1, 6, dtype=np.int32)},
+        "columnar",
+        '{"outputs": [1, 2, 3, 4, 5]}',
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:782
-    ("JSON-FromJsonSingleBytesTensor", {"str_tensor_bytes": BYTES_2_2}, "row",
-     '{"predictions": [[{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}], [{"b64": "dGY="}, {"b64": "c2VydmluZw=="}]]}'),
+    (
+        "JSON-FromJsonSingleBytesTensor",
+        {"str_tensor_bytes": BYTES_2_2},
+        "row",
+        '{"predictions": [[{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}], [{"b64": "dGY="}, {"b64": "c2VydmluZw=="}]]}',
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:811
-    ("JSON-FromJsonSingleFloatTensorSixDigitPrecision",
-     {"float_tensor": np.array([[9000000, 999999, 0.5], [0.0003, 0.00003, 555557.5]], dtype=np.float32)}, "row",
-     '{"predictions": [[9e+06, 999999.0, 0.5], [0.0003, 3e-05, 555557.5]]}'),
+    (
+        "JSON-FromJsonSingleFloatTensorSixDigitPrecision",
+        {"float_tensor": np.array([[9000000, 999999, 0.5], [0.0003, 0.00003, 555557.5]], dtype=np.float32)},
+        "row",
+        '{"predictions": [[9e+06, 999999.0, 0.5], [0.0003, 3e-05, 555557.5]]}',
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:836
-    ("JSON-FromJsonSingleFloatTensorNonFinite",
-     {"float_tensor": np.array([[np.nan, np.inf], [3, -np.inf]], dtype=np.float32)}, "row",
-     '{"predictions": [[NaN, Infinity], [3.0, -Infinity]]}'),
+    (
+        "JSON-FromJsonSingleFloatTensorNonFinite",
+        {"float_tensor": np.array([[np.nan, np.inf], [3, -np.inf]], dtype=np.float32)},
+        "row",
+        '{"predictions": [[NaN, Infinity], [3.0, -Infinity]]}',
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:952
-    ("JSON-FromJsonMultipleNamedTensors-row",
-     {"int_tensor": INT_2_3_2, "str_tensor": np.array([b"foo", b"bar", b"baz", b"bat"], dtype=object).reshape(2, 2),
-      "float_tensor": np.array([[1.0], [2.0]], dtype=np.float32), "double_scalar_tensor": np.array([8.0, 9.0]),
-      "str_tensor_bytes": BYTES_2_2}, "row",
-     ('{"predictions": [{"double_scalar_tensor": 8.0, "float_tensor": [1.0], "int_tensor": [[1, 2], [3, 4], [5, 6]],'
-     ' "str_tensor": ["foo", "bar"], "str_tensor_bytes": [{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}]},'
-     ' {"double_scalar_tensor": 9.0, "float_tensor": [2.0], "int_tensor": [[7, 8], [9, 0], [1, 2]],'
-     ' "str_tensor": ["baz", "bat"], "str_tensor_bytes": [{"b64": "dGY="}, {"b64": "c2VydmluZw=="}]}]}')),
+    (
+        "JSON-FromJsonMultipleNamedTensors-row",
+        {
+            "int_tensor": INT_2_3_2,
+            "str_tensor": np.array([b"foo", b"bar", b"baz", b"bat"], dtype=object).reshape(2, 2),
+            "float_tensor": np.array([[1.0], [2.0]], dtype=np.float32),
+            "double_scalar_tensor": np.array([8.0, 9.0]),
+            "str_tensor_bytes": BYTES_2_2,
+        },
+        "row",
+        (
+            '{"predictions": [{"double_scalar_tensor": 8.0, "float_tensor": [1.0], "int_tensor": [[1, 2], [3, 4], [5, 6]],'
+            ' "str_tensor": ["foo", "bar"], "str_tensor_bytes": [{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}]},'
+            ' {"double_scalar_tensor": 9.0, "float_tensor": [2.0], "int_tensor": [[7, 8], [9, 0], [1, 2]],'
+            ' "str_tensor": ["baz", "bat"], "str_tensor_bytes": [{"b64": "dGY="}, {"b64": "c2VydmluZw=="}]}]}'
+        ),
+    ),
     # tensorflow_serving/util/json_tensor_test.cc:973
-    ("JSON-FromJsonMultipleNamedTensors-columnar",
-     {"int_tensor": INT_2_3_2, "float_tensor": np.array([[1.0], [2.0]], dtype=np.float32),
-      "double_scalar_tensor": np.array([8.0, 9.0])}, "columnar",
-     ('{"outputs": {"double_scalar_tensor": [8.0, 9.0], "float_tensor": [[1.0], [2.0]],'
-     ' "int_tensor": [[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]]}}')),
+    (
+        "JSON-FromJsonMultipleNamedTensors-columnar",
+        {
+            "int_tensor": INT_2_3_2,
+            "float_tensor": np.array([[1.0], [2.0]], dtype=np.float32),
+            "double_scalar_tensor": np.array([8.0, 9.0]),
+        },
+        "columnar",
+        (
+            '{"outputs": {"double_scalar_tensor": [8.0, 9.0], "float_tensor": [[1.0], [2.0]],'
+            ' "int_tensor": [[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]]}}'
+        ),
+    ),
 ]
 
 
@@ -777,19 +1309,31 @@ def test_json_from_tensors(tensors, form, expected):
     assert _as_strings(dumps(make_json_from_tensors(tensors, form)).decode()) == _as_strings(expected)
 
 
-@pytest.mark.parametrize("tensors, message", [
-    # tensorflow_serving/util/json_tensor_test.cc:851
-    pytest.param({}, "empty tensor map", id="JSON-FromJsonSingleTensorErrors-empty"),
-    # tensorflow_serving/util/json_tensor_test.cc:865
-    pytest.param({"tensor": np.array([1 + 2j, 2], dtype=np.complex64)}, "tensor type: complex64",
-                 id="JSON-FromJsonSingleTensorErrors-complex64"),
-    # tensorflow_serving/util/json_tensor_test.cc:875
-    pytest.param({"tensor": np.array(1, dtype=np.int32)}, "no shape information",
-                 id="JSON-FromJsonSingleTensorErrors-no-shape"),
-    # tensorflow_serving/util/json_tensor_test.cc:1017
-    pytest.param({"int_tensor": np.zeros((2, 3), np.int32), "str_tensor": np.array([[b"a", b"b", b"c"]], object)},
-                 "inconsistent batch size", id="JSON-FromJsonMultipleNamedTensorsErrors"),
-])
+@pytest.mark.parametrize(
+    "tensors, message",
+    [
+        # tensorflow_serving/util/json_tensor_test.cc:851
+        pytest.param({}, "empty tensor map", id="JSON-FromJsonSingleTensorErrors-empty"),
+        # tensorflow_serving/util/json_tensor_test.cc:865
+        pytest.param(
+            {"tensor": np.array([1 + 2j, 2], dtype=np.complex64)},
+            "tensor type: complex64",
+            id="JSON-FromJsonSingleTensorErrors-complex64",
+        ),
+        # tensorflow_serving/util/json_tensor_test.cc:875
+        pytest.param(
+            {"tensor": np.array(1, dtype=np.int32)},
+            "no shape information",
+            id="JSON-FromJsonSingleTensorErrors-no-shape",
+        ),
+        # tensorflow_serving/util/json_tensor_test.cc:1017
+        pytest.param(
+            {"int_tensor": np.zeros((2, 3), np.int32), "str_tensor": np.array([[b"a", b"b", b"c"]], object)},
+            "inconsistent batch size",
+            id="JSON-FromJsonMultipleNamedTensorsErrors",
+        ),
+    ],
+)
 def test_json_from_tensors_errors(tensors, message):
     with pytest.raises(ServingError) as error:
         make_json_from_tensors(tensors, "row")
@@ -802,19 +1346,25 @@ def _examples(text: str):
     parsed = []
     for serialized in fill_examples(parse_json(text.encode())):
         example = example_pb2.Example.FromString(serialized)
-        parsed.append({k: (f.WhichOneof("kind"), list(getattr(f, f.WhichOneof("kind")).value))
-                       for k, f in example.features.feature.items()})
+        parsed.append(
+            {
+                k: (f.WhichOneof("kind"), list(getattr(f, f.WhichOneof("kind")).value))
+                for k, f in example.features.feature.items()
+            }
+        )
     return parsed
 
 
 def test_json_classify_regress_request_no_context():
     """JSON TYPED_TEST(ClassifyRegressRequestTest, RequestNoContext):
     tensorflow_serving/util/json_tensor_test.cc:1101."""
-    assert _examples('{"examples": [{"names": ["foo", "bar"], "ratings": [8.0, 9.0], "age": 20},'
-                     ' {"names": ["baz"], "ratings": 6.0}]}') == [
-        {"names": ("bytes_list", [b"foo", b"bar"]), "ratings": ("float_list", [8.0, 9.0]),
-         "age": ("int64_list", [20])},
-        {"names": ("bytes_list", [b"baz"]), "ratings": ("float_list", [6.0])}]
+    assert _examples(
+        '{"examples": [{"names": ["foo", "bar"], "ratings": [8.0, 9.0], "age": 20},'
+        ' {"names": ["baz"], "ratings": 6.0}]}'
+    ) == [
+        {"names": ("bytes_list", [b"foo", b"bar"]), "ratings": ("float_list", [8.0, 9.0]), "age": ("int64_list", [20])},
+        {"names": ("bytes_list", [b"baz"]), "ratings": ("float_list", [6.0])},
+    ]
 
 
 def test_json_classify_regress_request_with_context_and_signature():
@@ -824,9 +1374,9 @@ def test_json_classify_regress_request_with_context_and_signature():
         '{"signature_name": "custom_signture", "context": {"query": "pizza", "location": ["sfo"]},'
         ' "examples": [{"names": ["foo", "bar"], "ratings": [8.0, 9.0, NaN, Infinity], "age": 20},'
         ' {"names": ["baz", {"b64": "aGVsbG8="}], "ratings": 6.0, "intboolmix": [1, true, false]},'
-        ' {"names": "bar", "ratings": -Infinity}]}')
-    assert all(e["query"] == ("bytes_list", [b"pizza"]) and e["location"] == ("bytes_list", [b"sfo"])
-               for e in examples)
+        ' {"names": "bar", "ratings": -Infinity}]}'
+    )
+    assert all(e["query"] == ("bytes_list", [b"pizza"]) and e["location"] == ("bytes_list", [b"sfo"]) for e in examples)
     assert examples[1]["names"] == ("bytes_list", [b"baz", b"hello"])
     assert examples[1]["intboolmix"] == ("int64_list", [1, 1, 0])
     assert examples[2]["ratings"] == ("float_list", [-math.inf])
@@ -834,40 +1384,75 @@ def test_json_classify_regress_request_with_context_and_signature():
     assert ratings[:2] == [8.0, 9.0] and math.isnan(ratings[2]) and ratings[3] == math.inf
 
 
-@pytest.mark.parametrize("text, message", [
-    # tensorflow_serving/util/json_tensor_test.cc:1248
-    pytest.param('{"signature_name": ["hello"], "examples": [{"names": ["foo", "bar"]}]}',
-                 "'signature_name' key must be a string", id="JSON-ClassifyRegress-JsonErrors-signature"),
-    # tensorflow_serving/util/json_tensor_test.cc:1257
-    pytest.param('{"context": [{"names": ["foo", "bar"]}]}', "Example must be JSON object",
-                 id="JSON-ClassifyRegress-JsonErrors-context-list"),
-    # tensorflow_serving/util/json_tensor_test.cc:1266
-    pytest.param('{"examples": {"names": ["foo", "bar"]}}', "list/array",
-                 id="JSON-ClassifyRegress-JsonErrors-examples-object"),
-    # tensorflow_serving/util/json_tensor_test.cc:1275
-    pytest.param('{"examples": [[{"names": ["foo", "bar"]}]]}', "Example must be JSON object",
-                 id="JSON-ClassifyRegress-JsonErrors-nested-list"),
-    # tensorflow_serving/util/json_tensor_test.cc:1285
-    pytest.param('{"examples": [{"names": [10, null]}]}', "names has element with unexpected JSON type: Null",
-                 id="JSON-ClassifyRegress-JsonErrors-null"),
-    # tensorflow_serving/util/json_tensor_test.cc:1295
-    pytest.param('{"examples": [{"names": [10, 10.0]}]}', "feature: names expecting type: int64",
-                 id="JSON-ClassifyRegress-JsonErrors-int-then-float"),
-    # tensorflow_serving/util/json_tensor_test.cc:1305
-    pytest.param('{"examples": [{"names": [10, {"test": 10}]}]}',
-                 "names has element with unexpected JSON type: Object", id="JSON-ClassifyRegress-JsonErrors-object"),
-    # tensorflow_serving/util/json_tensor_test.cc:1315
-    pytest.param('{"examples": [{"names": [[10], 20]}]}', "names has element with unexpected JSON type: Array",
-                 id="JSON-ClassifyRegress-JsonErrors-array"),
-    # tensorflow_serving/util/json_tensor_test.cc:1324
-    pytest.param('{"examples": [{"names": [20, 18446744073709551603]}]}', "Only int64 is supported",
-                 id="JSON-ClassifyRegress-JsonErrors-uint64"),
-    # tensorflow_serving/util/json_tensor_test.cc:1332
-    pytest.param(f'{{"examples": [{{"names": {sys.float_info.max!r}}}]}}', "loss of precision",
-                 id="JSON-ClassifyRegress-JsonErrors-double-max"),
-    # tensorflow_serving/util/json_tensor.cc:839
-    pytest.param('{"examples": []}', "'examples' value is an empty array", id="JSON-ClassifyRegress-empty-examples"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        # tensorflow_serving/util/json_tensor_test.cc:1248
+        pytest.param(
+            '{"signature_name": ["hello"], "examples": [{"names": ["foo", "bar"]}]}',
+            "'signature_name' key must be a string",
+            id="JSON-ClassifyRegress-JsonErrors-signature",
+        ),
+        # tensorflow_serving/util/json_tensor_test.cc:1257
+        pytest.param(
+            '{"context": [{"names": ["foo", "bar"]}]}',
+            "Example must be JSON object",
+            id="JSON-ClassifyRegress-JsonErrors-context-list",
+        ),
+        # tensorflow_serving/util/json_tensor_test.cc:1266
+        pytest.param(
+            '{"examples": {"names": ["foo", "bar"]}}',
+            "list/array",
+            id="JSON-ClassifyRegress-JsonErrors-examples-object",
+        ),
+        # tensorflow_serving/util/json_tensor_test.cc:1275
+        pytest.param(
+            '{"examples": [[{"names": ["foo", "bar"]}]]}',
+            "Example must be JSON object",
+            id="JSON-ClassifyRegress-JsonErrors-nested-list",
+        ),
+        # tensorflow_serving/util/json_tensor_test.cc:1285
+        pytest.param(
+            '{"examples": [{"names": [10, null]}]}',
+            "names has element with unexpected JSON type: Null",
+            id="JSON-ClassifyRegress-JsonErrors-null",
+        ),
+        # tensorflow_serving/util/json_tensor_test.cc:1295
+        pytest.param(
+            '{"examples": [{"names": [10, 10.0]}]}',
+            "feature: names expecting type: int64",
+            id="JSON-ClassifyRegress-JsonErrors-int-then-float",
+        ),
+        # tensorflow_serving/util/json_tensor_test.cc:1305
+        pytest.param(
+            '{"examples": [{"names": [10, {"test": 10}]}]}',
+            "names has element with unexpected JSON type: Object",
+            id="JSON-ClassifyRegress-JsonErrors-object",
+        ),
+        # tensorflow_serving/util/json_tensor_test.cc:1315
+        pytest.param(
+            '{"examples": [{"names": [[10], 20]}]}',
+            "names has element with unexpected JSON type: Array",
+            id="JSON-ClassifyRegress-JsonErrors-array",
+        ),
+        # tensorflow_serving/util/json_tensor_test.cc:1324
+        pytest.param(
+            '{"examples": [{"names": [20, 18446744073709551603]}]}',
+            "Only int64 is supported",
+            id="JSON-ClassifyRegress-JsonErrors-uint64",
+        ),
+        # tensorflow_serving/util/json_tensor_test.cc:1332
+        pytest.param(
+            f'{{"examples": [{{"names": {sys.float_info.max!r}}}]}}',
+            "loss of precision",
+            id="JSON-ClassifyRegress-JsonErrors-double-max",
+        ),
+        # tensorflow_serving/util/json_tensor.cc:839
+        pytest.param(
+            '{"examples": []}', "'examples' value is an empty array", id="JSON-ClassifyRegress-empty-examples"
+        ),
+    ],
+)
 def test_json_classify_regress_errors(text, message):
     with pytest.raises(ServingError) as error:
         fill_examples(parse_json(text.encode()))

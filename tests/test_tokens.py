@@ -35,12 +35,15 @@ def test_only_a_hash_and_a_prefix_are_stored(engineer):
     assert len(row.digest) == 64
 
 
-@pytest.mark.parametrize("header, words", [
-    (None, "credentials were not provided"),
-    ("Bearer mg_not-a-real-token", "Invalid token"),
-    ("Bearer", "Bearer <token>"),
-    ("Bearer a b", "Bearer <token>"),
-])
+@pytest.mark.parametrize(
+    "header, words",
+    [
+        (None, "credentials were not provided"),
+        ("Bearer mg_not-a-real-token", "Invalid token"),
+        ("Bearer", "Bearer <token>"),
+        ("Bearer a b", "Bearer <token>"),
+    ],
+)
 def test_missing_or_bad_tokens_are_401_with_a_reason(header, words):
     client = APIClient()
     if header:

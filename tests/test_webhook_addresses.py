@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from console.audit.models import AuditEvent
-from registry.promotions import services, webhook_address
+from registry.promotions import webhook_address
 from registry.promotions.models import WebhookDelivery
 from registry.promotions.tasks import deliver_webhook
 from registry.promotions.webhooks import webhook_attempt
@@ -17,25 +17,36 @@ SLACK = "https://hooks.slack.com/services/T0000/B0000/XXXXsecretXXXX"
 
 
 def _edit(client, url: str):
-    return client.post("/environments/staging/edit/", {
-        "name": "staging", "position": 1, "alias": "staging", "required_approvals": 1, "request_ttl_hours": 72,
-        "webhook_url": url})
+    return client.post(
+        "/environments/staging/edit/",
+        {
+            "name": "staging",
+            "position": 1,
+            "alias": "staging",
+            "required_approvals": 1,
+            "request_ttl_hours": 72,
+            "webhook_url": url,
+        },
+    )
 
 
-@pytest.mark.parametrize("url, says", [
-    ("http://169.254.169.254/latest/meta-data/", "https://"),
-    ("https://169.254.169.254/latest/meta-data/", "link-local"),
-    ("https://[::1]:6379/", "loopback"),
-    ("https://[::ffff:127.0.0.1]/", "loopback"),
-    ("https://10.1.2.3/hook", "private"),
-    ("https://[fd00:ec2::254]/", "private"),
-    ("https://100.100.100.200/", "not a public address"),
-    ("https://0.0.0.0/", "unspecified"),
-    ("https://224.0.0.1/", "multicast"),
-    ("https://localhost:8000/hook", "loopback"),
-    ("ftp://hooks.example.com/x", "https://"),
-    ("https://user:pw@hooks.example.com/x", "user name or password"),
-])
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("http://169.254.169.254/latest/meta-data/", "https://"),
+        ("https://169.254.169.254/latest/meta-data/", "link-local"),
+        ("https://[::1]:6379/", "loopback"),
+        ("https://[::ffff:127.0.0.1]/", "loopback"),
+        ("https://10.1.2.3/hook", "private"),
+        ("https://[fd00:ec2::254]/", "private"),
+        ("https://100.100.100.200/", "not a public address"),
+        ("https://0.0.0.0/", "unspecified"),
+        ("https://224.0.0.1/", "multicast"),
+        ("https://localhost:8000/hook", "loopback"),
+        ("ftp://hooks.example.com/x", "https://"),
+        ("https://user:pw@hooks.example.com/x", "user name or password"),
+    ],
+)
 def test_an_internal_or_odd_webhook_url_is_refused_when_saved(browser_client, admin_user, staging, url, says):
     events = AuditEvent.objects.count()
     page = _edit(browser_client(admin_user), url)
@@ -46,8 +57,9 @@ def test_an_internal_or_odd_webhook_url_is_refused_when_saved(browser_client, ad
     assert staging.webhook_url == "" and AuditEvent.objects.count() == events
 
 
-def test_the_allow_list_and_the_http_setting_let_an_operator_open_what_they_mean(browser_client, admin_user,
-                                                                                 staging, settings):
+def test_the_allow_list_and_the_http_setting_let_an_operator_open_what_they_mean(
+    browser_client, admin_user, staging, settings
+):
     settings.WEBHOOK_ALLOW_HTTP, settings.WEBHOOK_ALLOWED_NETWORKS = True, ["10.0.0.0/8"]
     assert _edit(browser_client(admin_user), "http://10.1.2.3/hook").status_code == 302
     staging.refresh_from_db()
@@ -61,8 +73,11 @@ def _queue_delivery(env, url):
     return WebhookDelivery.objects.create(environment=env, event="promotion.requested", payload={}, url=url)
 
 
-def test_a_host_resolving_to_an_internal_address_at_send_time_is_refused_without_connecting(receiver, staging,  # noqa: F811
-                                                                                            settings):
+def test_a_host_resolving_to_an_internal_address_at_send_time_is_refused_without_connecting(
+    receiver,
+    staging,  # noqa: F811
+    settings,
+):
     hook = receiver()
     settings.WEBHOOK_ALLOWED_NETWORKS = []  # plain HTTP on, but loopback not allowed
     delivery = _queue_delivery(staging, hook.url.replace("127.0.0.1", "localhost"))
@@ -108,8 +123,9 @@ def test_viewers_see_only_the_host(browser_client, api, viewer, admin_user, stag
     assert _edit(browser_client(admin_user), SLACK).status_code == 302  # the name does not resolve here
     staging.refresh_from_db()
     assert staging.webhook_url == SLACK
-    WebhookDelivery.objects.create(environment=staging, event="promotion.requested", payload={}, url=SLACK,
-                                   state=WebhookDelivery.PENDING)
+    WebhookDelivery.objects.create(
+        environment=staging, event="promotion.requested", payload={}, url=SLACK, state=WebhookDelivery.PENDING
+    )
     delivery = WebhookDelivery.objects.get()
     settings.WEBHOOK_ALLOWED_NETWORKS = []
     webhook_attempt(delivery.pk, final=True)

@@ -25,10 +25,16 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.seen.append({"body": body, "signature": self.headers["X-Modelgate-Signature"],
-                                      "delivery": self.headers["X-Modelgate-Delivery"], "host": self.headers["Host"],
-                                      "path": self.path,
-                                      "valid": verify(SECRET, self.headers["X-Modelgate-Signature"], body)})
+                receiver.seen.append(
+                    {
+                        "body": body,
+                        "signature": self.headers["X-Modelgate-Signature"],
+                        "delivery": self.headers["X-Modelgate-Delivery"],
+                        "host": self.headers["Host"],
+                        "path": self.path,
+                        "valid": verify(SECRET, self.headers["X-Modelgate-Signature"], body),
+                    }
+                )
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 if 300 <= status < 400:
@@ -66,8 +72,9 @@ def test_deliveries_are_signed_and_retried_after_a_500(receiver, engineer, appro
     hook = receiver(statuses=[500, 200])
     staging.webhook_url, staging.webhook_secret = hook.url, SECRET
     staging.save()
-    req = services.promotion_request(actor=engineer, version=iris.versions.get(version=2), environment=staging,
-                                     justification="ship it")
+    req = services.promotion_request(
+        actor=engineer, version=iris.versions.get(version=2), environment=staging, justification="ship it"
+    )
     delivery = WebhookDelivery.objects.get(event="promotion.requested")
     deliver_webhook.apply(args=[delivery.pk])
 
@@ -85,8 +92,9 @@ def test_a_receiver_that_keeps_failing_ends_failed_with_the_reason(receiver, eng
     hook = receiver(statuses=[500] * 20)
     staging.webhook_url, staging.webhook_secret = hook.url, SECRET
     staging.save()
-    services.promotion_request(actor=engineer, version=iris.versions.get(version=2), environment=staging,
-                               justification="j")
+    services.promotion_request(
+        actor=engineer, version=iris.versions.get(version=2), environment=staging, justification="j"
+    )
     delivery = WebhookDelivery.objects.get()
     deliver_webhook.apply(args=[delivery.pk])
     delivery.refresh_from_db()

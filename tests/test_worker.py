@@ -32,19 +32,33 @@ def test_a_worker_process_runs_the_sync_task_from_the_broker(tmp_path, mlflow_st
     mlflow_store.client().create_registered_model("made-in-mlflow")
     queue = f"test-{uuid.uuid4().hex[:8]}"
     var_dir = tmp_path / "var"
-    env = {**os.environ, "DATABASE_URL": _database_url(), "MLFLOW_TRACKING_URI": mlflow_store.uri,
-           "MLFLOW_REGISTRY_URI": mlflow_store.uri, "MODELGATE_VAR_DIR": str(var_dir),
-           "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, "DJANGO_SETTINGS_MODULE": "console.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "MLFLOW_TRACKING_URI": mlflow_store.uri,
+        "MLFLOW_REGISTRY_URI": mlflow_store.uri,
+        "MODELGATE_VAR_DIR": str(var_dir),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "DJANGO_SETTINGS_MODULE": "console.settings",
+    }
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "console", "worker", "--pool=solo", "-Q", queue, "-l", "INFO"],
-        env=env, cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env=env,
+        cwd=settings.BASE_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         sender = Celery(broker=settings.CELERY_BROKER_URL, set_as_current=False)
         if settings.CELERY_BROKER_URL.startswith("filesystem://"):
             folder = str(var_dir / "celery" / "broker")
             os.makedirs(folder, exist_ok=True)
-            sender.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder,
-                                                    "control_folder": str(var_dir / "celery" / "control")}
+            sender.conf.broker_transport_options = {
+                "data_folder_in": folder,
+                "data_folder_out": folder,
+                "control_folder": str(var_dir / "celery" / "control"),
+            }
         sender.send_task("registry.sync_registry", queue=queue)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not RegisteredModel.objects.filter(name="made-in-mlflow").exists():

@@ -20,9 +20,13 @@ def build_half_plus_two(path: Path) -> None:
         b = tf.Variable(2.0, name="b")
         c = tf.Variable(3.0, name="c")
         serialized = v1.placeholder(tf.string, name="tf_example")
-        features = v1.parse_example(serialized, {
-            "x": v1.FixedLenFeature([1], dtype=tf.float32),
-            "x2": v1.FixedLenFeature([1], dtype=tf.float32, default_value=[0.0])})
+        features = v1.parse_example(
+            serialized,
+            {
+                "x": v1.FixedLenFeature([1], dtype=tf.float32),
+                "x2": v1.FixedLenFeature([1], dtype=tf.float32, default_value=[0.0]),
+            },
+        )
         x = tf.identity(features["x"], name="x")
         y = tf.add(tf.multiply(a, x), b, name="y")
         y2 = tf.add(tf.multiply(a, x), c, name="y2")
@@ -34,16 +38,21 @@ def build_half_plus_two(path: Path) -> None:
 
         def sig(inputs, outputs, method):
             return v1.saved_model.signature_def_utils.build_signature_def(
-                inputs=inputs, outputs={k: info(v) for k, v in outputs.items()}, method_name=method)
+                inputs=inputs, outputs={k: info(v) for k, v in outputs.items()}, method_name=method
+            )
 
         builder = v1.saved_model.Builder(str(path))
-        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={
-            "serving_default": sig({"x": info(x)}, {"y": y}, "tensorflow/serving/predict"),
-            "classify_x_to_y": sig(examples, {"scores": y}, "tensorflow/serving/classify"),
-            "regress_x_to_y": sig(examples, {"outputs": y}, "tensorflow/serving/regress"),
-            "regress_x_to_y2": sig(examples, {"outputs": y2}, "tensorflow/serving/regress"),
-            "regress_x2_to_y3": sig(examples, {"outputs": y3}, "tensorflow/serving/regress"),
-        })
+        builder.add_meta_graph_and_variables(
+            session,
+            ["serve"],
+            signature_def_map={
+                "serving_default": sig({"x": info(x)}, {"y": y}, "tensorflow/serving/predict"),
+                "classify_x_to_y": sig(examples, {"scores": y}, "tensorflow/serving/classify"),
+                "regress_x_to_y": sig(examples, {"outputs": y}, "tensorflow/serving/regress"),
+                "regress_x_to_y2": sig(examples, {"outputs": y2}, "tensorflow/serving/regress"),
+                "regress_x2_to_y3": sig(examples, {"outputs": y3}, "tensorflow/serving/regress"),
+            },
+        )
         builder.save()
 
 
@@ -55,9 +64,15 @@ def build_typed(path: Path) -> None:
     class Typed(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec(None, dtype, name=name) for name, dtype in specs.items()])
         def echo(self, f, d, i, l, s, b):
-            return {"f_out": tf.identity(f), "d_out": tf.identity(d), "i_out": tf.identity(i),
-                    "l_out": tf.identity(l), "s_out": tf.identity(s), "s_out_bytes": tf.identity(s),
-                    "b_out": tf.identity(b)}
+            return {
+                "f_out": tf.identity(f),
+                "d_out": tf.identity(d),
+                "i_out": tf.identity(i),
+                "l_out": tf.identity(l),
+                "s_out": tf.identity(s),
+                "s_out_bytes": tf.identity(s),
+                "b_out": tf.identity(b),
+            }
 
         @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="x")])
         def third(self, x):
@@ -68,5 +83,6 @@ def build_typed(path: Path) -> None:
             return {"text": tf.identity(text), "text_bytes": tf.identity(text)}
 
     module = Typed()
-    tf.saved_model.save(module, str(path), signatures={
-        "echo": module.echo, "serving_default": module.third, "text": module.text})
+    tf.saved_model.save(
+        module, str(path), signatures={"echo": module.echo, "serving_default": module.third, "text": module.text}
+    )

@@ -7,13 +7,22 @@ from rest_framework.views import APIView
 class MeView(APIView):
     """Who the token (or session) belongs to: a quick check for a CI job's set-up."""
 
-    @extend_schema(responses=inline_serializer("Me", {
-        "username": serializers.CharField(), "roles": serializers.ListField(child=serializers.CharField()),
-        "permissions": serializers.ListField(child=serializers.CharField())}))
+    @extend_schema(
+        responses=inline_serializer(
+            "Me",
+            {
+                "username": serializers.CharField(),
+                "roles": serializers.ListField(child=serializers.CharField()),
+                "permissions": serializers.ListField(child=serializers.CharField()),
+            },
+        )
+    )
     def get(self, request):
         user = request.user
-        return Response({
-            "username": user.get_username(),
-            "roles": sorted(user.groups.values_list("name", flat=True)),
-            "permissions": sorted(user.get_all_permissions()),
-        })
+        return Response(
+            {
+                "username": user.get_username(),
+                "roles": sorted(user.groups.values_list("name", flat=True)),
+                "permissions": sorted(user.get_all_permissions()),
+            }
+        )

@@ -8,8 +8,12 @@ def lockout_response(request, original_response=None, credentials=None):
     # Every refused try starts the lockout again (AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT),
     # so from this answer on it lasts the whole LOGIN_LOCKOUT_MINUTES.
     minutes = settings.LOGIN_LOCKOUT_MINUTES
-    response = render(request, "accounts/locked_out.html",
-                      {"minutes": minutes, "failure_limit": settings.LOGIN_FAILURE_LIMIT}, status=429)
+    response = render(
+        request,
+        "accounts/locked_out.html",
+        {"minutes": minutes, "failure_limit": settings.LOGIN_FAILURE_LIMIT},
+        status=429,
+    )
     response["Retry-After"] = str(minutes * 60)
     return response
 
@@ -24,5 +28,6 @@ def on_login_failed(sender, credentials, request=None, **kwargs):
     if request is None:
         return
     username = (credentials or {}).get("username") or ""
-    login_failure_record(username=username, ip_address=client_ip(request),
-                         locked_out=bool(getattr(request, "axes_locked_out", False)))
+    login_failure_record(
+        username=username, ip_address=client_ip(request), locked_out=bool(getattr(request, "axes_locked_out", False))
+    )

@@ -33,9 +33,12 @@ def token_create(*, user, name: str, expires_at=None) -> IssuedToken:
         token = ApiToken.objects.create(
             user=user, name=name, prefix=raw[:10], digest=token_digest(raw), expires_at=expires_at
         )
-        audit_record(actor=user, verb="token.created", obj=token,
-                     after={"name": name, "prefix": token.prefix,
-                            "expires_at": expires_at.isoformat() if expires_at else None})
+        audit_record(
+            actor=user,
+            verb="token.created",
+            obj=token,
+            after={"name": name, "prefix": token.prefix, "expires_at": expires_at.isoformat() if expires_at else None},
+        )
     return IssuedToken(token=token, raw=raw)
 
 
@@ -47,8 +50,13 @@ def token_revoke(*, user, token_id: int) -> ApiToken:
         if token.revoked_at is None:
             token.revoked_at = timezone.now()
             token.save(update_fields=["revoked_at"])
-            audit_record(actor=user, verb="token.revoked", obj=token,
-                         before={"revoked_at": None}, after={"revoked_at": token.revoked_at.isoformat()})
+            audit_record(
+                actor=user,
+                verb="token.revoked",
+                obj=token,
+                before={"revoked_at": None},
+                after={"revoked_at": token.revoked_at.isoformat()},
+            )
     return token
 
 

@@ -26,8 +26,12 @@ def token_list(request):
         else:
             form = TokenCreateForm()
     tokens = ApiToken.objects.filter(user=request.user)
-    response = render(request, "accounts/tokens.html", {"form": form, "tokens": tokens, "issued": issued},
-                      status=400 if form.errors else 200)
+    response = render(
+        request,
+        "accounts/tokens.html",
+        {"form": form, "tokens": tokens, "issued": issued},
+        status=400 if form.errors else 200,
+    )
     # The page may carry a freshly issued secret: never cache it anywhere.
     response["Cache-Control"] = "no-store"
     return response

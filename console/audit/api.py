@@ -15,17 +15,29 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = ["id", "created_at", "actor", "verb", "object_type", "object_id", "object_repr",
-                  "before", "after", "request_id"]
+        fields = [
+            "id",
+            "created_at",
+            "actor",
+            "verb",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "before",
+            "after",
+            "request_id",
+        ]
 
 
 class AuditFilterSerializer(serializers.Serializer):
-    object_type = serializers.CharField(required=False, default="", max_length=64,
-                                        help_text="e.g. registry.registeredmodel")
+    object_type = serializers.CharField(
+        required=False, default="", max_length=64, help_text="e.g. registry.registeredmodel"
+    )
     object_id = serializers.CharField(required=False, default="", max_length=64)
     actor = serializers.CharField(required=False, default="", max_length=150)
-    verb = serializers.CharField(required=False, default="", max_length=64,
-                                 help_text="An exact verb, or a prefix ending in '.' such as 'model.'")
+    verb = serializers.CharField(
+        required=False, default="", max_length=64, help_text="An exact verb, or a prefix ending in '.' such as 'model.'"
+    )
     since = serializers.DateTimeField(required=False, default=None)
     until = serializers.DateTimeField(required=False, default=None)
 

@@ -1,8 +1,9 @@
 from .models import AuditEvent
 
 
-def audit_event_list(*, object_type: str = "", object_id: str = "", actor: str = "", verb: str = "",
-                     since=None, until=None):
+def audit_event_list(
+    *, object_type: str = "", object_id: str = "", actor: str = "", verb: str = "", since=None, until=None
+):
     qs = AuditEvent.objects.all()
     if object_type:
         qs = qs.filter(object_type=object_type)

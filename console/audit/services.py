@@ -7,8 +7,17 @@ from .models import AuditEvent
 SYSTEM_ACTORS = {"mlflow-sync", "worker", "system"}
 
 
-def audit_record(*, actor, verb: str, obj=None, object_type: str = "", object_id: str = "",
-                 object_repr: str = "", before=None, after=None) -> AuditEvent:
+def audit_record(
+    *,
+    actor,
+    verb: str,
+    obj=None,
+    object_type: str = "",
+    object_id: str = "",
+    object_repr: str = "",
+    before=None,
+    after=None,
+) -> AuditEvent:
     """Write one audit event. Must run inside the transaction of the change it records,
     so the trail and the state can never disagree."""
     if not transaction.get_connection().in_atomic_block:

@@ -1,4 +1,4 @@
-from datetime import datetime, time
+from datetime import date, datetime, time
 
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
@@ -11,7 +11,7 @@ from .selectors import audit_event_list, audit_verbs
 
 def _day(value: str, *, end: bool = False):
     try:
-        day = datetime.strptime(value, "%Y-%m-%d").date()
+        day = date.fromisoformat(value)
     except ValueError:
         return None
     moment = datetime.combine(day, time.max if end else time.min)
@@ -26,7 +26,16 @@ def audit_list(request):
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render_page(request, "audit/list.html", {
-        "page": page, "filters": filters, "since": since, "until": until, "verbs": sorted(audit_verbs()),
-        "query": query.urlencode(),
-    }, partial="results")
+    return render_page(
+        request,
+        "audit/list.html",
+        {
+            "page": page,
+            "filters": filters,
+            "since": since,
+            "until": until,
+            "verbs": sorted(audit_verbs()),
+            "query": query.urlencode(),
+        },
+        partial="results",
+    )

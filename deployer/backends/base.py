@@ -5,8 +5,9 @@ Two implementations: ``local.LocalBackend`` (a model-server process on this mach
 interface, so both go through exactly the same steps.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from deployer.manifests import Release
 

@@ -2,13 +2,12 @@
 by deployer.manifests, applied and followed by deployer.backends.kubernetes."""
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from deployer import manifests
 from deployer.backends.base import Answer
 from deployer.backends.errors import RolloutFailed
 from deployer.manifests import Release
-
 
 STALE_CONDITION_GRACE = 5.0
 
@@ -31,8 +30,10 @@ class KubeTargetBackend:
             raise PermanentError(str(exc)) from exc
 
     def prepare(self, release: Release, version) -> str:
-        return (f"The pod's init container downloads models:/{release.model}/{release.version} from MLflow "
-                f"into the serving volume.")
+        return (
+            f"The pod's init container downloads models:/{release.model}/{release.version} from MLflow "
+            f"into the serving volume."
+        )
 
     def apply(self, objects: list[dict], *, previous: list[dict] | None = None) -> None:
         self.client.apply(objects)
@@ -42,8 +43,7 @@ class KubeTargetBackend:
         started = time.monotonic()
         while True:
             try:
-                self.client.wait_for_rollout(name, timeout=timeout - (time.monotonic() - started),
-                                             progress=progress)
+                self.client.wait_for_rollout(name, timeout=timeout - (time.monotonic() - started), progress=progress)
                 return f'deployment "{name}" successfully rolled out'
             except RolloutFailed:
                 # Rolling back to a ReplicaSet that still exists creates no new one, and the
@@ -61,8 +61,11 @@ class KubeTargetBackend:
     def call(self, release: Release, method: str, path: str, body: dict | None = None) -> list[Answer]:
         name = manifests.resource_name(release.model, release.environment)
         pods = self.client.serving_pods(name, version=release.version)
-        return [Answer(replica=pod, status=status, body=answer)
-                for pod in pods for status, answer in [self.client.proxy(pod, method, path, body)]]
+        return [
+            Answer(replica=pod, status=status, body=answer)
+            for pod in pods
+            for status, answer in [self.client.proxy(pod, method, path, body)]
+        ]
 
     def call_one(self, release: Release, replica: str, method: str, path: str, body: dict | None = None) -> int:
         return self.client.proxy(replica, method, path, body)[0]

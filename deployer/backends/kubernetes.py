@@ -70,8 +70,15 @@ class _Silent(Exception):
 
 
 class KubernetesBackend:
-    def __init__(self, *, namespace: str, kubeconfig: str | None = None, context: str | None = None,
-                 in_cluster: bool = False, request_timeout: float = 30.0):
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        in_cluster: bool = False,
+        request_timeout: float = 30.0,
+    ):
         self.namespace = namespace
         self.request_timeout = request_timeout
         self._client = _api_client(kubeconfig, context, in_cluster)
@@ -98,8 +105,15 @@ class KubernetesBackend:
             api, suffix, name = self._target(obj)
             with _translated(f"Applying {obj['kind']} {self.namespace}/{name}"):
                 response = getattr(api, f"patch_{suffix}")(
-                    name, self.namespace, obj, field_manager=MANAGER, force=True, _content_type=APPLY_PATCH,
-                    _preload_content=False, _request_timeout=self.request_timeout)
+                    name,
+                    self.namespace,
+                    obj,
+                    field_manager=MANAGER,
+                    force=True,
+                    _content_type=APPLY_PATCH,
+                    _preload_content=False,
+                    _request_timeout=self.request_timeout,
+                )
             applied.append(_body(response))
             log.info("Applied %s %s/%s", obj["kind"], self.namespace, name)
         return applied
@@ -110,8 +124,11 @@ class KubernetesBackend:
         for obj in objects:
             api, suffix, name = self._target(obj)
             with _translated(f"Reading {obj['kind']} {self.namespace}/{name}", missing_ok=True) as outcome:
-                outcome.value = _body(getattr(api, f"read_{suffix}")(
-                    name, self.namespace, _preload_content=False, _request_timeout=self.request_timeout))
+                outcome.value = _body(
+                    getattr(api, f"read_{suffix}")(
+                        name, self.namespace, _preload_content=False, _request_timeout=self.request_timeout
+                    )
+                )
             found.append(outcome.value)
         return found
 
@@ -121,25 +138,34 @@ class KubernetesBackend:
         for obj in sorted(objects, key=lambda o: _DELETE_ORDER.get(o.get("kind"), len(_DELETE_ORDER))):
             api, suffix, name = self._target(obj)
             with _translated(f"Deleting {obj['kind']} {self.namespace}/{name}", missing_ok=True):
-                getattr(api, f"delete_{suffix}")(name, self.namespace, propagation_policy="Background",
-                                                 _preload_content=False, _request_timeout=self.request_timeout)
+                getattr(api, f"delete_{suffix}")(
+                    name,
+                    self.namespace,
+                    propagation_policy="Background",
+                    _preload_content=False,
+                    _request_timeout=self.request_timeout,
+                )
 
     def _target(self, obj: dict):
         try:
             api_class, suffix = _KINDS[(obj.get("apiVersion"), obj.get("kind"))]
         except KeyError:
-            raise PermanentError(f"The Kubernetes backend does not manage {obj.get('apiVersion')} "
-                                 f"{obj.get('kind')} objects.") from None
+            raise PermanentError(
+                f"The Kubernetes backend does not manage {obj.get('apiVersion')} {obj.get('kind')} objects."
+            ) from None
         meta = obj.get("metadata") or {}
         if meta.get("namespace", self.namespace) != self.namespace:
-            raise PermanentError(f"{obj['kind']} {meta.get('name')} is rendered for namespace "
-                                 f"{meta['namespace']!r}, but this backend deploys to {self.namespace!r}.")
+            raise PermanentError(
+                f"{obj['kind']} {meta.get('name')} is rendered for namespace "
+                f"{meta['namespace']!r}, but this backend deploys to {self.namespace!r}."
+            )
         return self._apis[api_class], suffix, meta["name"]
 
     # --- rollout ---
 
-    def wait_for_rollout(self, name: str, *, timeout: float,
-                         progress: Callable[[str], None] = lambda message: None) -> dict:
+    def wait_for_rollout(
+        self, name: str, *, timeout: float, progress: Callable[[str], None] = lambda message: None
+    ) -> dict:
         """Wait as `kubectl rollout status` does: evaluate the Deployment, then re-evaluate on every
         change seen by a watch from its resourceVersion; after a 410 list again and watch on.
         Raises RolloutFailed (ProgressDeadlineExceeded), RolloutTimeout, or the API's errors.
@@ -185,8 +211,9 @@ class KubernetesBackend:
                 deployment, version = self._relist(name)
                 if done(deployment):
                     return deployment
-        raise RolloutTimeout(f"Deployment {self.namespace}/{name} did not finish rolling out within {timeout:g} s: "
-                             f"{shown}")
+        raise RolloutTimeout(
+            f"Deployment {self.namespace}/{name} did not finish rolling out within {timeout:g} s: {shown}"
+        )
 
     def _check_pods(self, deployment: dict) -> None:
         """Raise RolloutFailed when a pod of the Deployment's current template is stuck."""
@@ -215,15 +242,23 @@ class KubernetesBackend:
 
     def _read_deployment(self, name: str) -> dict:
         with _translated(f"Reading Deployment {self.namespace}/{name}"):
-            return _body(self._apps.read_namespaced_deployment(name, self.namespace, _preload_content=False,
-                                                               _request_timeout=self.request_timeout))
+            return _body(
+                self._apps.read_namespaced_deployment(
+                    name, self.namespace, _preload_content=False, _request_timeout=self.request_timeout
+                )
+            )
 
     def _relist(self, name: str) -> tuple[dict, str]:
         """A list by name gives the object and a resourceVersion the server can watch from."""
         with _translated(f"Listing Deployment {self.namespace}/{name}"):
-            listed = _body(self._apps.list_namespaced_deployment(
-                self.namespace, field_selector=f"metadata.name={name}", _preload_content=False,
-                _request_timeout=self.request_timeout))
+            listed = _body(
+                self._apps.list_namespaced_deployment(
+                    self.namespace,
+                    field_selector=f"metadata.name={name}",
+                    _preload_content=False,
+                    _request_timeout=self.request_timeout,
+                )
+            )
         if not listed["items"]:
             raise PermanentError(f"Deployment {self.namespace}/{name} was deleted during its rollout.")
         return listed["items"][0], listed["metadata"]["resourceVersion"]
@@ -238,11 +273,16 @@ class KubernetesBackend:
         try:
             with _translated(action, watching=True):
                 response = self._apps.list_namespaced_deployment(
-                    self.namespace, field_selector=f"metadata.name={name}", resource_version=version,
-                    allow_watch_bookmarks=True, timeout_seconds=max(1, math.ceil(remaining)), watch=True,
+                    self.namespace,
+                    field_selector=f"metadata.name={name}",
+                    resource_version=version,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=max(1, math.ceil(remaining)),
+                    watch=True,
                     _preload_content=False,
                     # The server's timeoutSeconds is whole seconds; silence until the deadline is ours.
-                    _request_timeout=(self.request_timeout, remaining))
+                    _request_timeout=(self.request_timeout, remaining),
+                )
         except _Silent:
             return
         try:
@@ -253,8 +293,12 @@ class KubernetesBackend:
                         status = event["object"]
                         if status.get("code") == 410:
                             raise _Expired()
-                        raise _classify(status.get("code") or 500, status.get("message") or "watch failed", action,
-                                        reason=status.get("reason") or "")
+                        raise _classify(
+                            status.get("code") or 500,
+                            status.get("message") or "watch failed",
+                            action,
+                            reason=status.get("reason") or "",
+                        )
                     yield event["type"], event["object"]
         except _Silent:
             return  # nothing changed before the deadline: the caller times out
@@ -271,39 +315,58 @@ class KubernetesBackend:
         deployment = self._read_deployment(name)
         pods = [p for p in self._pods(f"{INSTANCE_LABEL}={name}") if not p["metadata"].get("deletionTimestamp")]
         status = deployment.get("status") or {}
-        return {"desired": (deployment.get("spec") or {}).get("replicas", 1), "ready": status.get("readyReplicas", 0),
-                "pods": sorted(p["metadata"]["name"] for p in pods),
-                "serving": sorted(p["metadata"]["name"] for p in pods if _ready(p))}
+        return {
+            "desired": (deployment.get("spec") or {}).get("replicas", 1),
+            "ready": status.get("readyReplicas", 0),
+            "pods": sorted(p["metadata"]["name"] for p in pods),
+            "serving": sorted(p["metadata"]["name"] for p in pods if _ready(p)),
+        }
 
     def serving_pods(self, name: str, *, version: int | None = None) -> list[str]:
         """Names of the Deployment's Ready pods that are not terminating (optionally of one version)."""
         selector = f"{INSTANCE_LABEL}={name}" + (f",{VERSION_LABEL}={version}" if version is not None else "")
-        return sorted(p["metadata"]["name"] for p in self._pods(selector)
-                      if not p["metadata"].get("deletionTimestamp") and _ready(p))
+        return sorted(
+            p["metadata"]["name"]
+            for p in self._pods(selector)
+            if not p["metadata"].get("deletionTimestamp") and _ready(p)
+        )
 
     def _pods(self, selector: str) -> list[dict]:
         with _translated(f"Listing pods {selector} in {self.namespace}"):
-            return _body(self._core.list_namespaced_pod(self.namespace, label_selector=selector,
-                                                        _preload_content=False,
-                                                        _request_timeout=self.request_timeout))["items"]
+            return _body(
+                self._core.list_namespaced_pod(
+                    self.namespace,
+                    label_selector=selector,
+                    _preload_content=False,
+                    _request_timeout=self.request_timeout,
+                )
+            )["items"]
 
-    def proxy(self, pod: str, method: str, path: str, body: dict | None = None,
-              port: int = REST_PORT) -> tuple[int, dict | str]:
+    def proxy(
+        self, pod: str, method: str, path: str, body: dict | None = None, port: int = REST_PORT
+    ) -> tuple[int, dict | str]:
         """One HTTP request to a pod through the API server's pod proxy: (status, JSON or text).
 
         The typed connect_*_namespaced_pod_proxy_with_path methods cannot send a body and
         percent-encode the '/' of the path, so the request is built here with the client's own
         serializer (same auth, same timeouts). A non-2xx answer from TF Serving is returned; one
         from the API server itself (a Status object) raises like every other API error."""
-        resource_path = (f"/api/v1/namespaces/{quote(self.namespace, safe='')}/pods/{quote(pod, safe='')}:{port}"
-                         f"/proxy/{quote(path.lstrip('/'), safe='/:?=&')}")
+        resource_path = (
+            f"/api/v1/namespaces/{quote(self.namespace, safe='')}/pods/{quote(pod, safe='')}:{port}"
+            f"/proxy/{quote(path.lstrip('/'), safe='/:?=&')}"
+        )
         headers = {"Accept": "application/json, */*"}
         if body is not None:
             headers["Content-Type"] = "application/json"
         action = f"{method} {path} on pod {self.namespace}/{pod}"
         with _translated(action):
-            request = self._client.param_serialize(method=method.upper(), resource_path=resource_path,
-                                                   header_params=headers, body=body, auth_settings=["BearerToken"])
+            request = self._client.param_serialize(
+                method=method.upper(),
+                resource_path=resource_path,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
             response = self._client.call_api(*request, _request_timeout=self.request_timeout)
             payload = response.read()
         text = payload.decode("utf-8", errors="replace")
@@ -311,10 +374,15 @@ class KubernetesBackend:
             answer = json.loads(text)
         except ValueError:
             answer = text
-        if not 200 <= response.status < 300 and isinstance(answer, dict) and answer.get("kind") == "Status" \
-                and answer.get("apiVersion") == "v1":
-            raise _classify(response.status, answer.get("message") or response.reason, action,
-                            reason=answer.get("reason") or "")
+        if (
+            not 200 <= response.status < 300
+            and isinstance(answer, dict)
+            and answer.get("kind") == "Status"
+            and answer.get("apiVersion") == "v1"
+        ):
+            raise _classify(
+                response.status, answer.get("message") or response.reason, action, reason=answer.get("reason") or ""
+            )
         return response.status, answer
 
     def deployment_health(self, name: str) -> dict:
@@ -330,19 +398,26 @@ class KubernetesBackend:
             "updated": status.get("updatedReplicas", 0),
             "ready": status.get("readyReplicas", 0),
             "available": status.get("availableReplicas", 0),
-            "conditions": [{"type": c.get("type"), "reason": c.get("reason"), "message": c.get("message")}
-                           for c in status.get("conditions") or []
-                           if (c.get("type") == "ReplicaFailure" and c.get("status") == "True")
-                           or (c.get("type") == "Progressing" and c.get("status") == "False")],
+            "conditions": [
+                {"type": c.get("type"), "reason": c.get("reason"), "message": c.get("message")}
+                for c in status.get("conditions") or []
+                if (c.get("type") == "ReplicaFailure" and c.get("status") == "True")
+                or (c.get("type") == "Progressing" and c.get("status") == "False")
+            ],
             "pods": [_pod_health(p) for p in pods],
             "events": self._warnings(name, {p["metadata"]["name"] for p in pods}),
         }
 
     def _warnings(self, name: str, pod_names: set) -> list[dict]:
         with _translated(f"Listing events in {self.namespace}"):
-            events = _body(self._core.list_namespaced_event(
-                self.namespace, field_selector="type=Warning", _preload_content=False,
-                _request_timeout=self.request_timeout))["items"]
+            events = _body(
+                self._core.list_namespaced_event(
+                    self.namespace,
+                    field_selector="type=Warning",
+                    _preload_content=False,
+                    _request_timeout=self.request_timeout,
+                )
+            )["items"]
         # Objects already replaced still explain a failure: ReplicaSets are <deployment>-<template
         # hash>, their pods <deployment>-<template hash>-<suffix>.
         replica_set = re.compile(rf"^{re.escape(name)}-[a-z0-9]+\Z")
@@ -350,17 +425,30 @@ class KubernetesBackend:
 
         def ours(involved: dict) -> bool:
             kind, other = involved.get("kind"), involved.get("name", "")
-            return (kind == "Pod" and (other in pod_names or bool(pod.match(other)))) \
-                or (kind == "ReplicaSet" and bool(replica_set.match(other))) or (kind == "Deployment" and other == name)
+            return (
+                (kind == "Pod" and (other in pod_names or bool(pod.match(other))))
+                or (kind == "ReplicaSet" and bool(replica_set.match(other)))
+                or (kind == "Deployment" and other == name)
+            )
+
         mine = [e for e in events if ours(e.get("involvedObject") or {})]
         mine.sort(key=_last_seen, reverse=True)
-        return [{"reason": e.get("reason"), "message": e.get("message"), "type": e.get("type"),
-                 "kind": e["involvedObject"].get("kind"), "object": e["involvedObject"].get("name"),
-                 "count": e.get("count") or (e.get("series") or {}).get("count") or 1, "last_seen": _last_seen(e)}
-                for e in mine[:MAX_EVENTS]]
+        return [
+            {
+                "reason": e.get("reason"),
+                "message": e.get("message"),
+                "type": e.get("type"),
+                "kind": e["involvedObject"].get("kind"),
+                "object": e["involvedObject"].get("name"),
+                "count": e.get("count") or (e.get("series") or {}).get("count") or 1,
+                "last_seen": _last_seen(e),
+            }
+            for e in mine[:MAX_EVENTS]
+        ]
 
 
 # --- configuration ---
+
 
 def _api_client(kubeconfig: str | None, context: str | None, in_cluster: bool) -> client.ApiClient:
     if in_cluster:
@@ -368,12 +456,16 @@ def _api_client(kubeconfig: str | None, context: str | None, in_cluster: bool) -
         try:
             config.load_incluster_config(client_configuration=configuration)
         except ConfigException as exc:
-            raise PermanentError(f"In-cluster Kubernetes configuration is unusable ({exc}); run in a pod with a "
-                                 "service account, or give a kubeconfig instead.") from None
+            raise PermanentError(
+                f"In-cluster Kubernetes configuration is unusable ({exc}); run in a pod with a "
+                "service account, or give a kubeconfig instead."
+            ) from None
         return client.ApiClient(configuration)
     if not kubeconfig:
-        raise PermanentError("No Kubernetes credentials: give the target a kubeconfig path, or in_cluster=True "
-                             "when Modelgate runs inside the cluster.")
+        raise PermanentError(
+            "No Kubernetes credentials: give the target a kubeconfig path, or in_cluster=True "
+            "when Modelgate runs inside the cluster."
+        )
     path = Path(kubeconfig).expanduser()
     if not path.is_file():
         raise PermanentError(f"Kubeconfig {path} does not exist or is not a file: fix the target's kubeconfig path.")
@@ -389,8 +481,10 @@ def _api_client(kubeconfig: str | None, context: str | None, in_cluster: bool) -
     except ConfigException as exc:
         known = _context_names(path)
         if context and context not in known:
-            raise PermanentError(f"Kubeconfig {path} has no context {context!r} (it has: "
-                                 f"{', '.join(known) or 'none'}): fix the target's context.") from None
+            raise PermanentError(
+                f"Kubeconfig {path} has no context {context!r} (it has: "
+                f"{', '.join(known) or 'none'}): fix the target's context."
+            ) from None
         raise PermanentError(f"Kubeconfig {path} is unusable: {exc}") from None
 
 
@@ -402,8 +496,8 @@ def _context_names(path: Path) -> list[str]:
     return [c["name"] for c in contexts]
 
 
-
 # --- errors ---
+
 
 class _Outcome:
     value = None
@@ -423,28 +517,51 @@ def _translated(action: str, *, missing_ok: bool = False, watching: bool = False
         if exc.status == 410:  # only a watch or list names a resourceVersion that can expire
             raise _Expired() from None
         status = _api_status(exc)
-        raise _classify(exc.status, status.get("message") or exc.reason or "no message", action,
-                        reason=status.get("reason") or "") from None
+        raise _classify(
+            exc.status, status.get("message") or exc.reason or "no message", action, reason=status.get("reason") or ""
+        ) from None
     except urllib3.exceptions.ReadTimeoutError as exc:
         if watching:
             raise _Silent() from None
-        raise TransientError(f"{action}: the Kubernetes API server did not answer in time ({_reason(exc)}).") \
-            from None
+        raise TransientError(f"{action}: the Kubernetes API server did not answer in time ({_reason(exc)}).") from None
     except urllib3.exceptions.HTTPError as exc:  # connection refused or reset, timeouts, broken streams
-        raise TransientError(f"{action}: the Kubernetes API server did not answer ({type(exc).__name__}: "
-                             f"{_reason(exc)}).") from None
+        raise TransientError(
+            f"{action}: the Kubernetes API server did not answer ({type(exc).__name__}: {_reason(exc)})."
+        ) from None
 
 
 # Status reasons (k8s.io/apimachinery/pkg/apis/meta/v1/types.go StatusReason*) a retry cannot fix,
 # and those worth one, whatever the HTTP code they came with.
-_PERMANENT_REASONS = {"BadRequest", "Unauthorized", "Forbidden", "NotFound", "MethodNotAllowed", "Invalid",
-                      "UnsupportedMediaType", "NotAcceptable", "RequestEntityTooLarge", "Gone"}
-_TRANSIENT_REASONS = {"ServerTimeout", "Timeout", "TooManyRequests", "ServiceUnavailable", "Conflict",
-                      "AlreadyExists", "InternalError"}
+_PERMANENT_REASONS = {
+    "BadRequest",
+    "Unauthorized",
+    "Forbidden",
+    "NotFound",
+    "MethodNotAllowed",
+    "Invalid",
+    "UnsupportedMediaType",
+    "NotAcceptable",
+    "RequestEntityTooLarge",
+    "Gone",
+}
+_TRANSIENT_REASONS = {
+    "ServerTimeout",
+    "Timeout",
+    "TooManyRequests",
+    "ServiceUnavailable",
+    "Conflict",
+    "AlreadyExists",
+    "InternalError",
+}
 # A request the server cannot even type-check: server-side apply answers these with a 500 and no
 # reason (apiserver handlers/patch.go passes the field manager's error through unwrapped).
-_SCHEMA_ERRORS = ("failed to create typed patch object", "field not declared in schema", "error decoding patch",
-                  "error strict decoding", "unable to unmarshal the patch")
+_SCHEMA_ERRORS = (
+    "failed to create typed patch object",
+    "field not declared in schema",
+    "error decoding patch",
+    "error strict decoding",
+    "unable to unmarshal the patch",
+)
 
 
 def _classify(code: int, message: str, action: str, *, reason: str = "") -> Exception:
@@ -480,6 +597,7 @@ def _reason(exc: urllib3.exceptions.HTTPError) -> str:
 
 # --- helpers ---
 
+
 def _body(response) -> dict:
     try:
         return json.loads(response.data)
@@ -499,16 +617,24 @@ def _lines(response) -> Iterator[str]:
 
 
 def _ready(pod: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
 
 
 def _pod_health(pod: dict) -> dict:
     status = pod.get("status") or {}
     statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
-    return {"name": pod["metadata"]["name"], "phase": status.get("phase"), "ready": _ready(pod),
-            "restarts": sum(c.get("restartCount", 0) for c in statuses), "reason": _pod_reason(pod),
-            "version": (pod["metadata"].get("labels") or {}).get(VERSION_LABEL), "message": pod_failure(pod)}
+    return {
+        "name": pod["metadata"]["name"],
+        "phase": status.get("phase"),
+        "ready": _ready(pod),
+        "restarts": sum(c.get("restartCount", 0) for c in statuses),
+        "reason": _pod_reason(pod),
+        "version": (pod["metadata"].get("labels") or {}).get(VERSION_LABEL),
+        "message": pod_failure(pod),
+    }
 
 
 def _pod_reason(pod: dict) -> str | None:
@@ -532,6 +658,11 @@ def _pod_reason(pod: dict) -> str | None:
 
 
 def _last_seen(event: dict) -> str:
-    return (event.get("lastTimestamp") or (event.get("series") or {}).get("lastObservedTime")
-            or event.get("eventTime") or event.get("firstTimestamp") or event["metadata"].get("creationTimestamp")
-            or "")
+    return (
+        event.get("lastTimestamp")
+        or (event.get("series") or {}).get("lastObservedTime")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or event["metadata"].get("creationTimestamp")
+        or ""
+    )

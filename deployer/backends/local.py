@@ -32,8 +32,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from deployer import manifests
 from deployer.backends.base import Answer
@@ -53,10 +53,16 @@ def free_port() -> int:
 
 
 def _server_command(port: int, config: Path, monitoring: Path) -> list[str]:
-    flags = [f"--rest_api_port={port}", f"--model_config_file={config}",
-             f"--monitoring_config_file={monitoring}", "--model_config_file_poll_wait_seconds=1",
-             "--file_system_poll_wait_seconds=1", f"--port={free_port()}",
-             "--allow_version_labels_for_unavailable_models=true", "--max_num_load_retries=0"]
+    flags = [
+        f"--rest_api_port={port}",
+        f"--model_config_file={config}",
+        f"--monitoring_config_file={monitoring}",
+        "--model_config_file_poll_wait_seconds=1",
+        "--file_system_poll_wait_seconds=1",
+        f"--port={free_port()}",
+        "--allow_version_labels_for_unavailable_models=true",
+        "--max_num_load_retries=0",
+    ]
     binary = shutil.which("tensorflow_model_server")
     if binary:
         return [binary, *flags]
@@ -103,7 +109,7 @@ class LocalBackend:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             return None
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         return None if fields[0] in ("Z", "X") else fields[19]
 
     def pid(self) -> int | None:
@@ -119,12 +125,20 @@ class LocalBackend:
             return
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                raise PermanentError(f"Port {self.port} is taken by another program; the local model server "
-                                     "for this deployment cannot start. Free the port or undeploy and deploy again.")
+                raise PermanentError(
+                    f"Port {self.port} is taken by another program; the local model server "
+                    "for this deployment cannot start. Free the port or undeploy and deploy again."
+                )
         command = _server_command(self.port, self.config_path, self.root / "monitoring.config")
         with open(self.log_path, "ab") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True, cwd=str(Path(__file__).resolve().parents[2]))
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=str(Path(__file__).resolve().parents[2]),
+            )
         self._write(self.pid_path, f"{process.pid} {self._process_start(process.pid)}")
 
     def _log_tail(self, lines: int = 8) -> str:
@@ -135,10 +149,14 @@ class LocalBackend:
 
     def _http(self, method: str, path: str, body: dict | None = None, timeout: float = 10.0) -> tuple[int, dict | str]:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - an http:// URL to the local model server, built here
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
@@ -152,14 +170,21 @@ class LocalBackend:
     # --- the backend interface --------------------------------------------
 
     def render(self, release: Release) -> list[dict]:
-        return [{
-            "apiVersion": API_VERSION, "kind": KIND,
-            "metadata": {"name": self.name, "annotations": {"modelgate.io/rollout-id": str(release.rollout_id)}},
-            "spec": {"model": release.model, "version": release.version, "environment": release.environment,
-                     "port": self.port,
-                     "modelsConfig": manifests.models_config(release, model_root=str(self.models_dir)),
-                     "monitoringConfig": manifests.monitoring_config()},
-        }]
+        return [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {"name": self.name, "annotations": {"modelgate.io/rollout-id": str(release.rollout_id)}},
+                "spec": {
+                    "model": release.model,
+                    "version": release.version,
+                    "environment": release.environment,
+                    "port": self.port,
+                    "modelsConfig": manifests.models_config(release, model_root=str(self.models_dir)),
+                    "monitoringConfig": manifests.monitoring_config(),
+                },
+            }
+        ]
 
     def prepare(self, release: Release, version) -> str:
         try:
@@ -189,10 +214,16 @@ class LocalBackend:
         text = spec["modelsConfig"]
         labelled = self._labelled_version(spec) if self.pid() is not None else None
         if labelled is not None and labelled != spec["version"]:
-            release = Release(model=spec["model"], version=spec["version"], environment=spec["environment"],
-                              rollout_id=0, savedmodel_path=".")
-            text = manifests.models_config(release, model_root=str(self.models_dir), also_serve=(labelled,),
-                                           label_version=labelled)
+            release = Release(
+                model=spec["model"],
+                version=spec["version"],
+                environment=spec["environment"],
+                rollout_id=0,
+                savedmodel_path=".",
+            )
+            text = manifests.models_config(
+                release, model_root=str(self.models_dir), also_serve=(labelled,), label_version=labelled
+            )
         self._write(self.root / "monitoring.config", spec["monitoringConfig"])
         self._write(self.config_path, text)
         self._ensure_running()
@@ -217,10 +248,15 @@ class LocalBackend:
                     return f"version {spec['version']} is AVAILABLE on port {self.port}"
                 error = entry.get("status") or {}
                 if state == "END" and error.get("error_code", "OK") != "OK":
-                    raise RolloutFailed(f"version {spec['version']} could not load: "
-                                        f"{error.get('error_code')}: {error.get('error_message')}")
-            message = (f"version {spec['version']} is {state}" if state
-                       else "waiting for the model server to read models.config")
+                    raise RolloutFailed(
+                        f"version {spec['version']} could not load: "
+                        f"{error.get('error_code')}: {error.get('error_message')}"
+                    )
+            message = (
+                f"version {spec['version']} is {state}"
+                if state
+                else "waiting for the model server to read models.config"
+            )
             if message != last:
                 progress(message)
                 last = message
@@ -252,23 +288,27 @@ class LocalBackend:
             if self.pid() is None:
                 raise RolloutFailed(self._exit_reason(version))
             try:
-                status, body = self._http("GET", f"/v1/models/{model}/labels/{spec['environment']}/metadata",
-                                          timeout=5)
-                resolved = (body.get("model_spec") or {}).get("version") if status == 200 \
-                    and isinstance(body, dict) else None
+                status, body = self._http("GET", f"/v1/models/{model}/labels/{spec['environment']}/metadata", timeout=5)
+                resolved = (
+                    (body.get("model_spec") or {}).get("version") if status == 200 and isinstance(body, dict) else None
+                )
                 seen = f"the label resolves to v{resolved}" if resolved else f"HTTP {status}: {str(body)[:200]}"
                 if resolved == version:
                     status, body = self._http("GET", f"/v1/models/{model}/versions/{version}", timeout=5)
-                    states = [s.get("state") for s in body.get("model_version_status", [])] \
-                        if status == 200 and isinstance(body, dict) else []
+                    states = (
+                        [s.get("state") for s in body.get("model_version_status", [])]
+                        if status == 200 and isinstance(body, dict)
+                        else []
+                    )
                     if states == ["AVAILABLE"]:
                         return
                     seen = f"v{version} is {states or status}"
             except TransientError as exc:
                 seen = str(exc)
             time.sleep(0.2)
-        raise TransientError(f"The model server did not switch label {spec['environment']!r} to "
-                             f"v{version} within 30 s ({seen}).")
+        raise TransientError(
+            f"The model server did not switch label {spec['environment']!r} to v{version} within 30 s ({seen})."
+        )
 
     def call(self, release: Release, method: str, path: str, body: dict | None = None) -> list[Answer]:
         status, answer = self._http(method, path, body)
@@ -288,10 +328,23 @@ class LocalBackend:
                 ready = False
         phase = "Running" if pid is not None else "Stopped"
         reason = "" if ready else ("not answering" if pid is not None else "the process is not running")
-        return {"desired": 1, "updated": 1 if pid is not None else 0, "ready": int(ready), "available": int(ready),
-                "pods": [{"name": f"127.0.0.1:{self.port} (pid {pid or '-'})", "phase": phase, "ready": ready,
-                          "restarts": 0, "reason": reason, "version": None}],
-                "events": []}
+        return {
+            "desired": 1,
+            "updated": 1 if pid is not None else 0,
+            "ready": int(ready),
+            "available": int(ready),
+            "pods": [
+                {
+                    "name": f"127.0.0.1:{self.port} (pid {pid or '-'})",
+                    "phase": phase,
+                    "ready": ready,
+                    "restarts": 0,
+                    "reason": reason,
+                    "version": None,
+                }
+            ],
+            "events": [],
+        }
 
     def read(self, objects: list[dict]) -> list[dict | None]:
         live = []
@@ -302,9 +355,15 @@ class LocalBackend:
                 live.append(None)
                 continue
             running = self.pid() is not None
-            live.append({"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": self.name},
-                         "spec": {**obj["spec"], "modelsConfig": text, "port": self.port},
-                         "status": {"running": running}})
+            live.append(
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "metadata": {"name": self.name},
+                    "spec": {**obj["spec"], "modelsConfig": text, "port": self.port},
+                    "status": {"running": running},
+                }
+            )
         return live
 
     def stop(self) -> None:

@@ -38,6 +38,7 @@ Snapshot = dict  # see the module docstring
 
 # --- bucket keys -------------------------------------------------------------
 
+
 def bound_key(le: str | float) -> str:
     """The canonical key of a bucket bound: "+Inf", "18", "32.4", "1274820"."""
     value = float(le)
@@ -56,6 +57,7 @@ def _sorted_keys(buckets: Mapping[str, float]) -> list[str]:
 
 # --- parsing -------------------------------------------------------------------
 
+
 def _empty_model() -> dict:
     return {"requests": {}, "buckets": {}, "sum": 0.0, "count": 0}
 
@@ -64,8 +66,11 @@ def parse(text: str) -> Snapshot:
     """The request counters and latency histogram in one exposition, per model_name.
 
     Raises ValueError when the text is not the Prometheus text format."""
-    return from_samples((sample.name, sample.labels, sample.value)
-                        for family in text_string_to_metric_families(text) for sample in family.samples)
+    return from_samples(
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    )
 
 
 def from_samples(samples: Iterable[tuple[str, Mapping[str, str], float]]) -> Snapshot:
@@ -90,6 +95,7 @@ def from_samples(samples: Iterable[tuple[str, Mapping[str, str], float]]) -> Sna
 
 
 # --- deltas ------------------------------------------------------------------------
+
 
 def _series(snapshot: Snapshot) -> dict[tuple, float]:
     """Every counter of a snapshot as one flat mapping, to compare two snapshots."""
@@ -145,6 +151,7 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
 
 
 # --- buckets -------------------------------------------------------------------------
+
 
 def per_bucket(cumulative: Mapping[str, float]) -> dict[str, int]:
     """Cumulative counts by upper bound -> counts in each bucket."""
@@ -219,6 +226,7 @@ def quantile(q: float, buckets: Mapping[str, float]) -> float | None:
 
 # --- intervals -----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Interval:
     """One interval's traffic: what a MetricPoint stores (buckets per bucket, compacted)."""
@@ -250,12 +258,16 @@ def to_interval(snapshot: Snapshot) -> Interval:
         for key, value in counters["buckets"].items():
             cumulative_total[key] = cumulative_total.get(key, 0) + value
         latency_sum += counters["sum"]
-    return Interval(requests=requests, errors=errors, buckets=compact(per_bucket(cumulative_total)),
-                    latency_sum_us=latency_sum)
+    return Interval(
+        requests=requests, errors=errors, buckets=compact(per_bucket(cumulative_total)), latency_sum_us=latency_sum
+    )
 
 
 def add(*intervals: Interval) -> Interval:
     """Several intervals as one (two scrapes in one interval, or six 10 s points in a minute)."""
-    return Interval(requests=sum(i.requests for i in intervals), errors=sum(i.errors for i in intervals),
-                    buckets=add_buckets(*(i.buckets for i in intervals)),
-                    latency_sum_us=sum(i.latency_sum_us for i in intervals))
+    return Interval(
+        requests=sum(i.requests for i in intervals),
+        errors=sum(i.errors for i in intervals),
+        buckets=add_buckets(*(i.buckets for i in intervals)),
+        latency_sum_us=sum(i.latency_sum_us for i in intervals),
+    )

@@ -62,8 +62,9 @@ class Reading:
 
 # --- reading -----------------------------------------------------------------
 
+
 def _get_text(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:  # noqa: S310 - http(s) URLs built from the target, never from users
         return response.read().decode("utf-8", errors="replace")
 
 
@@ -97,15 +98,17 @@ def read_pods(deployment: Deployment, client) -> Reading:
             counters[pod] = parse(body)
         except (BackendError, ValueError) as exc:
             log.warning("%s: metrics of pod %s unreadable: %s", deployment, pod, exc)
-    return Reading(counters=counters, present=set(replicas["pods"]), desired=replicas["desired"],
-                   ready=replicas["ready"])
+    return Reading(
+        counters=counters, present=set(replicas["pods"]), desired=replicas["desired"], ready=replicas["ready"]
+    )
 
 
 def prometheus_counters(base_url: str, query: str, at: datetime | None) -> dict[str, Snapshot]:
     """Per pod, the counters an instant query returns. Raises OSError or ValueError."""
     params = {"query": query, **({"time": f"{at.timestamp():.3f}"} if at else {})}
-    with urllib.request.urlopen(f"{base_url.rstrip('/')}/api/v1/query?{urlencode(params)}",
-                                timeout=TIMEOUT) as response:
+    with urllib.request.urlopen(  # noqa: S310 - PROMETHEUS_URL, an operator setting
+        f"{base_url.rstrip('/')}/api/v1/query?{urlencode(params)}", timeout=TIMEOUT
+    ) as response:
         answer = json.loads(response.read())
     data = answer.get("data") or {}
     if answer.get("status") != "success" or data.get("resultType") != "vector":
@@ -114,7 +117,8 @@ def prometheus_counters(base_url: str, query: str, at: datetime | None) -> dict[
     for series in data["result"]:
         labels = series["metric"]
         by_pod.setdefault(labels.get(promql.POD_LABEL, ""), []).append(
-            (labels.get("__name__", ""), labels, float(series["value"][1])))
+            (labels.get("__name__", ""), labels, float(series["value"][1]))
+        )
     return {pod: from_samples(samples) for pod, samples in by_pod.items()}
 
 
@@ -124,13 +128,13 @@ def read_prometheus(deployment: Deployment, client, base_url: str, at: datetime 
     reading = Reading()
     try:
         health = client.deployment_health(deployment.name)
-        reading = Reading(present={p["name"] for p in health["pods"]}, desired=health["desired"],
-                          ready=health["ready"])
+        reading = Reading(present={p["name"] for p in health["pods"]}, desired=health["desired"], ready=health["ready"])
     except BackendError as exc:
         log.warning("%s: replica counts unknown: %s", deployment, exc)
     try:
-        reading.counters = prometheus_counters(base_url, promql.pod_counters(deployment.target.namespace,
-                                                                             deployment.name), at)
+        reading.counters = prometheus_counters(
+            base_url, promql.pod_counters(deployment.target.namespace, deployment.name), at
+        )
     except (OSError, ValueError, KeyError, IndexError) as exc:
         log.warning("%s: Prometheus at %s did not answer the query: %s", deployment, base_url, exc)
     return reading
@@ -159,15 +163,23 @@ def read_replicas(deployment: Deployment, at: datetime | None = None) -> Reading
 
 # --- recording -----------------------------------------------------------------
 
-def _point_add(*, deployment_id: int, at: datetime, interval: Interval, version: int | None,
-               desired: int | None, ready: int | None) -> MetricPoint:
+
+def _point_add(
+    *, deployment_id: int, at: datetime, interval: Interval, version: int | None, desired: int | None, ready: int | None
+) -> MetricPoint:
     """Add to the interval's point (a second scrape in the same 10 s), or create it.
     The caller holds the deployment's lock."""
     point = MetricPoint.objects.filter(deployment_id=deployment_id, resolution=FINE, at=at).first()
     if point is None:
-        return MetricPoint.objects.create(deployment_id=deployment_id, resolution=FINE, at=at, version=version,
-                                          replicas_desired=desired, replicas_ready=ready,
-                                          **traffic_fields(interval))
+        return MetricPoint.objects.create(
+            deployment_id=deployment_id,
+            resolution=FINE,
+            at=at,
+            version=version,
+            replicas_desired=desired,
+            replicas_ready=ready,
+            **traffic_fields(interval),
+        )
     total = add(Interval(point.requests, point.errors, point.latency_buckets, point.latency_sum_us), interval)
     for name, value in traffic_fields(total).items():
         setattr(point, name, value)
@@ -189,8 +201,9 @@ def scrape_record(*, deployment_id: int, reading: Reading, version: int | None, 
         for replica, counters in reading.counters.items():
             state = states.get(replica)
             if state is None:
-                ScrapeState.objects.create(deployment_id=deployment_id, replica=replica, scraped_at=now,
-                                           counters=counters)
+                ScrapeState.objects.create(
+                    deployment_id=deployment_id, replica=replica, scraped_at=now, counters=counters
+                )
                 continue
             if state.scraped_at >= now:
                 continue  # a scrape that read later (or this same one, run again) already counted it
@@ -204,8 +217,14 @@ def scrape_record(*, deployment_id: int, reading: Reading, version: int | None, 
         # the outage instead of a gap.
         if not deltas and reading.ready != 0:
             return None
-        return _point_add(deployment_id=deployment_id, at=align(now, FINE), interval=to_interval(merge(deltas)),
-                          version=version, desired=reading.desired, ready=reading.ready)
+        return _point_add(
+            deployment_id=deployment_id,
+            at=align(now, FINE),
+            interval=to_interval(merge(deltas)),
+            version=version,
+            desired=reading.desired,
+            ready=reading.ready,
+        )
 
 
 def live_version(deployment: Deployment) -> int | None:
@@ -215,15 +234,19 @@ def live_version(deployment: Deployment) -> int | None:
 
 def scrape_deployment(deployment_id: int, now: datetime | None = None) -> MetricPoint | None:
     """Scrape one serving deployment; the point written (or added to), or None."""
-    deployment = (Deployment.objects.select_related("target", "model", "live_rollout__version")
-                  .filter(pk=deployment_id, state=Deployment.SERVING).first())
+    deployment = (
+        Deployment.objects.select_related("target", "model", "live_rollout__version")
+        .filter(pk=deployment_id, state=Deployment.SERVING)
+        .first()
+    )
     if deployment is None:
         return None
     reading = read_replicas(deployment, now)
     if reading is None:
         return None
-    return scrape_record(deployment_id=deployment.pk, reading=reading, version=live_version(deployment),
-                         now=now or timezone.now())
+    return scrape_record(
+        deployment_id=deployment.pk, reading=reading, version=live_version(deployment), now=now or timezone.now()
+    )
 
 
 def scrape_all(now: datetime | None = None) -> int:

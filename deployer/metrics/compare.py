@@ -13,9 +13,15 @@ def _summary(rows: list[dict]) -> dict | None:
     if not rows:
         return None
     total = add(*(interval_of(r) for r in rows))
-    return {"requests": total.requests, "rps": total.requests / (len(rows) * FINE), "error_rate": total.error_rate,
-            "p50_ms": total.percentile(0.5), "p95_ms": total.percentile(0.95), "p99_ms": total.percentile(0.99),
-            "minutes": len(rows) * FINE / 60}
+    return {
+        "requests": total.requests,
+        "rps": total.requests / (len(rows) * FINE),
+        "error_rate": total.error_rate,
+        "p50_ms": total.percentile(0.5),
+        "p95_ms": total.percentile(0.95),
+        "p99_ms": total.percentile(0.99),
+        "minutes": len(rows) * FINE / 60,
+    }
 
 
 def before_after(rollout, minutes: int = 10) -> dict | None:
@@ -25,9 +31,14 @@ def before_after(rollout, minutes: int = 10) -> dict | None:
         return None
     pivot = align(rollout.finished_at, FINE)
     span = timedelta(minutes=minutes)
-    rows = list(MetricPoint.objects.filter(deployment_id=rollout.deployment_id, resolution=FINE,
-                                           at__gte=pivot - span, at__lt=min(pivot + span, timezone.now()))
-                .values("at", "requests", "errors", "latency_buckets", "latency_sum_us"))
+    rows = list(
+        MetricPoint.objects.filter(
+            deployment_id=rollout.deployment_id,
+            resolution=FINE,
+            at__gte=pivot - span,
+            at__lt=min(pivot + span, timezone.now()),
+        ).values("at", "requests", "errors", "latency_buckets", "latency_sum_us")
+    )
     before = [r for r in rows if r["at"] < pivot]
     after = [r for r in rows if r["at"] > pivot]
     if not before and not after:

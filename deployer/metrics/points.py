@@ -3,32 +3,48 @@
 (points re-bucketed to a step)."""
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from deployer.metrics.arithmetic import Interval, add
 
 FINE, COARSE = 10, 60  # the two resolutions, in seconds
 PERCENTILES = (("p50_ms", 0.5), ("p95_ms", 0.95), ("p99_ms", 0.99))
-VALUES = ("at", "version", "requests", "errors", "latency_buckets", "latency_sum_us", "replicas_desired",
-          "replicas_ready")  # what combine() reads from a row
+VALUES = (
+    "at",
+    "version",
+    "requests",
+    "errors",
+    "latency_buckets",
+    "latency_sum_us",
+    "replicas_desired",
+    "replicas_ready",
+)  # what combine() reads from a row
 
 
 def align(moment: datetime, seconds: int) -> datetime:
     """The start of the ``seconds``-long interval containing ``moment`` (aligned to the epoch)."""
     epoch = int(moment.timestamp()) // seconds * seconds
-    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return datetime.fromtimestamp(epoch, tz=UTC)
 
 
 def interval_of(row: Mapping) -> Interval:
-    return Interval(requests=row["requests"], errors=row["errors"], buckets=dict(row["latency_buckets"] or {}),
-                    latency_sum_us=row["latency_sum_us"])
+    return Interval(
+        requests=row["requests"],
+        errors=row["errors"],
+        buckets=dict(row["latency_buckets"] or {}),
+        latency_sum_us=row["latency_sum_us"],
+    )
 
 
 def traffic_fields(interval: Interval) -> dict:
     """The traffic columns of a MetricPoint, percentiles computed from the buckets."""
-    return {"requests": interval.requests, "errors": interval.errors, "latency_buckets": interval.buckets,
-            "latency_sum_us": interval.latency_sum_us,
-            **{name: interval.percentile(q) for name, q in PERCENTILES}}
+    return {
+        "requests": interval.requests,
+        "errors": interval.errors,
+        "latency_buckets": interval.buckets,
+        "latency_sum_us": interval.latency_sum_us,
+        **{name: interval.percentile(q) for name, q in PERCENTILES},
+    }
 
 
 def one_version(versions) -> int | None:
@@ -40,9 +56,12 @@ def one_version(versions) -> int | None:
 def combine(rows: Sequence[Mapping]) -> dict:
     """Rows (ordered by time) as one point: traffic summed, percentiles from the summed
     buckets (never averaged), the version if they agree, the replica counts of the last."""
-    return {**traffic_fields(add(*(interval_of(r) for r in rows))),
-            "version": one_version(r["version"] for r in rows),
-            "replicas_desired": rows[-1]["replicas_desired"], "replicas_ready": rows[-1]["replicas_ready"]}
+    return {
+        **traffic_fields(add(*(interval_of(r) for r in rows))),
+        "version": one_version(r["version"] for r in rows),
+        "replicas_desired": rows[-1]["replicas_desired"],
+        "replicas_ready": rows[-1]["replicas_ready"],
+    }
 
 
 def spans(start: datetime, end: datetime, step: int) -> list[datetime]:

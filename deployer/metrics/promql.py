@@ -45,10 +45,12 @@ def pod_counters(namespace: str, name: str) -> str:
 def requests(namespace: str, name: str, window: str, *, errors: bool = False) -> str:
     """Requests (or those that failed) in the window, summed over the pods."""
     status = ',status!="OK"' if errors else ""
-    return f'sum(increase({REQUEST_COUNT}{{{pod_matchers(namespace, name)}{status}}}[{window}]))'
+    return f"sum(increase({REQUEST_COUNT}{{{pod_matchers(namespace, name)}{status}}}[{window}]))"
 
 
 def latency_quantile(q: float, namespace: str, name: str, window: str) -> str:
     """The q-quantile of request latency in µs over the window, from the summed buckets."""
-    return (f'histogram_quantile({q}, sum by (le) '
-            f'(increase({REQUEST_LATENCY}_bucket{{{pod_matchers(namespace, name)}}}[{window}])))')
+    return (
+        f"histogram_quantile({q}, sum by (le) "
+        f"(increase({REQUEST_LATENCY}_bucket{{{pod_matchers(namespace, name)}}}[{window}])))"
+    )

@@ -24,8 +24,18 @@ KEEP_COARSE = timedelta(days=7)
 FOLD_AFTER = timedelta(minutes=2)
 RUN_EVERY = 60  # seconds: the beat schedule of deployer.downsample_metrics
 
-_UPDATE = ("version", "requests", "errors", "latency_buckets", "latency_sum_us", "p50_ms", "p95_ms", "p99_ms",
-           "replicas_desired", "replicas_ready")
+_UPDATE = (
+    "version",
+    "requests",
+    "errors",
+    "latency_buckets",
+    "latency_sum_us",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "replicas_desired",
+    "replicas_ready",
+)
 
 
 def max_rows(deployments: int) -> int:
@@ -47,11 +57,16 @@ def _pending(cutoff: datetime) -> dict[int, datetime]:
     point of the week on every run."""
     points = MetricPoint.objects.filter(deployment=OuterRef("pk"))
     fine = points.filter(resolution=FINE, at__lt=cutoff)
-    pending = (Deployment.objects.order_by()
-               .annotate(folded=Subquery(points.filter(resolution=COARSE).order_by("-at").values("at")[:1]),
-                         first=Subquery(fine.order_by("at").values("at")[:1]),
-                         last=Subquery(fine.order_by("-at").values("at")[:1]))
-               .filter(last__isnull=False).values_list("pk", "folded", "first", "last"))
+    pending = (
+        Deployment.objects.order_by()
+        .annotate(
+            folded=Subquery(points.filter(resolution=COARSE).order_by("-at").values("at")[:1]),
+            first=Subquery(fine.order_by("at").values("at")[:1]),
+            last=Subquery(fine.order_by("-at").values("at")[:1]),
+        )
+        .filter(last__isnull=False)
+        .values_list("pk", "folded", "first", "last")
+    )
     starts = {}
     for deployment_id, folded, first, last in pending:
         start = folded + timedelta(seconds=COARSE) if folded else align(first, COARSE)
@@ -70,14 +85,22 @@ def downsample(now: datetime | None = None) -> int:
     window = Q()
     for deployment_id, start in starts.items():
         window |= Q(deployment_id=deployment_id, at__gte=start)
-    rows = (MetricPoint.objects.filter(window, resolution=FINE, at__lt=cutoff).order_by("deployment_id", "at")
-            .values("deployment_id", *VALUES))
+    rows = (
+        MetricPoint.objects.filter(window, resolution=FINE, at__lt=cutoff)
+        .order_by("deployment_id", "at")
+        .values("deployment_id", *VALUES)
+    )
     minutes = [
         MetricPoint(deployment_id=deployment_id, resolution=COARSE, at=minute, **combine(list(points)))
         for (deployment_id, minute), points in groupby(rows, key=lambda r: (r["deployment_id"], align(r["at"], COARSE)))
     ]
-    MetricPoint.objects.bulk_create(minutes, batch_size=500, update_conflicts=True,
-                                    unique_fields=["deployment", "resolution", "at"], update_fields=_UPDATE)
+    MetricPoint.objects.bulk_create(
+        minutes,
+        batch_size=500,
+        update_conflicts=True,
+        unique_fields=["deployment", "resolution", "at"],
+        update_fields=_UPDATE,
+    )
     return len(minutes)
 
 

@@ -27,7 +27,7 @@ step containing ``now``, included and partial, is not understated.
 
 import math
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncMinute
@@ -56,22 +56,31 @@ def _bucket(rows: list[dict], resolution: int) -> dict:
     merged = combine(rows)
     seconds = len(rows) * resolution
     requests = merged["requests"]
-    return {"rps": _round(requests / seconds),
-            "error_rate": _round(merged["errors"] / requests, 4) if requests else None,
-            **{name: _round(merged[name]) for name in ("p50_ms", "p95_ms", "p99_ms")},
-            "replicas_ready": merged["replicas_ready"], "version": merged["version"]}
+    return {
+        "rps": _round(requests / seconds),
+        "error_rate": _round(merged["errors"] / requests, 4) if requests else None,
+        **{name: _round(merged[name]) for name in ("p50_ms", "p95_ms", "p99_ms")},
+        "replicas_ready": merged["replicas_ready"],
+        "version": merged["version"],
+    }
 
 
 def _rows(deployment_id: int, resolution: int, start: datetime, end: datetime) -> list[dict]:
-    rows = list(MetricPoint.objects.filter(deployment_id=deployment_id, resolution=resolution, at__gte=start,
-                                           at__lt=end).order_by("at").values(*VALUES))
+    rows = list(
+        MetricPoint.objects.filter(deployment_id=deployment_id, resolution=resolution, at__gte=start, at__lt=end)
+        .order_by("at")
+        .values(*VALUES)
+    )
     if resolution == FINE:
         return rows
     # The last minutes are not folded yet (retention.FOLD_AFTER): build them from their 10 s
     # points so a long window does not end in a gap.
     tail_from = rows[-1]["at"] + timedelta(seconds=COARSE) if rows else start
-    fine = MetricPoint.objects.filter(deployment_id=deployment_id, resolution=FINE, at__gte=tail_from,
-                                      at__lt=end).order_by("at").values(*VALUES)
+    fine = (
+        MetricPoint.objects.filter(deployment_id=deployment_id, resolution=FINE, at__gte=tail_from, at__lt=end)
+        .order_by("at")
+        .values(*VALUES)
+    )
     minutes = defaultdict(list)
     for row in fine:
         minutes[align(row["at"], COARSE)].append(row)
@@ -93,10 +102,15 @@ def _version_changes(rows: list[dict]) -> list[dict]:
 def _totals(rows: list[dict], resolution: int) -> dict:
     total = add(*(interval_of(r) for r in rows)) if rows else Interval()
     seconds = len(rows) * resolution
-    return {"requests": total.requests, "errors": total.errors, "error_rate": _round(total.error_rate, 4),
-            "rps": _round(total.requests / seconds) if seconds else None,
-            "p50_ms": _round(total.percentile(0.5)), "p95_ms": _round(total.percentile(0.95)),
-            "p99_ms": _round(total.percentile(0.99))}
+    return {
+        "requests": total.requests,
+        "errors": total.errors,
+        "error_rate": _round(total.error_rate, 4),
+        "rps": _round(total.requests / seconds) if seconds else None,
+        "p50_ms": _round(total.percentile(0.5)),
+        "p95_ms": _round(total.percentile(0.95)),
+        "p99_ms": _round(total.percentile(0.99)),
+    }
 
 
 def series(deployment, window_seconds: int, step_seconds: int | None = None, *, now: datetime | None = None) -> dict:
@@ -118,8 +132,14 @@ def series(deployment, window_seconds: int, step_seconds: int | None = None, *, 
         values = _bucket(by_step[start], resolution) if by_step.get(start) else dict.fromkeys(_SERIES)
         for name in _SERIES:
             points[name].append(values[name])
-    return {"window": window_seconds, "step": step, "resolution": resolution, "points": points,
-            "version_changes": _version_changes(rows), "totals": _totals(rows, resolution)}
+    return {
+        "window": window_seconds,
+        "step": step,
+        "resolution": resolution,
+        "points": points,
+        "version_changes": _version_changes(rows),
+        "totals": _totals(rows, resolution),
+    }
 
 
 def summary(deployments, *, now: datetime | None = None) -> dict[int, dict]:
@@ -131,18 +151,25 @@ def summary(deployments, *, now: datetime | None = None) -> dict[int, dict]:
     now = now or timezone.now()
     last_end = align(now, FINE)
     recent = defaultdict(list)
-    for row in (MetricPoint.objects.filter(deployment_id__in=ids, resolution=FINE,
-                                          at__gte=last_end - timedelta(seconds=COARSE), at__lt=last_end)
-                .order_by("deployment_id", "at").values("deployment_id", *VALUES)):
+    for row in (
+        MetricPoint.objects.filter(
+            deployment_id__in=ids, resolution=FINE, at__gte=last_end - timedelta(seconds=COARSE), at__lt=last_end
+        )
+        .order_by("deployment_id", "at")
+        .values("deployment_id", *VALUES)
+    ):
         recent[row["deployment_id"]].append(row)
 
     spark_end = align(now, COARSE)
     minutes = spans(spark_end - timedelta(minutes=SPARKLINE_MINUTES), spark_end, COARSE)
     per_minute = {}
-    for row in (MetricPoint.objects.filter(deployment_id__in=ids, resolution=FINE, at__gte=minutes[0],
-                                           at__lt=spark_end)
-                .annotate(minute=TruncMinute("at", tzinfo=dt_timezone.utc)).values("deployment_id", "minute")
-                .annotate(requests=Sum("requests"), points=Count("id")).order_by()):
+    for row in (
+        MetricPoint.objects.filter(deployment_id__in=ids, resolution=FINE, at__gte=minutes[0], at__lt=spark_end)
+        .annotate(minute=TruncMinute("at", tzinfo=UTC))
+        .values("deployment_id", "minute")
+        .annotate(requests=Sum("requests"), points=Count("id"))
+        .order_by()
+    ):
         per_minute[(row["deployment_id"], row["minute"])] = _round(row["requests"] / (row["points"] * FINE))
 
     result = {}
@@ -150,7 +177,9 @@ def summary(deployments, *, now: datetime | None = None) -> dict[int, dict]:
         rows = recent.get(deployment_id)
         last = _bucket(rows, FINE) if rows else dict.fromkeys(_SERIES)
         result[deployment_id] = {
-            "rps": last["rps"], "p95_ms": last["p95_ms"], "error_rate": last["error_rate"],
+            "rps": last["rps"],
+            "p95_ms": last["p95_ms"],
+            "error_rate": last["error_rate"],
             "replicas_ready": last["replicas_ready"],
             "replicas_desired": rows[-1]["replicas_desired"] if rows else None,
             "version": rows[-1]["version"] if rows else None,

@@ -6,113 +6,265 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('promotions', '0001_initial'),
-        ('registry', '0001_initial'),
+        ("promotions", "0001_initial"),
+        ("registry", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DeploymentTarget',
+            name="DeploymentTarget",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('backend', models.CharField(choices=[('local', 'Local model server (one machine)'), ('kubernetes', 'Kubernetes')], default='local', max_length=20)),
-                ('in_cluster', models.BooleanField(default=False, help_text="Use the worker pod's service account.")),
-                ('kubeconfig_path', models.CharField(blank=True, help_text='Path of a kubeconfig file on the worker (e.g. a mounted secret). Empty: ~/.kube/config.', max_length=500)),
-                ('kube_context', models.CharField(blank=True, help_text="Empty: the kubeconfig's current context.", max_length=200)),
-                ('namespace', models.CharField(default='modelgate-serving', max_length=63)),
-                ('image', models.CharField(default='tensorflow/serving:2.19.0', help_text="A pinned TF Serving image; 'latest' is refused.", max_length=300)),
-                ('fetcher_image', models.CharField(blank=True, help_text='Image of the init container that downloads the model from MLflow. Empty: the MODELGATE_FETCHER_IMAGE setting.', max_length=300)),
-                ('replicas', models.PositiveSmallIntegerField(default=1)),
-                ('cpu_request', models.CharField(default='250m', max_length=20)),
-                ('cpu_limit', models.CharField(default='1', max_length=20)),
-                ('memory_request', models.CharField(default='512Mi', max_length=20)),
-                ('memory_limit', models.CharField(default='1Gi', max_length=20)),
-                ('autoscale_min', models.PositiveSmallIntegerField(blank=True, help_text='Set both to add an HPA.', null=True)),
-                ('autoscale_max', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('autoscale_cpu_percent', models.PositiveSmallIntegerField(default=70)),
-                ('node_selector', models.JSONField(blank=True, default=dict)),
-                ('tolerations', models.JSONField(blank=True, default=list)),
-                ('extra_labels', models.JSONField(blank=True, default=dict)),
-                ('startup_seconds', models.PositiveIntegerField(default=600, help_text='How long a model may take to load.')),
-                ('progress_deadline_seconds', models.PositiveIntegerField(default=600)),
-                ('rollout_timeout_seconds', models.PositiveIntegerField(default=900)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('environment', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='target', to='promotions.environment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "backend",
+                    models.CharField(
+                        choices=[("local", "Local model server (one machine)"), ("kubernetes", "Kubernetes")],
+                        default="local",
+                        max_length=20,
+                    ),
+                ),
+                ("in_cluster", models.BooleanField(default=False, help_text="Use the worker pod's service account.")),
+                (
+                    "kubeconfig_path",
+                    models.CharField(
+                        blank=True,
+                        help_text="Path of a kubeconfig file on the worker (e.g. a mounted secret). Empty: ~/.kube/config.",
+                        max_length=500,
+                    ),
+                ),
+                (
+                    "kube_context",
+                    models.CharField(blank=True, help_text="Empty: the kubeconfig's current context.", max_length=200),
+                ),
+                ("namespace", models.CharField(default="modelgate-serving", max_length=63)),
+                (
+                    "image",
+                    models.CharField(
+                        default="tensorflow/serving:2.19.0",
+                        help_text="A pinned TF Serving image; 'latest' is refused.",
+                        max_length=300,
+                    ),
+                ),
+                (
+                    "fetcher_image",
+                    models.CharField(
+                        blank=True,
+                        help_text="Image of the init container that downloads the model from MLflow. Empty: the MODELGATE_FETCHER_IMAGE setting.",
+                        max_length=300,
+                    ),
+                ),
+                ("replicas", models.PositiveSmallIntegerField(default=1)),
+                ("cpu_request", models.CharField(default="250m", max_length=20)),
+                ("cpu_limit", models.CharField(default="1", max_length=20)),
+                ("memory_request", models.CharField(default="512Mi", max_length=20)),
+                ("memory_limit", models.CharField(default="1Gi", max_length=20)),
+                (
+                    "autoscale_min",
+                    models.PositiveSmallIntegerField(blank=True, help_text="Set both to add an HPA.", null=True),
+                ),
+                ("autoscale_max", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("autoscale_cpu_percent", models.PositiveSmallIntegerField(default=70)),
+                ("node_selector", models.JSONField(blank=True, default=dict)),
+                ("tolerations", models.JSONField(blank=True, default=list)),
+                ("extra_labels", models.JSONField(blank=True, default=dict)),
+                (
+                    "startup_seconds",
+                    models.PositiveIntegerField(default=600, help_text="How long a model may take to load."),
+                ),
+                ("progress_deadline_seconds", models.PositiveIntegerField(default=600)),
+                ("rollout_timeout_seconds", models.PositiveIntegerField(default=900)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "environment",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="target", to="promotions.environment"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Deployment',
+            name="Deployment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=63)),
-                ('state', models.CharField(choices=[('new', 'Not serving yet'), ('serving', 'Serving'), ('undeployed', 'Undeployed')], default='new', max_length=20)),
-                ('drift_state', models.CharField(choices=[('unknown', 'Not checked'), ('in_sync', 'In sync'), ('out_of_sync', 'Out of sync')], default='unknown', max_length=20)),
-                ('drift_diff', models.JSONField(blank=True, default=list)),
-                ('drift_checked_at', models.DateTimeField(blank=True, null=True)),
-                ('local_port', models.PositiveIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deployments', to='registry.registeredmodel')),
-                ('target', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deployments', to='deployer.deploymenttarget')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=63)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("new", "Not serving yet"), ("serving", "Serving"), ("undeployed", "Undeployed")],
+                        default="new",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "drift_state",
+                    models.CharField(
+                        choices=[("unknown", "Not checked"), ("in_sync", "In sync"), ("out_of_sync", "Out of sync")],
+                        default="unknown",
+                        max_length=20,
+                    ),
+                ),
+                ("drift_diff", models.JSONField(blank=True, default=list)),
+                ("drift_checked_at", models.DateTimeField(blank=True, null=True)),
+                ("local_port", models.PositiveIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deployments",
+                        to="registry.registeredmodel",
+                    ),
+                ),
+                (
+                    "target",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="deployments",
+                        to="deployer.deploymenttarget",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['model__name', 'target__environment__position'],
-                'permissions': [('operate_deployment', 'Can redeploy, re-apply and undeploy deployments')],
+                "ordering": ["model__name", "target__environment__position"],
+                "permissions": [("operate_deployment", "Can redeploy, re-apply and undeploy deployments")],
             },
         ),
         migrations.CreateModel(
-            name='Rollout',
+            name="Rollout",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('revision', models.PositiveIntegerField()),
-                ('kind', models.CharField(choices=[('deploy', 'Deploy'), ('rollback', 'Rollback'), ('redeploy', 'Redeploy'), ('undeploy', 'Undeploy')], default='deploy', max_length=20)),
-                ('state', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('live', 'Live'), ('rolled_back', 'Rolled back'), ('failed', 'Failed'), ('done', 'Done')], default='queued', max_length=20)),
-                ('reason', models.TextField(blank=True)),
-                ('manifests', models.JSONField(default=list)),
-                ('steps', models.JSONField(default=list)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('worker', models.CharField(blank=True, max_length=200)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('deployment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rollouts', to='deployer.deployment')),
-                ('request', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='rollouts', to='promotions.promotionrequest')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('restore_to', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='deployer.rollout')),
-                ('version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='rollouts', to='registry.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("revision", models.PositiveIntegerField()),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("deploy", "Deploy"),
+                            ("rollback", "Rollback"),
+                            ("redeploy", "Redeploy"),
+                            ("undeploy", "Undeploy"),
+                        ],
+                        default="deploy",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("live", "Live"),
+                            ("rolled_back", "Rolled back"),
+                            ("failed", "Failed"),
+                            ("done", "Done"),
+                        ],
+                        default="queued",
+                        max_length=20,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("manifests", models.JSONField(default=list)),
+                ("steps", models.JSONField(default=list)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("worker", models.CharField(blank=True, max_length=200)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "deployment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="rollouts", to="deployer.deployment"
+                    ),
+                ),
+                (
+                    "request",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="rollouts",
+                        to="promotions.promotionrequest",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "restore_to",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="deployer.rollout",
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="rollouts",
+                        to="registry.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='live_rollout',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='deployer.rollout'),
+            model_name="deployment",
+            name="live_rollout",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="deployer.rollout",
+            ),
         ),
         migrations.AddIndex(
-            model_name='rollout',
-            index=models.Index(fields=['state', 'heartbeat_at'], name='rollout_state_idx'),
+            model_name="rollout",
+            index=models.Index(fields=["state", "heartbeat_at"], name="rollout_state_idx"),
         ),
         migrations.AddConstraint(
-            model_name='rollout',
-            constraint=models.UniqueConstraint(fields=('deployment', 'revision'), name='one_revision_number_per_deployment'),
+            model_name="rollout",
+            constraint=models.UniqueConstraint(
+                fields=("deployment", "revision"), name="one_revision_number_per_deployment"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rollout',
-            constraint=models.UniqueConstraint(condition=models.Q(('state', 'running')), fields=('deployment',), name='one_running_rollout_per_deployment'),
+            model_name="rollout",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("state", "running")),
+                fields=("deployment",),
+                name="one_running_rollout_per_deployment",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rollout',
-            constraint=models.UniqueConstraint(condition=models.Q(('request__isnull', False)), fields=('request',), name='one_deploy_rollout_per_request'),
+            model_name="rollout",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("request__isnull", False)),
+                fields=("request",),
+                name="one_deploy_rollout_per_request",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='deployment',
-            constraint=models.UniqueConstraint(fields=('target', 'model'), name='one_deployment_per_model_target'),
+            model_name="deployment",
+            constraint=models.UniqueConstraint(fields=("target", "model"), name="one_deployment_per_model_target"),
         ),
     ]

@@ -5,72 +5,89 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deployer', '0001_initial'),
+        ("deployer", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deploymenttarget',
-            name='guard_error_rate',
-            field=models.FloatField(blank=True, help_text='e.g. 0.05 for 5 % of requests.', null=True),
+            model_name="deploymenttarget",
+            name="guard_error_rate",
+            field=models.FloatField(blank=True, help_text="e.g. 0.05 for 5 % of requests.", null=True),
         ),
         migrations.AddField(
-            model_name='deploymenttarget',
-            name='guard_minutes',
+            model_name="deploymenttarget",
+            name="guard_minutes",
             field=models.PositiveSmallIntegerField(default=10),
         ),
         migrations.AddField(
-            model_name='deploymenttarget',
-            name='guard_p95_ms',
+            model_name="deploymenttarget",
+            name="guard_p95_ms",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='rollout',
-            name='guard_state',
+            model_name="rollout",
+            name="guard_state",
             field=models.CharField(blank=True, max_length=20),
         ),
         migrations.AddField(
-            model_name='rollout',
-            name='guard_until',
+            model_name="rollout",
+            name="guard_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.CreateModel(
-            name='MetricPoint',
+            name="MetricPoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('resolution', models.PositiveSmallIntegerField()),
-                ('at', models.DateTimeField()),
-                ('version', models.PositiveIntegerField(blank=True, null=True)),
-                ('requests', models.PositiveIntegerField(default=0)),
-                ('errors', models.PositiveIntegerField(default=0)),
-                ('latency_buckets', models.JSONField(default=dict)),
-                ('latency_sum_us', models.FloatField(default=0)),
-                ('p50_ms', models.FloatField(blank=True, null=True)),
-                ('p95_ms', models.FloatField(blank=True, null=True)),
-                ('p99_ms', models.FloatField(blank=True, null=True)),
-                ('replicas_desired', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('replicas_ready', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('deployment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='metric_points', to='deployer.deployment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("resolution", models.PositiveSmallIntegerField()),
+                ("at", models.DateTimeField()),
+                ("version", models.PositiveIntegerField(blank=True, null=True)),
+                ("requests", models.PositiveIntegerField(default=0)),
+                ("errors", models.PositiveIntegerField(default=0)),
+                ("latency_buckets", models.JSONField(default=dict)),
+                ("latency_sum_us", models.FloatField(default=0)),
+                ("p50_ms", models.FloatField(blank=True, null=True)),
+                ("p95_ms", models.FloatField(blank=True, null=True)),
+                ("p99_ms", models.FloatField(blank=True, null=True)),
+                ("replicas_desired", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("replicas_ready", models.PositiveSmallIntegerField(blank=True, null=True)),
+                (
+                    "deployment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="metric_points",
+                        to="deployer.deployment",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['at'],
-                'indexes': [models.Index(fields=['resolution', 'at'], name='metric_retention_idx')],
-                'constraints': [models.UniqueConstraint(fields=('deployment', 'resolution', 'at'), name='one_point_per_interval')],
+                "ordering": ["at"],
+                "indexes": [models.Index(fields=["resolution", "at"], name="metric_retention_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("deployment", "resolution", "at"), name="one_point_per_interval")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ScrapeState',
+            name="ScrapeState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('replica', models.CharField(max_length=253)),
-                ('scraped_at', models.DateTimeField()),
-                ('counters', models.JSONField(default=dict)),
-                ('deployment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='scrape_states', to='deployer.deployment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("replica", models.CharField(max_length=253)),
+                ("scraped_at", models.DateTimeField()),
+                ("counters", models.JSONField(default=dict)),
+                (
+                    "deployment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="scrape_states",
+                        to="deployer.deployment",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('deployment', 'replica'), name='one_state_per_replica')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("deployment", "replica"), name="one_state_per_replica")
+                ],
             },
         ),
     ]

@@ -5,20 +5,35 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deployer', '0002_metrics_and_guard'),
+        ("deployer", "0002_metrics_and_guard"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='rollout',
-            name='rolls_back',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='deployer.rollout'),
+            model_name="rollout",
+            name="rolls_back",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="deployer.rollout",
+            ),
         ),
         migrations.AlterField(
-            model_name='rollout',
-            name='kind',
-            field=models.CharField(choices=[('deploy', 'Deploy'), ('rollback', 'Rollback'), ('redeploy', 'Redeploy'), ('undeploy', 'Undeploy'), ('auto_rollback', 'Automatic rollback (guard)')], default='deploy', max_length=20),
+            model_name="rollout",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("deploy", "Deploy"),
+                    ("rollback", "Rollback"),
+                    ("redeploy", "Redeploy"),
+                    ("undeploy", "Undeploy"),
+                    ("auto_rollback", "Automatic rollback (guard)"),
+                ],
+                default="deploy",
+                max_length=20,
+            ),
         ),
     ]

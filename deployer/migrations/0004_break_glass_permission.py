@@ -4,14 +4,19 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deployer', '0003_guard_rollback'),
+        ("deployer", "0003_guard_rollback"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='deployment',
-            options={'ordering': ['model__name', 'target__environment__position'], 'permissions': [('operate_deployment', 'Can redeploy, re-apply and undeploy deployments'), ('break_glass_deployment', 'Can stop a deployment at once in an emergency (break-glass)')]},
+            name="deployment",
+            options={
+                "ordering": ["model__name", "target__environment__position"],
+                "permissions": [
+                    ("operate_deployment", "Can redeploy, re-apply and undeploy deployments"),
+                    ("break_glass_deployment", "Can stop a deployment at once in an emergency (break-glass)"),
+                ],
+            },
         ),
     ]

@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deployer', '0004_break_glass_permission'),
+        ("deployer", "0004_break_glass_permission"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deploymenttarget',
-            name='pod_security_level',
-            field=models.CharField(choices=[('restricted', 'restricted'), ('baseline', 'baseline'), ('privileged', 'privileged')], default='restricted', help_text="The Pod Security Standard the namespace enforces (its pod-security.kubernetes.io/enforce label). restricted and baseline: pods run as a non-root user with no privileges, capabilities or writable root filesystem. privileged: the image's defaults (e.g. an image that must run as root).", max_length=20),
+            model_name="deploymenttarget",
+            name="pod_security_level",
+            field=models.CharField(
+                choices=[("restricted", "restricted"), ("baseline", "baseline"), ("privileged", "privileged")],
+                default="restricted",
+                help_text="The Pod Security Standard the namespace enforces (its pod-security.kubernetes.io/enforce label). restricted and baseline: pods run as a non-root user with no privileges, capabilities or writable root filesystem. privileged: the image's defaults (e.g. an image that must run as root).",
+                max_length=20,
+            ),
         ),
     ]

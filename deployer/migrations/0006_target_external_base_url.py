@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deployer', '0005_target_pod_security_level'),
+        ("deployer", "0005_target_pod_security_level"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deploymenttarget',
-            name='external_base_url',
-            field=models.CharField(blank=True, help_text="Where clients outside the cluster reach the models (an ingress or gateway that forwards /v1/models/<name>/… to the model's Service), e.g. https://models.example.com. Empty: in-cluster only.", max_length=300),
+            model_name="deploymenttarget",
+            name="external_base_url",
+            field=models.CharField(
+                blank=True,
+                help_text="Where clients outside the cluster reach the models (an ingress or gateway that forwards /v1/models/<name>/… to the model's Service), e.g. https://models.example.com. Empty: in-cluster only.",
+                max_length=300,
+            ),
         ),
     ]

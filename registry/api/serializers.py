@@ -15,8 +15,17 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RegisteredModel
-        fields = ["name", "description", "tags", "aliases", "latest_version", "version_count",
-                  "created_at", "updated_at", "url"]
+        fields = [
+            "name",
+            "description",
+            "tags",
+            "aliases",
+            "latest_version",
+            "version_count",
+            "created_at",
+            "updated_at",
+            "url",
+        ]
 
     def get_url(self, obj) -> str:
         return reverse("api:model-detail", kwargs={"name": obj.name})
@@ -44,9 +53,29 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelVersion
-        fields = ["model", "version", "model_uri", "description", "tags", "aliases", "source", "run_id",
-                  "status", "status_message", "creator", "created_at", "updated_at", "flavors", "signature",
-                  "servable", "serving_note", "keras_archive_path", "conversion_state", "conversion_detail", "url"]
+        fields = [
+            "model",
+            "version",
+            "model_uri",
+            "description",
+            "tags",
+            "aliases",
+            "source",
+            "run_id",
+            "status",
+            "status_message",
+            "creator",
+            "created_at",
+            "updated_at",
+            "flavors",
+            "signature",
+            "servable",
+            "serving_note",
+            "keras_archive_path",
+            "conversion_state",
+            "conversion_detail",
+            "url",
+        ]
 
     def get_url(self, obj) -> str:
         # What reverse("api:version-detail") returns, built without resolving the URLconf for every
@@ -54,8 +83,9 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         name = obj.model.name
         if "/" in name:  # reverse() refuses it; let it say so
             return reverse("api:version-detail", kwargs={"name": name, "version": obj.version})
-        return quote(f"{_models_path(get_script_prefix())}{name}/versions/{obj.version}/",
-                     safe=RFC3986_SUBDELIMS + "/~:@")
+        return quote(
+            f"{_models_path(get_script_prefix())}{name}/versions/{obj.version}/", safe=RFC3986_SUBDELIMS + "/~:@"
+        )
 
 
 @lru_cache(maxsize=8)
@@ -67,11 +97,12 @@ def _models_path(script_prefix: str) -> str:
 
 
 class VersionRegisterSerializer(serializers.Serializer):
-    source = serializers.CharField(trim_whitespace=False, max_length=5000,
-                                   help_text="models:/m-<id>, runs:/<run_id>/model, models:/<name>/<version>, "
-                                             "or a URI under an allowed root.")
-    run_id = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,
-                                   max_length=64)
+    source = serializers.CharField(
+        trim_whitespace=False,
+        max_length=5000,
+        help_text="models:/m-<id>, runs:/<run_id>/model, models:/<name>/<version>, or a URI under an allowed root.",
+    )
+    run_id = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False, max_length=64)
     description = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
     tags = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
 

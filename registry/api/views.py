@@ -25,10 +25,16 @@ from .serializers import (
     VersionRegisterSerializer,
 )
 
-VIEW_MODEL, ADD_MODEL, CHANGE_MODEL = ("registry.view_registeredmodel", "registry.add_registeredmodel",
-                                       "registry.change_registeredmodel")
-VIEW_VERSION, ADD_VERSION, CHANGE_VERSION = ("registry.view_modelversion", "registry.add_modelversion",
-                                             "registry.change_modelversion")
+VIEW_MODEL, ADD_MODEL, CHANGE_MODEL = (
+    "registry.view_registeredmodel",
+    "registry.add_registeredmodel",
+    "registry.change_registeredmodel",
+)
+VIEW_VERSION, ADD_VERSION, CHANGE_VERSION = (
+    "registry.view_modelversion",
+    "registry.add_modelversion",
+    "registry.change_modelversion",
+)
 
 
 class ByName(CursorPagination):
@@ -65,8 +71,9 @@ class RegistryView(APIView):
 class ModelListView(RegistryView):
     permissions_by_method = {"GET": VIEW_MODEL, "POST": ADD_MODEL}
 
-    @extend_schema(parameters=[ModelFilterSerializer],
-                   operation_id="models_list", responses=paged(RegisteredModelSerializer))
+    @extend_schema(
+        parameters=[ModelFilterSerializer], operation_id="models_list", responses=paged(RegisteredModelSerializer)
+    )
     def get(self, request):
         filters = _valid(ModelFilterSerializer, request.query_params)
         return self.paginate(selectors.model_list(**filters), RegisteredModelSerializer, ByName)
@@ -95,8 +102,9 @@ class ModelDetailView(RegistryView):
 class ModelAliasesView(RegistryView):
     permissions_by_method = {"GET": VIEW_MODEL}
 
-    @extend_schema(responses=inline_serializer("Aliases", {"aliases": serializers.DictField(
-        child=serializers.IntegerField())}))
+    @extend_schema(
+        responses=inline_serializer("Aliases", {"aliases": serializers.DictField(child=serializers.IntegerField())})
+    )
     def get(self, request, name):
         return Response({"aliases": selectors.model_get(name).aliases})
 
@@ -110,10 +118,18 @@ class VersionListView(RegistryView):
         return self.paginate(versions, ModelVersionSerializer, NewestVersionFirst)
 
     @extend_schema(
-        request=VersionRegisterSerializer, responses={201: ModelVersionSerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-                                     description="Send the same key on a retry: the first result comes back "
-                                                 "and no second version is made.")])
+        request=VersionRegisterSerializer,
+        responses={201: ModelVersionSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Send the same key on a retry: the first result comes back and no second version is made.",
+            )
+        ],
+    )
     def post(self, request, name):
         data = _valid(VersionRegisterSerializer, request.data)
         key = request.headers.get("Idempotency-Key")
@@ -174,9 +190,9 @@ class VersionRunView(RegistryView):
 class VersionSearchView(RegistryView):
     permissions_by_method = {"GET": VIEW_VERSION}
 
-    @extend_schema(parameters=[VersionFilterSerializer],
-                   operation_id="versions_list",
-                   responses=paged(ModelVersionSerializer))
+    @extend_schema(
+        parameters=[VersionFilterSerializer], operation_id="versions_list", responses=paged(ModelVersionSerializer)
+    )
     def get(self, request):
         filters = _valid(VersionFilterSerializer, request.query_params)
         model_name = filters.pop("model")

@@ -4,25 +4,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0001_initial'),
+        ("registry", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modelversion',
-            name='conversion_detail',
+            model_name="modelversion",
+            name="conversion_detail",
             field=models.CharField(blank=True, max_length=500),
         ),
         migrations.AddField(
-            model_name='modelversion',
-            name='conversion_state',
-            field=models.CharField(blank=True, choices=[('queued', 'Queued'), ('running', 'Converting'), ('done', 'Converted'), ('failed', 'Conversion failed')], max_length=16),
+            model_name="modelversion",
+            name="conversion_state",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("queued", "Queued"),
+                    ("running", "Converting"),
+                    ("done", "Converted"),
+                    ("failed", "Conversion failed"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='modelversion',
-            name='keras_archive_path',
+            model_name="modelversion",
+            name="keras_archive_path",
             field=models.CharField(blank=True, max_length=500),
         ),
     ]

@@ -13,7 +13,7 @@ class EnvironmentAdminForm(forms.ModelForm):
 
     class Meta:
         model = Environment
-        exclude = ("webhook_secret",)
+        exclude = ("webhook_secret",)  # noqa: DJ006 - every field but the secret, which has its own write-only field
 
     def clean(self):
         cleaned = super().clean()
@@ -29,8 +29,15 @@ class EnvironmentAdmin(admin.ModelAdmin):
     where a second admin confirms)."""
 
     form = EnvironmentAdminForm
-    list_display = ("name", "position", "alias", "protected", "required_approvals", "approver_group",
-                    "require_previous")
+    list_display = (
+        "name",
+        "position",
+        "alias",
+        "protected",
+        "required_approvals",
+        "approver_group",
+        "require_previous",
+    )
     # The secret is write-only: never rendered back.
     exclude = ("webhook_secret",)
 

@@ -54,9 +54,27 @@ class PromotionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PromotionRequest
-        fields = ["id", "model", "version", "environment", "kind", "state", "state_label", "state_reason",
-                  "requested_by", "justification", "breaking_change", "is_rollback", "gate_results", "created_at", "updated_at",
-                  "decided_at", "expires_at", "deployment_queued_at", "superseded_by"]
+        fields = [
+            "id",
+            "model",
+            "version",
+            "environment",
+            "kind",
+            "state",
+            "state_label",
+            "state_reason",
+            "requested_by",
+            "justification",
+            "breaking_change",
+            "is_rollback",
+            "gate_results",
+            "created_at",
+            "updated_at",
+            "decided_at",
+            "expires_at",
+            "deployment_queued_at",
+            "superseded_by",
+        ]
 
 
 class PromotionDetailSerializer(PromotionSerializer):
@@ -109,8 +127,12 @@ def _valid(serializer_class, data):
 
 
 def _detail(pk: int) -> PromotionRequest:
-    req = (PromotionRequest.objects.select_related("model", "version", "environment", "requested_by")
-           .prefetch_related("reviews__reviewer", "comments__author").filter(pk=pk).first())
+    req = (
+        PromotionRequest.objects.select_related("model", "version", "environment", "requested_by")
+        .prefetch_related("reviews__reviewer", "comments__author")
+        .filter(pk=pk)
+        .first()
+    )
     if req is None:
         raise NotFound(f"Promotion request #{pk} does not exist.")
     return req
@@ -120,12 +142,14 @@ class PromotionListView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": VIEW, "POST": ADD}
 
-    @extend_schema(parameters=[PromotionFilterSerializer],
-                   operation_id="promotions_list", responses=paged(PromotionSerializer))
+    @extend_schema(
+        parameters=[PromotionFilterSerializer], operation_id="promotions_list", responses=paged(PromotionSerializer)
+    )
     def get(self, request):
         paginator = NewestFirst()
-        page = paginator.paginate_queryset(selectors.request_list(**_valid(PromotionFilterSerializer,
-                                                                           request.query_params)), request, view=self)
+        page = paginator.paginate_queryset(
+            selectors.request_list(**_valid(PromotionFilterSerializer, request.query_params)), request, view=self
+        )
         return paginator.get_paginated_response(PromotionSerializer(page, many=True).data)
 
     @extend_schema(request=PromotionCreateSerializer, responses={201: PromotionDetailSerializer})
@@ -133,8 +157,13 @@ class PromotionListView(APIView):
         data = _valid(PromotionCreateSerializer, request.data)
         version = registry_selectors.version_get(data["model"], data["version"])
         environment = selectors.environment_get(data["environment"])
-        req = services.promotion_request(actor=request.user, version=version, environment=environment,
-                                         justification=data["justification"], breaking_change=data["breaking_change"])
+        req = services.promotion_request(
+            actor=request.user,
+            version=version,
+            environment=environment,
+            justification=data["justification"],
+            breaking_change=data["breaking_change"],
+        )
         return Response(PromotionDetailSerializer(_detail(req.pk)).data, status=status.HTTP_201_CREATED)
 
 
@@ -205,8 +234,9 @@ class CommentView(APIView):
     @extend_schema(request=CommentCreateSerializer, responses={201: CommentSerializer})
     def post(self, request, pk):
         data = _valid(CommentCreateSerializer, request.data)
-        comment = services.promotion_comment(actor=request.user, request_id=pk, body=data["body"],
-                                             reply_to=data["reply_to"])
+        comment = services.promotion_comment(
+            actor=request.user, request_id=pk, body=data["body"], reply_to=data["reply_to"]
+        )
         return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
 
 
@@ -215,9 +245,21 @@ class EnvironmentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Environment
-        fields = ["name", "position", "alias", "protected", "required_approvals", "approver_group",
-                  "allow_self_approval", "require_previous", "metric_thresholds", "require_signature",
-                  "require_compatible_signature", "require_servable", "request_ttl_hours"]
+        fields = [
+            "name",
+            "position",
+            "alias",
+            "protected",
+            "required_approvals",
+            "approver_group",
+            "allow_self_approval",
+            "require_previous",
+            "metric_thresholds",
+            "require_signature",
+            "require_compatible_signature",
+            "require_servable",
+            "request_ttl_hours",
+        ]
 
 
 class EnvironmentListView(APIView):
@@ -240,17 +282,19 @@ class SpanSerializer(serializers.ModelSerializer):
 
 class HistoryQuerySerializer(serializers.Serializer):
     model = serializers.CharField(required=False, default="", max_length=256)
-    at = serializers.DateTimeField(required=False, default=None,
-                                   help_text="With model: answer which version served at this time.")
+    at = serializers.DateTimeField(
+        required=False, default=None, help_text="With model: answer which version served at this time."
+    )
 
 
 class EnvironmentHistoryView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": "promotions.view_environment"}
 
-    @extend_schema(parameters=[HistoryQuerySerializer,
-                               OpenApiParameter("name", str, OpenApiParameter.PATH)],
-                   responses=SpanSerializer(many=True))
+    @extend_schema(
+        parameters=[HistoryQuerySerializer, OpenApiParameter("name", str, OpenApiParameter.PATH)],
+        responses=SpanSerializer(many=True),
+    )
     def get(self, request, name):
         env = selectors.environment_get(name)
         query = _valid(HistoryQuerySerializer, request.query_params)
@@ -259,9 +303,15 @@ class EnvironmentHistoryView(APIView):
             model = registry_selectors.model_get(query["model"])
             if query["at"] is not None:
                 span = selectors.live_span(environment=env, model=model, at=query["at"])
-                return Response({"environment": env.name, "model": model.name, "at": query["at"],
-                                 "version": span.version_number if span else None,
-                                 "span": SpanSerializer(span).data if span else None})
+                return Response(
+                    {
+                        "environment": env.name,
+                        "model": model.name,
+                        "at": query["at"],
+                        "version": span.version_number if span else None,
+                        "span": SpanSerializer(span).data if span else None,
+                    }
+                )
             spans = spans.filter(model=model)
         elif query["at"] is not None:
             raise ServiceError("Name the model whose version you ask about: ?model=<name>&at=<time>.", field="model")
@@ -281,8 +331,18 @@ class PolicyChangeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PolicyChange
-        fields = ["id", "environment", "state", "proposed", "current", "reason", "proposed_by", "decided_by",
-                  "created_at", "decided_at"]
+        fields = [
+            "id",
+            "environment",
+            "state",
+            "proposed",
+            "current",
+            "reason",
+            "proposed_by",
+            "decided_by",
+            "created_at",
+            "decided_at",
+        ]
 
 
 class PolicyChangeCreateSerializer(serializers.Serializer):
@@ -304,15 +364,19 @@ class PolicyChangeListView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": "promotions.view_environment", "POST": CHANGE_ENV}
 
-    @extend_schema(parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH)],
-                   responses=PolicyChangeSerializer(many=True))
+    @extend_schema(
+        parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH)], responses=PolicyChangeSerializer(many=True)
+    )
     def get(self, request, name):
         env = selectors.environment_get(name)
         changes = env.policy_changes.select_related("environment", "proposed_by", "decided_by")[:200]
         return Response(PolicyChangeSerializer(changes, many=True).data)
 
-    @extend_schema(parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH)],
-                   request=PolicyChangeCreateSerializer, responses={201: PolicyChangeSerializer})
+    @extend_schema(
+        parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH)],
+        request=PolicyChangeCreateSerializer,
+        responses={201: PolicyChangeSerializer},
+    )
     def post(self, request, name):
         env = selectors.environment_get(name)
         data = dict(_valid(PolicyChangeCreateSerializer, request.data))
@@ -326,8 +390,11 @@ class _PolicyChangeActionView(APIView):
     permissions_by_method = {"POST": CHANGE_ENV}
     verb = None
 
-    @extend_schema(parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH)], request=None,
-                   responses=PolicyChangeSerializer)
+    @extend_schema(
+        parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH)],
+        request=None,
+        responses=PolicyChangeSerializer,
+    )
     def post(self, request, name, pk):
         env = selectors.environment_get(name)
         change = self.verb(actor=request.user, change_id=pk, environment=env)

@@ -9,5 +9,11 @@ def seed_environments() -> None:
     if Environment.objects.exists():
         return
     Environment.objects.create(name="staging", position=1, alias="staging", required_approvals=1)
-    Environment.objects.create(name="production", position=2, alias="production", required_approvals=1, protected=True,
-                               metric_thresholds=[{"metric": "accuracy", "op": ">=", "value": 0.92}])
+    Environment.objects.create(
+        name="production",
+        position=2,
+        alias="production",
+        required_approvals=1,
+        protected=True,
+        metric_thresholds=[{"metric": "accuracy", "op": ">=", "value": 0.92}],
+    )

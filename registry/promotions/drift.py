@@ -9,6 +9,10 @@ from .selectors import alias_drift
 
 def record_alias_drift(model, *, actor: str) -> None:
     for drift in alias_drift(model):
-        audit_record(actor=actor, verb="alias.drift", obj=model,
-                     before={"alias": drift["alias"], "version": drift["expected"]},
-                     after={"alias": drift["alias"], "version": drift["actual"]})
+        audit_record(
+            actor=actor,
+            verb="alias.drift",
+            obj=model,
+            before={"alias": drift["alias"], "version": drift["expected"]},
+            after={"alias": drift["alias"], "version": drift["actual"]},
+        )

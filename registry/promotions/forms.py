@@ -19,8 +19,9 @@ def parse_threshold_lines(text: str) -> list[dict]:
             continue
         match = _THRESHOLD_LINE.match(line)
         if match is None:
-            raise forms.ValidationError(f"Line {number} “{line}”: write each threshold as metric op value, "
-                                        "e.g. accuracy >= 0.92.")
+            raise forms.ValidationError(
+                f"Line {number} “{line}”: write each threshold as metric op value, e.g. accuracy >= 0.92."
+            )
         rule = match.groupdict()
         try:
             rules.extend(gates.validate_thresholds([rule]))
@@ -36,10 +37,16 @@ def threshold_lines(rules: list[dict]) -> str:
 
 class PromotionRequestForm(forms.Form):
     environment = forms.ModelChoiceField(queryset=Environment.objects.all(), empty_label=None)
-    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), max_length=10000,
-                                    help_text="Why this version should go there; reviewers read this first.")
-    breaking_change = forms.BooleanField(required=False, label="This is a breaking change",
-                                         help_text="Tick if clients of the live version must change their inputs.")
+    justification = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        max_length=10000,
+        help_text="Why this version should go there; reviewers read this first.",
+    )
+    breaking_change = forms.BooleanField(
+        required=False,
+        label="This is a breaking change",
+        help_text="Tick if clients of the live version must change their inputs.",
+    )
 
 
 class ReviewForm(forms.Form):
@@ -57,32 +64,60 @@ class CommentForm(forms.Form):
 
 class AsOfForm(forms.Form):
     model = forms.CharField(max_length=1000)
-    at = forms.DateTimeField(label="At", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-                             input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M",
-                                            "%Y-%m-%d %H:%M:%S"])
+    at = forms.DateTimeField(
+        label="At",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"],
+    )
 
 
 class EnvironmentForm(forms.ModelForm):
     thresholds = forms.CharField(
-        label="Metric thresholds", required=False, widget=forms.Textarea(attrs={"rows": 3, "placeholder": "accuracy >= 0.92"}),
-        help_text="One per line: metric op value, with op one of >=, >, <=, <, ==.")
+        label="Metric thresholds",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "accuracy >= 0.92"}),
+        help_text="One per line: metric op value, with op one of >=, >, <=, <, ==.",
+    )
     new_webhook_secret = forms.CharField(
-        label="New webhook secret", required=False, max_length=200,
+        label="New webhook secret",
+        required=False,
+        max_length=200,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Leave empty to keep the current secret. It is never shown again once saved.")
+        help_text="Leave empty to keep the current secret. It is never shown again once saved.",
+    )
     clear_webhook_secret = forms.BooleanField(label="Remove the webhook secret", required=False)
     policy_reason = forms.CharField(
-        label="Why the policy changes", required=False, max_length=10000, widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="On a protected environment a policy change waits for a second admin, who reads this.")
-    webhook_url = forms.URLField(label="Webhook URL", required=False, max_length=200, assume_scheme="https",
-                                 help_text="Receives a signed POST for every promotion event here.")
+        label="Why the policy changes",
+        required=False,
+        max_length=10000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="On a protected environment a policy change waits for a second admin, who reads this.",
+    )
+    webhook_url = forms.URLField(
+        label="Webhook URL",
+        required=False,
+        max_length=200,
+        assume_scheme="https",
+        help_text="Receives a signed POST for every promotion event here.",
+    )
 
     class Meta:
         model = Environment
-        fields = ["name", "position", "alias", "protected", "required_approvals", "approver_group",
-                  "allow_self_approval",
-                  "require_previous", "require_signature", "require_compatible_signature", "require_servable",
-                  "request_ttl_hours", "webhook_url"]
+        fields = [
+            "name",
+            "position",
+            "alias",
+            "protected",
+            "required_approvals",
+            "approver_group",
+            "allow_self_approval",
+            "require_previous",
+            "require_signature",
+            "require_compatible_signature",
+            "require_servable",
+            "request_ttl_hours",
+            "webhook_url",
+        ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

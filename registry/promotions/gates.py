@@ -47,8 +47,9 @@ def metric_gate(rule: dict, candidate: Candidate) -> GateResult:
 def signature_gate(candidate: Candidate) -> GateResult:
     if candidate.signature and candidate.signature.get("inputs"):
         return GateResult("serving signature", True, "The version has a serving signature.")
-    return GateResult("serving signature", False,
-                      "No serving signature: log the model with a signature so clients know its inputs.")
+    return GateResult(
+        "serving signature", False, "No serving signature: log the model with a signature so clients know its inputs."
+    )
 
 
 def servable_gate(candidate: Candidate) -> GateResult:
@@ -80,8 +81,9 @@ def signature_changes(live: dict | None, candidate: dict | None) -> list[str]:
     return changes
 
 
-def compatibility_gate(candidate: Candidate, live_version: int | None, live_signature: dict | None,
-                       breaking_change: bool) -> GateResult:
+def compatibility_gate(
+    candidate: Candidate, live_version: int | None, live_signature: dict | None, breaking_change: bool
+) -> GateResult:
     gate = "compatible with the live version"
     if live_version is None:
         return GateResult(gate, True, "Nothing is live in this environment yet.")
@@ -91,8 +93,11 @@ def compatibility_gate(candidate: Candidate, live_version: int | None, live_sign
     listed = "; ".join(changes)
     if breaking_change:
         return GateResult(gate, True, f"Declared as a breaking change: {listed}.")
-    return GateResult(gate, False, f"Breaks clients of v{live_version}: {listed}. "
-                                   "Mark the request as a breaking change if this is intended.")
+    return GateResult(
+        gate,
+        False,
+        f"Breaks clients of v{live_version}: {listed}. Mark the request as a breaking change if this is intended.",
+    )
 
 
 def previous_environment_gate(previous_env: str | None, was_live_there: bool) -> GateResult:
@@ -104,8 +109,16 @@ def previous_environment_gate(previous_env: str | None, was_live_there: bool) ->
     return GateResult(gate, False, f"The version has never been live in {previous_env}; promote it there first.")
 
 
-def evaluate(*, policy, candidate: Candidate, live_version: int | None, live_signature: dict | None,
-             previous_env: str | None, was_live_in_previous: bool, breaking_change: bool) -> list[GateResult]:
+def evaluate(
+    *,
+    policy,
+    candidate: Candidate,
+    live_version: int | None,
+    live_signature: dict | None,
+    previous_env: str | None,
+    was_live_in_previous: bool,
+    breaking_change: bool,
+) -> list[GateResult]:
     """Every gate the environment's policy turns on, in a fixed order."""
     results = [metric_gate(rule, candidate) for rule in policy.metric_thresholds]
     if policy.require_signature:

@@ -17,14 +17,22 @@ class Environment(models.Model):
     # The MLflow alias this environment owns; it moves only through Modelgate.
     alias = models.SlugField(max_length=50, unique=True)
     required_approvals = models.PositiveSmallIntegerField(default=1)
-    approver_group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                                       help_text="Who may approve. Empty means the 'approver' role.")
+    approver_group = models.ForeignKey(
+        Group,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who may approve. Empty means the 'approver' role.",
+    )
     allow_self_approval = models.BooleanField(default=False)
     # Protected: self-approval is impossible and a policy change waits for a second admin.
     protected = models.BooleanField(
-        default=False, help_text="Self-approval is refused and policy changes need a second admin to confirm.")
+        default=False, help_text="Self-approval is refused and policy changes need a second admin to confirm."
+    )
     require_previous = models.BooleanField(
-        default=True, help_text="A version must have been live in the previous environment first.")
+        default=True, help_text="A version must have been live in the previous environment first."
+    )
     # [{"metric": "accuracy", "op": ">=", "value": 0.92}, ...]
     metric_thresholds = models.JSONField(default=list, blank=True)
     require_signature = models.BooleanField(default=True)
@@ -32,13 +40,34 @@ class Environment(models.Model):
     require_servable = models.BooleanField(default=True)
     request_ttl_hours = models.PositiveIntegerField(default=72, help_text="Pending requests expire after this.")
     webhook_url = models.URLField(blank=True)
-    webhook_secret = models.CharField(max_length=200, blank=True,
-                                      help_text="Signs deliveries (HMAC-SHA256). Never shown again once saved.")
+    webhook_secret = models.CharField(
+        max_length=200, blank=True, help_text="Signs deliveries (HMAC-SHA256). Never shown again once saved."
+    )
 
     # What a second admin must confirm on a protected environment.
-    POLICY_FIELDS = ("required_approvals", "approver_group", "allow_self_approval", "require_previous",
-                     "metric_thresholds", "require_signature", "require_compatible_signature", "require_servable",
-                     "protected")
+    POLICY_FIELDS = (
+        "required_approvals",
+        "approver_group",
+        "allow_self_approval",
+        "require_previous",
+        "metric_thresholds",
+        "require_signature",
+        "require_compatible_signature",
+        "require_servable",
+        "protected",
+    )
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~(Q(protected=True) & Q(allow_self_approval=True)),
+                name="protected_environment_no_self_approval",
+            )
+        ]
+
+    def __str__(self):
+        return self.name
 
     @property
     def webhook_host(self) -> str:
@@ -46,14 +75,6 @@ class Environment(models.Model):
         from .webhook_address import webhook_host
 
         return webhook_host(self.webhook_url)
-
-    class Meta:
-        ordering = ["position"]
-        constraints = [models.CheckConstraint(condition=~(Q(protected=True) & Q(allow_self_approval=True)),
-                                              name="protected_environment_no_self_approval")]
-
-    def __str__(self):
-        return self.name
 
 
 class PolicyChange(models.Model):
@@ -71,15 +92,19 @@ class PolicyChange(models.Model):
     current = models.JSONField()
     reason = models.TextField(blank=True)
     proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
-                                   related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["environment"], condition=Q(state="pending"),
-                                               name="one_pending_policy_change_per_environment")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment"], condition=Q(state="pending"), name="one_pending_policy_change_per_environment"
+            )
+        ]
 
     def __str__(self):
         return f"policy change #{self.pk} of {self.environment}"
@@ -98,10 +123,20 @@ class PromotionRequest(models.Model):
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
     DONE = "done"
-    STATES = [(REQUESTED, "Requested"), (BLOCKED, "Blocked by a gate"), (PENDING, "Pending approval"),
-              (APPROVED, "Approved, waiting for deployment"), (REJECTED, "Rejected"), (CANCELLED, "Cancelled"),
-              (EXPIRED, "Expired"), (DEPLOYING, "Deploying"), (LIVE, "Live"), (FAILED, "Failed"),
-              (ROLLED_BACK, "Rolled back"), (DONE, "Done")]
+    STATES = [
+        (REQUESTED, "Requested"),
+        (BLOCKED, "Blocked by a gate"),
+        (PENDING, "Pending approval"),
+        (APPROVED, "Approved, waiting for deployment"),
+        (REJECTED, "Rejected"),
+        (CANCELLED, "Cancelled"),
+        (EXPIRED, "Expired"),
+        (DEPLOYING, "Deploying"),
+        (LIVE, "Live"),
+        (FAILED, "Failed"),
+        (ROLLED_BACK, "Rolled back"),
+        (DONE, "Done"),
+    ]
     # Open: waiting for a decision. A blocked request is final: it stays blocked.
     OPEN = (REQUESTED, PENDING)
     CANCELLABLE = (REQUESTED, PENDING, APPROVED)
@@ -130,13 +165,22 @@ class PromotionRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        permissions = [("review_promotionrequest", "Can approve or reject promotion requests"),
-                       ("comment_promotionrequest", "Can comment on promotion requests"),
-                       ("cancel_any_promotionrequest", "Can cancel anyone's promotion request")]
-        constraints = [models.UniqueConstraint(fields=["model", "environment"], condition=Q(state__in=("requested", "pending_approval")),
-                                               name="one_open_request_per_model_environment")]
-        indexes = [models.Index(fields=["state", "created_at"], name="request_state_idx"),
-                   models.Index(fields=["environment", "-created_at"], name="request_env_idx")]
+        permissions = [
+            ("review_promotionrequest", "Can approve or reject promotion requests"),
+            ("comment_promotionrequest", "Can comment on promotion requests"),
+            ("cancel_any_promotionrequest", "Can cancel anyone's promotion request"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "environment"],
+                condition=Q(state__in=("requested", "pending_approval")),
+                name="one_open_request_per_model_environment",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["state", "created_at"], name="request_state_idx"),
+            models.Index(fields=["environment", "-created_at"], name="request_env_idx"),
+        ]
 
     def __str__(self):
         return f"#{self.pk} {self.model.name} v{self.version.version} → {self.environment.name}"
@@ -191,8 +235,13 @@ class LiveSpan(models.Model):
     class Meta:
         ordering = ["-started_at", "-id"]
         indexes = [models.Index(fields=["environment", "model", "started_at"], name="span_lookup_idx")]
-        constraints = [models.UniqueConstraint(fields=["environment", "model"], condition=Q(ended_at__isnull=True),
-                                               name="one_live_span_per_model_environment")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "model"],
+                condition=Q(ended_at__isnull=True),
+                name="one_live_span_per_model_environment",
+            )
+        ]
 
 
 class WebhookDelivery(models.Model):
@@ -202,8 +251,9 @@ class WebhookDelivery(models.Model):
     event = models.CharField(max_length=50)
     payload = models.JSONField()
     url = models.URLField()
-    state = models.CharField(max_length=10, default=PENDING,
-                             choices=[(PENDING, "Pending"), (DELIVERED, "Delivered"), (FAILED, "Failed")])
+    state = models.CharField(
+        max_length=10, default=PENDING, choices=[(PENDING, "Pending"), (DELIVERED, "Delivered"), (FAILED, "Failed")]
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     last_status = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)

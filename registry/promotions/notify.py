@@ -4,9 +4,19 @@ the sending happens in Celery tasks queued on commit."""
 
 from console.transactions import on_commit_safely
 
-EVENTS = ("promotion.requested", "promotion.approved", "promotion.rejected", "promotion.cancelled",
-          "promotion.expired", "promotion.live", "promotion.failed", "promotion.rolled_back", "promotion.done",
-          "promotion.superseded", "deployment.break_glass_stop")
+EVENTS = (
+    "promotion.requested",
+    "promotion.approved",
+    "promotion.rejected",
+    "promotion.cancelled",
+    "promotion.expired",
+    "promotion.live",
+    "promotion.failed",
+    "promotion.rolled_back",
+    "promotion.done",
+    "promotion.superseded",
+    "deployment.break_glass_stop",
+)
 
 
 def on_commit(request_id: int, event: str) -> None:
@@ -17,8 +27,9 @@ def on_commit(request_id: int, event: str) -> None:
     req = PromotionRequest.objects.select_related("environment", "model", "version", "requested_by").get(pk=request_id)
     delivery = None
     if req.environment.webhook_url:
-        delivery = WebhookDelivery.objects.create(environment=req.environment, event=event,
-                                                  url=req.environment.webhook_url, payload=payload_for(req, event))
+        delivery = WebhookDelivery.objects.create(
+            environment=req.environment, event=event, url=req.environment.webhook_url, payload=payload_for(req, event)
+        )
     on_commit_safely(lambda: send_promotion_email.delay(request_id, event), what=f"E-mail for {event} #{request_id}")
     if delivery is not None:
         on_commit_safely(lambda: deliver_webhook.delay(delivery.pk), what=f"Webhook delivery {delivery.pk}")
@@ -39,10 +50,13 @@ def approvers_on_commit(environment, event: str, payload: dict, subject: str, bo
 
     delivery = None
     if environment.webhook_url:
-        delivery = WebhookDelivery.objects.create(environment=environment, event=event, url=environment.webhook_url,
-                                                  payload={"event": event, **payload})
+        delivery = WebhookDelivery.objects.create(
+            environment=environment, event=event, url=environment.webhook_url, payload={"event": event, **payload}
+        )
     environment_id = environment.pk
-    on_commit_safely(lambda: send_approver_email.delay(environment_id, subject, body),
-                     what=f"Approver e-mail for environment {environment_id}")
+    on_commit_safely(
+        lambda: send_approver_email.delay(environment_id, subject, body),
+        what=f"Approver e-mail for environment {environment_id}",
+    )
     if delivery is not None:
         on_commit_safely(lambda: deliver_webhook.delay(delivery.pk), what=f"Webhook delivery {delivery.pk}")

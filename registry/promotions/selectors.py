@@ -37,8 +37,12 @@ def live_span(*, environment: Environment, model, at=None) -> LiveSpan | None:
     spans = LiveSpan.objects.filter(environment=environment, model=model)
     if at is None:
         return spans.filter(ended_at__isnull=True).first()
-    return (spans.filter(started_at__lte=at).filter(Q(ended_at__isnull=True) | Q(ended_at__gt=at))
-            .order_by("-started_at", "-id").first())
+    return (
+        spans.filter(started_at__lte=at)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=at))
+        .order_by("-started_at", "-id")
+        .first()
+    )
 
 
 def was_live(*, environment: Environment, model, version_number: int) -> bool:
@@ -67,17 +71,23 @@ def inbox(user):
     in_group = Q(environment__approver_group__in=groups)
     if approver_role in groups:
         in_group |= Q(environment__approver_group__isnull=True)
-    qs = (request_list(state=PromotionRequest.PENDING).filter(in_group)
-          .exclude(Q(requested_by=user) & (Q(environment__allow_self_approval=False) | Q(environment__protected=True)))
-          .exclude(reviews__reviewer=user))
+    qs = (
+        request_list(state=PromotionRequest.PENDING)
+        .filter(in_group)
+        .exclude(Q(requested_by=user) & (Q(environment__allow_self_approval=False) | Q(environment__protected=True)))
+        .exclude(reviews__reviewer=user)
+    )
     return qs.order_by("created_at", "id")
 
 
 def aliases_in_motion(model) -> set[str]:
     """Aliases a rollout is moving right now (a request for ``model`` is deploying): MLflow's
     alias moves first and the live span follows a moment later, so in between neither is drift."""
-    return set(PromotionRequest.objects.filter(model=model, state=PromotionRequest.DEPLOYING)
-               .values_list("environment__alias", flat=True))
+    return set(
+        PromotionRequest.objects.filter(model=model, state=PromotionRequest.DEPLOYING).values_list(
+            "environment__alias", flat=True
+        )
+    )
 
 
 def alias_drift(model) -> list[dict]:

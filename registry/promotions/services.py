@@ -46,8 +46,12 @@ def _snapshot(req: PromotionRequest) -> dict:
 
 
 def _locked(request_id: int) -> PromotionRequest:
-    req = (PromotionRequest.objects.select_for_update(of=("self",))
-           .select_related("model", "version", "environment", "requested_by").filter(pk=request_id).first())
+    req = (
+        PromotionRequest.objects.select_for_update(of=("self",))
+        .select_related("model", "version", "environment", "requested_by")
+        .filter(pk=request_id)
+        .first()
+    )
     if req is None:
         raise NotFound(f"Promotion request #{request_id} does not exist.")
     return req
@@ -66,6 +70,7 @@ def _clean_text(value, *, field: str, required: bool, what: str) -> str:
 
 # --- gates ------------------------------------------------------------------
 
+
 def gates_evaluate(*, version: ModelVersion, environment: Environment, breaking_change: bool) -> list[dict]:
     """Read what the gates need (the run from MLflow, live versions from the database) and
     evaluate them. Does network I/O: call it outside any transaction."""
@@ -75,31 +80,52 @@ def gates_evaluate(*, version: ModelVersion, environment: Environment, breaking_
             metrics = gateway.get_run(version.run_id).metrics
         except gateway.MlflowUnavailable as exc:
             # Not a gate failure: the inputs cannot be read now. Nothing is written; retry.
-            raise UpstreamUnavailable(f"MLflow could not be reached to read run {version.run_id}'s metrics "
-                                      f"for the gates; retry in a moment.") from exc
+            raise UpstreamUnavailable(
+                f"MLflow could not be reached to read run {version.run_id}'s metrics for the gates; retry in a moment."
+            ) from exc
         except gateway.MlflowError as exc:
             log.warning("Gates could not read run %s: %s", version.run_id, exc)
-    candidate = gates.Candidate(version=version.version, signature=version.signature, servable=version.servable,
-                                serving_note=version.serving_note, run_id=version.run_id, metrics=metrics)
+    candidate = gates.Candidate(
+        version=version.version,
+        signature=version.signature,
+        servable=version.servable,
+        serving_note=version.serving_note,
+        run_id=version.run_id,
+        metrics=metrics,
+    )
     span = selectors.live_span(environment=environment, model=version.model)
     live_signature = None
     if span is not None:
         live = ModelVersion.objects.filter(model=version.model, version=span.version_number).first()
         live_signature = live.signature if live else None
     previous = selectors.previous_environment(environment)
-    was_live = previous is not None and selectors.was_live(environment=previous, model=version.model,
-                                                           version_number=version.version)
-    results = gates.evaluate(policy=environment, candidate=candidate,
-                             live_version=span.version_number if span else None, live_signature=live_signature,
-                             previous_env=previous.name if previous else None, was_live_in_previous=was_live,
-                             breaking_change=breaking_change)
+    was_live = previous is not None and selectors.was_live(
+        environment=previous, model=version.model, version_number=version.version
+    )
+    results = gates.evaluate(
+        policy=environment,
+        candidate=candidate,
+        live_version=span.version_number if span else None,
+        live_signature=live_signature,
+        previous_env=previous.name if previous else None,
+        was_live_in_previous=was_live,
+        breaking_change=breaking_change,
+    )
     return [r.as_dict() for r in results]
 
 
 # --- the request lifecycle --------------------------------------------------
 
-def promotion_request(*, actor, version: ModelVersion, environment: Environment, justification: str,
-                      breaking_change: bool = False, kind: str = R.PROMOTE) -> PromotionRequest:
+
+def promotion_request(
+    *,
+    actor,
+    version: ModelVersion,
+    environment: Environment,
+    justification: str,
+    breaking_change: bool = False,
+    kind: str = R.PROMOTE,
+) -> PromotionRequest:
     """Ask for ``version`` in ``environment``: a promotion, a rollback to it, or a redeploy or
     undeploy of it where it serves. A request whose gates fail is blocked: it stays blocked
     and supersedes nothing. Only a request that passes its gates supersedes the open ones
@@ -110,23 +136,36 @@ def promotion_request(*, actor, version: ModelVersion, environment: Environment,
     if version.status != ModelVersion.READY:
         raise ServiceError(f"{version} is {version.status}, not READY.", field="version")
     # Redeploy and undeploy act on what already serves there: it passed its gates to get there.
-    results = [] if kind in (R.REDEPLOY, R.UNDEPLOY) else gates_evaluate(
-        version=version, environment=environment, breaking_change=breaking_change)
+    results = (
+        []
+        if kind in (R.REDEPLOY, R.UNDEPLOY)
+        else gates_evaluate(version=version, environment=environment, breaking_change=breaking_change)
+    )
     failed = [g for g in results if not g["passed"]]
     now = timezone.now()
     with transaction.atomic():
         environment = Environment.objects.select_for_update(of=("self",)).get(pk=environment.pk)
         req = PromotionRequest(
-            model=version.model, version=version, environment=environment, requested_by=actor,
-            justification=justification, breaking_change=breaking_change, kind=kind,
-            gate_results=results, gates_checked_at=now)
+            model=version.model,
+            version=version,
+            environment=environment,
+            requested_by=actor,
+            justification=justification,
+            breaking_change=breaking_change,
+            kind=kind,
+            gate_results=results,
+            gates_checked_at=now,
+        )
         superseded = []
         if failed:
             req.state = R.BLOCKED
             req.state_reason = "Blocked by: " + "; ".join(f"{g['gate']} ({g['reason']})" for g in failed)
         else:
-            superseded = list(PromotionRequest.objects.select_for_update(of=("self",)).select_related("requested_by")
-                              .filter(model=version.model, environment=environment, state__in=R.OPEN))
+            superseded = list(
+                PromotionRequest.objects.select_for_update(of=("self",))
+                .select_related("requested_by")
+                .filter(model=version.model, environment=environment, state__in=R.OPEN)
+            )
             _supersede(actor=actor, old=superseded, kind=kind, version=version)
             if environment.required_approvals == 0:
                 req.state, req.decided_at, req.deployment_queued_at = R.APPROVED, now, now
@@ -138,15 +177,34 @@ def promotion_request(*, actor, version: ModelVersion, environment: Environment,
         if superseded:
             PromotionRequest.objects.filter(pk__in=[o.pk for o in superseded]).update(superseded_by=req)
             for old in superseded:
-                audit_record(actor=actor, verb="promotion.superseded", obj=old, before={"state": old.before_state},
-                             after={"state": R.CANCELLED, "reason": old.state_reason, "superseded_by": req.pk,
-                                    "requested_by": old.requested_by.get_username(),
-                                    "superseded_by_user": actor.get_username()})
+                audit_record(
+                    actor=actor,
+                    verb="promotion.superseded",
+                    obj=old,
+                    before={"state": old.before_state},
+                    after={
+                        "state": R.CANCELLED,
+                        "reason": old.state_reason,
+                        "superseded_by": req.pk,
+                        "requested_by": old.requested_by.get_username(),
+                        "superseded_by_user": actor.get_username(),
+                    },
+                )
                 if old.requested_by_id != actor.pk:
                     notify.email_on_commit(old.pk, "promotion.superseded")
-        audit_record(actor=actor, verb="promotion.requested", obj=req, before=None,
-                     after={**_snapshot(req), "kind": kind, "justification": justification,
-                            "breaking_change": breaking_change, "gates": results})
+        audit_record(
+            actor=actor,
+            verb="promotion.requested",
+            obj=req,
+            before=None,
+            after={
+                **_snapshot(req),
+                "kind": kind,
+                "justification": justification,
+                "breaking_change": breaking_change,
+                "gates": results,
+            },
+        )
         notify.on_commit(req.pk, "promotion.requested")
         if req.state == R.APPROVED:
             on_commit_safely(lambda: _queue_deployment(req.pk), what=f"Deployment of request #{req.pk}")
@@ -154,8 +212,12 @@ def promotion_request(*, actor, version: ModelVersion, environment: Environment,
 
 
 def _supersede(*, actor, old: list[PromotionRequest], kind: str, version: ModelVersion) -> None:
-    what = {R.PROMOTE: f"a promotion of v{version.version}", R.ROLLBACK: f"a rollback to v{version.version}",
-            R.REDEPLOY: f"a redeploy of v{version.version}", R.UNDEPLOY: "an undeploy"}[kind]
+    what = {
+        R.PROMOTE: f"a promotion of v{version.version}",
+        R.ROLLBACK: f"a rollback to v{version.version}",
+        R.REDEPLOY: f"a redeploy of v{version.version}",
+        R.UNDEPLOY: "an undeploy",
+    }[kind]
     for req in old:
         req.before_state = req.state
         req.state = R.CANCELLED
@@ -171,16 +233,18 @@ def _check_reviewer(actor, req: PromotionRequest) -> None:
         raise PermissionDenied("You requested this; another approver must review it.")
     if not selectors.is_approver(actor, env):
         group = selectors.approver_group(env)
-        raise PermissionDenied(f"Only members of the {group.name if group else 'approver'} group may review "
-                               f"requests in {env.name}.")
+        raise PermissionDenied(
+            f"Only members of the {group.name if group else 'approver'} group may review requests in {env.name}."
+        )
 
 
 def _locked_for_review(actor, request_id: int, outcome: str) -> PromotionRequest:
     """Lock a request and check that ``actor`` may review it now (in the caller's transaction)."""
     req = _locked(request_id)
     if req.state != R.PENDING:
-        raise Conflict(f"Request #{req.pk} is {req.get_state_display().lower()}; only pending requests "
-                       f"can be {outcome}.")
+        raise Conflict(
+            f"Request #{req.pk} is {req.get_state_display().lower()}; only pending requests can be {outcome}."
+        )
     _check_reviewer(actor, req)
     if req.reviews.filter(reviewer=actor).exists():
         raise Conflict("You already reviewed this request.")
@@ -199,8 +263,13 @@ def promotion_approve(*, actor, request_id: int, comment: str = "") -> Promotion
             req.state, req.decided_at, req.deployment_queued_at = R.APPROVED, now, now
             req.state_reason = f"Approved by {approvals} of {req.environment.required_approvals} required."
             req.save(update_fields=["state", "decided_at", "deployment_queued_at", "state_reason", "updated_at"])
-            audit_record(actor=actor, verb="promotion.approved", obj=req, before={"state": R.PENDING},
-                         after={"state": R.APPROVED, "approvals": approvals})
+            audit_record(
+                actor=actor,
+                verb="promotion.approved",
+                obj=req,
+                before={"state": R.PENDING},
+                after={"state": R.APPROVED, "approvals": approvals},
+            )
             notify.on_commit(req.pk, "promotion.approved")
             on_commit_safely(lambda: _queue_deployment(req.pk), what=f"Deployment of request #{req.pk}")
     return req
@@ -213,8 +282,13 @@ def promotion_reject(*, actor, request_id: int, comment: str) -> PromotionReques
         Review.objects.create(request=req, reviewer=actor, decision=Review.REJECT, comment=comment)
         req.state, req.decided_at, req.state_reason = R.REJECTED, timezone.now(), f"Rejected by {actor}: {comment}"
         req.save(update_fields=["state", "decided_at", "state_reason", "updated_at"])
-        audit_record(actor=actor, verb="promotion.rejected", obj=req, before={"state": R.PENDING},
-                     after={"state": R.REJECTED, "comment": comment})
+        audit_record(
+            actor=actor,
+            verb="promotion.rejected",
+            obj=req,
+            before={"state": R.PENDING},
+            after={"state": R.REJECTED, "comment": comment},
+        )
         notify.on_commit(req.pk, "promotion.rejected")
     return req
 
@@ -230,8 +304,13 @@ def promotion_cancel(*, actor, request_id: int, reason: str = "") -> PromotionRe
         before = req.state
         req.state, req.state_reason = R.CANCELLED, f"Cancelled by {actor}" + (f": {reason}" if reason else ".")
         req.save(update_fields=["state", "state_reason", "updated_at"])
-        audit_record(actor=actor, verb="promotion.cancelled", obj=req, before={"state": before},
-                     after={"state": R.CANCELLED, "reason": reason})
+        audit_record(
+            actor=actor,
+            verb="promotion.cancelled",
+            obj=req,
+            before={"state": before},
+            after={"state": R.CANCELLED, "reason": reason},
+        )
         notify.on_commit(req.pk, "promotion.cancelled")
     return req
 
@@ -261,8 +340,13 @@ def promotions_expire(*, now=None) -> int:
                 continue
             req.state, req.state_reason = R.EXPIRED, "No decision before the request expired."
             req.save(update_fields=["state", "state_reason", "updated_at"])
-            audit_record(actor="system", verb="promotion.expired", obj=req, before={"state": R.PENDING},
-                         after={"state": R.EXPIRED})
+            audit_record(
+                actor="system",
+                verb="promotion.expired",
+                obj=req,
+                before={"state": R.PENDING},
+                after={"state": R.EXPIRED},
+            )
             notify.on_commit(req.pk, "promotion.expired")
             expired += 1
     return expired
@@ -270,15 +354,21 @@ def promotions_expire(*, now=None) -> int:
 
 # --- environments -------------------------------------------------------------
 
+
 def _env_snapshot(env: Environment) -> dict:
     return {
-        "name": env.name, "position": env.position, "alias": env.alias,
+        "name": env.name,
+        "position": env.position,
+        "alias": env.alias,
         "required_approvals": env.required_approvals,
         "approver_group": env.approver_group.name if env.approver_group_id else None,
-        "allow_self_approval": env.allow_self_approval, "require_previous": env.require_previous,
-        "metric_thresholds": env.metric_thresholds, "require_signature": env.require_signature,
+        "allow_self_approval": env.allow_self_approval,
+        "require_previous": env.require_previous,
+        "metric_thresholds": env.metric_thresholds,
+        "require_signature": env.require_signature,
         "require_compatible_signature": env.require_compatible_signature,
-        "require_servable": env.require_servable, "protected": env.protected,
+        "require_servable": env.require_servable,
+        "protected": env.protected,
         "request_ttl_hours": env.request_ttl_hours,
         "webhook": webhook_label(env.webhook_url),  # the host and a fingerprint, never the path
     }
@@ -291,8 +381,14 @@ class EnvironmentSaved:
     policy_change: PolicyChange | None = None
 
 
-_BOOLEAN_POLICY = ("allow_self_approval", "require_previous", "require_signature", "require_compatible_signature",
-                   "require_servable", "protected")
+_BOOLEAN_POLICY = (
+    "allow_self_approval",
+    "require_previous",
+    "require_signature",
+    "require_compatible_signature",
+    "require_servable",
+    "protected",
+)
 
 
 def _policy_values(env: Environment) -> dict:
@@ -325,8 +421,10 @@ def _policy_clean(values: dict) -> dict:
     if group is not None and not (isinstance(group, str) and Group.objects.filter(name=group).exists()):
         raise ServiceError(f"There is no group {group!r}.", field="approver_group")
     if cleaned.get("protected") and cleaned.get("allow_self_approval"):
-        raise ServiceError("A protected environment cannot allow self-approval: a requester never approves "
-                           "their own request there.", field="allow_self_approval")
+        raise ServiceError(
+            "A protected environment cannot allow self-approval: a requester never approves their own request there.",
+            field="allow_self_approval",
+        )
     return cleaned
 
 
@@ -338,8 +436,15 @@ def _policy_apply(env: Environment, values: dict) -> None:
             setattr(env, name, value)
 
 
-def environment_save(*, actor, environment: Environment, metric_thresholds: list, new_webhook_secret: str = "",
-                     clear_webhook_secret: bool = False, reason: str = "") -> EnvironmentSaved:
+def environment_save(
+    *,
+    actor,
+    environment: Environment,
+    metric_thresholds: list,
+    new_webhook_secret: str = "",
+    clear_webhook_secret: bool = False,
+    reason: str = "",
+) -> EnvironmentSaved:
     """Create or change an environment, with its audit event in one transaction: the one way
     an environment is saved (pages, the Django admin). On a protected environment the policy
     fields are not changed here: a change to them becomes a pending PolicyChange that a
@@ -381,8 +486,13 @@ def environment_save(*, actor, environment: Environment, metric_thresholds: list
         if secret_changed:
             after["webhook_secret_changed"] = True
         if created or after:
-            audit_record(actor=actor, verb="environment.created" if created else "environment.updated", obj=env,
-                         before=before, after=after)
+            audit_record(
+                actor=actor,
+                verb="environment.created" if created else "environment.updated",
+                obj=env,
+                before=before,
+                after=after,
+            )
     return EnvironmentSaved(environment=env, policy_change=change)
 
 
@@ -395,14 +505,23 @@ def _policy_change_create(*, actor, environment: Environment, changes: dict, rea
         raise ServiceError("This changes nothing in the policy.", field=None)
     _policy_clean({**current, **changes})
     if environment.policy_changes.filter(state=PolicyChange.PENDING).exists():
-        raise Conflict(f"A policy change of {environment.name} already waits for confirmation; it is confirmed "
-                       "or withdrawn first.")
-    change = PolicyChange.objects.create(environment=environment, proposed=changes,
-                                         current={k: current[k] for k in changes}, reason=reason, proposed_by=actor)
-    audit_record(actor=actor, verb="environment.policy_change_proposed", obj=environment,
-                 before={k: current[k] for k in changes},
-                 after={"policy_change": change.pk, "proposed": changes, "proposed_by": actor.get_username(),
-                        "reason": reason})
+        raise Conflict(
+            f"A policy change of {environment.name} already waits for confirmation; it is confirmed or withdrawn first."
+        )
+    change = PolicyChange.objects.create(
+        environment=environment,
+        proposed=changes,
+        current={k: current[k] for k in changes},
+        reason=reason,
+        proposed_by=actor,
+    )
+    audit_record(
+        actor=actor,
+        verb="environment.policy_change_proposed",
+        obj=environment,
+        before={k: current[k] for k in changes},
+        after={"policy_change": change.pk, "proposed": changes, "proposed_by": actor.get_username(), "reason": reason},
+    )
     return change
 
 
@@ -413,7 +532,9 @@ def policy_change_propose(*, actor, environment: Environment, changes: dict, rea
     if not isinstance(changes, dict) or not changes:
         raise ServiceError("Name at least one policy field to change.", field=None)
     with transaction.atomic():
-        env = Environment.objects.select_for_update(of=("self",)).select_related("approver_group").get(pk=environment.pk)
+        env = (
+            Environment.objects.select_for_update(of=("self",)).select_related("approver_group").get(pk=environment.pk)
+        )
         return _policy_change_create(actor=actor, environment=env, changes=changes, reason=reason)
 
 
@@ -425,8 +546,10 @@ def _locked_change(change_id: int, environment: Environment | None) -> PolicyCha
     if change is None:
         raise NotFound(f"Policy change #{change_id} does not exist.")
     if change.state != PolicyChange.PENDING:
-        raise Conflict(f"Policy change #{change.pk} is {change.get_state_display().lower()}; only a pending "
-                       "change can be confirmed or withdrawn.")
+        raise Conflict(
+            f"Policy change #{change.pk} is {change.get_state_display().lower()}; only a pending "
+            "change can be confirmed or withdrawn."
+        )
     return change
 
 
@@ -439,8 +562,11 @@ def policy_change_confirm(*, actor, change_id: int, environment: Environment | N
             raise PermissionDenied("Only an admin may confirm a policy change.")
         if change.proposed_by_id == actor.pk:
             raise PermissionDenied("You proposed this change; a second admin must confirm it.")
-        env = Environment.objects.select_for_update(of=("self",)).select_related("approver_group") \
+        env = (
+            Environment.objects.select_for_update(of=("self",))
+            .select_related("approver_group")
             .get(pk=change.environment_id)
+        )
         current = _policy_values(env)
         if any(current[k] != v for k, v in change.current.items()):
             raise Conflict("The policy changed since this was proposed; withdraw it and propose again.")
@@ -448,9 +574,18 @@ def policy_change_confirm(*, actor, change_id: int, environment: Environment | N
         env.save()
         change.state, change.decided_by, change.decided_at = PolicyChange.CONFIRMED, actor, timezone.now()
         change.save(update_fields=["state", "decided_by", "decided_at"])
-        audit_record(actor=actor, verb="environment.policy_change_confirmed", obj=env, before=change.current,
-                     after={**change.proposed, "policy_change": change.pk,
-                            "proposed_by": change.proposed_by.get_username(), "confirmed_by": actor.get_username()})
+        audit_record(
+            actor=actor,
+            verb="environment.policy_change_confirmed",
+            obj=env,
+            before=change.current,
+            after={
+                **change.proposed,
+                "policy_change": change.pk,
+                "proposed_by": change.proposed_by.get_username(),
+                "confirmed_by": actor.get_username(),
+            },
+        )
     return change
 
 
@@ -461,13 +596,17 @@ def policy_change_withdraw(*, actor, change_id: int, environment: Environment | 
             raise PermissionDenied("Only the admin who proposed this change may withdraw it.")
         change.state, change.decided_by, change.decided_at = PolicyChange.WITHDRAWN, actor, timezone.now()
         change.save(update_fields=["state", "decided_by", "decided_at"])
-        audit_record(actor=actor, verb="environment.policy_change_withdrawn", obj=change.environment,
-                     after={"policy_change": change.pk, "proposed": change.proposed,
-                            "proposed_by": actor.get_username()})
+        audit_record(
+            actor=actor,
+            verb="environment.policy_change_withdrawn",
+            obj=change.environment,
+            after={"policy_change": change.pk, "proposed": change.proposed, "proposed_by": actor.get_username()},
+        )
     return change
 
 
 # --- what the deployer calls ------------------------------------------------
+
 
 def promotion_start_deploying(*, request_id: int) -> bool:
     """Claim an approved request for deployment; False if someone else already did."""
@@ -477,8 +616,13 @@ def promotion_start_deploying(*, request_id: int) -> bool:
             return False
         req.state = R.DEPLOYING
         req.save(update_fields=["state", "updated_at"])
-        audit_record(actor="worker", verb="promotion.deploying", obj=req, before={"state": R.APPROVED},
-                     after={"state": R.DEPLOYING})
+        audit_record(
+            actor="worker",
+            verb="promotion.deploying",
+            obj=req,
+            before={"state": R.APPROVED},
+            after={"state": R.DEPLOYING},
+        )
     return True
 
 
@@ -514,8 +658,9 @@ def _set_mirror_alias(model: RegisteredModel, alias: str, version: int | None) -
 
 def _start_span(req: PromotionRequest, version_number: int, at) -> None:
     LiveSpan.objects.filter(environment=req.environment, model=req.model, ended_at__isnull=True).update(ended_at=at)
-    LiveSpan.objects.create(environment=req.environment, model=req.model, version_number=version_number,
-                            request=req, started_at=at)
+    LiveSpan.objects.create(
+        environment=req.environment, model=req.model, version_number=version_number, request=req, started_at=at
+    )
 
 
 def promotion_mark_live(*, request_id: int) -> PromotionRequest:
@@ -532,8 +677,13 @@ def promotion_mark_live(*, request_id: int) -> PromotionRequest:
         _set_mirror_alias(req.model, req.environment.alias, req.version.version)
         req.state = R.LIVE
         req.save(update_fields=["state", "updated_at"])
-        audit_record(actor="worker", verb="promotion.live", obj=req, before={"state": R.DEPLOYING},
-                     after={"state": R.LIVE, "alias": req.environment.alias, "version": req.version.version})
+        audit_record(
+            actor="worker",
+            verb="promotion.live",
+            obj=req,
+            before={"state": R.DEPLOYING},
+            after={"state": R.LIVE, "alias": req.environment.alias, "version": req.version.version},
+        )
         notify.on_commit(req.pk, "promotion.live")
     return req
 
@@ -550,8 +700,13 @@ def promotion_mark_done(*, request_id: int) -> PromotionRequest:
             raise Conflict(f"Request #{req.pk} is {req.state}, not deploying.")
         req.state = final
         req.save(update_fields=["state", "updated_at"])
-        audit_record(actor="worker", verb=f"promotion.{final}", obj=req, before={"state": R.DEPLOYING},
-                     after={"state": final, "kind": req.kind})
+        audit_record(
+            actor="worker",
+            verb=f"promotion.{final}",
+            obj=req,
+            before={"state": R.DEPLOYING},
+            after={"state": final, "kind": req.kind},
+        )
         notify.on_commit(req.pk, f"promotion.{final}")
     return req
 
@@ -566,8 +721,13 @@ def promotion_mark_failed(*, request_id: int, reason: str, rolled_back: bool = F
         req.state = R.ROLLED_BACK if rolled_back else R.FAILED
         req.state_reason = reason
         req.save(update_fields=["state", "state_reason", "updated_at"])
-        audit_record(actor="worker", verb=f"promotion.{req.state}", obj=req, before={"state": R.DEPLOYING},
-                     after={"state": req.state, "reason": reason})
+        audit_record(
+            actor="worker",
+            verb=f"promotion.{req.state}",
+            obj=req,
+            before={"state": R.DEPLOYING},
+            after={"state": req.state, "reason": reason},
+        )
         notify.on_commit(req.pk, f"promotion.{req.state}")
     return req
 
@@ -576,8 +736,12 @@ def promotion_roll_back_live(*, request_id: int, reason: str) -> PromotionReques
     """A live version was taken back out (e.g. by the post-rollout guard): the version that
     served before it serves again, and the alias follows."""
     req = PromotionRequest.objects.select_related("model", "version", "environment").get(pk=request_id)
-    previous = (LiveSpan.objects.filter(environment=req.environment, model=req.model, ended_at__isnull=False)
-                .exclude(request=req).order_by("-started_at").first())
+    previous = (
+        LiveSpan.objects.filter(environment=req.environment, model=req.model, ended_at__isnull=False)
+        .exclude(request=req)
+        .order_by("-started_at")
+        .first()
+    )
     restored = previous.version_number if previous else None
     if req.state == R.LIVE:
         _move_alias(req.model, req.environment.alias, restored)
@@ -586,15 +750,27 @@ def promotion_roll_back_live(*, request_id: int, reason: str) -> PromotionReques
         if req.state != R.LIVE:
             raise Conflict(f"Request #{req.pk} is {req.state}, not live.")
         now = timezone.now()
-        LiveSpan.objects.filter(environment=req.environment, model=req.model, ended_at__isnull=True).update(ended_at=now)
+        LiveSpan.objects.filter(environment=req.environment, model=req.model, ended_at__isnull=True).update(
+            ended_at=now
+        )
         if restored is not None:
-            LiveSpan.objects.create(environment=req.environment, model=req.model, version_number=restored,
-                                    request=previous.request, started_at=now)
+            LiveSpan.objects.create(
+                environment=req.environment,
+                model=req.model,
+                version_number=restored,
+                request=previous.request,
+                started_at=now,
+            )
         _set_mirror_alias(req.model, req.environment.alias, restored)
         req.state, req.state_reason = R.ROLLED_BACK, reason
         req.save(update_fields=["state", "state_reason", "updated_at"])
-        audit_record(actor="worker", verb="promotion.rolled_back", obj=req, before={"state": R.LIVE},
-                     after={"state": R.ROLLED_BACK, "reason": reason, "restored_version": restored})
+        audit_record(
+            actor="worker",
+            verb="promotion.rolled_back",
+            obj=req,
+            before={"state": R.LIVE},
+            after={"state": R.ROLLED_BACK, "reason": reason, "restored_version": restored},
+        )
         notify.on_commit(req.pk, "promotion.rolled_back")
     return req
 
@@ -608,9 +784,13 @@ def alias_restore(*, actor, model: RegisteredModel, environment: Environment) ->
     _move_alias(model, environment.alias, expected)
     with transaction.atomic():
         _set_mirror_alias(model, environment.alias, expected)
-        audit_record(actor=actor, verb="alias.restored", obj=model,
-                     before={"alias": environment.alias, "version": before},
-                     after={"alias": environment.alias, "version": expected})
+        audit_record(
+            actor=actor,
+            verb="alias.restored",
+            obj=model,
+            before={"alias": environment.alias, "version": before},
+            after={"alias": environment.alias, "version": expected},
+        )
     return expected
 
 
@@ -625,11 +805,14 @@ def promotion_gates_recheck(*, request_id: int) -> bool:
         req = _locked(request_id)
         req.gate_results, req.gates_checked_at = results, timezone.now()
         req.save(update_fields=["gate_results", "gates_checked_at", "updated_at"])
-        audit_record(actor="worker", verb="promotion.gates_rechecked", obj=req,
-                     after={"passed": not failed, "gates": results})
+        audit_record(
+            actor="worker", verb="promotion.gates_rechecked", obj=req, after={"passed": not failed, "gates": results}
+        )
     if failed and req.state == R.DEPLOYING:
-        promotion_mark_failed(request_id=request_id, reason="A gate failed just before deployment: " + "; ".join(
-            f"{g['gate']} ({g['reason']})" for g in failed))
+        promotion_mark_failed(
+            request_id=request_id,
+            reason="A gate failed just before deployment: " + "; ".join(f"{g['gate']} ({g['reason']})" for g in failed),
+        )
     return not failed
 
 
@@ -639,10 +822,15 @@ def live_end(*, actor, model: RegisteredModel, environment: Environment) -> None
     before = model.aliases.get(environment.alias)
     _move_alias(model, environment.alias, None)
     with transaction.atomic():
-        ended = LiveSpan.objects.filter(environment=environment, model=model, ended_at__isnull=True) \
-            .update(ended_at=timezone.now())
+        ended = LiveSpan.objects.filter(environment=environment, model=model, ended_at__isnull=True).update(
+            ended_at=timezone.now()
+        )
         _set_mirror_alias(model, environment.alias, None)
         if ended or before is not None:
-            audit_record(actor=actor, verb="alias.removed", obj=model,
-                         before={"alias": environment.alias, "version": before},
-                         after={"alias": environment.alias, "version": None})
+            audit_record(
+                actor=actor,
+                verb="alias.removed",
+                obj=model,
+                before={"alias": environment.alias, "version": before},
+                after={"alias": environment.alias, "version": None},
+            )

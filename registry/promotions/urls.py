@@ -20,9 +20,15 @@ urlpatterns = [
     path("environments/new/", views.environment_create, name="environment-create"),
     path("environments/<str:name>/", views.environment_detail, name="environment"),
     path("environments/<str:name>/edit/", views.environment_edit, name="environment-edit"),
-    path("environments/<str:name>/policy-changes/<int:pk>/confirm/", views.policy_change_confirm,
-         name="policy-change-confirm"),
-    path("environments/<str:name>/policy-changes/<int:pk>/withdraw/", views.policy_change_withdraw,
-         name="policy-change-withdraw"),
+    path(
+        "environments/<str:name>/policy-changes/<int:pk>/confirm/",
+        views.policy_change_confirm,
+        name="policy-change-confirm",
+    ),
+    path(
+        "environments/<str:name>/policy-changes/<int:pk>/withdraw/",
+        views.policy_change_withdraw,
+        name="policy-change-withdraw",
+    ),
     path("environments/<str:name>/webhooks/", views.delivery_list, name="deliveries"),
 ]

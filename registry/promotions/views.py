@@ -47,13 +47,18 @@ def _form_error(form, exc: ServiceError):
 
 # --- lists ------------------------------------------------------------------
 
+
 @permission_required("promotions.view_promotionrequest", raise_exception=True)
 def inbox(request):
     open_requests = selectors.request_list().filter(state__in=R.CANCELLABLE).order_by("-created_at", "-id")
-    return render(request, "promotions/inbox.html", {
-        "waiting": selectors.inbox(request.user),
-        "open_requests": open_requests[:50],
-    })
+    return render(
+        request,
+        "promotions/inbox.html",
+        {
+            "waiting": selectors.inbox(request.user),
+            "open_requests": open_requests[:50],
+        },
+    )
 
 
 @permission_required("promotions.view_promotionrequest", raise_exception=True)
@@ -66,17 +71,27 @@ def request_list(request):
     page = Paginator(selectors.request_list(**filters), PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render_page(request, "promotions/list.html", {
-        "page": page, "filters": filters, "query": query.urlencode(),
-        "states": R.STATES, "environments": Environment.objects.all(),
-    }, partial="results")
+    return render_page(
+        request,
+        "promotions/list.html",
+        {
+            "page": page,
+            "filters": filters,
+            "query": query.urlencode(),
+            "states": R.STATES,
+            "environments": Environment.objects.all(),
+        },
+        partial="results",
+    )
 
 
 # --- one request ------------------------------------------------------------
 
+
 def _request_get(pk: int) -> PromotionRequest:
-    req = (PromotionRequest.objects.select_related("model", "version", "environment", "requested_by")
-           .filter(pk=pk).first())
+    req = (
+        PromotionRequest.objects.select_related("model", "version", "environment", "requested_by").filter(pk=pk).first()
+    )
     if req is None:
         raise NotFound(f"Promotion request #{pk} does not exist.")
     return req
@@ -103,8 +118,8 @@ def _review_context(request, req: PromotionRequest) -> dict:
         "reviews": reviews,
         "approvals": sum(1 for r in reviews if r.decision == "approve"),
         "can_review": req.state == R.PENDING and selectors.is_approver(user, req.environment),
-        "can_cancel": req.state in R.CANCELLABLE and (
-            req.requested_by_id == user.pk or user.has_perm("promotions.cancel_any_promotionrequest")),
+        "can_cancel": req.state in R.CANCELLABLE
+        and (req.requested_by_id == user.pk or user.has_perm("promotions.cancel_any_promotionrequest")),
     }
 
 
@@ -161,26 +176,44 @@ def _review(request, pk, decide, form_name: str):
         return redirect("promotions:detail", pk=req.pk)
     req = _request_get(req.pk)
     if request.htmx:
-        context = {**_review_context(request, req), "review_error": error, "oob": status == 200,
-                   "approve_form": ReviewForm(prefix="approve"), "reject_form": ReviewForm(prefix="reject"),
-                   form_name: form if status != 200 else ReviewForm(prefix=form.prefix), "cancel_form": CancelForm()}
+        context = {
+            **_review_context(request, req),
+            "review_error": error,
+            "oob": status == 200,
+            "approve_form": ReviewForm(prefix="approve"),
+            "reject_form": ReviewForm(prefix="reject"),
+            form_name: form if status != 200 else ReviewForm(prefix=form.prefix),
+            "cancel_form": CancelForm(),
+        }
         return render_page(request, "promotions/detail.html", context, partial="review", status=status)
-    return render(request, "promotions/detail.html",
-                  _detail_context(request, req, review_error=error, **{form_name: form}), status=status)
+    return render(
+        request,
+        "promotions/detail.html",
+        _detail_context(request, req, review_error=error, **{form_name: form}),
+        status=status,
+    )
 
 
 @require_POST
 @permission_required("promotions.view_promotionrequest", raise_exception=True)  # the service: is_approver
 def request_approve(request, pk):
-    return _review(request, pk, lambda req, comment: services.promotion_approve(
-        actor=request.user, request_id=req.pk, comment=comment), "approve_form")
+    return _review(
+        request,
+        pk,
+        lambda req, comment: services.promotion_approve(actor=request.user, request_id=req.pk, comment=comment),
+        "approve_form",
+    )
 
 
 @require_POST
 @permission_required("promotions.view_promotionrequest", raise_exception=True)  # the service: is_approver
 def request_reject(request, pk):
-    return _review(request, pk, lambda req, comment: services.promotion_reject(
-        actor=request.user, request_id=req.pk, comment=comment), "reject_form")
+    return _review(
+        request,
+        pk,
+        lambda req, comment: services.promotion_reject(actor=request.user, request_id=req.pk, comment=comment),
+        "reject_form",
+    )
 
 
 @require_POST
@@ -196,8 +229,12 @@ def request_cancel(request, pk):
         return _denied(request, exc)
     except ServiceError as exc:
         _form_error(form, exc)
-        return render(request, "promotions/detail.html",
-                      _detail_context(request, _request_get(pk), cancel_form=form), status=exc.http_status)
+        return render(
+            request,
+            "promotions/detail.html",
+            _detail_context(request, _request_get(pk), cancel_form=form),
+            status=exc.http_status,
+        )
     messages.success(request, f"Request #{req.pk} cancelled.")
     if request.htmx:
         response = redirect("promotions:detail", pk=req.pk)
@@ -213,8 +250,12 @@ def request_comment(request, pk):
     form = CommentForm(request.POST)
     if form.is_valid():
         try:
-            comment = services.promotion_comment(actor=request.user, request_id=req.pk, body=form.cleaned_data["body"],
-                                                 reply_to=form.cleaned_data["reply_to"])
+            comment = services.promotion_comment(
+                actor=request.user,
+                request_id=req.pk,
+                body=form.cleaned_data["body"],
+                reply_to=form.cleaned_data["reply_to"],
+            )
         except PermissionDenied as exc:
             return _denied(request, exc)
         except ServiceError as exc:
@@ -245,12 +286,21 @@ def request_create(request, name, version):
             else:
                 messages.success(request, f"Request #{req.pk} created: {req.get_state_display().lower()}.")
             return redirect("promotions:detail", pk=req.pk)
-    return render(request, "promotions/request_form.html", {
-        "form": form, "version": mv, "model": mv.model, "has_environments": Environment.objects.exists(),
-    }, status=400 if form.errors else 200)
+    return render(
+        request,
+        "promotions/request_form.html",
+        {
+            "form": form,
+            "version": mv,
+            "model": mv.model,
+            "has_environments": Environment.objects.exists(),
+        },
+        status=400 if form.errors else 200,
+    )
 
 
 # --- environments -------------------------------------------------------------
+
 
 @permission_required("promotions.view_environment", raise_exception=True)
 def environment_list(request):
@@ -268,8 +318,9 @@ def environment_detail(request, name):
     env = selectors.environment_get(name)
     spans = LiveSpan.objects.filter(environment=env).select_related("model", "request")[:200]
     model_names = sorted(set(LiveSpan.objects.filter(environment=env).values_list("model__name", flat=True)))
-    as_of = AsOfForm(request.GET if "at" in request.GET else None,
-                     initial={"model": model_names[0] if model_names else ""})
+    as_of = AsOfForm(
+        request.GET if "at" in request.GET else None, initial={"model": model_names[0] if model_names else ""}
+    )
     answer = None
     status = 200
     if as_of.is_bound:
@@ -280,12 +331,21 @@ def environment_detail(request, name):
         else:
             status = 400
     changes = list(env.policy_changes.select_related("proposed_by", "decided_by")[:10])
-    return render(request, "promotions/environment.html", {
-        "env": env, "spans": spans, "model_names": model_names, "as_of": as_of, "answer": answer,
-        "requests": selectors.request_list(environment=env.name)[:PAGE_SIZE],
-        "pending_change": next((c for c in changes if c.state == PolicyChange.PENDING), None),
-        "policy_changes": changes,
-    }, status=status)
+    return render(
+        request,
+        "promotions/environment.html",
+        {
+            "env": env,
+            "spans": spans,
+            "model_names": model_names,
+            "as_of": as_of,
+            "answer": answer,
+            "requests": selectors.request_list(environment=env.name)[:PAGE_SIZE],
+            "pending_change": next((c for c in changes if c.state == PolicyChange.PENDING), None),
+            "policy_changes": changes,
+        },
+        status=status,
+    )
 
 
 def _as_of_answer(env: Environment, form: AsOfForm) -> dict | None:
@@ -303,23 +363,35 @@ def _environment_form_page(request, form: EnvironmentForm, env: Environment | No
     if request.method == "POST" and form.is_valid():
         try:
             saved = services.environment_save(
-                actor=request.user, environment=form.save(commit=False),
+                actor=request.user,
+                environment=form.save(commit=False),
                 metric_thresholds=form.cleaned_data["thresholds"],
                 new_webhook_secret=form.cleaned_data["new_webhook_secret"],
                 clear_webhook_secret=form.cleaned_data["clear_webhook_secret"],
-                reason=form.cleaned_data["policy_reason"])
+                reason=form.cleaned_data["policy_reason"],
+            )
         except ServiceError as exc:
             _form_error(form, exc)
         else:
             if saved.policy_change is not None:
-                messages.warning(request, f"Policy change #{saved.policy_change.pk} proposed: {saved.environment.name} "
-                                          "is protected, so it applies once another admin confirms it.")
+                messages.warning(
+                    request,
+                    f"Policy change #{saved.policy_change.pk} proposed: {saved.environment.name} "
+                    "is protected, so it applies once another admin confirms it.",
+                )
             else:
                 messages.success(request, f"Environment {saved.environment.name} saved.")
             return redirect("promotions:environment", name=saved.environment.name)
-    return render(request, "promotions/environment_form.html", {
-        "form": form, "env": env, "secret_set": bool(env and env.webhook_secret),
-    }, status=400 if form.errors else 200)
+    return render(
+        request,
+        "promotions/environment_form.html",
+        {
+            "form": form,
+            "env": env,
+            "secret_set": bool(env and env.webhook_secret),
+        },
+        status=400 if form.errors else 200,
+    )
 
 
 @permission_required("promotions.add_environment", raise_exception=True)
@@ -366,12 +438,18 @@ def policy_change_withdraw(request, name, pk):
 @permission_required("promotions.view_webhookdelivery", raise_exception=True)
 def delivery_list(request, name):
     env = selectors.environment_get(name)
-    return render(request, "promotions/deliveries.html", {
-        "env": env, "deliveries": WebhookDelivery.objects.filter(environment=env)[:50],
-    })
+    return render(
+        request,
+        "promotions/deliveries.html",
+        {
+            "env": env,
+            "deliveries": WebhookDelivery.objects.filter(environment=env)[:50],
+        },
+    )
 
 
 # --- aliases --------------------------------------------------------------------
+
 
 @permission_required("registry.view_registeredmodel", raise_exception=True)
 def drift(request, name):

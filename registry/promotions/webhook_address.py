@@ -72,8 +72,10 @@ def check_url(url: str) -> tuple[str, str, int]:
         raise WebhookAddressError("Webhook URL is not a valid URL.") from None
     schemes = ("https", "http") if settings.WEBHOOK_ALLOW_HTTP else ("https",)
     if parts.scheme not in schemes:
-        raise WebhookAddressError(f"Webhook URL must start with {' or '.join(s + '://' for s in schemes)} "
-                                  f"(got {parts.scheme or 'no scheme'!r}).")
+        raise WebhookAddressError(
+            f"Webhook URL must start with {' or '.join(s + '://' for s in schemes)} "
+            f"(got {parts.scheme or 'no scheme'!r})."
+        )
     if parts.username or parts.password:
         raise WebhookAddressError("Webhook URL may not carry a user name or password; use the webhook secret.")
     host = parts.hostname
@@ -98,8 +100,9 @@ def resolve(host: str, port: int) -> str:
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     for address in addresses:
         if why := address_refusal(address.split("%", 1)[0]):
-            raise WebhookAddressError(f"Webhook host {host} resolves to {why}; "
-                                      "set WEBHOOK_ALLOWED_NETWORKS to allow it.")
+            raise WebhookAddressError(
+                f"Webhook host {host} resolves to {why}; set WEBHOOK_ALLOWED_NETWORKS to allow it."
+            )
     if not addresses:
         raise WebhookAddressError(f"Webhook host {host} has no address.")
     return addresses[0]

@@ -41,9 +41,14 @@ def payload_for(req, event: str) -> dict:
     return {
         "event": event,
         "request": {
-            "id": req.pk, "state": req.state, "state_reason": req.state_reason,
-            "model": req.model.name, "version": req.version.version, "environment": req.environment.name,
-            "requested_by": req.requested_by.get_username(), "justification": req.justification,
+            "id": req.pk,
+            "state": req.state,
+            "state_reason": req.state_reason,
+            "model": req.model.name,
+            "version": req.version.version,
+            "environment": req.environment.name,
+            "requested_by": req.requested_by.get_username(),
+            "justification": req.justification,
             "url": f"{settings.MODELGATE_URL.rstrip('/')}/promotions/{req.pk}/",
         },
     }
@@ -62,13 +67,29 @@ def _post(url: str, body: bytes, headers: dict) -> int:
     headers = {**headers, "Host": shown_host if default_port else f"{shown_host}:{port}"}
     timeout = urllib3.Timeout(connect=TIMEOUT, read=TIMEOUT)
     if scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, cert_reqs="CERT_REQUIRED",
-                                           ca_certs=certifi.where(), server_hostname=host, assert_hostname=host)
+        pool = urllib3.HTTPSConnectionPool(
+            address,
+            port,
+            timeout=timeout,
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(),
+            server_hostname=host,
+            assert_hostname=host,
+        )
     else:
         pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
     with pool:
-        response = pool.urlopen("POST", target, body=body, headers=headers, redirect=False, retries=False,
-                                assert_same_host=False, preload_content=True)
+        response = pool.urlopen(
+            "POST",
+            target,
+            body=body,
+            headers=headers,
+            redirect=False,
+            retries=False,
+            assert_same_host=False,
+            preload_content=True,
+        )
     return response.status
 
 
@@ -84,11 +105,16 @@ def webhook_attempt(delivery_id: int, *, final: bool) -> str:
     if delivery is None or delivery.state != WebhookDelivery.PENDING:
         return "delivered" if delivery else "failed"
     timestamp = int(time.time())
-    body = json.dumps({"delivery_id": str(delivery.delivery_id), "timestamp": timestamp, **delivery.payload},
-                      sort_keys=True).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "Modelgate-Webhook/1",
-               "X-Modelgate-Event": delivery.event, "X-Modelgate-Delivery": str(delivery.delivery_id),
-               "X-Modelgate-Signature": sign(delivery.environment.webhook_secret, timestamp, body)}
+    body = json.dumps(
+        {"delivery_id": str(delivery.delivery_id), "timestamp": timestamp, **delivery.payload}, sort_keys=True
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Modelgate-Webhook/1",
+        "X-Modelgate-Event": delivery.event,
+        "X-Modelgate-Delivery": str(delivery.delivery_id),
+        "X-Modelgate-Signature": sign(delivery.environment.webhook_secret, timestamp, body),
+    }
     status, error = None, ""
     try:
         status = _post(delivery.url, body, headers)
@@ -101,6 +127,10 @@ def webhook_attempt(delivery_id: int, *, final: bool) -> str:
         ok, error = False, _without_path(f"{type(exc).__name__}: {exc}", delivery.url)[:500]
     state = WebhookDelivery.DELIVERED if ok else (WebhookDelivery.FAILED if final else WebhookDelivery.PENDING)
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        attempts=delivery.attempts + 1, last_status=status, last_error=error, state=state,
-        delivered_at=timezone.now() if ok else None)
+        attempts=delivery.attempts + 1,
+        last_status=status,
+        last_error=error,
+        state=state,
+        delivered_at=timezone.now() if ok else None,
+    )
     return {WebhookDelivery.DELIVERED: "delivered", WebhookDelivery.FAILED: "failed"}.get(state, "retry")

@@ -14,8 +14,16 @@ from . import podsecurity, schema, selectors, validation
 from .status import ApiError, already_exists, not_found, success
 from .store import Store, conflict_on_stale
 
-_SERVER_SET = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "deletionTimestamp",
-               "deletionGracePeriodSeconds", "selfLink")
+_SERVER_SET = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+)
 
 
 class Api:
@@ -36,8 +44,9 @@ class Api:
             raise not_found(resource, name)
         return obj
 
-    def list(self, resource, namespace: str | None, *, label_selector: str | None = None,
-             field_selector: str | None = None) -> dict:
+    def list(
+        self, resource, namespace: str | None, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> dict:
         matches = self.matcher(resource, label_selector, field_selector)
         with self.store.lock:
             items = self.store.list(resource, namespace, matches)
@@ -45,8 +54,12 @@ class Api:
         for item in items:  # list items carry no apiVersion/kind, as on a real server
             item.pop("apiVersion", None)
             item.pop("kind", None)
-        return {"kind": f"{resource.kind}List", "apiVersion": resource.group_version,
-                "metadata": {"resourceVersion": str(rv)}, "items": items}
+        return {
+            "kind": f"{resource.kind}List",
+            "apiVersion": resource.group_version,
+            "metadata": {"resourceVersion": str(rv)},
+            "items": items,
+        }
 
     @staticmethod
     def matcher(resource, label_selector: str | None, field_selector: str | None):
@@ -67,13 +80,15 @@ class Api:
             entries = ssa.update(None, obj, [], manager=manager or "unknown", api_version=resource.group_version)
             return self._save(resource, None, obj, entries, dry_run)
 
-    def apply(self, resource, namespace: str, name: str, body, *, manager: str | None, force: bool,
-              dry_run: bool = False) -> tuple[dict, bool]:
+    def apply(
+        self, resource, namespace: str, name: str, body, *, manager: str | None, force: bool, dry_run: bool = False
+    ) -> tuple[dict, bool]:
         """Server-side apply: (the object as stored, whether it was created)."""
         self._check_writable(resource)
         if not manager:
-            raise ApiError(422, 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
-                                "is required for apply patch")
+            raise ApiError(
+                422, 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
+            )
         validation.check_identity(resource, body, name=name, namespace=namespace)
         schema.check_apply(resource, namespace, name, body)
         given_rv = (body.get("metadata") or {}).get("resourceVersion")
@@ -84,8 +99,9 @@ class Api:
             if live is not None:
                 conflict_on_stale(resource, name, given_rv, live)
             entries = copy.deepcopy(record.entries) if record else []
-            merged, entries = ssa.apply(live, applied, entries, manager=manager, force=force,
-                                        api_version=resource.group_version)
+            merged, entries = ssa.apply(
+                live, applied, entries, manager=manager, force=force, api_version=resource.group_version
+            )
             if live is not None and _unchanged(resource, live, merged, record.entries, entries):
                 return live, False  # a no-op apply writes nothing, so no watch event and no new rv
             return self._save(resource, live, merged, entries, dry_run), live is None
@@ -107,8 +123,13 @@ class Api:
             for stamp in _SERVER_SET:
                 if stamp in live["metadata"]:
                     obj["metadata"][stamp] = live["metadata"][stamp]
-            entries = ssa.update(live, obj, copy.deepcopy(record.entries), manager=manager or "unknown",
-                                 api_version=resource.group_version)
+            entries = ssa.update(
+                live,
+                obj,
+                copy.deepcopy(record.entries),
+                manager=manager or "unknown",
+                api_version=resource.group_version,
+            )
             return self._save(resource, live, obj, entries, dry_run)
 
     def delete(self, resource, namespace: str, name: str) -> dict:
@@ -140,8 +161,9 @@ class Api:
 
     def _check_writable(self, resource) -> None:
         if not resource.writable:
-            raise ApiError(405, f"the fake API server does not let clients write {resource.plural}: "
-                                "its controllers own them")
+            raise ApiError(
+                405, f"the fake API server does not let clients write {resource.plural}: its controllers own them"
+            )
 
     def _save(self, resource, live: dict | None, obj: dict, entries: list, dry_run: bool) -> dict:
         validation.apply_defaults(resource, obj)
@@ -165,8 +187,9 @@ class Api:
             _set_generation(resource, None, obj)
             return self.store.put(resource, obj, entries)
 
-    def mutate(self, resource, namespace: str, name: str, change, *, manager: str,
-               subresource: str = "") -> dict | None:
+    def mutate(
+        self, resource, namespace: str, name: str, change, *, manager: str, subresource: str = ""
+    ) -> dict | None:
         """An Update by `manager`: change(obj) edits a copy in place. Writes only if something changed;
         returns the stored object, or None if it is gone."""
         with self.store.lock:
@@ -178,8 +201,14 @@ class Api:
             change(obj)
             if obj == live:
                 return live
-            entries = ssa.update(live, obj, copy.deepcopy(record.entries), manager=manager,
-                                 api_version=resource.group_version, subresource=subresource)
+            entries = ssa.update(
+                live,
+                obj,
+                copy.deepcopy(record.entries),
+                manager=manager,
+                api_version=resource.group_version,
+                subresource=subresource,
+            )
             _set_generation(resource, live, obj)
             return self.store.put(resource, obj, entries)
 

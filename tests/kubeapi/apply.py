@@ -9,20 +9,30 @@ Follows the real server's rules (sigs.k8s.io/structured-merge-diff) where they m
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import fields as f
 from .status import ApiError
 
 # Identity and server-set fields: nobody owns them and an apply cannot change them.
-_UNOWNED = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace"), ("metadata", "uid"),
-            ("metadata", "resourceVersion"), ("metadata", "generation"), ("metadata", "creationTimestamp"),
-            ("metadata", "managedFields"), ("metadata", "deletionTimestamp"),
-            ("metadata", "deletionGracePeriodSeconds"), ("metadata", "selfLink")}
+_UNOWNED = {
+    ("apiVersion",),
+    ("kind",),
+    ("metadata", "name"),
+    ("metadata", "namespace"),
+    ("metadata", "uid"),
+    ("metadata", "resourceVersion"),
+    ("metadata", "generation"),
+    ("metadata", "creationTimestamp"),
+    ("metadata", "managedFields"),
+    ("metadata", "deletionTimestamp"),
+    ("metadata", "deletionGracePeriodSeconds"),
+    ("metadata", "selfLink"),
+}
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -35,8 +45,14 @@ class Entry:
     time: str = field(default_factory=now)
 
     def as_json(self) -> dict:
-        entry = {"manager": self.manager, "operation": self.operation, "apiVersion": self.api_version,
-                 "time": self.time, "fieldsType": "FieldsV1", "fieldsV1": f.fields_v1(self.paths)}
+        entry = {
+            "manager": self.manager,
+            "operation": self.operation,
+            "apiVersion": self.api_version,
+            "time": self.time,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": f.fields_v1(self.paths),
+        }
         if self.subresource:
             entry["subresource"] = self.subresource
         return entry
@@ -44,20 +60,28 @@ class Entry:
 
 def owned_leaves(obj: dict, *, with_status: bool = False) -> dict:
     found = f.leaves(obj)
-    return {p: v for p, v in found.items()
-            if not any(p[:len(u)] == u for u in _UNOWNED) and (with_status or p[:1] != ("status",))}
+    return {
+        p: v
+        for p, v in found.items()
+        if not any(p[: len(u)] == u for u in _UNOWNED) and (with_status or p[:1] != ("status",))
+    }
 
 
-def apply(live: dict | None, applied: dict, entries: list[Entry], *, manager: str, force: bool,
-          api_version: str) -> tuple[dict, list[Entry]]:
+def apply(
+    live: dict | None, applied: dict, entries: list[Entry], *, manager: str, force: bool, api_version: str
+) -> tuple[dict, list[Entry]]:
     """(the merged object, the new managedFields entries); raises a 409 ApiError on conflicts."""
     new_leaves = owned_leaves(applied)
     if live is None:
         return f.merge({}, applied), [Entry(manager, "Apply", api_version, set(new_leaves))]
     mine = next((e for e in entries if e.manager == manager and e.operation == "Apply"), None)
     others = [e for e in entries if e is not mine and not e.subresource]
-    conflicts = [(path, e) for e in others for path in sorted(e.paths & set(new_leaves), key=f.describe)
-                 if new_leaves[path] is not f.MARKER and f.get(live, path) != new_leaves[path]]
+    conflicts = [
+        (path, e)
+        for e in others
+        for path in sorted(e.paths & set(new_leaves), key=f.describe)
+        if new_leaves[path] is not f.MARKER and f.get(live, path) != new_leaves[path]
+    ]
     if conflicts and not force:
         raise _conflict_error(conflicts, applied)
     for path, entry in conflicts:
@@ -75,18 +99,19 @@ def apply(live: dict | None, applied: dict, entries: list[Entry], *, manager: st
 
 
 def _removable(path: tuple, others_own: set, new_leaves: dict) -> bool:
-    if any(len(p) > len(path) and p[:len(path)] == path for p in new_leaves):
+    if any(len(p) > len(path) and p[: len(path)] == path for p in new_leaves):
         return False  # was a leaf (`emptyDir: {}`), now has applied fields inside
     if isinstance(path[-1], f.Key):
         # An element stays while another manager owns any field inside it.
-        return not any(p[:len(path)] == path for p in others_own)
+        return not any(p[: len(path)] == path for p in others_own)
     enclosing = path[-2] if len(path) > 1 else None
     # The key fields of an element that stays are part of its identity.
     return not (isinstance(enclosing, f.Key) and path[-1] in dict(enclosing.fields))
 
 
-def update(before: dict | None, after: dict, entries: list[Entry], *, manager: str, api_version: str,
-           subresource: str = "") -> list[Entry]:
+def update(
+    before: dict | None, after: dict, entries: list[Entry], *, manager: str, api_version: str, subresource: str = ""
+) -> list[Entry]:
     """Ownership after a non-apply write: the writer owns what it changed; removed fields are
     nobody's any more."""
     with_status = subresource == "status"
@@ -101,8 +126,9 @@ def update(before: dict | None, after: dict, entries: list[Entry], *, manager: s
         return entries
     for entry in entries:
         entry.paths -= removed | changed
-    mine = next((e for e in entries if e.manager == manager and e.operation == "Update"
-                 and e.subresource == subresource), None)
+    mine = next(
+        (e for e in entries if e.manager == manager and e.operation == "Update" and e.subresource == subresource), None
+    )
     if mine is None:
         mine = Entry(manager, "Update", api_version, subresource=subresource)
         entries = entries + [mine]
@@ -127,6 +153,12 @@ def _conflict_error(conflicts: list, applied: dict) -> ApiError:
     plural = "conflict" if count == 1 else "conflicts"
     message = f"Apply failed with {count} {plural}: " + "\n".join(parts)
     meta = applied.get("metadata") or {}
-    causes = [{"reason": "FieldManagerConflict", "message": f'conflict with "{e.manager}" using {e.api_version}',
-               "field": f.describe(p)} for p, e in conflicts]
+    causes = [
+        {
+            "reason": "FieldManagerConflict",
+            "message": f'conflict with "{e.manager}" using {e.api_version}',
+            "field": f.describe(p),
+        }
+        for p, e in conflicts
+    ]
     return ApiError(409, message, reason="Conflict", details={"name": meta.get("name", ""), "causes": causes})

@@ -45,8 +45,14 @@ def random_suffix(length: int = 5) -> str:
 
 
 def owner_reference(obj: dict) -> dict:
-    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
-            "uid": obj["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": obj["metadata"]["name"],
+        "uid": obj["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def owner_uid(obj: dict) -> str | None:
@@ -55,13 +61,17 @@ def owner_uid(obj: dict) -> str | None:
 
 
 def is_ready(pod: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
 
 
 def is_active(pod: dict) -> bool:
-    return not pod["metadata"].get("deletionTimestamp") and \
-        (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+    return not pod["metadata"].get("deletionTimestamp") and (pod.get("status") or {}).get("phase") not in (
+        "Succeeded",
+        "Failed",
+    )
 
 
 def _revision(rs: dict) -> int:
@@ -146,8 +156,10 @@ class Controllers:
         meta, spec = deployment["metadata"], deployment["spec"]
         owned = [rs for rs in self.store.list(REPLICASETS, meta["namespace"]) if owner_uid(rs) == meta["uid"]]
         new_rs, created = self._new_replica_set(deployment, owned)
-        old = sorted((rs for rs in owned if rs["metadata"]["uid"] != new_rs["metadata"]["uid"]),
-                     key=lambda rs: rs["metadata"]["creationTimestamp"])
+        old = sorted(
+            (rs for rs in owned if rs["metadata"]["uid"] != new_rs["metadata"]["uid"]),
+            key=lambda rs: rs["metadata"]["creationTimestamp"],
+        )
         if not spec.get("paused"):
             if (spec.get("strategy") or {}).get("type") == "Recreate":
                 new_rs, old = self._recreate(deployment, new_rs, old)
@@ -175,25 +187,36 @@ class Controllers:
         pod_template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = digest
         selector = copy.deepcopy(deployment["spec"]["selector"])
         selector.setdefault("matchLabels", {})[HASH_LABEL] = digest
-        rs = self.api.create_internal(REPLICASETS, {
-            "apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": name, "namespace": deployment["metadata"]["namespace"],
-                         "labels": copy.deepcopy(pod_template["metadata"]["labels"]),
-                         "annotations": {REVISION: str(newest + 1)},
-                         "ownerReferences": [owner_reference(deployment)]},
-            "spec": {"replicas": 0, "selector": selector, "template": pod_template}}, manager=MANAGER)
+        rs = self.api.create_internal(
+            REPLICASETS,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {
+                    "name": name,
+                    "namespace": deployment["metadata"]["namespace"],
+                    "labels": copy.deepcopy(pod_template["metadata"]["labels"]),
+                    "annotations": {REVISION: str(newest + 1)},
+                    "ownerReferences": [owner_reference(deployment)],
+                },
+                "spec": {"replicas": 0, "selector": selector, "template": pod_template},
+            },
+            manager=MANAGER,
+        )
         self._annotate_deployment(deployment, newest + 1)
         return rs, True
 
     def _annotate(self, rs: dict, annotations: dict) -> dict:
         def change(obj):
             obj["metadata"].setdefault("annotations", {}).update(annotations)
+
         meta = rs["metadata"]
         return self.api.mutate(REPLICASETS, meta["namespace"], meta["name"], change, manager=MANAGER)
 
     def _annotate_deployment(self, deployment: dict, revision: int) -> None:
         def change(obj):
             obj["metadata"].setdefault("annotations", {})[REVISION] = str(revision)
+
         meta = deployment["metadata"]
         if (meta.get("annotations") or {}).get(REVISION) != str(revision):
             updated = self.api.mutate(DEPLOYMENTS, meta["namespace"], meta["name"], change, manager=MANAGER)
@@ -207,11 +230,16 @@ class Controllers:
 
         def change(obj):
             obj["spec"]["replicas"] = replicas
+
         rs = self.api.mutate(REPLICASETS, meta["namespace"], meta["name"], change, manager=MANAGER)
         direction = "up" if replicas > before else "down"
-        self.recorder.record(deployment, "Normal", "ScalingReplicaSet",
-                             f"Scaled {direction} replica set {meta['name']} from {before} to {replicas}",
-                             component="deployment-controller")
+        self.recorder.record(
+            deployment,
+            "Normal",
+            "ScalingReplicaSet",
+            f"Scaled {direction} replica set {meta['name']} from {before} to {replicas}",
+            component="deployment-controller",
+        )
         return rs
 
     def _scale_up_new(self, deployment: dict, new_rs: dict, old: list) -> dict:
@@ -278,8 +306,9 @@ class Controllers:
             self._save_status(meta, previous)
         _, max_unavailable = surge_and_unavailable(deployment)
         stalled_for = time.monotonic() - self._progress_at.setdefault(uid, time.monotonic())
-        status, progressed = progress.calculate({**deployment, "status": previous}, new_rs, old,
-                                                max_unavailable=max_unavailable, stalled_for=stalled_for)
+        status, progressed = progress.calculate(
+            {**deployment, "status": previous}, new_rs, old, max_unavailable=max_unavailable, stalled_for=stalled_for
+        )
         if progressed:
             self._progress_at[uid] = time.monotonic()
         if status != previous:
@@ -288,13 +317,15 @@ class Controllers:
     def _save_status(self, meta: dict, status: dict) -> None:
         def change(obj):
             obj["status"] = status
+
         self.api.mutate(DEPLOYMENTS, meta["namespace"], meta["name"], change, manager=MANAGER, subresource="status")
 
     def _clean_history(self, deployment: dict, old: list) -> None:
         limit = deployment["spec"].get("revisionHistoryLimit", 10)
-        idle = sorted((rs for rs in old if not rs["spec"].get("replicas") and not _rs_status(rs).get("replicas")),
-                      key=_revision)
-        for rs in idle[:max(0, len(idle) - limit)]:
+        idle = sorted(
+            (rs for rs in old if not rs["spec"].get("replicas") and not _rs_status(rs).get("replicas")), key=_revision
+        )
+        for rs in idle[: max(0, len(idle) - limit)]:
             self.store.remove(REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"])
 
     # --- HPA: without metrics, it only keeps the target within [minReplicas, maxReplicas] ---
@@ -310,13 +341,15 @@ class Controllers:
         current = deployment["spec"].get("replicas", 1)
         wanted = min(max(current, spec.get("minReplicas", 1)), spec["maxReplicas"])
         if wanted != current:
+
             def scale(obj):
                 obj["spec"]["replicas"] = wanted
-            self.api.mutate(DEPLOYMENTS, meta["namespace"], target["name"], scale, manager=MANAGER,
-                            subresource="scale")
+
+            self.api.mutate(DEPLOYMENTS, meta["namespace"], target["name"], scale, manager=MANAGER, subresource="scale")
 
         def status(obj):
             obj["status"] = {**(obj.get("status") or {}), "currentReplicas": current, "desiredReplicas": wanted}
+
         self.api.mutate(AUTOSCALERS, meta["namespace"], meta["name"], status, manager=MANAGER, subresource="status")
 
     # --- ReplicaSet controller ---
@@ -337,42 +370,72 @@ class Controllers:
         if failure is not None:
             # controller_utils.go createPods: a Warning event "FailedCreate", "Error creating: <err>";
             # the controller retries with a rate-limited back-off (scaled down here).
-            self.recorder.record(rs, "Warning", "FailedCreate", f"Error creating: {failure}",
-                                 component="replicaset-controller")
+            self.recorder.record(
+                rs, "Warning", "FailedCreate", f"Error creating: {failure}", component="replicaset-controller"
+            )
             self._create_retry_at[meta["uid"]] = time.monotonic() + self.kubelet.backoff
         if len(active) > wanted:
-            for pod in sorted(active, key=_deletion_rank)[:len(active) - wanted]:
+            for pod in sorted(active, key=_deletion_rank)[: len(active) - wanted]:
                 self.kubelet.terminate(meta["namespace"], pod["metadata"]["name"])
-                self.recorder.record(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}",
-                                     component="replicaset-controller")
+                self.recorder.record(
+                    rs,
+                    "Normal",
+                    "SuccessfulDelete",
+                    f"Deleted pod: {pod['metadata']['name']}",
+                    component="replicaset-controller",
+                )
                 active.remove(pod)
         ready = sum(1 for p in active if is_ready(p))
-        status = {k: v for k, v in {"replicas": len(active), "fullyLabeledReplicas": len(active),
-                                    "readyReplicas": ready, "availableReplicas": ready}.items() if v}
+        status = {
+            k: v
+            for k, v in {
+                "replicas": len(active),
+                "fullyLabeledReplicas": len(active),
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+            }.items()
+            if v
+        }
         status["observedGeneration"] = meta.get("generation", 1)
         conditions = _replica_failure(rs.get("status") or {}, failure, wanted > len(active))
         if conditions:
             status["conditions"] = conditions
         if status != rs.get("status"):
+
             def change(obj):
                 obj["status"] = status
-            self.api.mutate(REPLICASETS, meta["namespace"], meta["name"], change, manager=MANAGER,
-                            subresource="status")
+
+            self.api.mutate(REPLICASETS, meta["namespace"], meta["name"], change, manager=MANAGER, subresource="status")
 
     def _create_pod(self, rs: dict) -> dict:
         template = copy.deepcopy(rs["spec"]["template"])
         meta = rs["metadata"]
-        pod = self.api.create_internal(PODS, {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{meta['name']}-{random_suffix()}", "generateName": f"{meta['name']}-",
-                         "namespace": meta["namespace"], "labels": template["metadata"].get("labels", {}),
-                         "annotations": template["metadata"].get("annotations", {}),
-                         "ownerReferences": [owner_reference(rs)]},
-            "spec": {**template["spec"], "nodeName": self.kubelet.node, "serviceAccountName": "default"},
-            "status": {"phase": "Pending", "qosClass": "Burstable"}}, manager=MANAGER)
-        self.recorder.record(rs, "Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}",
-                             component="replicaset-controller")
-        deployment = meta["name"][:-len(template["metadata"]["labels"][HASH_LABEL]) - 1]
+        pod = self.api.create_internal(
+            PODS,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"{meta['name']}-{random_suffix()}",
+                    "generateName": f"{meta['name']}-",
+                    "namespace": meta["namespace"],
+                    "labels": template["metadata"].get("labels", {}),
+                    "annotations": template["metadata"].get("annotations", {}),
+                    "ownerReferences": [owner_reference(rs)],
+                },
+                "spec": {**template["spec"], "nodeName": self.kubelet.node, "serviceAccountName": "default"},
+                "status": {"phase": "Pending", "qosClass": "Burstable"},
+            },
+            manager=MANAGER,
+        )
+        self.recorder.record(
+            rs,
+            "Normal",
+            "SuccessfulCreate",
+            f"Created pod: {pod['metadata']['name']}",
+            component="replicaset-controller",
+        )
+        deployment = meta["name"][: -len(template["metadata"]["labels"][HASH_LABEL]) - 1]
         self.kubelet.start(pod, deployment=deployment)
         return pod
 
@@ -383,8 +446,15 @@ def _replica_failure(previous: dict, failure: str | None, short: bool) -> list:
     that did not try (waiting out the back-off) while still short keeps what was there."""
     current = [c for c in previous.get("conditions") or [] if c["type"] == "ReplicaFailure"]
     if failure is not None:
-        return current or [{"type": "ReplicaFailure", "status": "True", "lastTransitionTime": now(),
-                            "reason": "FailedCreate", "message": failure}]
+        return current or [
+            {
+                "type": "ReplicaFailure",
+                "status": "True",
+                "lastTransitionTime": now(),
+                "reason": "FailedCreate",
+                "message": failure,
+            }
+        ]
     return current if short else []
 
 

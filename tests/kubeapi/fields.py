@@ -26,9 +26,16 @@ class Key:
 # Merge keys of the lists Modelgate's objects contain (from the Kubernetes OpenAPI schema's
 # x-kubernetes-list-map-keys). A list not named here is atomic.
 _LIST_KEYS = {
-    "containers": ("name",), "initContainers": ("name",), "ephemeralContainers": ("name",),
-    "env": ("name",), "volumes": ("name",), "volumeMounts": ("mountPath",), "conditions": ("type",),
-    "imagePullSecrets": ("name",), "hostAliases": ("ip",), "ownerReferences": ("uid",),
+    "containers": ("name",),
+    "initContainers": ("name",),
+    "ephemeralContainers": ("name",),
+    "env": ("name",),
+    "volumes": ("name",),
+    "volumeMounts": ("mountPath",),
+    "conditions": ("type",),
+    "imagePullSecrets": ("name",),
+    "hostAliases": ("ip",),
+    "ownerReferences": ("uid",),
     "topologySpreadConstraints": ("topologyKey", "whenUnsatisfiable"),
 }
 
@@ -41,8 +48,11 @@ def _key_value(item: dict, name: str):
 def list_keys(field: str | None, items: list) -> tuple | None:
     """The key fields of a list of maps, or None when the list is atomic."""
     if field == "ports":
-        keys = ("containerPort", "protocol") if any("containerPort" in i for i in items if isinstance(i, dict)) \
+        keys = (
+            ("containerPort", "protocol")
+            if any("containerPort" in i for i in items if isinstance(i, dict))
             else ("port", "protocol")
+        )
     else:
         keys = _LIST_KEYS.get(field)
     if keys and items and all(isinstance(i, dict) and i.get(keys[0]) is not None for i in items):
@@ -148,8 +158,9 @@ def fields_v1(paths) -> dict:
     for path in sorted(paths, key=len):
         node = tree
         for step in path:
-            name = ("k:" + json.dumps(dict(step.fields), separators=(",", ":"))) if isinstance(step, Key) \
-                else f"f:{step}"
+            name = (
+                ("k:" + json.dumps(dict(step.fields), separators=(",", ":"))) if isinstance(step, Key) else f"f:{step}"
+            )
             node = node.setdefault(name, {})
         if path and isinstance(path[-1], Key):
             node.setdefault(".", {})

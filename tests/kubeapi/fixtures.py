@@ -18,15 +18,24 @@ from .server import FakeKubeApiServer
 
 K8S_VERSION = "1.33.0"
 NAMESPACE = "ml-staging"
-TARGET = m.Target(namespace=NAMESPACE, image="tensorflow/serving:2.19.0", fetcher_image="ghcr.io/acme/mlflow:3.5",
-                  mlflow_tracking_uri="http://mlflow:5000")
+TARGET = m.Target(
+    namespace=NAMESPACE,
+    image="tensorflow/serving:2.19.0",
+    fetcher_image="ghcr.io/acme/mlflow:3.5",
+    mlflow_tracking_uri="http://mlflow:5000",
+)
 NAME = m.resource_name("iris", "staging")
 BROKEN = 3
 
 
 def release(version: int, rollout_id: int | None = None) -> m.Release:
-    return m.Release(model="iris", version=version, environment="staging", rollout_id=rollout_id or version,
-                     savedmodel_path="tf2model")
+    return m.Release(
+        model="iris",
+        version=version,
+        environment="staging",
+        rollout_id=rollout_id or version,
+        savedmodel_path="tf2model",
+    )
 
 
 def rendered(version: int, target: m.Target = TARGET, **release_fields) -> list[dict]:
@@ -67,6 +76,7 @@ def fetch_model(savedmodels, fetched):
         staging = target.parent / f".incoming-{version}"
         shutil.copytree(savedmodels[version], staging)
         staging.rename(target)
+
     return fetch
 
 

@@ -21,17 +21,29 @@ from .store import Expired
 log = logging.getLogger(__name__)
 
 APPLY = "application/apply-patch+yaml"
-_PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
-                "application/strategic-merge-patch+json", "application/apply-patch+cbor")
+_PATCH_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+cbor",
+)
 _PUBLIC = {"version", "healthz", "readyz", "livez"}  # open to anyone, as system:public-info-viewer allows
 # Pod servers are on 127.0.0.1: never through an HTTP(S)_PROXY from the environment.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-_PROXY_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
-                "DELETE": "delete", "OPTIONS": "get"}
+_PROXY_VERBS = {
+    "GET": "get",
+    "HEAD": "get",
+    "POST": "create",
+    "PUT": "update",
+    "PATCH": "patch",
+    "DELETE": "delete",
+    "OPTIONS": "get",
+}
 
 
 class Call(NamedTuple):
     """One request, as RBAC sees it."""
+
     method: str
     path: str
     group_version: str  # "v1", "apps/v1"...
@@ -104,9 +116,14 @@ def handler_class(server):
             server.api.warnings.messages = []
             call = None
             if route is not None:
-                call = Call(self.command, split.path, f"{group}/{version}" if group else version,
-                            route.resource.plural if route.resource else "", route.subresource,
-                            _verb(self.command, route, query))
+                call = Call(
+                    self.command,
+                    split.path,
+                    f"{group}/{version}" if group else version,
+                    route.resource.plural if route.resource else "",
+                    route.subresource,
+                    _verb(self.command, route, query),
+                )
                 server.record(call)
             try:
                 if split.path.strip("/") not in _PUBLIC:
@@ -153,17 +170,38 @@ def handler_class(server):
                 if query.get("watch") in ("true", "1"):
                     self._watch(resource, namespace, query)
                 else:
-                    self._json(200, api.list(resource, namespace, label_selector=query.get("labelSelector"),
-                                             field_selector=query.get("fieldSelector")))
+                    self._json(
+                        200,
+                        api.list(
+                            resource,
+                            namespace,
+                            label_selector=query.get("labelSelector"),
+                            field_selector=query.get("fieldSelector"),
+                        ),
+                    )
             elif self.command == "GET":
                 self._json(200, api.get(resource, namespace, name))
             elif self.command == "POST" and name is None:
-                obj = api.create(resource, namespace, _json_body(body), manager=query.get("fieldManager", ""),
-                                 dry_run=query.get("dryRun") == "All")
+                obj = api.create(
+                    resource,
+                    namespace,
+                    _json_body(body),
+                    manager=query.get("fieldManager", ""),
+                    dry_run=query.get("dryRun") == "All",
+                )
                 self._json(201, obj)
             elif self.command == "PUT" and name is not None:
-                self._json(200, api.update(resource, namespace, name, _json_body(body),
-                                           manager=query.get("fieldManager", ""), dry_run=query.get("dryRun") == "All"))
+                self._json(
+                    200,
+                    api.update(
+                        resource,
+                        namespace,
+                        name,
+                        _json_body(body),
+                        manager=query.get("fieldManager", ""),
+                        dry_run=query.get("dryRun") == "All",
+                    ),
+                )
             elif self.command == "PATCH" and name is not None:
                 self._patch(resource, namespace, name, query, body)
             elif self.command == "DELETE" and name is not None:
@@ -175,11 +213,20 @@ def handler_class(server):
             content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
             if content_type != APPLY:
                 known = "" if content_type in _PATCH_TYPES else "the body of the request was in an unknown format - "
-                raise ApiError(415, f"{known}accepted media types include: {APPLY} (the fake API server implements "
-                                    "server-side apply only)")
-            obj, created = server.api.apply(resource, namespace, name, _json_body(body),
-                                            manager=query.get("fieldManager"), force=query.get("force") == "true",
-                                            dry_run=query.get("dryRun") == "All")
+                raise ApiError(
+                    415,
+                    f"{known}accepted media types include: {APPLY} (the fake API server implements "
+                    "server-side apply only)",
+                )
+            obj, created = server.api.apply(
+                resource,
+                namespace,
+                name,
+                _json_body(body),
+                manager=query.get("fieldManager"),
+                force=query.get("force") == "true",
+                dry_run=query.get("dryRun") == "All",
+            )
             self._json(201 if created else 200, obj)
 
         # --- watch ---
@@ -214,8 +261,7 @@ def handler_class(server):
             while not store.stopped and (remaining := deadline - time.monotonic()) > 0:
                 for event in store.events_after(since, min(remaining, 0.5)):
                     since = event.rv
-                    if event.plural == resource.plural and namespace in (None, event.namespace) \
-                            and matches(event.obj):
+                    if event.plural == resource.plural and namespace in (None, event.namespace) and matches(event.obj):
                         self._event(event.type, event.obj)
 
         def _event(self, kind: str, obj: dict) -> None:
@@ -233,14 +279,18 @@ def handler_class(server):
             runtime = server.kubelet.runtime(namespace, name)
             url = runtime.server_url(port_number) if runtime and port_number else None
             ip = (pod.get("status") or {}).get("podIP", "")
-            refused = ApiError(503, f"error trying to reach service: dial tcp {ip}:{port_number}: connect: "
-                                    "connection refused")
+            refused = ApiError(
+                503, f"error trying to reach service: dial tcp {ip}:{port_number}: connect: connection refused"
+            )
             if url is None:
                 raise refused
             headers = {"Content-Type": self.headers["Content-Type"]} if self.headers.get("Content-Type") else {}
-            request = urllib.request.Request(f"{url}/{path}" + (f"?{raw_query}" if raw_query else ""),
-                                             data=body if self.command not in ("GET", "HEAD") else None,
-                                             headers=headers, method=self.command)
+            request = urllib.request.Request(
+                f"{url}/{path}" + (f"?{raw_query}" if raw_query else ""),
+                data=body if self.command not in ("GET", "HEAD") else None,
+                headers=headers,
+                method=self.command,
+            )
             try:
                 with _DIRECT.open(request, timeout=60) as answer:
                     status, content_type, payload = answer.status, answer.headers.get("Content-Type"), answer.read()
@@ -253,8 +303,9 @@ def handler_class(server):
         # --- answers ---
 
         def _json(self, code: int, payload: dict, *, retry_after: bool = False) -> None:
-            self._send(code, "application/json", json.dumps(payload).encode(),
-                       {"Retry-After": "1"} if retry_after else None)
+            self._send(
+                code, "application/json", json.dumps(payload).encode(), {"Retry-After": "1"} if retry_after else None
+            )
 
         def _send(self, code: int, content_type: str, payload: bytes, extra: dict | None = None) -> None:
             self.send_response(code)

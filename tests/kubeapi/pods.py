@@ -28,8 +28,10 @@ PODS, CONFIGMAPS = by_name("pods"), by_name("configmaps")
 MODES = ("crash_loop", "image_pull", "stall", "unschedulable")
 # What the default scheduler says when no node fits (its FailedScheduling event and the pod's
 # PodScheduled condition carry the same text).
-UNSCHEDULABLE = ("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
-                 "1 No preemption victims found for incoming pod.")
+UNSCHEDULABLE = (
+    "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
+    "1 No preemption victims found for incoming pod."
+)
 
 
 class _Stopped(Exception):
@@ -37,8 +39,17 @@ class _Stopped(Exception):
 
 
 class Kubelet:
-    def __init__(self, api, recorder, fetch_model, workdir: Path, *, backoff: float = 0.5,
-                 termination_seconds: float = 0.3, probe_seconds: float = 0.1):
+    def __init__(
+        self,
+        api,
+        recorder,
+        fetch_model,
+        workdir: Path,
+        *,
+        backoff: float = 0.5,
+        termination_seconds: float = 0.3,
+        probe_seconds: float = 0.1,
+    ):
         self.api = api
         self.recorder = recorder
         self.fetch_model = fetch_model
@@ -48,7 +59,7 @@ class Kubelet:
         self.probe_seconds = probe_seconds
         self.node = "fake-node-1"
         self.failures: dict[tuple, str] = {}  # (namespace, deployment) -> mode, for pods started later
-        self._pods: dict[tuple, "PodRuntime"] = {}
+        self._pods: dict[tuple, PodRuntime] = {}
         self._lock = threading.Lock()
         self._addresses = iter(range(10, 1_000_000))
 
@@ -56,25 +67,31 @@ class Kubelet:
         meta = pod["metadata"]
         key = (meta["namespace"], meta["name"])
         address = next(self._addresses)
-        runtime = PodRuntime(self, pod, mode=self.failures.get((meta["namespace"], deployment)),
-                             ip=f"10.244.{address // 250}.{address % 250 + 2}")
+        runtime = PodRuntime(
+            self,
+            pod,
+            mode=self.failures.get((meta["namespace"], deployment)),
+            ip=f"10.244.{address // 250}.{address % 250 + 2}",
+        )
         with self._lock:
             self._pods[key] = runtime
         runtime.start()
 
     def terminate(self, namespace: str, name: str) -> dict | None:
         """Graceful deletion: the pod shows a deletionTimestamp while its containers stop, then goes."""
+
         def mark(pod):
             pod["metadata"]["deletionTimestamp"] = now()
-            pod["metadata"]["deletionGracePeriodSeconds"] = \
-                pod["spec"].get("terminationGracePeriodSeconds", 30)
+            pod["metadata"]["deletionGracePeriodSeconds"] = pod["spec"].get("terminationGracePeriodSeconds", 30)
+
         pod = self.api.mutate(PODS, namespace, name, mark, manager="kube-apiserver")
         if pod is None:
             return None
         with self._lock:
             runtime = self._pods.pop((namespace, name), None)
-        threading.Thread(target=self._finish, args=(runtime, namespace, name), daemon=True,
-                         name=f"terminate-{name}").start()
+        threading.Thread(
+            target=self._finish, args=(runtime, namespace, name), daemon=True, name=f"terminate-{name}"
+        ).start()
         return pod
 
     def _finish(self, runtime, namespace: str, name: str) -> None:
@@ -148,9 +165,13 @@ class PodRuntime:
             if self.mode == "unschedulable":
                 self._unschedulable()
             self._write(self._scheduled)
-            self.kubelet.recorder.record(self.pod, "Normal", "Scheduled",
-                                         f"Successfully assigned {self.namespace}/{self.name} to {self.kubelet.node}",
-                                         component="default-scheduler")
+            self.kubelet.recorder.record(
+                self.pod,
+                "Normal",
+                "Scheduled",
+                f"Successfully assigned {self.namespace}/{self.name} to {self.kubelet.node}",
+                component="default-scheduler",
+            )
             self._initialize()
             {"crash_loop": self._crash_loop, "image_pull": self._image_pull}.get(self.mode, self._serve)()
         except _Stopped:
@@ -163,15 +184,25 @@ class PodRuntime:
     def _unschedulable(self) -> None:
         """No node fits: the pod stays Pending, PodScheduled False (Unschedulable), and the scheduler
         retries, repeating its FailedScheduling warning."""
+
         def pending(status):
             status["phase"] = "Pending"
-            status["conditions"] = [{"type": "PodScheduled", "status": "False", "lastProbeTime": None,
-                                     "lastTransitionTime": now(), "reason": "Unschedulable",
-                                     "message": UNSCHEDULABLE}]
+            status["conditions"] = [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": now(),
+                    "reason": "Unschedulable",
+                    "message": UNSCHEDULABLE,
+                }
+            ]
+
         self._write(pending)
         while True:
-            self.kubelet.recorder.record(self.pod, "Warning", "FailedScheduling", UNSCHEDULABLE,
-                                         component="default-scheduler")
+            self.kubelet.recorder.record(
+                self.pod, "Warning", "FailedScheduling", UNSCHEDULABLE, component="default-scheduler"
+            )
             self._sleep(self.kubelet.backoff * 4)
 
     def _sleep(self, seconds: float) -> None:
@@ -184,25 +215,40 @@ class PodRuntime:
 
         def mutate(pod):
             change(pod.setdefault("status", {}))
+
         if self.api.mutate(PODS, self.namespace, self.name, mutate, manager="kubelet", subresource="status") is None:
             raise _Stopped()
 
     def _warn(self, reason: str, message: str, container: str) -> None:
-        self.kubelet.recorder.record(self.pod, "Warning", reason, message, component="kubelet",
-                                     field_path=f"spec.containers{{{container}}}")
+        self.kubelet.recorder.record(
+            self.pod, "Warning", reason, message, component="kubelet", field_path=f"spec.containers{{{container}}}"
+        )
 
     def _backoff(self) -> float:
         # The kubelet's 10 s doubling to 5 min, scaled down so tests see several restarts.
         return min(self.kubelet.backoff * 2 ** max(0, self.restarts - 1), self.kubelet.backoff * 8)
 
     def _scheduled(self, status: dict) -> None:
-        status.update({"phase": "Pending", "hostIP": "10.0.0.1", "podIP": self.ip, "podIPs": [{"ip": self.ip}],
-                       "startTime": now()})
-        for kind, value in (("PodReadyToStartContainers", "True"), ("Initialized", "False"), ("Ready", "False"),
-                            ("ContainersReady", "False"), ("PodScheduled", "True")):
+        status.update(
+            {
+                "phase": "Pending",
+                "hostIP": "10.0.0.1",
+                "podIP": self.ip,
+                "podIPs": [{"ip": self.ip}],
+                "startTime": now(),
+            }
+        )
+        for kind, value in (
+            ("PodReadyToStartContainers", "True"),
+            ("Initialized", "False"),
+            ("Ready", "False"),
+            ("ContainersReady", "False"),
+            ("PodScheduled", "True"),
+        ):
             _condition(status, kind, value)
-        status["initContainerStatuses"] = [_container(c, {"waiting": {"reason": "PodInitializing"}})
-                                           for c in self.init_containers]
+        status["initContainerStatuses"] = [
+            _container(c, {"waiting": {"reason": "PodInitializing"}}) for c in self.init_containers
+        ]
         status["containerStatuses"] = [_container(self.container, {"waiting": {"reason": "PodInitializing"}})]
 
     def _initialize(self) -> None:
@@ -214,8 +260,7 @@ class PodRuntime:
         for index, init in enumerate(self.init_containers):
             attempts = 0
             while True:
-                self._write(lambda s: _set_state(s["initContainerStatuses"][index],
-                                                 {"running": {"startedAt": now()}}))
+                self._write(lambda s: _set_state(s["initContainerStatuses"][index], {"running": {"startedAt": now()}}))  # noqa: B023 - called at once, inside the iteration
                 try:
                     if index == 0 and model and version and self.kubelet.fetch_model:
                         self.kubelet.fetch_model(model, int(version), str(models))
@@ -225,8 +270,13 @@ class PodRuntime:
                 except Exception as exc:
                     attempts += 1
                     self._init_failed(index, init["name"], attempts, exc)
-            self._write(lambda s: _set_state(s["initContainerStatuses"][index], {"terminated": {
-                "exitCode": 0, "reason": "Completed", "startedAt": now(), "finishedAt": now()}}, ready=True))
+            self._write(
+                lambda s: _set_state(
+                    s["initContainerStatuses"][index],  # noqa: B023 - called at once, inside the iteration
+                    {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now(), "finishedAt": now()}},
+                    ready=True,
+                )
+            )
         self._write(lambda s: _condition(s, "Initialized", "True"))
 
     def _init_failed(self, index: int, name: str, attempts: int, exc: Exception) -> None:
@@ -235,24 +285,46 @@ class PodRuntime:
         def crashed(status):
             entry = status["initContainerStatuses"][index]
             entry["restartCount"] = attempts
-            entry["lastState"] = {"terminated": {"exitCode": 1, "reason": "Error", "message": message,
-                                                 "finishedAt": now()}}
-            _set_state(entry, {"waiting": {"reason": "CrashLoopBackOff", "message":
-                                           f"back-off restarting failed container={name} pod={self.name}"}})
+            entry["lastState"] = {
+                "terminated": {"exitCode": 1, "reason": "Error", "message": message, "finishedAt": now()}
+            }
+            _set_state(
+                entry,
+                {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off restarting failed container={name} pod={self.name}",
+                    }
+                },
+            )
+
         self._write(crashed)
-        self._warn("BackOff", f"Back-off restarting failed container {name} in pod "
-                              f"{self.name}_{self.namespace}({self.pod['metadata']['uid']})", name)
+        self._warn(
+            "BackOff",
+            f"Back-off restarting failed container {name} in pod "
+            f"{self.name}_{self.namespace}({self.pod['metadata']['uid']})",
+            name,
+        )
         self._sleep(min(self.kubelet.backoff * 2 ** (attempts - 1), self.kubelet.backoff * 8))
 
     def _image_pull(self) -> None:
         image, name = self.container.get("image", ""), self.container.get("name", "")
         while True:
             for reason, event, message in (
-                    ("ErrImagePull", "Failed", f'Failed to pull image "{image}": rpc error: code = NotFound desc = '
-                                               f'failed to pull and unpack image "{image}": not found'),
-                    ("ImagePullBackOff", "BackOff", f'Back-off pulling image "{image}"')):
-                self._write(lambda s, r=reason: _set_state(s["containerStatuses"][0], {"waiting": {
-                    "reason": r, "message": f'Back-off pulling image "{image}"'}}))
+                (
+                    "ErrImagePull",
+                    "Failed",
+                    f'Failed to pull image "{image}": rpc error: code = NotFound desc = '
+                    f'failed to pull and unpack image "{image}": not found',
+                ),
+                ("ImagePullBackOff", "BackOff", f'Back-off pulling image "{image}"'),
+            ):
+                self._write(
+                    lambda s, r=reason: _set_state(
+                        s["containerStatuses"][0],
+                        {"waiting": {"reason": r, "message": f'Back-off pulling image "{image}"'}},
+                    )
+                )
                 self._warn(event, message, name)
                 self._sleep(self.kubelet.backoff)
 
@@ -267,6 +339,7 @@ class PodRuntime:
             status["phase"] = "Running"
             _set_state(status["containerStatuses"][0], {"running": {"startedAt": now()}})
             status["containerStatuses"][0]["started"] = True
+
         self._write(running)
 
     def _crashed(self, reason: str, message: str) -> None:
@@ -278,14 +351,27 @@ class PodRuntime:
             entry = status["containerStatuses"][0]
             entry["restartCount"] = self.restarts
             entry["started"] = False
-            entry["lastState"] = {"terminated": {"exitCode": 1, "reason": reason, "message": message[:1000],
-                                                 "finishedAt": now()}}
-            _set_state(entry, {"waiting": {"reason": "CrashLoopBackOff", "message":
-                                           f"back-off restarting failed container={name} pod={self.name}"}})
+            entry["lastState"] = {
+                "terminated": {"exitCode": 1, "reason": reason, "message": message[:1000], "finishedAt": now()}
+            }
+            _set_state(
+                entry,
+                {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off restarting failed container={name} pod={self.name}",
+                    }
+                },
+            )
             _ready(status, False)
+
         self._write(crashed)
-        self._warn("BackOff", f"Back-off restarting failed container {name} in pod "
-                              f"{self.name}_{self.namespace}({self.pod['metadata']['uid']})", name)
+        self._warn(
+            "BackOff",
+            f"Back-off restarting failed container {name} in pod "
+            f"{self.name}_{self.namespace}({self.pod['metadata']['uid']})",
+            name,
+        )
         self._sleep(self._backoff())
 
     def _serve(self) -> None:
@@ -293,8 +379,13 @@ class PodRuntime:
             config, metrics_path = self._mounted_config()
             loader = self._stalled_loader if self.mode == "stall" else None
             try:
-                self.server = LocalModelServer(config, port=0, poll_seconds=1.0, metrics_path=metrics_path,
-                                               **({"loader": loader} if loader else {})).start()
+                self.server = LocalModelServer(
+                    config,
+                    port=0,
+                    poll_seconds=1.0,
+                    metrics_path=metrics_path,
+                    **({"loader": loader} if loader else {}),
+                ).start()
             except Exception as exc:  # a models.config it cannot read: tensorflow_model_server exits too
                 self._crashed("Error", f"{type(exc).__name__}: {exc}")
                 continue
@@ -314,13 +405,19 @@ class PodRuntime:
             if config_map is not None:
                 break
             self._write(lambda s: _set_state(s["containerStatuses"][0], {"waiting": {"reason": "ContainerCreating"}}))
-            self._warn("FailedMount", f'MountVolume.SetUp failed for volume "config" : configmap "{config_name}" '
-                                      "not found", self.container.get("name", ""))
+            self._warn(
+                "FailedMount",
+                f'MountVolume.SetUp failed for volume "config" : configmap "{config_name}" not found',
+                self.container.get("name", ""),
+            )
             self._sleep(self.kubelet.backoff)
         data = config_map.get("data") or {}
         root = str(self.root / "models")
-        text = re.sub(r'(base_path:\s*")' + re.escape(models_mount) + r'(/|")',
-                      lambda m: m.group(1) + root + m.group(2), data.get("models.config", ""))
+        text = re.sub(
+            r'(base_path:\s*")' + re.escape(models_mount) + r'(/|")',
+            lambda m: m.group(1) + root + m.group(2),
+            data.get("models.config", ""),
+        )
         monitoring = data.get("monitoring.config")
         return text, (parse_monitoring_config(monitoring) if monitoring else None)
 
@@ -362,8 +459,16 @@ class PodRuntime:
 
 
 def _container(spec: dict, state: dict) -> dict:
-    return {"name": spec.get("name", ""), "image": spec.get("image", ""), "imageID": "", "ready": False,
-            "restartCount": 0, "started": False, "state": state, "lastState": {}}
+    return {
+        "name": spec.get("name", ""),
+        "image": spec.get("image", ""),
+        "imageID": "",
+        "ready": False,
+        "restartCount": 0,
+        "started": False,
+        "state": state,
+        "lastState": {},
+    }
 
 
 def _set_state(entry: dict, state: dict, *, ready: bool = False) -> None:

@@ -26,11 +26,32 @@ from .status import ApiError
 LEVELS = ("privileged", "baseline", "restricted")
 LABEL = "pod-security.kubernetes.io/"
 # policy/check_capabilities_baseline.go: what a baseline pod may add.
-_BASELINE_CAPABILITIES = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-                          "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+_BASELINE_CAPABILITIES = {
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+}
 # policy/check_restrictedVolumes.go: the volume types a restricted pod may use.
-_RESTRICTED_VOLUMES = ("configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                       "projected", "secret")
+_RESTRICTED_VOLUMES = (
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+)
 
 
 def _join_quote(items) -> str:
@@ -40,13 +61,16 @@ def _join_quote(items) -> str:
 
 def _containers(name_word: str, names: list) -> str:
     """policy/helpers.go pluralize + joinQuote: `container "a"` or `containers "a", "b"`."""
-    return f'{name_word if len(names) == 1 else name_word + "s"} {_join_quote(names)}'
+    return f"{name_word if len(names) == 1 else name_word + 's'} {_join_quote(names)}"
 
 
 def _every_container(spec: dict) -> list[dict]:
     """policy/visitor.go visitContainers: init containers, then containers (ephemeral ones too)."""
-    return [*(spec.get("initContainers") or []), *(spec.get("containers") or []),
-            *(spec.get("ephemeralContainers") or [])]
+    return [
+        *(spec.get("initContainers") or []),
+        *(spec.get("containers") or []),
+        *(spec.get("ephemeralContainers") or []),
+    ]
 
 
 def _sc(container: dict) -> dict:
@@ -54,6 +78,7 @@ def _sc(container: dict) -> dict:
 
 
 # --- baseline ---
+
 
 def _privileged(spec):  # policy/check_privileged.go
     bad = [c["name"] for c in _every_container(spec) if _sc(c).get("privileged") is True]
@@ -78,8 +103,11 @@ def _host_ports(spec):  # policy/check_hostPorts.go
             bad.append(c["name"])
             ports += found
     ports = sorted(set(ports))  # a sets.String's List()
-    return bad and ("hostPort", f"{_containers('container', bad)} {'uses' if len(bad) == 1 else 'use'} "
-                                f"{'hostPort' if len(ports) == 1 else 'hostPorts'} {', '.join(ports)}")
+    return bad and (
+        "hostPort",
+        f"{_containers('container', bad)} {'uses' if len(bad) == 1 else 'use'} "
+        f"{'hostPort' if len(ports) == 1 else 'hostPorts'} {', '.join(ports)}",
+    )
 
 
 def _capabilities_baseline(spec):  # policy/check_capabilities_baseline.go
@@ -89,17 +117,22 @@ def _capabilities_baseline(spec):  # policy/check_capabilities_baseline.go
         if extra:
             bad.append(c["name"])
             added.update(extra)
-    return bad and ("non-default capabilities",
-                    f"{_containers('container', bad)} must not include {_join_quote(sorted(added))} in "
-                    "securityContext.capabilities.add")
+    return bad and (
+        "non-default capabilities",
+        f"{_containers('container', bad)} must not include {_join_quote(sorted(added))} in "
+        "securityContext.capabilities.add",
+    )
 
 
 # --- restricted ---
 
+
 def _allow_privilege_escalation(spec):  # policy/check_allowPrivilegeEscalation.go:60-80
     bad = [c["name"] for c in _every_container(spec) if _sc(c).get("allowPrivilegeEscalation") is not False]
-    return bad and ("allowPrivilegeEscalation != false",
-                    f"{_containers('container', bad)} must set securityContext.allowPrivilegeEscalation=false")
+    return bad and (
+        "allowPrivilegeEscalation != false",
+        f"{_containers('container', bad)} must set securityContext.allowPrivilegeEscalation=false",
+    )
 
 
 def _capabilities_restricted(spec):  # policy/check_capabilities_restricted.go:72-129
@@ -116,8 +149,10 @@ def _capabilities_restricted(spec):  # policy/check_capabilities_restricted.go:7
     if missing:
         details.append(f'{_containers("container", missing)} must set securityContext.capabilities.drop=["ALL"]')
     if adding:
-        details.append(f"{_containers('container', adding)} must not include {_join_quote(sorted(added))} in "
-                       "securityContext.capabilities.add")
+        details.append(
+            f"{_containers('container', adding)} must not include {_join_quote(sorted(added))} in "
+            "securityContext.capabilities.add"
+        )
     return details and ("unrestricted capabilities", "; ".join(details))
 
 
@@ -128,10 +163,12 @@ def _restricted_volumes(spec):  # policy/check_restrictedVolumes.go
         if kind not in _RESTRICTED_VOLUMES:
             bad.append(volume["name"])
             kinds.add(kind)
-    return bad and ("restricted volume types",
-                    f"{'volume' if len(bad) == 1 else 'volumes'} {_join_quote(bad)} "
-                    f"{'uses' if len(bad) == 1 else 'use'} restricted volume "
-                    f"{'type' if len(kinds) == 1 else 'types'} {_join_quote(sorted(kinds))}")
+    return bad and (
+        "restricted volume types",
+        f"{'volume' if len(bad) == 1 else 'volumes'} {_join_quote(bad)} "
+        f"{'uses' if len(bad) == 1 else 'use'} restricted volume "
+        f"{'type' if len(kinds) == 1 else 'types'} {_join_quote(sorted(kinds))}",
+    )
 
 
 def _pod_or_containers(spec, key: str, good) -> tuple[list, list, set]:
@@ -159,8 +196,10 @@ def _run_as_non_root(spec):  # policy/check_runAsNonRoot.go:61-133
     setters, implicit, _ = _pod_or_containers(spec, "runAsNonRoot", lambda v: v is True)
     if setters:
         return "runAsNonRoot != true", f"{' and '.join(setters)} must not set securityContext.runAsNonRoot=false"
-    return implicit and ("runAsNonRoot != true",
-                         f"pod or {_containers('container', implicit)} must set securityContext.runAsNonRoot=true")
+    return implicit and (
+        "runAsNonRoot != true",
+        f"pod or {_containers('container', implicit)} must set securityContext.runAsNonRoot=true",
+    )
 
 
 def _run_as_user(spec):  # policy/check_runAsUser.go
@@ -173,18 +212,29 @@ def _run_as_user(spec):  # policy/check_runAsUser.go
 
 def _seccomp_restricted(spec):  # policy/check_seccompProfile_restricted.go:62-137
     setters, implicit, values = _pod_or_containers(
-        spec, "seccompProfile", lambda p: (p or {}).get("type") in ("RuntimeDefault", "Localhost"))
+        spec, "seccompProfile", lambda p: (p or {}).get("type") in ("RuntimeDefault", "Localhost")
+    )
     if setters:
-        return "seccompProfile", (f"{' and '.join(setters)} must not set securityContext.seccompProfile.type to "
-                                  f"{_join_quote(sorted(values))}")
-    return implicit and ("seccompProfile", f"pod or {_containers('container', implicit)} must set "
-                                           'securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"')
+        return "seccompProfile", (
+            f"{' and '.join(setters)} must not set securityContext.seccompProfile.type to {_join_quote(sorted(values))}"
+        )
+    return implicit and (
+        "seccompProfile",
+        f"pod or {_containers('container', implicit)} must set "
+        'securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"',
+    )
 
 
 # File order within each level, as registry.go runs them.
 BASELINE = (_capabilities_baseline, _host_namespaces, _host_path, _host_ports, _privileged)
-RESTRICTED = (_allow_privilege_escalation, _capabilities_restricted, _restricted_volumes, _run_as_non_root,
-              _run_as_user, _seccomp_restricted)
+RESTRICTED = (
+    _allow_privilege_escalation,
+    _capabilities_restricted,
+    _restricted_volumes,
+    _run_as_non_root,
+    _run_as_user,
+    _seccomp_restricted,
+)
 # Checks marked Overlap (registry.go): restricted replaces them with its own (capabilities by
 # capabilities_restricted, hostPath by restrictedVolumes).
 _OVERLAPPED = (_capabilities_baseline, _host_path)
@@ -217,8 +267,11 @@ def admit_pod(labels: dict, pod: dict) -> None:
     detail = evaluate(enforce.split(":")[0], pod.get("spec") or {})
     if detail:
         name = pod["metadata"]["name"]
-        raise ApiError(403, f'pods "{name}" is forbidden: violates PodSecurity "{enforce}": {detail}',
-                       details={"name": name, "kind": "pods"})
+        raise ApiError(
+            403,
+            f'pods "{name}" is forbidden: violates PodSecurity "{enforce}": {detail}',
+            details={"name": name, "kind": "pods"},
+        )
 
 
 def pod_controller_warnings(labels: dict, obj: dict) -> list[str]:

@@ -74,7 +74,14 @@ def check_apply(resource, namespace: str, name: str, body: dict) -> None:
     if not unknown:
         return
     group = resource.group
-    errors = unknown[0] + ": field not declared in schema" if len(unknown) == 1 else \
-        "\n".join(["errors:"] + [f"  {path}: field not declared in schema" for path in unknown])
-    raise ApiError(500, f"failed to create typed patch object ({namespace}/{name}; {group}/{resource.version}, "
-                        f"Kind={resource.kind}): {errors}", reason="")
+    errors = (
+        unknown[0] + ": field not declared in schema"
+        if len(unknown) == 1
+        else "\n".join(["errors:"] + [f"  {path}: field not declared in schema" for path in unknown])
+    )
+    raise ApiError(
+        500,
+        f"failed to create typed patch object ({namespace}/{name}; {group}/{resource.version}, "
+        f"Kind={resource.kind}): {errors}",
+        reason="",
+    )

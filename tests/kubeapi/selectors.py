@@ -53,7 +53,7 @@ def field_selector(text: str | None, resource):
             raise ApiError(400, f"invalid selector: '{text}'; can't understand '{term}'")
         path, op, value = match.groups()
         if path not in ("metadata.name", "metadata.namespace") + resource.field_labels:
-            raise ApiError(400, f'field label not supported: {path}')
+            raise ApiError(400, f"field label not supported: {path}")
         checks.append(lambda obj, p=path.split("."), v=value, neg=(op == "!="): (_text(obj, p) == v) != neg)
     return lambda obj: all(check(obj) for check in checks)
 

@@ -32,9 +32,18 @@ class FakeKubeApiServer:
     back-off starts at `backoff` seconds, deleted pods take `termination_seconds` to go.
     """
 
-    def __init__(self, *, fetch_model=None, token: str | None = None, workdir: str | Path | None = None,
-                 tick: float = 0.1, backoff: float = 0.5, termination_seconds: float = 0.3,
-                 history: int = 2000, watch_timeout: float = 60.0):
+    def __init__(
+        self,
+        *,
+        fetch_model=None,
+        token: str | None = None,
+        workdir: str | Path | None = None,
+        tick: float = 0.1,
+        backoff: float = 0.5,
+        termination_seconds: float = 0.3,
+        history: int = 2000,
+        watch_timeout: float = 60.0,
+    ):
         self.token = token or secrets.token_urlsafe(24)
         self.watch_timeout = watch_timeout
         self._own_workdir = workdir is None
@@ -42,8 +51,15 @@ class FakeKubeApiServer:
         self.store = Store(history)
         self.api = Api(self.store)
         self.recorder = Recorder(self.api, host="fake-node-1")
-        self.kubelet = Kubelet(self.api, self.recorder, fetch_model, self.workdir, backoff=backoff,
-                               termination_seconds=termination_seconds, probe_seconds=min(tick, 0.1))
+        self.kubelet = Kubelet(
+            self.api,
+            self.recorder,
+            fetch_model,
+            self.workdir,
+            backoff=backoff,
+            termination_seconds=termination_seconds,
+            probe_seconds=min(tick, 0.1),
+        )
         self.api.delete_pod = self.kubelet.terminate
         self.controllers = Controllers(self.api, self.recorder, self.kubelet, tick=tick)
         self.calls: list[Call] = []
@@ -65,7 +81,7 @@ class FakeKubeApiServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "FakeKubeApiServer":
+    def start(self) -> FakeKubeApiServer:
         self.controllers.start()
         self._serving = threading.Thread(target=self._httpd.serve_forever, name="fake-kube-apiserver", daemon=True)
         self._serving.start()
@@ -88,7 +104,7 @@ class FakeKubeApiServer:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "FakeKubeApiServer":
+    def __enter__(self) -> FakeKubeApiServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -98,10 +114,12 @@ class FakeKubeApiServer:
         """A kubeconfig for this server (token auth, plain HTTP), for the client to load. JSON
         strings are valid YAML scalars, so values are written quoted."""
         q = json.dumps
-        text = (f"apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {q(self.url)}\n"
-                f"users:\n- name: fake-user\n  user:\n    token: {q(self.token)}\n"
-                f"contexts:\n- name: {q(context)}\n  context:\n    cluster: fake\n    user: fake-user\n"
-                f"    namespace: {q(namespace)}\ncurrent-context: {q(context)}\n")
+        text = (
+            f"apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {q(self.url)}\n"
+            f"users:\n- name: fake-user\n  user:\n    token: {q(self.token)}\n"
+            f"contexts:\n- name: {q(context)}\n  context:\n    cluster: fake\n    user: fake-user\n"
+            f"    namespace: {q(namespace)}\ncurrent-context: {q(context)}\n"
+        )
         path = Path(path)
         path.write_text(text)
         path.chmod(0o600)
@@ -119,8 +137,11 @@ class FakeKubeApiServer:
     def history(self, kind: str, namespace: str, name: str) -> list[tuple[str, dict]]:
         """Every (event type, object) of one object still in the watch history, oldest first."""
         plural = resources.by_name(kind).plural
-        return [(e.type, e.obj) for e in self.store.retained()
-                if e.plural == plural and e.namespace == namespace and e.obj["metadata"]["name"] == name]
+        return [
+            (e.type, e.obj)
+            for e in self.store.retained()
+            if e.plural == plural and e.namespace == namespace and e.obj["metadata"]["name"] == name
+        ]
 
     def wait_for(self, condition, *, timeout: float = 30.0, interval: float = 0.05, message: str = ""):
         """Poll condition() until it returns something truthy; return that."""
@@ -168,13 +189,29 @@ class FakeKubeApiServer:
         with self._lock:
             self._watch_410 += count
 
-    def inject_error(self, code: int, *, count: int = 1, verb: str | None = None, resource: str | None = None,
-                     message: str | None = None, retry_after: bool | None = None) -> None:
+    def inject_error(
+        self,
+        code: int,
+        *,
+        count: int = 1,
+        verb: str | None = None,
+        resource: str | None = None,
+        message: str | None = None,
+        retry_after: bool | None = None,
+    ) -> None:
         """The next `count` requests matching verb/resource (any, if None) answer this Status code.
         Retry-After is sent with a 429 unless retry_after says otherwise."""
         with self._lock:
-            self._faults.append({"code": code, "count": count, "verb": verb, "resource": resource,
-                                 "message": message or f"injected failure ({code})", "retry_after": retry_after})
+            self._faults.append(
+                {
+                    "code": code,
+                    "count": count,
+                    "verb": verb,
+                    "resource": resource,
+                    "message": message or f"injected failure ({code})",
+                    "retry_after": retry_after,
+                }
+            )
 
     # --- used by the handler ---
 
@@ -198,8 +235,11 @@ class FakeKubeApiServer:
             return
         with self._lock:
             for fault in self._faults:
-                if fault["count"] > 0 and fault["verb"] in (None, call.verb) \
-                        and fault["resource"] in (None, call.resource):
+                if (
+                    fault["count"] > 0
+                    and fault["verb"] in (None, call.verb)
+                    and fault["resource"] in (None, call.resource)
+                ):
                     fault["count"] -= 1
                     raise ApiError(fault["code"], fault["message"], retry_after=fault["retry_after"])
 

@@ -64,10 +64,16 @@ class Store:
 
     def list(self, resource, namespace: str | None = None, predicate=None) -> list[dict]:
         with self.lock:
-            found = [r.obj for (plural, ns, _), r in self._records.items()
-                     if plural == resource.plural and namespace in (None, ns)]
-            return [copy.deepcopy(o) for o in sorted(found, key=lambda o: o["metadata"]["name"])
-                    if predicate is None or predicate(o)]
+            found = [
+                r.obj
+                for (plural, ns, _), r in self._records.items()
+                if plural == resource.plural and namespace in (None, ns)
+            ]
+            return [
+                copy.deepcopy(o)
+                for o in sorted(found, key=lambda o: o["metadata"]["name"])
+                if predicate is None or predicate(o)
+            ]
 
     def put(self, resource, obj: dict, entries: list[Entry]) -> dict:
         """Store obj (new or replacing), stamping identity, resourceVersion and managedFields."""
@@ -108,8 +114,9 @@ class Store:
     def _record_event(self, kind: str, resource, obj: dict) -> None:
         if len(self._history) == self._history.maxlen:
             self._first_rv = self._history[1].rv
-        self._history.append(WatchEvent(self._rv, kind, resource.plural, obj["metadata"]["namespace"],
-                                        copy.deepcopy(obj)))
+        self._history.append(
+            WatchEvent(self._rv, kind, resource.plural, obj["metadata"]["namespace"], copy.deepcopy(obj))
+        )
         self.changed.notify_all()
 
     # --- watch ---
@@ -151,6 +158,9 @@ class Store:
 def conflict_on_stale(resource, name: str, given: str | None, current: dict) -> None:
     """Optimistic concurrency: a write naming an older resourceVersion loses."""
     if given and given != current["metadata"]["resourceVersion"]:
-        raise ApiError(409, f'Operation cannot be fulfilled on {resource.qualified} "{name}": the object has been '
-                            "modified; please apply your changes to the latest version and try again",
-                       details={"name": name, "group": resource.group, "kind": resource.plural})
+        raise ApiError(
+            409,
+            f'Operation cannot be fulfilled on {resource.qualified} "{name}": the object has been '
+            "modified; please apply your changes to the latest version and try again",
+            details={"name": name, "group": resource.group, "kind": resource.plural},
+        )

@@ -24,8 +24,12 @@ def validate(resource, obj: dict, old: dict | None) -> None:
     meta = obj.get("metadata") or {}
     name = meta.get("name", "")
     causes = _meta_causes(resource, meta)
-    checker = {"Deployment": _deployment, "Service": _service, "ConfigMap": _config_map,
-               "HorizontalPodAutoscaler": _autoscaler}.get(resource.kind)
+    checker = {
+        "Deployment": _deployment,
+        "Service": _service,
+        "ConfigMap": _config_map,
+        "HorizontalPodAutoscaler": _autoscaler,
+    }.get(resource.kind)
     if checker:
         causes += checker(obj, old)
     if causes:
@@ -36,19 +40,33 @@ def _meta_causes(resource, meta: dict) -> list:
     name = meta.get("name", "")
     causes = []
     if resource.kind == "Service" and not (_DNS1035.match(name) and len(name) <= 63):
-        causes.append(("metadata.name", f'Invalid value: "{name}": a DNS-1035 label must consist of lower case '
-                                        "alphanumeric characters or '-', start with an alphabetic character, and "
-                                        "end with an alphanumeric character"))
+        causes.append(
+            (
+                "metadata.name",
+                f'Invalid value: "{name}": a DNS-1035 label must consist of lower case '
+                "alphanumeric characters or '-', start with an alphabetic character, and "
+                "end with an alphanumeric character",
+            )
+        )
     elif not (_SUBDOMAIN.match(name) and len(name) <= 253):
-        causes.append(("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of '
-                                        "lower case alphanumeric characters, '-' or '.', and must start and end "
-                                        "with an alphanumeric character"))
+        causes.append(
+            (
+                "metadata.name",
+                f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of '
+                "lower case alphanumeric characters, '-' or '.', and must start and end "
+                "with an alphanumeric character",
+            )
+        )
     for key, value in (meta.get("labels") or {}).items():
         causes += _label_causes("metadata.labels", key, value)
-    for key in (meta.get("annotations") or {}):
+    for key in meta.get("annotations") or {}:
         if not _qualified_name(key):
-            causes.append(("metadata.annotations", f'Invalid value: "{key}": name part must consist of '
-                                                   "alphanumeric characters, '-', '_' or '.'"))
+            causes.append(
+                (
+                    "metadata.annotations",
+                    f"Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.'",
+                )
+            )
     return causes
 
 
@@ -60,18 +78,27 @@ def _qualified_name(key: str) -> bool:
 def _label_causes(field: str, key: str, value) -> list:
     causes = []
     if not _qualified_name(key):
-        causes.append((field, f'Invalid value: "{key}": name part must consist of alphanumeric characters, '
-                              "'-', '_' or '.', and must start and end with an alphanumeric character"))
+        causes.append(
+            (
+                field,
+                f'Invalid value: "{key}": name part must consist of alphanumeric characters, '
+                "'-', '_' or '.', and must start and end with an alphanumeric character",
+            )
+        )
     if not isinstance(value, str) or (value and not (_LABEL_NAME.match(value) and len(value) <= 63)):
-        causes.append((field, f'Invalid value: "{value}": a valid label must be an empty string or consist of '
-                              "alphanumeric characters, '-', '_' or '.', and must start and end with an "
-                              "alphanumeric character"))
+        causes.append(
+            (
+                field,
+                f'Invalid value: "{value}": a valid label must be an empty string or consist of '
+                "alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                "alphanumeric character",
+            )
+        )
     return causes
 
 
 def _go_map(labels: dict) -> str:
-    return "map[string]string{" + ", ".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in sorted(labels.items())) \
-        + "}"
+    return "map[string]string{" + ", ".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in sorted(labels.items())) + "}"
 
 
 def _deployment(obj: dict, old: dict | None) -> list:
@@ -83,8 +110,12 @@ def _deployment(obj: dict, old: dict | None) -> list:
     if not selector and not (spec.get("selector") or {}).get("matchExpressions"):
         causes.append(("spec.selector", "Required value"))
     elif any(labels.get(k) != v for k, v in selector.items()):
-        causes.append(("spec.template.metadata.labels",
-                       f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`"))
+        causes.append(
+            (
+                "spec.template.metadata.labels",
+                f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`",
+            )
+        )
     if old is not None and (old.get("spec") or {}).get("selector") != spec.get("selector"):
         causes.append(("spec.selector", f"Invalid value: {json.dumps(spec.get('selector'))}: field is immutable"))
     if (spec.get("replicas") or 0) < 0:
@@ -107,18 +138,27 @@ def _service(obj: dict, old: dict | None) -> list:
         causes.append(("spec.ports", "Required value"))
     for n, port in enumerate(spec.get("ports") or []):
         if not 1 <= int(port.get("port") or 0) <= 65535:
-            causes.append((f"spec.ports[{n}].port", f"Invalid value: {port.get('port')}: must be between 1 and "
-                                                    "65535, inclusive"))
-    if old is not None and (old.get("spec") or {}).get("clusterIP") not in (None, spec.get("clusterIP")) \
-            and spec.get("clusterIP") is not None:
+            causes.append(
+                (f"spec.ports[{n}].port", f"Invalid value: {port.get('port')}: must be between 1 and 65535, inclusive")
+            )
+    if (
+        old is not None
+        and (old.get("spec") or {}).get("clusterIP") not in (None, spec.get("clusterIP"))
+        and spec.get("clusterIP") is not None
+    ):
         causes.append(("spec.clusterIP", f'Invalid value: "{spec.get("clusterIP")}": field is immutable'))
     return causes
 
 
 def _config_map(obj: dict, old: dict | None) -> list:
-    return [(f"data[{key}]", f'Invalid value: "{key}": a valid config key must consist of alphanumeric '
-                             "characters, '-', '_' or '.'")
-            for key in (obj.get("data") or {}) if not _CONFIG_KEY.match(key)]
+    return [
+        (
+            f"data[{key}]",
+            f"Invalid value: \"{key}\": a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+        )
+        for key in (obj.get("data") or {})
+        if not _CONFIG_KEY.match(key)
+    ]
 
 
 def _autoscaler(obj: dict, old: dict | None) -> list:
@@ -128,14 +168,14 @@ def _autoscaler(obj: dict, old: dict | None) -> list:
     if maximum < 1:
         causes.append(("spec.maxReplicas", f"Invalid value: {maximum}: must be greater than or equal to 1"))
     elif minimum > maximum:
-        causes.append(("spec.maxReplicas", f"Invalid value: {maximum}: must be greater than or equal to "
-                                           "`minReplicas`"))
+        causes.append(("spec.maxReplicas", f"Invalid value: {maximum}: must be greater than or equal to `minReplicas`"))
     if not (spec.get("scaleTargetRef") or {}).get("name"):
         causes.append(("spec.scaleTargetRef.name", "Required value"))
     return causes
 
 
 # --- defaults ---
+
 
 def apply_defaults(resource, obj: dict) -> None:
     defaulter = {"Deployment": _default_deployment, "Service": _default_service}.get(resource.kind)
@@ -154,22 +194,32 @@ def _default_deployment(spec: dict) -> None:
         rolling.setdefault("maxUnavailable", "25%")
         rolling.setdefault("maxSurge", "25%")
     pod = spec.setdefault("template", {}).setdefault("spec", {})
-    for key, value in (("restartPolicy", "Always"), ("terminationGracePeriodSeconds", 30),
-                       ("dnsPolicy", "ClusterFirst"), ("schedulerName", "default-scheduler"),
-                       ("securityContext", {})):
+    for key, value in (
+        ("restartPolicy", "Always"),
+        ("terminationGracePeriodSeconds", 30),
+        ("dnsPolicy", "ClusterFirst"),
+        ("schedulerName", "default-scheduler"),
+        ("securityContext", {}),
+    ):
         pod.setdefault(key, value)
     for container in (pod.get("initContainers") or []) + (pod.get("containers") or []):
         container.setdefault("terminationMessagePath", "/dev/termination-log")
         container.setdefault("terminationMessagePolicy", "File")
         image = container.get("image") or ""
-        container.setdefault("imagePullPolicy", "Always" if image.endswith(":latest") or ":" not in
-                             image.rsplit("/", 1)[-1] else "IfNotPresent")
+        container.setdefault(
+            "imagePullPolicy",
+            "Always" if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1] else "IfNotPresent",
+        )
         for port in container.get("ports") or []:
             port.setdefault("protocol", "TCP")
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             if isinstance(container.get(probe), dict):
-                for key, value in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1),
-                                   ("failureThreshold", 3)):
+                for key, value in (
+                    ("timeoutSeconds", 1),
+                    ("periodSeconds", 10),
+                    ("successThreshold", 1),
+                    ("failureThreshold", 3),
+                ):
                     container[probe].setdefault(key, value)
     for volume in pod.get("volumes") or []:
         if isinstance(volume.get("configMap"), dict):
@@ -196,8 +246,11 @@ def check_identity(resource, obj: dict, *, name: str | None, namespace: str) -> 
         raise ApiError(400, "the body of the request must be a JSON object")
     expected = f"{resource.group_version}"
     if obj.get("apiVersion") != expected or obj.get("kind") != resource.kind:
-        raise ApiError(400, f"the API version in the data ({obj.get('apiVersion')}) and kind ({obj.get('kind')}) "
-                            f"do not match the endpoint ({expected}, {resource.kind})")
+        raise ApiError(
+            400,
+            f"the API version in the data ({obj.get('apiVersion')}) and kind ({obj.get('kind')}) "
+            f"do not match the endpoint ({expected}, {resource.kind})",
+        )
     meta = obj.get("metadata")
     if not isinstance(meta, dict) or not meta.get("name"):
         if name is None:

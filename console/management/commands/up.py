@@ -20,8 +20,10 @@ def _interrupt(signum, frame):
 
 
 class Command(BaseCommand):
-    help = ("Migrate, seed the demo once, start a Celery worker and beat (supervised together) and serve "
-            "the console with gunicorn.")
+    help = (
+        "Migrate, seed the demo once, start a Celery worker and beat (supervised together) and serve "
+        "the console with gunicorn."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=env_str("MODELGATE_BIND", "127.0.0.1:8000"))
@@ -44,10 +46,17 @@ class Command(BaseCommand):
         if not no_worker:
             # Worker and beat as two processes that live and die together (console/supervise.py).
             celery = [sys.executable, "-m", "celery", "-A", "console"]
-            pair = Pair(celery + ["worker", "--loglevel=INFO", "--concurrency=2",
-                                  f"--queues={settings.CELERY_TASK_DEFAULT_QUEUE},{settings.DEPLOY_QUEUE}"],
-                        celery + ["beat", "--loglevel=INFO", f"--schedule={settings.CELERY_BEAT_SCHEDULE_FILENAME}"],
-                        env={**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings"})
+            pair = Pair(
+                celery
+                + [
+                    "worker",
+                    "--loglevel=INFO",
+                    "--concurrency=2",
+                    f"--queues={settings.CELERY_TASK_DEFAULT_QUEUE},{settings.DEPLOY_QUEUE}",
+                ],
+                celery + ["beat", "--loglevel=INFO", f"--schedule={settings.CELERY_BEAT_SCHEDULE_FILENAME}"],
+                env={**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings"},
+            )
             pair.start()
             pair.watch()
         from deployer import local_runtime
@@ -58,8 +67,14 @@ class Command(BaseCommand):
         self._banner(bind, credentials, serving)
         web = None
         try:
-            web = spawn(self._gunicorn(bind), {**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings",
-                                               "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir()})
+            web = spawn(
+                self._gunicorn(bind),
+                {
+                    **os.environ,
+                    "DJANGO_SETTINGS_MODULE": "console.settings",
+                    "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir(),
+                },
+            )
             web.wait()
         except (KeyboardInterrupt, SystemExit):
             pass
@@ -73,12 +88,28 @@ class Command(BaseCommand):
     def _gunicorn(bind: str) -> list[str]:
         """The production server, sized by WEB_WORKERS x WEB_THREADS: that product bounds the
         database connections the console holds (one per thread)."""
-        return [sys.executable, "-m", "gunicorn", "console.wsgi", "--bind", bind,
-                "--workers", str(settings.WEB_WORKERS), "--threads", str(settings.WEB_THREADS),
-                "--worker-class", "gthread", "--timeout", str(settings.WEB_TIMEOUT), "--graceful-timeout", "10",
-                "--access-logfile", "-",
-                # No shared control socket in the home directory: several may run side by side.
-                "--no-control-socket"]
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "console.wsgi",
+            "--bind",
+            bind,
+            "--workers",
+            str(settings.WEB_WORKERS),
+            "--threads",
+            str(settings.WEB_THREADS),
+            "--worker-class",
+            "gthread",
+            "--timeout",
+            str(settings.WEB_TIMEOUT),
+            "--graceful-timeout",
+            "10",
+            "--access-logfile",
+            "-",
+            # No shared control socket in the home directory: several may run side by side.
+            "--no-control-socket",
+        ]
 
     @staticmethod
     def _metrics_dir() -> str:
@@ -99,8 +130,10 @@ class Command(BaseCommand):
             lines += [f"  {role:<9} {password}" for role, password in credentials.items()]
             lines.append(f"(kept in {settings.VAR_DIR / 'demo-credentials.json'})")
         lines.append(f"MLflow store: {settings.MLFLOW_TRACKING_URI}")
-        lines.append(f"Web: gunicorn, {settings.WEB_WORKERS} workers x {settings.WEB_THREADS} threads "
-                     f"(at most {settings.WEB_WORKERS * settings.WEB_THREADS} database connections)")
+        lines.append(
+            f"Web: gunicorn, {settings.WEB_WORKERS} workers x {settings.WEB_THREADS} threads "
+            f"(at most {settings.WEB_WORKERS * settings.WEB_THREADS} database connections)"
+        )
         lines += [f"Serving: {line}" for line in serving]
         lines.append("")
         self.stdout.write(self.style.SUCCESS("\n".join(lines)))

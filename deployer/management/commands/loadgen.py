@@ -19,8 +19,10 @@ def find_deployment(ref: str) -> Deployment:
         model, _, environment = ref.rpartition("/")
         deployment = qs.filter(model__name=model, target__environment__name=environment).first()
     if deployment is None:
-        raise CommandError(f"No deployment {ref!r}: give its id or <model>/<environment>, "
-                           "e.g. iris-classifier/staging (see /deployments/).")
+        raise CommandError(
+            f"No deployment {ref!r}: give its id or <model>/<environment>, "
+            "e.g. iris-classifier/staging (see /deployments/)."
+        )
     if deployment.state != Deployment.SERVING or deployment.live_rollout is None:
         raise CommandError(f"{deployment} is not serving; promote a version there first.")
     return deployment
@@ -33,8 +35,12 @@ class Command(BaseCommand):
         parser.add_argument("deployment", help="id, or <model>/<environment>")
         parser.add_argument("--rps", type=float, default=10.0)
         parser.add_argument("--duration", type=float, default=30.0, help="seconds")
-        parser.add_argument("--bad-fraction", type=float, default=0.0,
-                            help="share of malformed requests (TF Serving answers 400), to see errors")
+        parser.add_argument(
+            "--bad-fraction",
+            type=float,
+            default=0.0,
+            help="share of malformed requests (TF Serving answers 400), to see errors",
+        )
         parser.add_argument("--workers", type=int, default=4)
 
     def handle(self, *args, deployment, rps, duration, bad_fraction, workers, **options):
@@ -55,9 +61,17 @@ class Command(BaseCommand):
             # Round-robin over the replicas, as a Service would spread the load.
             return backend.call_one(release, next(targets), "POST", path, body)
 
-        self.stdout.write(f"Sending {rps:g} requests/s for {duration:g} s to {deployment} "
-                          f"(v{rollout.version.version}, {len(replicas)} replica(s))…")
-        report = loadgen.run(send, signature=rollout.version.signature, rps=rps, duration=duration,
-                             bad_fraction=bad_fraction, workers=workers)
+        self.stdout.write(
+            f"Sending {rps:g} requests/s for {duration:g} s to {deployment} "
+            f"(v{rollout.version.version}, {len(replicas)} replica(s))…"
+        )
+        report = loadgen.run(
+            send,
+            signature=rollout.version.signature,
+            rps=rps,
+            duration=duration,
+            bad_fraction=bad_fraction,
+            workers=workers,
+        )
         for line in report.lines():
             self.stdout.write(line)

@@ -12,79 +12,138 @@ def rollback_kind(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('promotions', '0001_initial'),
-        ('registry', '0001_initial'),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("promotions", "0001_initial"),
+        ("registry", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PolicyChange',
+            name="PolicyChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('pending', 'Waiting for a second admin'), ('confirmed', 'Confirmed'), ('withdrawn', 'Withdrawn')], default='pending', max_length=20)),
-                ('proposed', models.JSONField()),
-                ('current', models.JSONField()),
-                ('reason', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Waiting for a second admin"),
+                            ("confirmed", "Confirmed"),
+                            ("withdrawn", "Withdrawn"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("proposed", models.JSONField()),
+                ("current", models.JSONField()),
+                ("reason", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.RemoveConstraint(
-            model_name='promotionrequest',
-            name='one_open_request_per_model_environment',
+            model_name="promotionrequest",
+            name="one_open_request_per_model_environment",
         ),
         migrations.AddField(
-            model_name='environment',
-            name='protected',
-            field=models.BooleanField(default=False, help_text='Self-approval is refused and policy changes need a second admin to confirm.'),
+            model_name="environment",
+            name="protected",
+            field=models.BooleanField(
+                default=False, help_text="Self-approval is refused and policy changes need a second admin to confirm."
+            ),
         ),
         migrations.AddField(
-            model_name='promotionrequest',
-            name='kind',
-            field=models.CharField(choices=[('promote', 'Promotion'), ('rollback', 'Rollback'), ('redeploy', 'Redeploy'), ('undeploy', 'Undeploy')], default='promote', max_length=20),
+            model_name="promotionrequest",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("promote", "Promotion"),
+                    ("rollback", "Rollback"),
+                    ("redeploy", "Redeploy"),
+                    ("undeploy", "Undeploy"),
+                ],
+                default="promote",
+                max_length=20,
+            ),
         ),
         migrations.RunPython(rollback_kind, migrations.RunPython.noop),
         migrations.RemoveField(
-            model_name='promotionrequest',
-            name='is_rollback',
+            model_name="promotionrequest",
+            name="is_rollback",
         ),
         migrations.AlterField(
-            model_name='promotionrequest',
-            name='state',
-            field=models.CharField(choices=[('requested', 'Requested'), ('blocked', 'Blocked by a gate'), ('pending_approval', 'Pending approval'), ('approved', 'Approved, waiting for deployment'), ('rejected', 'Rejected'), ('cancelled', 'Cancelled'), ('expired', 'Expired'), ('deploying', 'Deploying'), ('live', 'Live'), ('failed', 'Failed'), ('rolled_back', 'Rolled back'), ('done', 'Done')], default='requested', max_length=20),
+            model_name="promotionrequest",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("requested", "Requested"),
+                    ("blocked", "Blocked by a gate"),
+                    ("pending_approval", "Pending approval"),
+                    ("approved", "Approved, waiting for deployment"),
+                    ("rejected", "Rejected"),
+                    ("cancelled", "Cancelled"),
+                    ("expired", "Expired"),
+                    ("deploying", "Deploying"),
+                    ("live", "Live"),
+                    ("failed", "Failed"),
+                    ("rolled_back", "Rolled back"),
+                    ("done", "Done"),
+                ],
+                default="requested",
+                max_length=20,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='environment',
-            constraint=models.CheckConstraint(condition=models.Q(('protected', True), ('allow_self_approval', True), _negated=True), name='protected_environment_no_self_approval'),
+            model_name="environment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("protected", True), ("allow_self_approval", True), _negated=True),
+                name="protected_environment_no_self_approval",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='promotionrequest',
-            constraint=models.UniqueConstraint(condition=models.Q(('state__in', ('requested', 'pending_approval'))), fields=('model', 'environment'), name='one_open_request_per_model_environment'),
+            model_name="promotionrequest",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("state__in", ("requested", "pending_approval"))),
+                fields=("model", "environment"),
+                name="one_open_request_per_model_environment",
+            ),
         ),
         migrations.AddField(
-            model_name='policychange',
-            name='decided_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="policychange",
+            name="decided_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='policychange',
-            name='environment',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='policy_changes', to='promotions.environment'),
+            model_name="policychange",
+            name="environment",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="policy_changes", to="promotions.environment"
+            ),
         ),
         migrations.AddField(
-            model_name='policychange',
-            name='proposed_by',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="policychange",
+            name="proposed_by",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+            ),
         ),
         migrations.AddConstraint(
-            model_name='policychange',
-            constraint=models.UniqueConstraint(condition=models.Q(('state', 'pending')), fields=('environment',), name='one_pending_policy_change_per_environment'),
+            model_name="policychange",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("state", "pending")),
+                fields=("environment",),
+                name="one_pending_policy_change_per_environment",
+            ),
         ),
     ]
