@@ -349,9 +349,12 @@ def test_the_local_backend_rolls_out_switches_rolls_back_and_undeploys_on_the_st
     log = (root / "server.log").read_text()
     assert "failed to ReloadConfig" not in log and "FAILED_PRECONDITION" not in log
 
-    undeploy = services.rollout_undeploy(actor=engineer, deployment_id=deployment.pk, reason="retired")
+    # staging requires an approval: the undeploy is a request its approver decides.
+    asked = services.rollout_undeploy(actor=engineer, deployment_id=deployment.pk, reason="retired")
+    assert isinstance(asked, PromotionRequest) and asked.kind == PromotionRequest.UNDEPLOY
+    approve(browser_client, approver, asked)
     sent_tasks.run_all()
-    undeploy.refresh_from_db()
+    undeploy = Rollout.objects.get(request=asked)
     assert undeploy.state == Rollout.DONE, undeploy.reason
     assert not root.exists()
     assert mlflow_store.client().get_registered_model("iris").aliases == {}
