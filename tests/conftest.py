@@ -198,3 +198,27 @@ def pytest_terminal_summary(terminalreporter):
     if outcomes:
         terminalreporter.write_line(
             f"TF Serving conformance: {sum(outcomes.values())} of {len(outcomes)} cases match")
+    _measured_summary(terminalreporter)
+
+
+def _measured(terminalreporter) -> dict:
+    """What tests recorded with record_property("measured", {name: value}) (tests/test_faults.py,
+    tests/test_mixed_load.py): user_properties travel from xdist's workers to the controller."""
+    figures = {}
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for key, value in getattr(report, "user_properties", ()):
+            if key == "measured" and isinstance(value, dict):
+                figures.update(value)
+    return figures
+
+
+def _measured_summary(terminalreporter):
+    figures = _measured(terminalreporter)
+    if not figures:
+        return
+    terminalreporter.section("measured (seconds unless named otherwise)")
+    for name, value in figures.items():
+        terminalreporter.write_line(f"{name}: {value}")
+    path = terminalreporter.config._tmp_path_factory.getbasetemp() / "measured.json"
+    path.write_text(json.dumps(figures, indent=2, sort_keys=True))
+    terminalreporter.write_line(f"written to {path}")
