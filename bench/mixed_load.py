@@ -218,7 +218,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--approver-token", required=True, help="an approver's API token (approvals)")
     p.add_argument("--source", required=True, help="a version source the server allows (models:/m-..., runs:/...)")
     p.add_argument("--model", default="iris", help="an existing model, read before a client has its own")
-    p.add_argument("--environment", default="staging", help="the environment promotions are requested to")
+    p.add_argument("--environment", default="staging",
+                   help="the environment promotions are requested to: one whose gates let a new version through "
+                        "(the first environment, no metric thresholds), or every request is blocked and no "
+                        "approval is made")
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--duration", type=float, default=120, help="seconds")
     p.add_argument("--timeout", type=float, default=60, help="seconds a request may take")
