@@ -155,6 +155,49 @@ def test_an_approval_during_a_broker_outage_answers_200_and_is_deployed_after_re
         redis.Redis(*REDIS, db=REDIS_DB).flushdb()
 
 
+@pytest.mark.skipif(not _redis_up(), reason="needs a Redis on 127.0.0.1:6379")
+def test_an_approval_made_during_a_broker_outage_goes_live_once_a_worker_reaches_redis_again(
+        tmp_path, engineer, approver, iris, staging_local, local_root, mlflow_store, sent_tasks, settings, measure):
+    """End to end, with a real worker: the figure docs/operations.md gives for "approved during
+    the outage -> live". The worker starts once Redis is back (as one restarted by its
+    supervisor would); its start-up sweep finds the approval (grace period 0 here)."""
+    import redis
+
+    from tests.test_rollout_worker_kill import Workers, _wait_for
+
+    proxy = FaultProxy(*REDIS).start()
+    broker = f"redis://{proxy.address}/{REDIS_DB}"
+    req = services.promotion_request(actor=engineer, version=iris.versions.get(version=1),
+                                     environment=staging_local.environment, justification="j")
+    workers = None
+    try:
+        with console_server(tmp_path, CELERY_BROKER_URL=broker, MLFLOW_TRACKING_URI=mlflow_store.uri,
+                            MLFLOW_REGISTRY_URI=mlflow_store.uri) as base:
+            assert http(f"{base}/api/v1/promotions/{req.pk}/", headers=_bearer(approver)).status == 200  # warm
+            proxy.stop()
+            approved = http(f"{base}/api/v1/promotions/{req.pk}/approve/", method="POST", data={},
+                            headers=_bearer(approver))
+            assert (approved.status, approved.json()["state"]) == (200, PromotionRequest.APPROVED)
+        proxy.start()
+        back = time.monotonic()
+        settings.CELERY_BROKER_URL = broker
+        workers = Workers(tmp_path, mlflow_store, local_root)
+        workers.env["DEPLOYER_HANDOVER_GRACE_SECONDS"] = "0"
+        workers.start()
+        _wait_for(lambda: Rollout.objects.filter(request=req).exists(), 120, "the hand-over", workers)
+        measure("broker back: rollout created by a (re)started worker's sweep", time.monotonic() - back)
+        _wait_for(lambda: PromotionRequest.objects.get(pk=req.pk).state not in (
+            PromotionRequest.APPROVED, PromotionRequest.DEPLOYING), 240, "the rollout finishing", workers)
+        measure("broker back: approval live (worker start, hand-over, rollout)", time.monotonic() - back)
+        assert PromotionRequest.objects.get(pk=req.pk).state == PromotionRequest.LIVE
+        assert Rollout.objects.filter(request=req).count() == 1
+    finally:
+        if workers is not None:
+            workers.stop()
+        proxy.stop()
+        redis.Redis(*REDIS, db=REDIS_DB).flushdb()
+
+
 def _through(proxy) -> str:
     from tests.live_console import database_url
 
