@@ -218,3 +218,27 @@ def pytest_terminal_summary(terminalreporter):
             f"{sum(p['server_errors'] for p in parts)} server errors (5xx); by role: "
             f"{', '.join(f'{k} {v}' for k, v in sorted(roles.items()))}"
         )
+    _measured_summary(terminalreporter)
+
+
+def _measured(terminalreporter) -> dict:
+    """What tests recorded with record_property("measured", {name: value}) (tests/test_faults.py,
+    tests/test_mixed_load.py): user_properties travel from xdist's workers to the controller."""
+    figures = {}
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for key, value in getattr(report, "user_properties", ()):
+            if key == "measured" and isinstance(value, dict):
+                figures.update(value)
+    return figures
+
+
+def _measured_summary(terminalreporter):
+    figures = _measured(terminalreporter)
+    if not figures:
+        return
+    terminalreporter.section("measured (seconds unless named otherwise)")
+    for name, value in figures.items():
+        terminalreporter.write_line(f"{name}: {value}")
+    path = terminalreporter.config._tmp_path_factory.getbasetemp() / "measured.json"
+    path.write_text(json.dumps(figures, indent=2, sort_keys=True))
+    terminalreporter.write_line(f"written to {path}")
