@@ -31,7 +31,7 @@ from registry.promotions.models import Environment
 from tests import factories
 from tests.summaries import summary_dir
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("mlflow_store")]
 
 EXAMPLES_PER_OPERATION = 170
 CHECKS = [

@@ -8,7 +8,7 @@ from registry.models import ModelVersion, RegisteredModel
 from registry.sync import sync_model
 from tests import factories
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("mlflow_store")]
 
 
 @pytest.mark.parametrize(
