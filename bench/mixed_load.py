@@ -95,6 +95,9 @@ class Tally:
         self.by_action: dict[str, Counter] = defaultdict(Counter)
         self.seconds: list[float] = []
         self.failures: list[str] = []
+        # 503s whose body says MLflow could not answer: Modelgate's own, correct answer to an
+        # overloaded or unreachable MLflow (counted among the failures, and on their own).
+        self.mlflow_unavailable = 0
         self.refusals: dict[str, str] = {}  # the first 4xx of each action and status, to say why
 
     def add(self, action: str, method: str, path: str, status: int, seconds: float, body: bytes = b""):
@@ -102,6 +105,8 @@ class Tally:
             self.statuses[status] += 1
             self.by_action[action][status] += 1
             self.seconds.append(seconds)
+            if status == 503 and b"MLflow" in body:
+                self.mlflow_unavailable += 1
             if (status >= 500 or status < 100) and len(self.failures) < 20:
                 self.failures.append(f"{method} {path} -> {status}: {body[:300]!r}")
             elif 400 <= status < 500:
@@ -243,6 +248,7 @@ def run(args) -> dict:
         "p95_ms": round(percentile(tally.seconds, 0.95) * 1000, 1),
         "p99_ms": round(percentile(tally.seconds, 0.99) * 1000, 1),
         "failures": sum(v for k, v in tally.statuses.items() if k >= 500 or k < 100),
+        "mlflow_unavailable": tally.mlflow_unavailable,
         "first_failures": tally.failures,
         "first_refusals": tally.refusals,
         "still_running": sum(c.is_alive() for c in clients),

@@ -27,7 +27,9 @@ def mlflow_server(mlflow_store, settings, tmp_path):
             str(mlflow),
             "server",
             "--backend-store-uri",
-            mlflow_store.uri,
+            # SQLite has one writer at a time: wait up to 60 s for the lock (pysqlite's
+            # `timeout`, 5 s by default) rather than fail a write when many clients write at once.
+            f"{mlflow_store.uri}?timeout=60",
             "--host",
             "127.0.0.1",
             "--port",

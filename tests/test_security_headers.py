@@ -131,12 +131,20 @@ INLINE = {
 }
 
 
+APPS = {"console", "registry", "deployer"}
+
+
 def _templates():
     from django.conf import settings
     from django.template.utils import get_app_template_dirs
 
     dirs = [Path(d) for d in settings.TEMPLATES[0]["DIRS"]]
-    ours = [Path(d) for d in get_app_template_dirs("templates") if str(d).startswith(str(ROOT))]
+    # Our apps' template folders, not those of installed packages (a .venv inside the checkout).
+    ours = [
+        Path(d)
+        for d in get_app_template_dirs("templates")
+        if Path(d).resolve().is_relative_to(ROOT) and Path(d).resolve().relative_to(ROOT).parts[0] in APPS
+    ]
     return sorted(p for d in dirs + ours for p in d.rglob("*.html"))
 
 
