@@ -396,7 +396,12 @@ def test_the_promotion_request_page_polls_a_running_rollout(browser_client, view
     )
     rollout = add_rollout(served, 4, version=v1, state=Rollout.RUNNING, request=req)
     html = _html(browser_client(viewer).get(f"/promotions/{req.pk}/"))
-    assert f'hx-get="/rollouts/{rollout.pk}/"' in html and 'hx-trigger="every 1s"' in html
+    # The request page's panel polls the request (steps and state together, every second);
+    # the steps inside it do not poll the rollout on their own as well.
+    assert f'hx-get="/promotions/{req.pk}/?seen=deploying.' in html and 'hx-trigger="every 1s"' in html
+    assert f'id="rollout-{rollout.pk}-steps"' in html and f'hx-get="/rollouts/{rollout.pk}/"' not in html
+    rollout_page = _html(browser_client(viewer).get(f"/rollouts/{rollout.pk}/"))
+    assert f'hx-get="/rollouts/{rollout.pk}/"' in rollout_page  # its own page still polls it
 
 
 def test_a_request_without_a_rollout_shows_no_steps(browser_client, viewer, staging, engineer, approver):
