@@ -373,6 +373,9 @@ DEPLOYER_MLFLOW_TRACKING_URI = env_str("DEPLOYER_MLFLOW_TRACKING_URI", MLFLOW_TR
 # Read Kubernetes deployments' request metrics from this Prometheus (e.g. http://prometheus:9090)
 # instead of scraping every pod through the API server's pod proxy. Empty: scrape the pods.
 PROMETHEUS_URL = env_str("PROMETHEUS_URL", "")
+# How many deployments' replicas one scrape cycle reads at a time (the reads wait on the
+# network; a replica that does not answer holds a thread for up to 3 s).
+METRICS_SCRAPE_CONCURRENCY = env_int("METRICS_SCRAPE_CONCURRENCY", 16)
 
 # --- API ------------------------------------------------------------------
 REST_FRAMEWORK = {
