@@ -103,11 +103,21 @@ def _traffic(deployment: Deployment, version: int, *, rps: float, seed: int) -> 
 
 
 @pytest.fixture
-def console_data(settings, engineer, approver, admin_user, mlflow_store, staging_local, production_local, sent_tasks):
-    """What a console looks like after the README's demo and a little more."""
-    # A short folder for the model servers: its path is in the export step the tour shows.
+def short_local_root(settings, local_root):
+    """A short folder for the model servers (its path is in the export step the tour shows),
+    whose servers are stopped even when the setup fails half-way."""
     root = Path(tempfile.mkdtemp(prefix="modelgate-")) / "deployments"
     settings.DEPLOYER_LOCAL_ROOT = root
+    yield root
+    stop_model_servers(root)
+    shutil.rmtree(root.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def console_data(
+    short_local_root, engineer, approver, admin_user, mlflow_store, staging_local, production_local, sent_tasks
+):
+    """What a console looks like after the README's demo and a little more."""
     Environment.objects.filter(pk=production_local.environment_id).update(protected=True)
     staging, production = staging_local.environment, production_local.environment
     logged = mlflow_store.template.models
@@ -128,8 +138,9 @@ def console_data(settings, engineer, approver, admin_user, mlflow_store, staging
             factories.version(actor=engineer, model=model, logged=one)
     v1, v2 = iris.versions.get(version=1), iris.versions.get(version=2)
 
+    # Three real rollouts on the local backend (each starts a model server): enough for
+    # every page to show what it shows in use, and a long name in every table.
     common = {"engineer": engineer, "approver": approver, "sent_tasks": sent_tasks}
-    _promote(version=v1, environment=staging, justification="First release of the classifier.", **common)
     _promote(version=v2, environment=staging, justification="v2: accuracy 0.95 on the holdout.", **common)
     live = _promote(version=v2, environment=production, justification="v2 ran a day in staging.", **common)
     _promote(version=churn.versions.get(version=2), environment=staging, justification="Nightly retrain.", **common)
@@ -150,7 +161,7 @@ def console_data(settings, engineer, approver, admin_user, mlflow_store, staging
             _traffic(deployment, deployment.live_rollout.version.version, rps=4 + 8 * seed, seed=seed)
 
     production_deployment = Deployment.objects.get(model=iris, target=production_local)
-    yield {
+    return {
         "iris": iris,
         "live": live,
         "pending": pending,
@@ -158,8 +169,6 @@ def console_data(settings, engineer, approver, admin_user, mlflow_store, staging
         "rollout": Rollout.objects.get(request=live),
         "traffic": traffic,
     }
-    stop_model_servers(root)
-    shutil.rmtree(root.parent, ignore_errors=True)
 
 
 def _pages(data) -> list[tuple[str, str]]:
