@@ -5,7 +5,7 @@ local backend, a long model name, 15 minutes of traffic, an audit trail.
 The screenshots are written only on purpose, with one command (PNGs, device scale 1):
 
     MODELGATE_SCREENSHOTS=docs MODELGATE_BROWSER_REQUIRED=1 \\
-        .venv/bin/python -m pytest tests/test_browser_layout.py -p no:xdist
+        .venv/bin/python -m pytest tests/test_browser_layout.py -n0
 
 writes docs/screenshots/<page>-<width>.png (the layout set, compared by eye before a
 commit) and docs/tour/request.png and docs/tour/deployment.png (the README's tour).
