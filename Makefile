@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv worker sync clean lock bench bench-quick
+.PHONY: run test lint venv worker sync clean lock bench bench-quick screenshots
 
 # Installs exactly the hashed lock (requirements/dev.txt: runtime, local, dev and bench), then
 # Modelgate itself, editable and without dependencies, so nothing unpinned gets in.
@@ -24,6 +24,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The README's tour and the layout set of every page at 1280 and 1920 px (docs/tour/,
+# docs/screenshots/), taken by the browser layout test; only this target rewrites them.
+screenshots: $(STAMP)
+	MODELGATE_SCREENSHOTS=docs MODELGATE_BROWSER_REQUIRED=1 $(PY) -m pytest tests/test_browser_layout.py -n0
 
 # The rules written as checks (CI runs this before the tests): style, the import layers of
 # docs/architecture.md, migrations that match the models, and a production configuration
