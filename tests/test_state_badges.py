@@ -113,7 +113,9 @@ def test_two_choice_sets_with_one_name_are_refused():
 def test_the_promotion_list_shows_each_request_state_as_its_badge(browser_client, viewer, engineer, staging):
     now = timezone.now()
     model = RegisteredModel.objects.create(name="iris", created_at=now, updated_at=now)
-    version = ModelVersion.objects.create(model=model, version=1, source="models:/iris/1", created_at=now, updated_at=now)
+    version = ModelVersion.objects.create(
+        model=model, version=1, source="models:/iris/1", created_at=now, updated_at=now
+    )
     PromotionRequest.objects.create(
         model=model, version=version, environment=staging, requested_by=engineer, justification="j", state="deploying"
     )
