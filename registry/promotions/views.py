@@ -195,7 +195,7 @@ def request_reject(request, pk):
 @require_POST
 @permission_required("promotions.view_promotionrequest", raise_exception=True)
 def request_cancel(request, pk):
-    # Who may cancel (the requester, or an admin) is the service's rule.
+    # Who may cancel is PromotionRequest.may_cancel, which the service checks under its lock.
     req = selectors.request_get(pk)
     form = CancelForm(request.POST)
     form.is_valid()
