@@ -79,6 +79,15 @@ def open_requests(deployment: Deployment) -> QuerySet[PromotionRequest]:
     )
 
 
+def rollouts_finished_since(deployment: Deployment, since) -> QuerySet[Rollout]:
+    """The deployment's rollouts that ended at or after ``since``, in the order they ended."""
+    return (
+        Rollout.objects.filter(deployment=deployment, finished_at__gte=since)
+        .select_related("version")
+        .order_by("finished_at")
+    )
+
+
 def active_rollout(deployment: Deployment) -> Rollout | None:
     """The rollout running now, or the oldest one waiting for it."""
     return (

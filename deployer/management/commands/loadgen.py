@@ -23,7 +23,7 @@ def find_deployment(ref: str) -> Deployment:
             f"No deployment {ref!r}: give its id or <model>/<environment>, "
             "e.g. iris-classifier/staging (see /deployments/)."
         )
-    if deployment.state != Deployment.SERVING or deployment.live_rollout is None:
+    if not deployment.is_serving:
         raise CommandError(f"{deployment} is not serving; promote a version there first.")
     return deployment
 
