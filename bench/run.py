@@ -30,6 +30,7 @@ VENV_BIN = Path(sys.executable).parent
 SCALES = {
     # models, versions per model, seconds per load level, page timings, registrations, approvals
     "quick": dict(
+        rounds=2,
         models=100,
         versions=20,
         load_seconds=3,
@@ -41,6 +42,7 @@ SCALES = {
         metrics_endpoints=(100,),
     ),
     "full": dict(
+        rounds=3,
         models=1000,
         versions=100,
         load_seconds=10,
@@ -72,6 +74,8 @@ TARGETS = {
     "search_p99_ms_c32": 50.0,  # Modelgate p99 at concurrency 32, under
     "page_server_ms": 100.0,  # list pages' median server time, under
     "pickup_p95_ms": 200.0,  # approval -> worker pick-up p95, under
+    "register_per_second": 50.0,  # registrations through the API, one client, at least
+    "register_p99_ms": 150.0,  # their p99, at most
     "scrape_cpu_ms_100": 50.0,  # CPU per metrics cycle over 100 endpoints, at most
     "scrape_core_share_1000": 0.10,  # share of one core, a cycle every 10 s over 1,000 endpoints, under
 }
@@ -412,25 +416,86 @@ def search_floor(team: str, seconds: float) -> dict:
     }
 
 
+class LoadWatch:
+    """The peak of the machine's 1-minute load average while a run lasts, sampled every second:
+    above the number of cores, other work competed for the CPU and the run's figures are
+    unreliable (the report says so)."""
+
+    def __init__(self):
+        self.peak = os.getloadavg()[0]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        while not self._stop.wait(1.0):
+            self.peak = max(self.peak, os.getloadavg()[0])
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = round(max(self.peak, os.getloadavg()[0]), 2)
+
+
+def _watched(fn, *args) -> dict:
+    with LoadWatch() as watch:
+        result = fn(*args)
+    return {**result, "load_peak": watch.peak}
+
+
+def _over_runs(runs: list[dict]) -> dict:
+    """Several runs of one load as one row: medians, with the spread of req/s kept visible."""
+    rps = [x["rps"] for x in runs]
+    middle = statistics.median(rps)
+    return {
+        "concurrency": runs[0]["concurrency"],
+        "rps": r(middle, 1),
+        "p50_ms": r(statistics.median(x["p50_ms"] for x in runs)),
+        "p99_ms": r(statistics.median(x["p99_ms"] for x in runs)),
+        "errors": sum(x.get("errors", 0) for x in runs),
+        "rps_runs": [r(x, 1) for x in rps],
+        "spread_pct": r(100 * (max(rps) - min(rps)) / middle, 1) if middle else None,
+        "load_peak": max(x["load_peak"] for x in runs),
+    }
+
+
 def bench_search(scale, ctx) -> dict:
+    """Modelgate, MLflow REST and the psycopg2 floor on the same query, interleaved (A, B, F,
+    A, B, F, …) so drift in the machine's load falls on all three alike; each figure is the
+    median of the rounds, with its spread."""
     q = search_queries(scale)
     headers = {"Authorization": f"Bearer {ctx['tokens']['viewer']}"}
     out = {
         "filter": q["filter"],
         "urls": {"modelgate": q["modelgate"], "mlflow": q["mlflow"]},
+        "rounds": scale["rounds"],
         "modelgate": [],
         "mlflow": [],
     }
+    floor_runs = []
     for c in CONCURRENCY:
-        out["modelgate"].append(load(q["modelgate"], headers, c, scale["load_seconds"]))
-        log(f"search modelgate c={c}: {out['modelgate'][-1]}")
-        out["mlflow"].append(load(q["mlflow"], {}, c, scale["load_seconds"]))
-        log(f"search mlflow    c={c}: {out['mlflow'][-1]}")
+        runs: dict[str, list[dict]] = {"modelgate": [], "mlflow": []}
+        for k in range(scale["rounds"]):
+            runs["modelgate"].append(_watched(load, q["modelgate"], headers, c, scale["load_seconds"]))
+            runs["mlflow"].append(_watched(load, q["mlflow"], {}, c, scale["load_seconds"]))
+            if c == 1:
+                floor_runs.append(_watched(search_floor, q["team"], scale["load_seconds"]))
+            log(
+                f"search c={c} round {k + 1}: modelgate {runs['modelgate'][-1]['rps']} rps, "
+                f"mlflow {runs['mlflow'][-1]['rps']} rps"
+            )
+        for name in ("modelgate", "mlflow"):
+            out[name].append(_over_runs(runs[name]))
+    out["floor_psycopg2"] = _over_runs(floor_runs)
     out["ratio_rps"] = {
         str(a["concurrency"]): r(a["rps"] / b["rps"]) if b["rps"] else None
         for a, b in zip(out["modelgate"], out["mlflow"])
     }
-    out["floor_psycopg2"] = search_floor(q["team"], scale["load_seconds"])
+    floor = out["floor_psycopg2"]["rps"]
+    out["ratio_to_floor"] = {str(a["concurrency"]): r(a["rps"] / floor) if floor else None for a in out["modelgate"]}
     log(f"search floor: {out['floor_psycopg2']}")
     return out
 
@@ -847,6 +912,24 @@ def targets_met(res: dict) -> list[dict]:
                 "met": constant,
             }
         )
+    g = res.get("register")
+    if g:
+        rows.append(
+            {
+                "target": "registration >= 50 versions/s, one client",
+                "value": g["versions_per_second"],
+                "ratio_to_target": r(g["versions_per_second"] / TARGETS["register_per_second"]),
+                "met": g["versions_per_second"] >= TARGETS["register_per_second"],
+            }
+        )
+        rows.append(
+            {
+                "target": "registration p99 <= 150 ms",
+                "value": g["p99_ms"],
+                "ratio_to_target": r(g["p99_ms"] / TARGETS["register_p99_ms"]),
+                "met": g["p99_ms"] <= TARGETS["register_p99_ms"],
+            }
+        )
     mt = res.get("metrics")
     if mt:
         for size in mt["sizes"]:
@@ -893,6 +976,17 @@ def targets_met(res: dict) -> list[dict]:
     return rows
 
 
+def machine_was_busy(res: dict) -> float | None:
+    """The highest load average seen during the run if it was above the number of cores."""
+    m = res["machine"]
+    peaks = [m.get("loadavg_at_start", [0])[0], m.get("loadavg_at_end", [0])[0]]
+    for name in ("modelgate", "mlflow"):
+        peaks += [x.get("load_peak", 0) for x in res.get("search", {}).get(name, [])]
+    peaks.append(res.get("search", {}).get("floor_psycopg2", {}).get("load_peak", 0))
+    peak = max(peaks)
+    return peak if peak > (m.get("cores") or 1) else None
+
+
 def markdown(res: dict) -> str:
     m = res["machine"]
     L = [
@@ -905,6 +999,14 @@ def markdown(res: dict) -> str:
         f"{res['scale']['versions_total']:,} versions. Total run time {res['seconds']} s.",
         "",
     ]
+    busy = machine_was_busy(res)
+    if busy:
+        L += [
+            f"**The figures below are unreliable:** the load average reached {busy} while they were measured, "
+            f"above the machine's {m['cores']} cores, so other work competed for the CPU. Run again on an idle "
+            "machine before comparing.",
+            "",
+        ]
     L += ["## Targets", "", "| target | value | value / target | met |", "| --- | --- | --- | --- |"]
     for t in res.get("targets", []):
         L.append(
@@ -935,19 +1037,25 @@ def markdown(res: dict) -> str:
             "the same machine; Modelgate on gunicorn -w 2, MLflow on `mlflow server --workers 2`, same "
             "PostgreSQL.",
             "",
-            "| server | concurrency | req/s | p50 ms | p99 ms | errors | Modelgate/MLflow rps |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            f"Each row: the median of {s.get('rounds', 1)} runs, run interleaved with the other servers' "
+            "(Modelgate, MLflow, floor, Modelgate, …); the req/s of every run and their spread beside it.",
+            "",
+            "| server | concurrency | req/s | runs, req/s | spread | p50 ms | p99 ms | errors | / MLflow | / floor |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
+
+        def row(label, x, to_mlflow="", to_floor=""):
+            return (
+                f"| {label} | {x['concurrency']} | {x['rps']} | {', '.join(map(str, x.get('rps_runs', [])))} | "
+                f"{x.get('spread_pct', '')} % | {x['p50_ms']} | {x['p99_ms']} | {x.get('errors', 0)} | "
+                f"{to_mlflow} | {to_floor} |"
+            )
+
         for a, b in zip(s["modelgate"], s["mlflow"]):
-            L.append(
-                f"| Modelgate | {a['concurrency']} | {a['rps']} | {a['p50_ms']} | {a['p99_ms']} | {a['errors']} "
-                f"| {s['ratio_rps'][str(a['concurrency'])]}× |"
-            )
-            L.append(
-                f"| MLflow REST | {b['concurrency']} | {b['rps']} | {b['p50_ms']} | {b['p99_ms']} | {b['errors']} | |"
-            )
-        f = s["floor_psycopg2"]
-        L.append(f"| floor: psycopg2 + json, in process | 1 | {f['rps']} | {f['p50_ms']} | {f['p99_ms']} | 0 | |")
+            c = str(a["concurrency"])
+            L.append(row("Modelgate", a, f"{s['ratio_rps'][c]}×", f"{s.get('ratio_to_floor', {}).get(c, '')}×"))
+            L.append(row("MLflow REST", b))
+        L.append(row("floor: psycopg2 + json, in process", s["floor_psycopg2"]))
     if "pages" in res:
         L += [
             "",
@@ -965,8 +1073,8 @@ def markdown(res: dict) -> str:
             "## Registration through the API",
             "",
             f"{g['versions']} versions, one client: {g['versions_per_second']} versions/s, p50 {g['p50_ms']} ms, "
-            f"p99 {g['p99_ms']} ms (each: source check and run read in MLflow, create_model_version, artifact "
-            f"inspection attempt, mirror row, audit event).",
+            f"p99 {g['p99_ms']} ms (each: the run read and its artifacts listed in MLflow, the artifacts inspected, "
+            f"create_model_version with its tags, mirror row, audit event).",
         ]
     if "approval" in res:
         a = res["approval"]
