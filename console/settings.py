@@ -255,9 +255,30 @@ CONTENT_SECURITY_POLICY = {
 # --- Static ---------------------------------------------------------------
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+# Outside VAR_DIR in the image (Dockerfile): a volume mounted on the data directory must not
+# hide the files `collectstatic` put there at build time.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles"))).resolve()
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Hashed file names (css/modelgate.3f2a….css) from a manifest that `collectstatic` writes, so
+# a browser never keeps an old script after an upgrade; WhiteNoise serves them with a
+# one-year cache and compressed. It needs `collectstatic` first (the Dockerfile runs it, and
+# `manage.py up` does when DEBUG is off), so the embedded default and the tests, which never
+# run it, keep plain names.
+STATIC_MANIFEST = env_bool("STATIC_MANIFEST", not DEBUG)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if STATIC_MANIFEST
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
 WHITENOISE_USE_FINDERS = True
+# Served at the site's root: /favicon.ico, which browsers ask for on pages without a <link
+# rel="icon"> (JSON answers, the API docs), so it never logs a 404.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
