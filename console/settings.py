@@ -30,6 +30,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+# MLflow gives its logger a handler of its own at INFO when imported ("Creating initial MLflow
+# database tables..."), whatever LOGGING below says; its warnings still show.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 DEBUG = env_bool("DEBUG", True)
 
@@ -322,7 +325,11 @@ READYZ_MLFLOW_CHECK = "registry.gateway.ping"
 IDEMPOTENCY_PENDING_SECONDS = env_int("IDEMPOTENCY_PENDING_SECONDS", 60, minimum=1)
 
 # --- Celery ---------------------------------------------------------------
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+# The filesystem transport ignores the host, but kombu warns "No hostname was supplied" on
+# every connection without one: name it.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
+if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_URL = "filesystem://localhost/"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded default's broker: kombu's filesystem transport needs no
     # server, and a real worker process consumes it.
