@@ -60,7 +60,7 @@ def test_a_sync_is_one_line_when_it_changed_something_or_started_or_stopped_fail
     quiet = SyncState(ok=True, counts={"created": 0, "versions_created": 0, "inspected": 3})
     assert Outcomes.sync_line(quiet, was_ok=True) == ""
     changed = SyncState(ok=True, counts={"created": 1, "versions_changed": 2})
-    assert Outcomes.sync_line(changed, was_ok=True) == "Registry sync: 1 models added, 2 versions changed"
+    assert Outcomes.sync_line(changed, was_ok=True) == "Registry sync: 1 model added, 2 versions changed"
     failed = SyncState(ok=False, message="MLflow could not be read: connection refused\nmore")
     assert (
         Outcomes.sync_line(failed, was_ok=True) == "Registry sync failed: MLflow could not be read: connection refused"
@@ -131,7 +131,7 @@ class Up:
 
     def serves(self) -> bool:
         try:
-            return http(f"http://127.0.0.1:{self.port}/login/", timeout=5).status == 200
+            return http(f"http://127.0.0.1:{self.port}/login/", timeout=30).status == 200
         except OSError:
             return False
 

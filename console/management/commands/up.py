@@ -11,9 +11,10 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from django.conf import settings
@@ -91,14 +92,14 @@ class Outcomes:
             return f"Registry sync failed: {state.message.strip().splitlines()[0][:200]}" if was_ok else ""
         counts = state.counts or {}
         changes = [
-            f"{counts[key]} {noun}"
-            for key, noun in (
-                ("created", "models added"),
-                ("changed", "models changed"),
-                ("removed", "models removed"),
-                ("versions_created", "versions added"),
-                ("versions_changed", "versions changed"),
-                ("versions_removed", "versions removed"),
+            f"{counts[key]} {noun}{'' if counts[key] == 1 else 's'} {verb}"
+            for key, noun, verb in (
+                ("created", "model", "added"),
+                ("changed", "model", "changed"),
+                ("removed", "model", "removed"),
+                ("versions_created", "version", "added"),
+                ("versions_changed", "version", "changed"),
+                ("versions_removed", "version", "removed"),
             )
             if counts.get(key)
         ]
@@ -206,21 +207,25 @@ class Command(BaseCommand):
             )
         return None
 
-    def _wait_until_serving(self, bind, web, pair, timeout: float = 120) -> str | None:
+    def _wait_until_serving(self, bind, web, pair, timeout: float = 300) -> str | None:
+        """Until /healthz answers: gunicorn binds the port before its workers have loaded the app."""
         host, _, port = bind.rpartition(":")
         if not port.isdigit():  # a unix socket: nothing to knock on
             return None
-        address = ("127.0.0.1" if host in ("", "0.0.0.0", "[::]") else host.strip("[]"), int(port))  # noqa: S104 - compared, not bound
+        host = "127.0.0.1" if host in ("", "0.0.0.0", "[::]") else host  # noqa: S104 - compared, not bound
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             failure = self._ended(web, pair)
             if failure:
                 return failure
-            with socket.socket() as sock:
-                sock.settimeout(1)
-                if sock.connect_ex(address) == 0:
-                    return None
-            time.sleep(0.2)
+            try:
+                urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5).close()  # noqa: S310 - our own http:// URL
+                return None
+            except urllib.error.HTTPError:  # an answer all the same (ALLOWED_HOSTS may not name this host)
+                return None
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.3)
         return f"The console did not answer on {bind} within {timeout:.0f} s."
 
     def _watch(self, web, pair) -> str:
