@@ -355,6 +355,9 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_int("REDIS_CONNECT_TIMEOUT", 3, minimum=1
 # One quick retry when publishing; an outage beyond that is the sweep's job, not the request's.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 CELERY_TASK_IGNORE_RESULT = True
+# What tasks print (the console e-mail backend's messages) is logged at INFO, into the worker's
+# log, not at Celery's default WARNING, which `make run` would show on the terminal.
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

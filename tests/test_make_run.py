@@ -12,13 +12,17 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from console.management.commands.up import Outcomes
 from console.supervise import Pair, notable
-from registry.models import SyncState
+from deployer.models import Deployment, DeploymentTarget, Rollout
+from registry.models import ModelVersion, RegisteredModel, SyncState
+from registry.promotions.models import Environment
 from tests.live_console import free_port, http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +71,27 @@ def test_a_sync_is_one_line_when_it_changed_something_or_started_or_stopped_fail
     )
     assert Outcomes.sync_line(failed, was_ok=False) == ""  # still failing: said already
     assert Outcomes.sync_line(quiet, was_ok=False) == "Registry sync: MLflow can be read again"
+
+
+def test_a_rollout_is_one_line_with_its_end_and_why_it_failed():
+    started = timezone.now()
+    deployment = Deployment(
+        model=RegisteredModel(name="iris"), target=DeploymentTarget(environment=Environment(name="staging"))
+    )
+    rollout = Rollout(
+        deployment=deployment,
+        version=ModelVersion(version=2),
+        revision=3,
+        kind=Rollout.DEPLOY,
+        state=Rollout.LIVE,
+        started_at=started,
+        finished_at=started + timedelta(seconds=12),
+    )
+    assert Outcomes.rollout_line(rollout) == "Rollout: iris v2 in staging (deploy, revision 3): live after 12 s"
+    rollout.state, rollout.reason = Rollout.FAILED, "version 2 could not load: NOT_FOUND\nmore detail"
+    assert Outcomes.rollout_line(rollout) == (
+        "Rollout: iris v2 in staging (deploy, revision 3): failed after 12 s: version 2 could not load: NOT_FOUND"
+    )
 
 
 def test_beat_does_not_outlive_a_killed_worker_and_nothing_restarts_them():
