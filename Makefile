@@ -10,17 +10,19 @@ STAMP := $(VENV)/.installed
 
 # Installs exactly the hashed lock (requirements/dev.txt: runtime, local, dev and bench), then
 # Modelgate itself, editable and without dependencies, so nothing unpinned gets in.
+# Quiet (@, --quiet): on a fresh clone `make run` shows one line for this, then its banner.
 $(STAMP): pyproject.toml requirements/dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
-	touch $(STAMP)
+	@echo "Installing the pinned packages into $(VENV)/ (first run, or after a dependency change)…"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	@$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
 
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(PY) manage.py up
+	@$(PY) manage.py up
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
