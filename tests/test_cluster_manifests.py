@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from deployer import manifests as m
+from deployer import tfserving
 from deployer.backends.kubernetes import KubernetesBackend
 from tests.kubeapi import podsecurity
 from tests.kubeapi.fixtures import (  # noqa: F401 - fixtures
@@ -324,7 +325,7 @@ def test_the_deployer_role_allows_exactly_what_a_rollout_calls(kube, kubeconfig,
         assert all(backend.read(objects))
         replicas = backend.deployment_replicas(name)  # the metrics scraper, every 10 s
         assert replicas["serving"] == [pod]
-        assert backend.proxy(pod, "GET", m.METRICS_PATH)[0] == 200
+        assert backend.proxy(pod, "GET", tfserving.METRICS_PATH)[0] == 200
         assert backend.deployment_health(name)["ready"] == 1
         backend.delete(objects)
 

@@ -1,261 +1,202 @@
-"""TF Serving's models.config and monitoring.config: a parser for the protobuf text-format subset TF Serving reads,
-and which versions a config asks for."""
+"""TF Serving's models.config and monitoring.config, read as tensorflow_model_server reads them,
+and which versions a config asks for.
 
-import ast
+A config file is parsed with protobuf's text format into TF Serving's own messages
+(ModelServerConfig from tensorflow-serving-api; MonitoringConfig, which that package does not
+ship, declared below from its .proto), then held to the checks ServerCore::ReloadConfig makes
+(model_servers/server_core.cc), with TF Serving's error messages.
+"""
+
+import functools
+import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployer.tfserving_common import METRICS_PATH
+from deployer.tfserving import METRICS_PATH
+from tfserving_dev.errors import ServingError
 
-# --- models.config: a small parser for the protobuf text format subset TF Serving reads ---
+log = logging.getLogger(__name__)
 
-_TOKEN = re.compile(
-    r"""
-    (?P<space>[ \t\r\f\v]+|\#[^\n]*)
-  | (?P<newline>\n)
-  | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
-  | (?P<number>[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_.]*)
-  | (?P<punct>[{}<>:;,\[\]])
-""",
-    re.VERBOSE,
-)
-
-
-@dataclass(frozen=True)
-class _Token:
-    kind: str
-    text: str
-    line: int
-
-
-@dataclass(frozen=True)
-class _Field:
-    name: str
-    value: object  # a tuple of _Field for a message, a _Token for a scalar
-    line: int
-
-
-def _tokens(text: str, source: str) -> list[_Token]:
-    tokens, line, pos = [], 1, 0
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if not match:
-            raise ValueError(f"{source} line {line}: unexpected character {text[pos]!r}.")
-        kind = match.lastgroup
-        if kind == "newline":
-            line += 1
-        elif kind != "space":
-            tokens.append(_Token(kind, match.group(), line))
-        pos = match.end()
-    return tokens
-
-
-class _TextFormat:
-    """Recursive descent over tokens: `name [:] { fields }`, `name: scalar`, `name: [a, b]`."""
-
-    def __init__(self, text: str, source: str):
-        self.source = source
-        self.tokens = _tokens(text, source)
-        self.pos = 0
-
-    def error(self, line: int, message: str) -> ValueError:
-        return ValueError(f"{self.source} line {line}: {message}")
-
-    def peek(self) -> _Token | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
-
-    def take(self) -> _Token:
-        token = self.peek()
-        if token is None:
-            last = self.tokens[-1].line if self.tokens else 1
-            raise self.error(last, "unexpected end of file (a '}' is missing?).")
-        self.pos += 1
-        return token
-
-    def message(self, closing: str | None) -> tuple:
-        fields = []
-        while (token := self.peek()) is not None and token.text != closing:
-            fields.extend(self.field())
-        if closing is not None:
-            self.take()  # the closing brace
-        elif token is not None:
-            raise self.error(token.line, f"unexpected {token.text!r}.")
-        return tuple(fields)
-
-    def field(self) -> list[_Field]:
-        name = self.take()
-        if name.kind != "ident":
-            raise self.error(name.line, f"expected a field name, found {name.text!r}.")
-        colon = self.peek() is not None and self.peek().text == ":"
-        if colon:
-            self.take()
-        opener = self.take()
-        if opener.text in "{<" and opener.kind == "punct":
-            fields = [_Field(name.text, self.message("}" if opener.text == "{" else ">"), name.line)]
-        elif not colon:
-            raise self.error(name.line, f"expected ':' or '{{' after {name.text!r}.")
-        elif opener.text == "[":
-            fields = [_Field(name.text, value, name.line) for value in self.scalar_list()]
-        else:
-            fields = [_Field(name.text, self.scalar(opener), name.line)]
-        if (sep := self.peek()) is not None and sep.text in (";", ","):
-            self.take()
-        return fields
-
-    def scalar(self, token: _Token) -> _Token:
-        if token.kind not in ("string", "number", "ident"):
-            raise self.error(token.line, f"expected a value, found {token.text!r}.")
-        return token
-
-    def scalar_list(self) -> list[_Token]:
-        values = []
-        while (token := self.take()).text != "]":
-            if token.text != ",":
-                values.append(self.scalar(token))
-        return values
-
-
-def _parse_text_format(text: str, source: str) -> tuple:
-    return _TextFormat(text, source).message(None)
-
-
-def _string(f: _Field, source: str) -> str:
-    if not isinstance(f.value, _Token) or f.value.kind != "string":
-        raise ValueError(f"{source} line {f.line}: {f.name} must be a quoted string.")
-    return ast.literal_eval(f.value.text)  # C-style escapes, as protobuf's text format
-
-
-def _integer(f: _Field, source: str) -> int:
-    if not isinstance(f.value, _Token) or not re.fullmatch(r"[-+]?\d+", f.value.text):
-        raise ValueError(f"{source} line {f.line}: {f.name} must be an integer.")
-    return int(f.value.text)
-
-
-def _boolean(f: _Field, source: str) -> bool:
-    text = f.value.text if isinstance(f.value, _Token) else ""
-    if text not in ("true", "True", "t", "1", "false", "False", "f", "0"):
-        raise ValueError(f"{source} line {f.line}: {f.name} must be true or false.")
-    return text in ("true", "True", "t", "1")
-
-
-def _message(f: _Field, source: str) -> tuple:
-    if not isinstance(f.value, tuple):
-        raise ValueError(f"{source} line {f.line}: {f.name} must be a message {{ ... }}.")
-    return f.value
-
-
-def _unknown(f: _Field, where: str, source: str) -> ValueError:
-    return ValueError(f"{source} line {f.line}: unknown or unsupported field {f.name!r} in {where}.")
+# kTensorFlowModelPlatform (model_servers/model_platform_types.h): the only platform the
+# default PlatformConfigMap registers, and so the only one served.
+TENSORFLOW_PLATFORM = "tensorflow"
+_MODEL_TYPE_TENSORFLOW = 1  # the deprecated ModelType enum's TENSORFLOW
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One `config { ... }` block. policy is "latest", "all" or "specific"."""
+    """One `config { ... }` block. policy is "latest", "all" or "specific"; platform and
+    model_type are as written ("" and 0 when absent), so get_platform() can judge them."""
 
     name: str
     base_path: str
-    platform: str = "tensorflow"
+    platform: str = TENSORFLOW_PLATFORM
     policy: str = "latest"
     num_versions: int = 1  # for "latest"
     versions: tuple = ()  # for "specific"
     labels: tuple = ()  # (label, version) pairs
+    model_type: int = 0
 
 
-def _read_policy(f: _Field, source: str) -> dict:
-    fields = _message(f, source)
-    if len(fields) != 1:
-        raise ValueError(f"{source} line {f.line}: model_version_policy needs exactly one of latest, all or specific.")
-    (choice,) = fields
-    body = _message(choice, source)
-    if choice.name == "all":
-        if body:
-            raise _unknown(body[0], "all", source)
-        return {"policy": "all"}
-    if choice.name == "latest":
-        num = 1
-        for item in body:
-            if item.name != "num_versions":
-                raise _unknown(item, "latest", source)
-            num = _integer(item, source)
-        return {"policy": "latest", "num_versions": num}
-    if choice.name == "specific":
-        versions = []
-        for item in body:
-            if item.name != "versions":
-                raise _unknown(item, "specific", source)
-            versions.append(_integer(item, source))
-        if not versions:
-            raise ValueError(f"{source} line {choice.line}: specific needs at least one versions entry.")
-        return {"policy": "specific", "versions": tuple(versions)}
-    raise _unknown(choice, "model_version_policy", source)
+# --- reading the text: ParseProtoTextFile (model_servers/server.cc) ---
 
 
-def _read_label(f: _Field, source: str) -> tuple[str, int]:
-    key = value = None
-    for item in _message(f, source):
-        if item.name == "key":
-            key = _string(item, source)
-        elif item.name == "value":
-            value = _integer(item, source)
-        else:
-            raise _unknown(item, "version_labels", source)
-    if key is None or value is None:
-        raise ValueError(f"{source} line {f.line}: version_labels needs a key and a value.")
-    return key, value
+def _parse_text(text: str, message, source: str):
+    """text_format into `message`, or INVALID_ARGUMENT "Invalid protobuf file: '<file>'", the
+    status ParseProtoTextFile returns. Where the parser stopped goes to the log, as protobuf's
+    C++ parser logs it ("Error parsing text-format <type>: <line>:<column>: <message>")."""
+    from google.protobuf import text_format  # noqa: PLC0415
+
+    try:
+        return text_format.Parse(text, message)
+    except text_format.ParseError as exc:
+        detail = re.sub(r"^\d+:\d+ : ", "", str(exc))
+        log.error(
+            "Error parsing text-format %s: %s:%s: %s",
+            message.DESCRIPTOR.full_name,
+            exc.GetLine(),
+            exc.GetColumn(),
+            detail,
+        )
+        raise ServingError("INVALID_ARGUMENT", f"Invalid protobuf file: '{source}'") from exc
 
 
-def _read_config(f: _Field, source: str) -> ModelConfig:
-    values, labels = {}, []
-    for item in _message(f, source):
-        if item.name in ("name", "base_path", "model_platform"):
-            values[item.name] = _string(item, source)
-        elif item.name == "model_version_policy":
-            values.update(_read_policy(item, source))
-        elif item.name == "version_labels":
-            labels.append(_read_label(item, source))
-        else:
-            raise _unknown(item, "config", source)
-    if not values.get("name") or not values.get("base_path"):
-        raise ValueError(f"{source} line {f.line}: a config needs a name and a base_path.")
-    platform = values.pop("model_platform", "tensorflow")
-    if platform != "tensorflow":
-        raise ValueError(f'{source} line {f.line}: model_platform {platform!r} is not supported (only "tensorflow").')
-    return ModelConfig(platform=platform, labels=tuple(labels), **values)
+def _model_config(proto) -> ModelConfig:
+    policy = proto.model_version_policy
+    choice = policy.WhichOneof("policy_choice") or "latest"
+    return ModelConfig(
+        name=proto.name,
+        base_path=proto.base_path,
+        platform=proto.model_platform,
+        model_type=proto.model_type,
+        policy=choice,
+        # file_system_storage_path_source.cc: std::max(latest().num_versions(), 1U).
+        num_versions=max(policy.latest.num_versions, 1),
+        versions=tuple(policy.specific.versions),
+        labels=tuple(sorted(proto.version_labels.items())),
+    )
+
+
+def read_models_config(text: str, source: str = "models.config") -> list[ModelConfig]:
+    """A ModelServerConfig's model_config_list, as written (no checks beyond the text format).
+    An empty file is an empty config ("Taking no action for empty config.")."""
+    from tensorflow_serving.config import model_server_config_pb2  # noqa: PLC0415 - the `local` extra
+
+    config = _parse_text(text, model_server_config_pb2.ModelServerConfig(), source)
+    if config.WhichOneof("config") == "custom_model_config":
+        # server.cc's LoadCustomModelConfig: LOG(FATAL) there; refused here.
+        raise ServingError("UNIMPLEMENTED", "ModelServer does not yet support custom model config.")
+    return [_model_config(proto) for proto in config.model_config_list.config]
+
+
+# --- the checks ServerCore::ReloadConfig makes (model_servers/server_core.cc) ---
+
+
+def _uri_is_relative_path(uri: str) -> bool:
+    """UriIsRelativePath: no scheme://host and not an absolute path (io::ParseURI)."""
+    return not re.match(r"[A-Za-z][0-9A-Za-z.]*://", uri) and not uri.startswith("/")
+
+
+def get_platform(config: ModelConfig) -> str:
+    """GetPlatform: model_platform, or the deprecated model_type, never both nor neither."""
+    if config.model_type:
+        log.warning("Deprecated ModelServerConfig::model_type field used. Prefer ModelServerConfig::model_platform.")
+        if config.platform:
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                "Illegal setting both ModelServerConfig::model_type (deprecated) "
+                "and ModelServerConfig::model_platform.",
+            )
+        if config.model_type != _MODEL_TYPE_TENSORFLOW:
+            raise ServingError(
+                "INVALID_ARGUMENT", f"ModelServerConfig::model_type choice {config.model_type} not supported."
+            )
+        return TENSORFLOW_PLATFORM
+    if not config.platform:
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            "Illegal setting neither ModelServerConfig::model_type (deprecated) nor ModelServerConfig::model_platform.",
+        )
+    return config.platform
+
+
+def validate_config_list(configs: list[ModelConfig], previous: list[ModelConfig] = ()) -> None:
+    """ValidateModelConfigList (unique names, absolute base paths), then, on a reload,
+    ValidateNoModelsChangePlatforms: what ReloadConfig checks before the version labels."""
+    names = set()
+    for config in configs:
+        if config.name in names:
+            raise ServingError("INVALID_ARGUMENT", f"Illegal to list model {config.name} multiple times in config list")
+        names.add(config.name)
+    for config in configs:
+        if _uri_is_relative_path(config.base_path):
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"Expected model {config.name} to have an absolute path or URI; got base_path()={config.base_path}",
+            )
+    old = {config.name: get_platform(config) for config in previous}
+    for config in configs:
+        if config.name in old and (platform := get_platform(config)) != old[config.name]:
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"Illegal to change a model's platform. For model {config.name} platform was "
+                f"{old[config.name]} and new platform requested is {platform}",
+            )
+
+
+def check_platforms(configs: list[ModelConfig]) -> None:
+    """CreateStoragePathRoutes: every model's platform must be one the server has (only
+    TensorFlow here). ReloadConfig gets there after the version labels are checked."""
+    for config in configs:
+        platform = get_platform(config)
+        if platform != TENSORFLOW_PLATFORM:
+            raise ServingError("INVALID_ARGUMENT", f"Model {config.name} requests unsupported platform {platform}")
 
 
 def parse_models_config(text: str, source: str = "models.config") -> list[ModelConfig]:
-    """TF Serving's ModelServerConfig text, restricted to model_config_list."""
-    configs = []
-    for top in _parse_text_format(text, source):
-        if top.name != "model_config_list":
-            raise _unknown(top, "the top level", source)
-        for item in _message(top, source):
-            if item.name != "config":
-                raise _unknown(item, "model_config_list", source)
-            configs.append(_read_config(item, source))
-    names = [c.name for c in configs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{source}: a model name appears twice: {sorted(names)}.")
+    """Read a models.config and check it as a server would at startup (the version labels
+    aside: they depend on what is loaded)."""
+    configs = read_models_config(text, source)
+    validate_config_list(configs)
+    check_platforms(configs)
     return configs
 
 
+# --- monitoring.config ---
+
+
+@functools.cache
+def _monitoring_config_class():
+    """TF Serving's MonitoringConfig (tensorflow_serving/config/monitoring_config.proto), which
+    tensorflow-serving-api does not ship: its two messages, declared in a private pool."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # noqa: PLC0415
+
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="tensorflow_serving/config/monitoring_config.proto", package="tensorflow.serving", syntax="proto3"
+    )
+    prometheus = proto.message_type.add(name="PrometheusConfig")
+    prometheus.field.add(name="enable", number=1, type=field.TYPE_BOOL, label=field.LABEL_OPTIONAL)
+    prometheus.field.add(name="path", number=2, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    proto.message_type.add(name="MonitoringConfig").field.add(
+        name="prometheus_config",
+        number=1,
+        type=field.TYPE_MESSAGE,
+        type_name=".tensorflow.serving.PrometheusConfig",
+        label=field.LABEL_OPTIONAL,
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))
+
+
 def parse_monitoring_config(text: str, source: str = "monitoring.config") -> str | None:
-    """The Prometheus path a MonitoringConfig enables, or None when it is disabled."""
-    enabled, path = False, ""
-    for top in _parse_text_format(text, source):
-        if top.name != "prometheus_config":
-            raise _unknown(top, "the top level", source)
-        for item in _message(top, source):
-            if item.name == "enable":
-                enabled = _boolean(item, source)
-            elif item.name == "path":
-                path = _string(item, source)
-            else:
-                raise _unknown(item, "prometheus_config", source)
-    return (path or METRICS_PATH) if enabled else None
+    """The Prometheus path a MonitoringConfig enables (PrometheusExporter::kPrometheusPath
+    when it names none), or None when it is disabled."""
+    prometheus = _parse_text(text, _monitoring_config_class()(), source).prometheus_config
+    return (prometheus.path or METRICS_PATH) if prometheus.enable else None
 
 
 def _config_text(source) -> tuple[str, str]:

@@ -38,8 +38,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from deployer.backends.errors import PermanentError, RolloutTimeout, TransientError
-from deployer.manifests import MANAGER, REST_PORT
+from deployer.manifests import MANAGER
 from deployer.rollout_status import RolloutFailed, deployment_status, pod_failure, replica_failure
+from deployer.tfserving import REST_PORT
 
 log = logging.getLogger(__name__)
 
