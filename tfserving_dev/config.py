@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def get_platform(config: ModelConfig) -> str:
     return config.platform
 
 
-def validate_config_list(configs: list[ModelConfig], previous: list[ModelConfig] = ()) -> None:
+def validate_config_list(configs: list[ModelConfig], previous: Sequence[ModelConfig] = ()) -> None:
     """ValidateModelConfigList (unique names, absolute base paths), then, on a reload,
     ValidateNoModelsChangePlatforms: what ReloadConfig checks before the version labels."""
     names = set()

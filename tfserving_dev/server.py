@@ -72,8 +72,8 @@ class LocalModelServer:
         self.allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self._poll_seconds = poll_seconds
         self._config_poll_seconds = config_poll_seconds
-        self._config_seen = None
-        self._reload_error = None
+        self._config_seen: str | None = None
+        self._reload_error: tuple[str, str] | None = None  # the last reload error logged
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self._handler = handler_class(App(self.manager, self.metrics, metrics_path, enable_cors_support))

@@ -1,5 +1,5 @@
-"""The Kubernetes backend seen through the pipeline's interface: TF Serving objects rendered
-by deployer.manifests, applied and followed by deployer.backends.kubernetes."""
+"""The Kubernetes backend in the pipeline's interface: TF Serving objects rendered by
+deployer.manifests, applied and followed through deployer.backends.kubernetes_api."""
 
 import time
 from collections.abc import Callable
@@ -12,10 +12,10 @@ from deployer.manifests import Release
 STALE_CONDITION_GRACE = 5.0
 
 
-class KubeTargetBackend:
+class KubernetesBackend:
     def __init__(self, *, target: manifests.Target, client):
         self.target = target
-        self.client = client  # a deployer.backends.kubernetes.KubernetesBackend
+        self.client = client  # a deployer.backends.kubernetes_api.KubernetesApi
 
     @staticmethod
     def _deployment_name(objects: list[dict]) -> str:

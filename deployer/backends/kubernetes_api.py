@@ -1,4 +1,5 @@
-"""The Kubernetes backend: apply rendered manifests, follow the rollout, look at the pods.
+"""The Kubernetes API, as the Kubernetes backend needs it: apply rendered manifests, follow the
+rollout, look at the pods (the backend itself, in the pipeline's interface, is kubernetes.py).
 
 Every call goes through the official `kubernetes` client with a private ApiClient (never the
 process-wide default), so two backends for two clusters cannot mix credentials. Objects go in
@@ -70,7 +71,7 @@ class _Silent(Exception):
     """A watch read timed out: nothing happened within the time the caller had left."""
 
 
-class KubernetesBackend:
+class KubernetesApi:
     def __init__(
         self,
         *,
@@ -90,7 +91,7 @@ class KubernetesBackend:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "KubernetesBackend":
+    def __enter__(self) -> "KubernetesApi":
         return self
 
     def __exit__(self, *exc) -> None:
