@@ -73,7 +73,7 @@ class LocalModelServer:
         self._poll_seconds = poll_seconds
         self._config_poll_seconds = config_poll_seconds
         self._config_seen: str | None = None
-        self._reload_error: tuple[str, str] | None = None  # the last reload error logged
+        self._reload_error: str | None = None  # the last reload error logged
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self._handler = handler_class(App(self.manager, self.metrics, metrics_path, enable_cors_support))
@@ -167,10 +167,10 @@ class LocalModelServer:
                 self._log_reload_error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc)
 
     def _log_reload_error(self, template: str, exc: Exception) -> None:
-        error = exc.message if isinstance(exc, ServingError) else str(exc)  # the status's message alone
-        if (template, error) != self._reload_error:
-            log.error(template, error)
-            self._reload_error = (template, error)
+        line = template % (exc.message if isinstance(exc, ServingError) else exc)  # the status's message alone
+        if line != self._reload_error:
+            log.error("%s", line)
+            self._reload_error = line
 
     def reload(self, config_text_or_path) -> None:
         """Serve what a new models.config asks for: new versions load, then the versions it no
