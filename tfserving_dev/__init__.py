@@ -1,6 +1,6 @@
 """A development stand-in for TensorFlow Serving on one machine.
 
-Production runs the real tensorflow_model_server on Kubernetes (see manifests.py). This
+Production runs the real tensorflow_model_server on Kubernetes (deployer/manifests.py). This
 package serves the same SavedModel layout, reads the same models.config, takes the same
 command-line flags and answers the same REST API, so the local runtime backend and the
 end-to-end tests exercise exactly what clients will see in production:
