@@ -28,7 +28,7 @@ RUN pip install --require-hashes --no-deps -r requirements/runtime.txt
 # processes run the code from /app (PYTHONPATH), where both are found.
 COPY . .
 RUN pip install --no-deps . \
-    && python -m compileall -q console registry deployer
+    && python -m compileall -q console registry deployer tfserving_dev
 
 # A fixed, numeric, unprivileged user, so Kubernetes' runAsNonRoot can verify it. Its home
 # is the data directory: the only place Modelgate writes (the embedded-default files it may

@@ -19,8 +19,8 @@ from deployer.metrics.arithmetic import (
     restarted,
     to_interval,
 )
-from deployer.tfserving_common import LATENCY_BUCKETS
-from deployer.tfserving_metrics import ServingMetrics
+from deployer.tfserving import LATENCY_BUCKETS
+from tfserving_dev.metrics import ServingMetrics
 
 # What a real TF Serving 2.x prints (other metrics, "{}" label sets, TYPE lines without samples).
 TF_SERVING_TEXT = """\

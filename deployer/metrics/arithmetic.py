@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-REQUEST_COUNT = ":tensorflow:serving:request_count"
-REQUEST_LATENCY = ":tensorflow:serving:request_latency"
+from deployer.tfserving import REQUEST_COUNT, REQUEST_LATENCY
+
 INF = "+Inf"
 OK = "OK"
 

@@ -39,11 +39,11 @@ from django.utils import timezone
 
 from deployer.backends import backend_for
 from deployer.backends.errors import BackendError
-from deployer.manifests import METRICS_PATH
 from deployer.metrics import promql
 from deployer.metrics.arithmetic import Interval, Snapshot, add, delta, from_samples, merge, parse, to_interval
 from deployer.metrics.points import FINE, align, traffic_fields
 from deployer.models import Deployment, DeploymentTarget, MetricPoint, ScrapeState
+from deployer.tfserving import METRICS_PATH
 
 log = logging.getLogger(__name__)
 # Short: one slow replica (or API server) must not hold up the beat, every 10 s, for every
