@@ -28,7 +28,7 @@ RUN pip install --require-hashes --no-deps -r requirements/runtime.txt
 # processes run the code from /app (PYTHONPATH), where both are found.
 COPY . .
 RUN pip install --no-deps . \
-    && python -m compileall -q console registry deployer
+    && python -m compileall -q console registry deployer tfserving_dev
 
 # A fixed, numeric, unprivileged user, so Kubernetes' runAsNonRoot can verify it. Its home
 # is the data directory: the only place Modelgate writes (the embedded-default files it may
@@ -44,8 +44,18 @@ RUN groupadd --system --gid 10001 modelgate \
 ENV PYTHONPATH=/app \
     DJANGO_SETTINGS_MODULE=console.settings \
     MODELGATE_VAR_DIR=/var/lib/modelgate \
+    STATIC_ROOT=/app/staticfiles \
     HOME=/var/lib/modelgate \
     DEBUG=false
+
+# Static files under hashed names, with the manifest the pages' links are read from
+# (settings.STATIC_MANIFEST, on when DEBUG is off), gzipped for WhiteNoise. Collected here,
+# into /app/staticfiles, not the data directory, which a volume may hide. The data directory
+# of this one step is a scratch one, so nothing in the real one ends up owned by root, and the
+# key is a throwaway: collectstatic signs nothing and the key is not kept in the image.
+RUN MODELGATE_VAR_DIR=/tmp/collectstatic SECRET_KEY=collectstatic-only-not-a-secret-0123456789abcdefghij \
+    python manage.py collectstatic --noinput --verbosity 0 \
+    && rm -rf /tmp/collectstatic
 
 USER 10001:10001
 EXPOSE 8000

@@ -6,24 +6,31 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv worker sync clean lock bench bench-quick
+.PHONY: run test lint venv worker sync clean lock bench bench-quick screenshots
 
 # Installs exactly the hashed lock (requirements/dev.txt: runtime, local, dev and bench), then
 # Modelgate itself, editable and without dependencies, so nothing unpinned gets in.
+# Quiet (@, --quiet): on a fresh clone `make run` shows one line for this, then its banner.
 $(STAMP): pyproject.toml requirements/dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
-	touch $(STAMP)
+	@echo "Installing the pinned packages into $(VENV)/ (first run, or after a dependency change)…"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	@$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
 
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(PY) manage.py up
+	@$(PY) manage.py up
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The README's tour and the layout set of every page at 1280 and 1920 px (docs/tour/,
+# docs/screenshots/), taken by the browser layout test; only this target rewrites them.
+screenshots: $(STAMP)
+	MODELGATE_SCREENSHOTS=docs MODELGATE_BROWSER_REQUIRED=1 $(PY) -m pytest tests/test_browser_layout.py -n0
 
 # The rules written as checks (CI runs this before the tests): style, the import layers of
 # docs/architecture.md, migrations that match the models, and a production configuration

@@ -30,6 +30,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+# MLflow gives its logger a handler of its own at INFO when imported ("Creating initial MLflow
+# database tables..."), whatever LOGGING below says; its warnings still show.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 DEBUG = env_bool("DEBUG", True)
 
@@ -257,9 +260,30 @@ CONTENT_SECURITY_POLICY = {
 # --- Static ---------------------------------------------------------------
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+# Outside VAR_DIR in the image (Dockerfile): a volume mounted on the data directory must not
+# hide the files `collectstatic` put there at build time.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles"))).resolve()
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Hashed file names (css/modelgate.3f2a….css) from a manifest that `collectstatic` writes, so
+# a browser never keeps an old script after an upgrade; WhiteNoise serves them with a
+# one-year cache and compressed. It needs `collectstatic` first (the Dockerfile runs it, and
+# `manage.py up` does when DEBUG is off), so the embedded default and the tests, which never
+# run it, keep plain names.
+STATIC_MANIFEST = env_bool("STATIC_MANIFEST", not DEBUG)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if STATIC_MANIFEST
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
 WHITENOISE_USE_FINDERS = True
+# Served at the site's root: /favicon.ico, which browsers ask for on pages without a <link
+# rel="icon"> (JSON answers, the API docs), so it never logs a 404.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -303,7 +327,11 @@ READYZ_MLFLOW_CHECK = "registry.gateway.ping"
 IDEMPOTENCY_PENDING_SECONDS = env_int("IDEMPOTENCY_PENDING_SECONDS", 60, minimum=1)
 
 # --- Celery ---------------------------------------------------------------
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+# The filesystem transport ignores the host, but kombu warns "No hostname was supplied" on
+# every connection without one: name it.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
+if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_URL = "filesystem://localhost/"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded default's broker: kombu's filesystem transport needs no
     # server, and a real worker process consumes it.
@@ -329,6 +357,9 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_int("REDIS_CONNECT_TIMEOUT", 3, minimum=1
 # One quick retry when publishing; an outage beyond that is the sweep's job, not the request's.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 CELERY_TASK_IGNORE_RESULT = True
+# What tasks print (the console e-mail backend's messages) is logged at INFO, into the worker's
+# log, not at Celery's default WARNING, which `make run` would show on the terminal.
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -375,6 +406,9 @@ DEPLOYER_MLFLOW_TRACKING_URI = env_str("DEPLOYER_MLFLOW_TRACKING_URI", MLFLOW_TR
 # Read Kubernetes deployments' request metrics from this Prometheus (e.g. http://prometheus:9090)
 # instead of scraping every pod through the API server's pod proxy. Empty: scrape the pods.
 PROMETHEUS_URL = env_str("PROMETHEUS_URL", "")
+# How many deployments' replicas one scrape cycle reads at a time (the reads wait on the
+# network; a replica that does not answer holds a thread for up to 3 s).
+METRICS_SCRAPE_CONCURRENCY = env_int("METRICS_SCRAPE_CONCURRENCY", 16)
 
 # --- API ------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from console.permissions import MethodPermissions
 from console.schema import paged
+from registry.promotions import selectors as promotion_selectors
 from registry.promotions.api import PromotionDetailSerializer
 from registry.promotions.models import PromotionRequest
 
@@ -59,11 +60,7 @@ def _rollout_response(rollout_id: int) -> Response:
 
 
 def _request_response(request_id: int) -> Response:
-    req = (
-        PromotionRequest.objects.select_related("model", "version", "environment", "requested_by")
-        .prefetch_related("reviews__reviewer", "comments__author")
-        .get(pk=request_id)
-    )
+    req = promotion_selectors.request_get(request_id, discussion=True)
     return Response(PromotionDetailSerializer(req).data, status=status.HTTP_201_CREATED)
 
 

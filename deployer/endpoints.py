@@ -14,12 +14,13 @@ same URL while rollouts and rollbacks move the label.
 """
 
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
-from deployer.manifests import REST_PORT, resource_name
+from deployer import tfserving
+from deployer.manifests import resource_name
 
 CLUSTER_DOMAIN = "cluster.local"
 
@@ -32,7 +33,7 @@ class Endpoint:
 
 def model_path(model: str, environment: str) -> str:
     """TF Serving's REST path of a model by its environment's label (append ``:predict``)."""
-    return f"/v1/models/{quote(model, safe='')}/labels/{quote(environment, safe='')}"
+    return tfserving.model_path(model, label=environment)
 
 
 def base_url_problem(value: str) -> str | None:
@@ -62,5 +63,5 @@ def endpoint(deployment) -> Endpoint:
         url = f"http://127.0.0.1:{deployment.local_port}{path}" if deployment.local_port else None
     else:
         service = resource_name(deployment.model.name, environment)
-        url = f"http://{service}.{target.namespace}.svc.{CLUSTER_DOMAIN}:{REST_PORT}{path}"
+        url = f"http://{service}.{target.namespace}.svc.{CLUSTER_DOMAIN}:{tfserving.REST_PORT}{path}"
     return Endpoint(url=url, external_url=external)

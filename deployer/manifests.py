@@ -26,11 +26,10 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-GRPC_PORT = 8500
-REST_PORT = 8501
+from deployer.tfserving import GRPC_PORT, METRICS_PATH, REST_PORT, model_path
+
 MODEL_ROOT = "/models"
 CONFIG_DIR = "/config"
-METRICS_PATH = "/monitoring/prometheus/metrics"
 MANAGER = "modelgate"
 TMP_DIR = "/tmp"  # noqa: S108 - an emptyDir mounted in the pod, not this machine's /tmp
 # An unprivileged uid and gid (not in the serving image's /etc/passwd, which TF Serving ignores);
@@ -210,7 +209,7 @@ def config_map(target: Target, release: Release) -> dict:
 
 def available_check(release: Release) -> list[str]:
     """A command that succeeds only when TF Serving reports the version AVAILABLE."""
-    path = f"/v1/models/{release.model}/versions/{release.version}"
+    path = model_path(release.model, version=release.version)
     script = (
         f"exec 3<>/dev/tcp/127.0.0.1/{REST_PORT} && "
         f"printf 'GET %s HTTP/1.0\\r\\n\\r\\n' {shlex.quote(path)} >&3 && "

@@ -12,7 +12,6 @@ from rest_framework.views import APIView
 from console.permissions import MethodPermissions
 from deployer import selectors
 from deployer.metrics.series import MAX_WINDOW, series
-from deployer.models import Rollout
 
 
 class SeriesQuery(serializers.Serializer):
@@ -30,11 +29,7 @@ class SeriesQuery(serializers.Serializer):
 def rollout_events(deployment, since) -> list[dict]:
     """What happened to the deployment in the window, for markers on the charts."""
     events = []
-    for rollout in (
-        Rollout.objects.filter(deployment=deployment, finished_at__gte=since)
-        .select_related("version")
-        .order_by("finished_at")
-    ):
+    for rollout in selectors.rollouts_finished_since(deployment, since):
         events.append(
             {
                 "t": int(rollout.finished_at.timestamp()),

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from console.choices import BadgeChoices
 from deployer.endpoints import base_url_problem
 from registry.models import ModelVersion, RegisteredModel
 from registry.promotions.models import Environment, PromotionRequest
@@ -111,13 +112,45 @@ class DeploymentTarget(models.Model):
             raise ValidationError(errors)
 
 
+class DeploymentState(BadgeChoices):
+    NEW = "new", "muted", "Not serving yet"
+    SERVING = "serving", "ok", "Serving"
+    UNDEPLOYED = "undeployed", "muted", "Undeployed"
+
+
+class DriftState(BadgeChoices):
+    UNKNOWN = "unknown", "muted", "Not checked"
+    IN_SYNC = "in_sync", "ok", "In sync"
+    OUT_OF_SYNC = "out_of_sync", "warning", "Out of sync"
+
+
+class Health(BadgeChoices):
+    """The dashboard's one word per deployment (``Deployment.health``)."""
+
+    OK = "ok", "ok", "healthy"
+    WARN = "warn", "warning", "degraded"
+    BAD = "bad", "error", "failing"
+    IDLE = "idle", "muted", "idle"
+
+
+class PodReadiness(BadgeChoices):
+    """A replica as the health panel lists it (``pod.ready`` from the backend)."""
+
+    READY = "ready", "ok", "ready"
+    NOT_READY = "not_ready", "error", "not ready"
+
+
+# Health thresholds on the share of failed requests.
+HEALTH_BAD_ERROR_RATE, HEALTH_WARN_ERROR_RATE = 0.05, 0.01
+
+
 class Deployment(models.Model):
     """One model served in one environment: the stable thing its rollouts replace."""
 
-    NEW, SERVING, UNDEPLOYED = "new", "serving", "undeployed"
-    STATES = [(NEW, "Not serving yet"), (SERVING, "Serving"), (UNDEPLOYED, "Undeployed")]
-    UNKNOWN, IN_SYNC, OUT_OF_SYNC = "unknown", "in_sync", "out_of_sync"
-    DRIFT_STATES = [(UNKNOWN, "Not checked"), (IN_SYNC, "In sync"), (OUT_OF_SYNC, "Out of sync")]
+    NEW, SERVING, UNDEPLOYED = DeploymentState.NEW, DeploymentState.SERVING, DeploymentState.UNDEPLOYED
+    STATES = DeploymentState.choices
+    UNKNOWN, IN_SYNC, OUT_OF_SYNC = DriftState.UNKNOWN, DriftState.IN_SYNC, DriftState.OUT_OF_SYNC
+    DRIFT_STATES = DriftState.choices
 
     target = models.ForeignKey(DeploymentTarget, on_delete=models.PROTECT, related_name="deployments")
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="deployments")
@@ -147,6 +180,64 @@ class Deployment(models.Model):
     def environment(self) -> Environment:
         return self.target.environment
 
+    @property
+    def drift_title(self) -> str:
+        """The drift badge's tooltip: what out of sync means here."""
+        if self.drift_state != self.OUT_OF_SYNC or self.live_rollout is None:
+            return ""
+        return f"What runs differs from what revision {self.live_rollout.revision} applied"
+
+    @property
+    def is_serving(self) -> bool:
+        """A revision serves now: what redeploy, undeploy and the break-glass stop act on."""
+        return self.state == self.SERVING and self.live_rollout_id is not None
+
+    def rollback_refusal(self, rollout: "Rollout") -> str | None:
+        """Why ``rollout`` cannot be asked for again, or None: only an earlier good revision
+        of another version than the one serving can (``services.rollback_request``)."""
+        if rollout.state not in Rollout.GOOD or rollout.version_id is None:
+            return f"Revision {rollout.revision} never went live; only a good revision can be rolled back to."
+        live = self.live_rollout
+        if live is not None and live.version_id == rollout.version_id:
+            return f"v{rollout.version.version} already serves."
+        return None
+
+    def health_for(self, metrics: dict) -> Health:
+        """The dashboard's one word for ``metrics`` (``metrics.series.summary``): idle when not
+        serving or nothing is measured; bad with no ready replica or 5 % errors; warn when out
+        of sync, at 1 % errors or short of replicas."""
+        if self.state != self.SERVING:
+            return Health.IDLE
+        ready, desired, errors = metrics["replicas_ready"], metrics["replicas_desired"], metrics["error_rate"]
+        if ready == 0 or (errors or 0) >= HEALTH_BAD_ERROR_RATE:
+            return Health.BAD
+        if (
+            self.drift_state == self.OUT_OF_SYNC
+            or (errors or 0) >= HEALTH_WARN_ERROR_RATE
+            or (ready is not None and desired is not None and ready < desired)
+        ):
+            return Health.WARN
+        return Health.OK if ready is not None else Health.IDLE
+
+
+class RolloutState(BadgeChoices):
+    QUEUED = "queued", "warning", "Queued"
+    RUNNING = "running", "blue", "Running"
+    LIVE = "live", "ok", "Live"
+    ROLLED_BACK = "rolled_back", "error", "Rolled back"
+    FAILED = "failed", "error", "Failed"
+    DONE = "done", "ok", "Done"
+
+
+class StepState(BadgeChoices):
+    """A pipeline step's state, kept in ``Rollout.steps`` (deployer.pipeline)."""
+
+    PENDING = "pending", "muted", "pending"
+    RUNNING = "running", "blue", "running"
+    DONE = "done", "ok", "done"
+    FAILED = "failed", "error", "failed"
+    SKIPPED = "skipped", "muted", "skipped"
+
 
 class Rollout(models.Model):
     DEPLOY, ROLLBACK, REDEPLOY, UNDEPLOY = "deploy", "rollback", "redeploy", "undeploy"
@@ -158,15 +249,9 @@ class Rollout(models.Model):
         (UNDEPLOY, "Undeploy"),
         (AUTO_ROLLBACK, "Automatic rollback (guard)"),
     ]
-    QUEUED, RUNNING, LIVE, ROLLED_BACK, FAILED, DONE = "queued", "running", "live", "rolled_back", "failed", "done"
-    STATES = [
-        (QUEUED, "Queued"),
-        (RUNNING, "Running"),
-        (LIVE, "Live"),
-        (ROLLED_BACK, "Rolled back"),
-        (FAILED, "Failed"),
-        (DONE, "Done"),
-    ]
+    QUEUED, RUNNING, LIVE = RolloutState.QUEUED, RolloutState.RUNNING, RolloutState.LIVE
+    ROLLED_BACK, FAILED, DONE = RolloutState.ROLLED_BACK, RolloutState.FAILED, RolloutState.DONE
+    STATES = RolloutState.choices
     ACTIVE = (QUEUED, RUNNING)
     GOOD = (LIVE,)
 

@@ -22,7 +22,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from console.errors import UpstreamUnavailable
-from deployer import services
+from deployer import services, tfserving
 from deployer.backends import backend_for
 from deployer.backends.errors import BackendError, PermanentError, RolloutFailed, RolloutTimeout, TransientError
 from deployer.manifests import Release
@@ -156,7 +156,7 @@ class Run:
         return self.backend.wait(self.rollout.manifests, timeout=timeout, progress=self._progress(step))
 
     def _verify(self, release: Release, version) -> str:
-        path = f"/v1/models/{release.model}/versions/{release.version}"
+        path = tfserving.model_path(release.model, version=release.version)
         answers = self.backend.call(release, "GET", path)
         if not answers:
             raise VerifyFailed(f"No replica serves v{release.version}.")

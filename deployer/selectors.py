@@ -1,7 +1,7 @@
 """Reads for the deployment pages and API. Each one loads what its page shows in a fixed
 number of queries, however many deployments or revisions there are."""
 
-from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from console.errors import NotFound
 from deployer.models import Deployment, Rollout
@@ -79,6 +79,15 @@ def open_requests(deployment: Deployment) -> QuerySet[PromotionRequest]:
     )
 
 
+def rollouts_finished_since(deployment: Deployment, since) -> QuerySet[Rollout]:
+    """The deployment's rollouts that ended at or after ``since``, in the order they ended."""
+    return (
+        Rollout.objects.filter(deployment=deployment, finished_at__gte=since)
+        .select_related("version")
+        .order_by("finished_at")
+    )
+
+
 def active_rollout(deployment: Deployment) -> Rollout | None:
     """The rollout running now, or the oldest one waiting for it."""
     return (
@@ -86,4 +95,15 @@ def active_rollout(deployment: Deployment) -> Rollout | None:
         .select_related("version")
         .order_by("created_at", "id")
         .first()
+    )
+
+
+def rollouts_finished_after(when, *, after_id: int = 0) -> list[Rollout]:
+    """Rollouts that ended after ``when`` (or at it, with a higher id), oldest first: what
+    `make run` reports, one line each."""
+    return list(
+        Rollout.objects.select_related("deployment__target__environment", "deployment__model", "version")
+        .filter(finished_at__isnull=False)
+        .filter(Q(finished_at__gt=when) | Q(finished_at=when, pk__gt=after_id))
+        .order_by("finished_at", "pk")
     )

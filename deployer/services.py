@@ -150,9 +150,7 @@ def rollout_for_promotion(*, request_id: int, resume_deploying: bool = False) ->
             if not (resume_deploying and state == PromotionRequest.DEPLOYING):
                 return None
         deployment.refresh_from_db()
-        if kind in (Rollout.REDEPLOY, Rollout.UNDEPLOY) and (
-            deployment.state != Deployment.SERVING or deployment.live_rollout is None
-        ):
+        if kind in (Rollout.REDEPLOY, Rollout.UNDEPLOY) and not deployment.is_serving:
             promotions.promotion_mark_failed(
                 request_id=request_id, reason=f"{deployment} no longer serves; there is nothing to {kind}."
             )
@@ -208,9 +206,9 @@ def rollout_redeploy(*, actor, deployment_id: int, reason: str = "") -> Rollout 
     reason = (reason or "").strip()
     with transaction.atomic():
         deployment = _locked_deployment(deployment_id)
-        live = deployment.live_rollout
-        if live is None or deployment.state != Deployment.SERVING:
+        if not deployment.is_serving:
             raise Conflict(f"{deployment} serves no revision to redeploy.")
+        live = deployment.live_rollout
         if deployment.environment.required_approvals:
             version = live.version
         else:
@@ -238,7 +236,7 @@ def rollout_undeploy(*, actor, deployment_id: int, reason: str) -> Rollout | Pro
         raise ServiceError("Say why the model stops serving.", field="reason")
     with transaction.atomic():
         deployment = _locked_deployment(deployment_id)
-        if deployment.state != Deployment.SERVING or deployment.live_rollout is None:
+        if not deployment.is_serving:
             raise Conflict(f"{deployment} is not serving.")
         if deployment.environment.required_approvals:
             version = deployment.live_rollout.version
@@ -279,7 +277,7 @@ def deployment_break_glass_stop(*, actor, deployment_id: int, reason: str) -> Ro
         raise ServiceError("The reason is at most 10000 characters.", field="reason")
     with transaction.atomic():
         deployment = _locked_deployment(deployment_id)
-        if deployment.state != Deployment.SERVING or deployment.live_rollout is None:
+        if not deployment.is_serving:
             raise Conflict(f"{deployment} is not serving.")
         # No busy check: an emergency stop queues right behind whatever runs now.
         rollout = _undeploy_now(actor=actor, deployment=deployment, reason=f"Break-glass stop by {actor}: {reason}")
@@ -322,12 +320,9 @@ def rollback_request(*, actor, deployment_id: int, revision: int, justification:
     rollout = deployment.rollouts.select_related("version").filter(revision=revision).first()
     if rollout is None:
         raise ServiceError(f"Revision {revision} does not exist.", field="revision")
-    if rollout.state != Rollout.LIVE or rollout.version is None:
-        raise ServiceError(
-            f"Revision {revision} never went live; only a good revision can be rolled back to.", field="revision"
-        )
-    if deployment.live_rollout and deployment.live_rollout.version_id == rollout.version_id:
-        raise ServiceError(f"v{rollout.version.version} already serves.", field="revision")
+    refusal = deployment.rollback_refusal(rollout)
+    if refusal:
+        raise ServiceError(refusal, field="revision")
     return promotions.promotion_request(
         actor=actor,
         version=rollout.version,

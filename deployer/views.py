@@ -13,8 +13,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from console.errors import ServiceError
+from console.forms import add_service_error
 from console.htmx import render_page
-from registry.promotions.models import Environment, PromotionRequest
+from registry.promotions import selectors as promotion_selectors
+from registry.promotions.models import PromotionRequest
 
 from . import selectors, services
 from .backends import backend_for
@@ -23,7 +25,7 @@ from .endpoints import endpoint
 from .forms import RedeployForm, RollbackForm, StopForm, UndeployForm
 from .metrics.compare import before_after
 from .metrics.series import summary
-from .models import Deployment, Rollout
+from .models import Deployment
 
 PAGE_SIZE = 50
 VIEW, VIEW_ROLLOUT = "deployer.view_deployment", "deployer.view_rollout"
@@ -51,7 +53,7 @@ def deployment_list(request):
     metrics = summary(page.object_list)
     for deployment in page.object_list:
         deployment.metrics = metrics[deployment.pk]
-        deployment.health = health_colour(deployment, deployment.metrics)
+        deployment.health = deployment.health_for(deployment.metrics)
     query = request.GET.copy()
     query.pop("page", None)
     return render_page(
@@ -61,39 +63,13 @@ def deployment_list(request):
             "page": page,
             "filters": filters,
             "query": query.urlencode(),
-            "environments": Environment.objects.all(),
+            "environments": promotion_selectors.environment_list(),
         },
         partial="results",
     )
 
 
-def health_colour(deployment: Deployment, metrics: dict) -> str:
-    """One word for the dashboard's dot: ok, warn, bad, or idle (not serving / no data)."""
-    if deployment.state != Deployment.SERVING:
-        return "idle"
-    ready, desired, errors = metrics["replicas_ready"], metrics["replicas_desired"], metrics["error_rate"]
-    if ready == 0 or (errors or 0) >= 0.05:
-        return "bad"
-    if (
-        deployment.drift_state == Deployment.OUT_OF_SYNC
-        or (errors or 0) >= 0.01
-        or (ready is not None and desired is not None and ready < desired)
-    ):
-        return "warn"
-    return "ok" if ready is not None else "idle"
-
-
 # --- one deployment -----------------------------------------------------------------
-
-
-def _can_roll_back_to(deployment: Deployment, rollout: Rollout) -> bool:
-    """An earlier good revision of another version: what rollback_request accepts."""
-    live = deployment.live_rollout
-    return (
-        rollout.state in Rollout.GOOD
-        and rollout.version_id is not None
-        and (live is None or (rollout.pk != live.pk and rollout.version_id != live.version_id))
-    )
 
 
 def _posted_revision(form: RollbackForm | None) -> int | None:
@@ -106,11 +82,11 @@ def _posted_revision(form: RollbackForm | None) -> int | None:
 def _detail_context(request, deployment: Deployment, **extra) -> dict:
     history = list(selectors.deployment_history(deployment))
     for rollout in history:
-        rollout.can_roll_back_to = _can_roll_back_to(deployment, rollout)
+        rollout.can_roll_back_to = deployment.rollback_refusal(rollout) is None
     active = next((r for r in reversed(history) if r.is_active), None)  # the oldest active one runs first
     rollback_form = extra.pop("rollback_form", None)
     user = request.user
-    serving = deployment.state == Deployment.SERVING and deployment.live_rollout_id is not None
+    serving = deployment.is_serving
     return {
         "deployment": deployment,
         "endpoint": endpoint(deployment),
@@ -200,8 +176,7 @@ def deployment_undeploy(request, pk):
             actor=request.user, deployment_id=deployment.pk, reason=form.cleaned_data["reason"]
         )
     except ServiceError as exc:
-        if exc.field in form.fields:
-            form.add_error(exc.field, exc.message)
+        if add_service_error(form, exc, fields_only=True):
             return _detail_page(request, deployment, undeploy_form=form, status=exc.http_status)
         return _detail_page(request, selectors.deployment_get(pk), error=exc.message, status=exc.http_status)
     return _after_operation(request, deployment, outcome, "undeploy")
@@ -220,8 +195,7 @@ def deployment_stop(request, pk):
             actor=request.user, deployment_id=deployment.pk, reason=form.cleaned_data["reason"]
         )
     except ServiceError as exc:
-        if exc.field in form.fields:
-            form.add_error(exc.field, exc.message)
+        if add_service_error(form, exc, fields_only=True):
             return _detail_page(request, deployment, stop_form=form, status=exc.http_status)
         return _detail_page(request, selectors.deployment_get(pk), error=exc.message, status=exc.http_status)
     messages.warning(
@@ -245,7 +219,7 @@ def deployment_rollback(request, pk):
                 justification=form.cleaned_data["justification"],
             )
         except ServiceError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            add_service_error(form, exc)
             return _detail_page(request, deployment, rollback_form=form, status=exc.http_status)
         messages.success(request, f"Rollback requested as request #{req.pk}: {req.get_state_display().lower()}.")
         return _redirect(request, reverse("promotions:detail", kwargs={"pk": req.pk}))

@@ -330,9 +330,17 @@ def inspect_model_version(name: str, version: int) -> Inspection:
     Raises ArtifactPathError if a path in the artifacts leaves them (registry/artifact_paths.py).
     """
     with _translated():
-        base = client().get_model_version_download_uri(name, str(version)).rstrip("/")
+        base = client().get_model_version_download_uri(name, str(version))
+    return inspect_artifacts(base)
+
+
+def inspect_artifacts(base: str, root: set[str] | None = None) -> Inspection:
+    """What the model at artifact location ``base`` holds (``root``: the names at its top,
+    when the caller has listed them already). Raises ArtifactPathError as inspect_model_version."""
+    base = base.rstrip("/")
+    with _translated():
         check_artifact_paths(base)
-        root = _artifact_names(base)
+        root = _artifact_names(base) if root is None else root
         if "MLmodel" not in root:
             if "saved_model.pb" in root:
                 signature = signature_from_savedmodel_proto(_read_artifact(f"{base}/saved_model.pb"))
@@ -404,30 +412,74 @@ def resolve_alias_source(source: str) -> str:
     return f"models:/{name}/{version}"
 
 
-def check_source_exists(source: str) -> str:
-    """Raise MlflowNotFound unless an MLflow model URI points at something that exists, and
-    return the training run behind it ("" if none is recorded).
+@dataclass(frozen=True)
+class SourceFacts:
+    """What registration learns of an MLflow model URI before it creates anything."""
+
+    run_id: str  # the training run behind it ("" if none is recorded)
+    base: str  # the artifact location its files are read from
+    names: set[str] | None = None  # the names at the top of it, when they were listed
+
+
+def _joined(base: str, path: str) -> str:
+    return "/".join(part for part in (base.rstrip("/"), path.strip("/")) if part)
+
+
+def _logged_model_of_run(experiment_id: str, run_id: str, name: str):
+    """The model named ``name`` that run ``run_id`` logged, or None (as MLflow resolves it)."""
+    if "'" in name or "\\" in name:
+        return None  # not a name MLflow's filter can hold, so no logged model has it
+    token = None
+    while True:
+        page = client().search_logged_models(
+            experiment_ids=[experiment_id], filter_string=f"name = '{name}'", page_token=token
+        )
+        found = next((model for model in page if model.source_run_id == run_id), None)
+        if found is not None or not page.token:
+            return found
+        token = page.token
+
+
+def source_facts(source: str) -> SourceFacts:
+    """Raise MlflowNotFound unless an MLflow model URI points at something that exists; return
+    its run and the artifact location the version's files will be read from.
 
     MLflow accepts a dangling models:/ or runs:/ source and fails only when the version is
     loaded; Modelgate refuses it at registration instead, and keeps the lineage to the run.
+    A runs:/ source costs one get_run and one listing: the run's artifact location is read
+    from the run itself (MLflow's runs:/ resolution would fetch the run again per call).
     """
     scheme, _, rest = source.partition(":/")
     rest = rest.lstrip("/")
     with _translated():
         if scheme == "runs":
-            run_id = client().get_run(rest.split("/", 1)[0]).info.run_id
-            if not _artifact_names(source.rstrip("/")):
-                raise MlflowNotFound(f"run {run_id} has no artifacts at {rest.split('/', 1)[1]!r}")
-            return run_id
+            run_part, _, path = rest.partition("/")
+            run = client().get_run(run_part)
+            base = _joined(run.info.artifact_uri, path)
+            names = _artifact_names(base)
+            if not names and path:
+                # MLflow 3 keeps a model logged in a run as a logged model of its own, which a
+                # runs:/<run>/<name>/… URI also names (MLflow's RunsArtifactRepository).
+                name, _, below = path.strip("/").partition("/")
+                logged = _logged_model_of_run(run.info.experiment_id, run.info.run_id, name)
+                if logged is not None:
+                    base = _joined(logged.artifact_location, below)
+                    names = _artifact_names(base)
+            if not names:
+                raise MlflowNotFound(f"run {run.info.run_id} has no artifacts at {path!r}")
+            return SourceFacts(run_id=run.info.run_id, base=base, names=names)
         if scheme == "models" and rest.startswith("m-") and "/" not in rest:
-            return client().get_logged_model(rest).source_run_id or ""
+            logged = client().get_logged_model(rest)
+            return SourceFacts(run_id=logged.source_run_id or "", base=logged.artifact_location)
         if scheme == "models" and "@" in rest:
             name, alias = rest.rsplit("@", 1)
-            return client().get_model_version_by_alias(name, alias).run_id or ""
+            mv = client().get_model_version_by_alias(name, alias)
+            return SourceFacts(run_id=mv.run_id or "", base=client().get_model_version_download_uri(name, mv.version))
         if scheme == "models":
             name, version = rest.rsplit("/", 1)
-            return client().get_model_version(name, version).run_id or ""
-    return ""
+            run_id = client().get_model_version(name, version).run_id or ""
+            return SourceFacts(run_id=run_id, base=client().get_model_version_download_uri(name, version))
+    return SourceFacts(run_id="", base=source)
 
 
 # --- aliases --------------------------------------------------------------

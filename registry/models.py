@@ -8,6 +8,8 @@ sync, so list pages and search never wait on MLflow.
 from django.conf import settings
 from django.db import models
 
+from console.choices import BadgeChoices
+
 
 class RegisteredModel(models.Model):
     name = models.CharField(max_length=256, unique=True)
@@ -33,11 +35,43 @@ class RegisteredModel(models.Model):
         return self.name
 
 
+class VersionStatus(BadgeChoices):
+    """MLflow's model version status."""
+
+    READY = "READY", "ok", "Ready"
+    PENDING = "PENDING_REGISTRATION", "warning", "Pending registration"
+    FAILED = "FAILED_REGISTRATION", "error", "Failed registration"
+
+
+class ConversionState(BadgeChoices):
+    """Converting a Keras archive to a SavedModel (registry.convert_keras_version)."""
+
+    QUEUED = "queued", "warning", "Queued"
+    RUNNING = "running", "blue", "Converting"
+    DONE = "done", "ok", "Converted"
+    FAILED = "failed", "error", "Conversion failed"
+
+
+class Servability(BadgeChoices):
+    """Whether TF Serving can serve a version (``ModelVersion.servability``)."""
+
+    READY = "ready", "ok", "TF Serving ready"
+    NOT_SERVABLE = "not_servable", "muted", "not servable"
+
+
+class RunStatus(BadgeChoices):
+    """MLflow's run status, as the version page shows the training run."""
+
+    RUNNING = "RUNNING", "warning", "RUNNING"
+    SCHEDULED = "SCHEDULED", "warning", "SCHEDULED"
+    FINISHED = "FINISHED", "ok", "FINISHED"
+    FAILED = "FAILED", "error", "FAILED"
+    KILLED = "KILLED", "error", "KILLED"
+
+
 class ModelVersion(models.Model):
-    READY = "READY"
-    PENDING = "PENDING_REGISTRATION"
-    FAILED = "FAILED_REGISTRATION"
-    STATUS_CHOICES = [(READY, "Ready"), (PENDING, "Pending registration"), (FAILED, "Failed registration")]
+    READY, PENDING, FAILED = VersionStatus.READY, VersionStatus.PENDING, VersionStatus.FAILED
+    STATUS_CHOICES = VersionStatus.choices
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
     version = models.PositiveIntegerField()
@@ -65,13 +99,9 @@ class ModelVersion(models.Model):
     keras_archive_path = models.CharField(max_length=500, blank=True)
 
     # Converting that archive to a SavedModel (registry.convert_keras_version): the job's state.
-    CONVERSION_QUEUED, CONVERSION_RUNNING, CONVERSION_DONE, CONVERSION_FAILED = "queued", "running", "done", "failed"
-    CONVERSION_CHOICES = [
-        (CONVERSION_QUEUED, "Queued"),
-        (CONVERSION_RUNNING, "Converting"),
-        (CONVERSION_DONE, "Converted"),
-        (CONVERSION_FAILED, "Conversion failed"),
-    ]
+    CONVERSION_QUEUED, CONVERSION_RUNNING = ConversionState.QUEUED, ConversionState.RUNNING
+    CONVERSION_DONE, CONVERSION_FAILED = ConversionState.DONE, ConversionState.FAILED
+    CONVERSION_CHOICES = ConversionState.choices
     conversion_state = models.CharField(max_length=16, choices=CONVERSION_CHOICES, blank=True)
     conversion_detail = models.CharField(max_length=500, blank=True)
 
@@ -86,6 +116,10 @@ class ModelVersion(models.Model):
 
     def __str__(self):
         return f"{self.model.name} v{self.version}"
+
+    @property
+    def servability(self) -> Servability:
+        return Servability.READY if self.servable else Servability.NOT_SERVABLE
 
     @property
     def model_uri(self) -> str:

@@ -90,6 +90,12 @@ def version_get(name: str, number) -> ModelVersion:
     return version
 
 
+def version_recent_requests(version: ModelVersion, *, limit: int = 10):
+    """The newest promotion requests for ``version`` (through the reverse relation: the
+    registry's core does not import the promotion workflow)."""
+    return version.promotion_requests.select_related("environment", "requested_by").order_by("-created_at")[:limit]
+
+
 @dataclass(frozen=True)
 class RunView:
     run: gateway.RunSummary | None

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from console.errors import ServiceError
+from console.forms import add_service_error
 from console.htmx import render_page
 from console.transactions import on_commit_safely
 
@@ -21,10 +22,6 @@ PAGE_SIZE = 25
 
 def _bool(value: str):
     return {"yes": True, "no": False}.get(value)
-
-
-def _form_error(form, exc: ServiceError):
-    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
 
 
 @permission_required("registry.view_registeredmodel", raise_exception=True)
@@ -60,7 +57,7 @@ def model_create(request):
         try:
             model = services.model_create(actor=request.user, **form.cleaned_data)
         except ServiceError as exc:
-            _form_error(form, exc)
+            add_service_error(form, exc)
         else:
             messages.success(request, f"Model {model.name} registered.")
             return redirect("registry:model-detail", name=model.name)
@@ -92,7 +89,7 @@ def _edit(request, obj, update, redirect_url, template, context):
         try:
             update(description=form.cleaned_data["description"], tags=form.tag_changes(obj.tags))
         except ServiceError as exc:
-            _form_error(form, exc)
+            add_service_error(form, exc)
         else:
             messages.success(request, "Saved.")
             return redirect(redirect_url)
@@ -122,7 +119,7 @@ def version_register(request, name):
         try:
             version = services.version_register(actor=request.user, model_name=model.name, **form.cleaned_data)
         except ServiceError as exc:
-            _form_error(form, exc)
+            add_service_error(form, exc)
         else:
             messages.success(request, f"Registered {version}.")
             return redirect("registry:version-detail", name=model.name, version=version.version)
@@ -141,14 +138,10 @@ def version_detail(request, name, version):
             "version": mv,
             "model": mv.model,
             "edit_form": _version_edit_form(mv),
-            "recent_requests": _recent_requests(mv),
+            "recent_requests": selectors.version_recent_requests(mv),
             "keras_conversion": settings.MODELGATE_KERAS_CONVERSION,
         },
     )
-
-
-def _recent_requests(mv):
-    return mv.promotion_requests.select_related("environment", "requested_by").order_by("-created_at")[:10]
 
 
 def _version_edit_form(mv):
@@ -169,7 +162,7 @@ def version_run(request, name, version):
         return render(request, "registry/version_detail.html#run", context)
     # Without JavaScript the link lands here: the whole page, run panel filled in.
     context["edit_form"] = _version_edit_form(mv)
-    context["recent_requests"] = _recent_requests(mv)
+    context["recent_requests"] = selectors.version_recent_requests(mv)
     return render(request, "registry/version_detail.html", context)
 
 
@@ -183,7 +176,7 @@ def version_edit(request, name, version):
         lambda **kw: services.version_update(actor=request.user, version=mv, **kw),
         reverse("registry:version-detail", kwargs={"name": name, "version": mv.version}),
         "registry/version_detail.html",
-        {"version": mv, "model": mv.model, "recent_requests": _recent_requests(mv)},
+        {"version": mv, "model": mv.model, "recent_requests": selectors.version_recent_requests(mv)},
     )
 
 

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import pytest
 
 from deployer.backends.local import free_port
-from deployer.manifests import METRICS_PATH
+from deployer.tfserving import METRICS_PATH
 
 SCRAPE_INTERVAL = 1.0  # seconds
 

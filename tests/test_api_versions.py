@@ -172,3 +172,62 @@ def test_the_training_run_is_found_from_the_source_when_not_given(api, engineer,
     assert first["run_id"] == logged.run_id
     second = api(engineer).post(churn, {"source": "models:/churn/1"}, format="json").json()
     assert second["run_id"] == logged.run_id
+
+
+class _CountingClient:
+    """An MlflowClient that records the name of every call made through it."""
+
+    def __init__(self, real, calls):
+        self._real, self._calls = real, calls
+
+    def __getattr__(self, name):
+        attribute = getattr(self._real, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            self._calls.append(name)
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def mlflow_calls(monkeypatch):
+    """Every MLflow call registration makes: client methods, artifact listings and downloads."""
+    from registry import gateway
+
+    calls: list[str] = []
+    real_client, real_names, real_read = gateway.client, gateway._artifact_names, gateway._read_artifact
+    monkeypatch.setattr(gateway, "client", lambda: _CountingClient(real_client(), calls))
+    monkeypatch.setattr(gateway, "_artifact_names", lambda uri: calls.append("list_artifacts") or real_names(uri))
+    monkeypatch.setattr(gateway, "_read_artifact", lambda uri: calls.append("download_artifact") or real_read(uri))
+    return calls
+
+
+def test_registering_from_a_runs_uri_makes_only_the_mlflow_calls_it_needs(
+    api, engineer, churn, mlflow_store, mlflow_calls
+):
+    logged = mlflow_store.template.models[1]
+
+    response = api(engineer).post(
+        churn, {"source": f"runs:/{logged.run_id}/model", "tags": {"team": "risk", "stage": "candidate"}}, format="json"
+    )
+
+    assert response.status_code == 201, response.json()
+    # The run once (it exists, and where its artifacts are); its artifact folder listed, then
+    # the logged model MLflow 3 keeps the run's model as found and listed; MLmodel read and the
+    # SavedModel folder listed by the inspection; one create that carries every tag. No run
+    # read twice, no version read back, no tag written on its own.
+    assert sorted(mlflow_calls) == sorted(
+        [
+            "get_run",
+            "list_artifacts",
+            "search_logged_models",
+            "list_artifacts",
+            "download_artifact",
+            "list_artifacts",
+            "create_model_version",
+        ]
+    ), mlflow_calls
+    assert mlflow_store.client().get_model_version("churn", "1").tags["team"] == "risk"

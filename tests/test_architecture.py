@@ -1,6 +1,7 @@
 """The layers docs/architecture.md describes are import-linter contracts that `make lint` runs:
 breaking one fails the build with the contract's name (issue 14)."""
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -42,13 +43,38 @@ def test_every_registry_module_but_promotions_is_held_below_the_promotion_workfl
     assert present - {"registry.promotions"} == listed
 
 
-def test_a_registry_module_that_imports_the_deployer_fails_lint_naming_the_contract(tmp_path):
-    for name in ("console", "registry", "deployer"):
+def copy_of_the_code(tmp_path: Path) -> Path:
+    for name in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]:
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    models = tmp_path / "registry" / "models.py"
+    return tmp_path
+
+
+def test_a_registry_module_that_imports_the_deployer_fails_lint_naming_the_contract(tmp_path):
+    models = copy_of_the_code(tmp_path) / "registry" / "models.py"
     models.write_text(models.read_text() + "\nfrom deployer.models import Rollout  # noqa\n")
     result = lint_imports(tmp_path)
     assert result.returncode != 0
     assert "The registry never imports the deployer BROKEN" in result.stdout
     assert "registry.models -> deployer.models" in result.stdout
+
+
+def test_the_development_server_reaching_into_the_deployer_fails_lint_naming_the_contract(tmp_path):
+    server = copy_of_the_code(tmp_path) / "tfserving_dev" / "server.py"
+    server.write_text(server.read_text() + "\nfrom deployer.manifests import Release  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "The development server imports no app but TF Serving's names BROKEN" in result.stdout
+    assert "tfserving_dev.server -> deployer.manifests" in result.stdout
+
+
+def test_the_tf_serving_names_module_imports_only_the_standard_library():
+    """The development server's one import from the deployer must bring nothing else along."""
+    tree = ast.parse((ROOT / "deployer" / "tfserving.py").read_text())
+    imported = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported <= set(sys.stdlib_module_names), imported

@@ -1,7 +1,7 @@
 """cluster/: Modelgate's own Kubernetes manifests. Every object validates against the
 Kubernetes schemas (kubernetes-validate, strict, 1.33), nothing is cluster-wide, images are
 pinned, pods run as non-root, and the RBAC Roles grant exactly what the deployer calls: a whole
-rollout runs through deployer.backends.kubernetes against the test API server (tests/kubeapi),
+rollout runs through deployer.backends.kubernetes_api against the test API server (tests/kubeapi),
 and its recorded requests are checked against the Roles both ways."""
 
 import os
@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from deployer import manifests as m
-from deployer.backends.kubernetes import KubernetesBackend
+from deployer import tfserving
+from deployer.backends.kubernetes_api import KubernetesApi
 from tests.kubeapi import podsecurity
 from tests.kubeapi.fixtures import (  # noqa: F401 - fixtures
     TARGET,
@@ -298,9 +299,7 @@ BACKEND_VERBS = {
 
 def test_the_flow_below_exercises_every_method_of_the_backend():
     public = {
-        name
-        for name in vars(KubernetesBackend)
-        if not name.startswith("_") and callable(getattr(KubernetesBackend, name))
+        name for name in vars(KubernetesApi) if not name.startswith("_") and callable(getattr(KubernetesApi, name))
     }
     assert public - {"close"} == BACKEND_VERBS
 
@@ -314,7 +313,7 @@ def test_the_deployer_role_allows_exactly_what_a_rollout_calls(kube, kubeconfig,
     namespace = role["metadata"]["namespace"]
     objects = rendered(1, _serving_target(namespace))
     name = next(o["metadata"]["name"] for o in objects if o["kind"] == "Deployment")
-    with KubernetesBackend(namespace=namespace, kubeconfig=str(kubeconfig), request_timeout=10) as backend:
+    with KubernetesApi(namespace=namespace, kubeconfig=str(kubeconfig), request_timeout=10) as backend:
         backend.apply(objects)
         kube.inject_watch_410()  # the watch expires once: list again, then watch from the list
         backend.wait_for_rollout(name, timeout=60)
@@ -324,7 +323,7 @@ def test_the_deployer_role_allows_exactly_what_a_rollout_calls(kube, kubeconfig,
         assert all(backend.read(objects))
         replicas = backend.deployment_replicas(name)  # the metrics scraper, every 10 s
         assert replicas["serving"] == [pod]
-        assert backend.proxy(pod, "GET", m.METRICS_PATH)[0] == 200
+        assert backend.proxy(pod, "GET", tfserving.METRICS_PATH)[0] == 200
         assert backend.deployment_health(name)["ready"] == 1
         backend.delete(objects)
 
@@ -340,11 +339,11 @@ def test_the_console_role_allows_exactly_what_the_health_panel_calls(kube, kubec
     namespace = role["metadata"]["namespace"]
     objects = rendered(1, _serving_target(namespace))
     name = next(o["metadata"]["name"] for o in objects if o["kind"] == "Deployment")
-    with KubernetesBackend(namespace=namespace, kubeconfig=str(kubeconfig), request_timeout=10) as worker:
+    with KubernetesApi(namespace=namespace, kubeconfig=str(kubeconfig), request_timeout=10) as worker:
         worker.apply(objects)
         worker.wait_for_rollout(name, timeout=60)
     already = len(kube.calls)
-    with KubernetesBackend(namespace=namespace, kubeconfig=str(kubeconfig), request_timeout=10) as console:
+    with KubernetesApi(namespace=namespace, kubeconfig=str(kubeconfig), request_timeout=10) as console:
         assert console.deployment_health(name)["ready"] == 1
 
     requests = rbac_requests(kube.calls[already:], [], namespace)

@@ -7,9 +7,9 @@ import urllib.request
 import pytest
 
 from deployer.export import ExportError, export_version
-from deployer.local_server import LocalModelServer
 from deployer.manifests import Release, models_config
 from tests import factories
+from tfserving_dev.server import LocalModelServer
 
 pytestmark = pytest.mark.django_db
 

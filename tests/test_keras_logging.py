@@ -135,8 +135,8 @@ def test_an_engineer_converts_a_keras_3_version_and_tf_serving_answers_with_it(
     # TF Serving (the strict development server) loads the converted SavedModel and answers
     # what the Keras model answers.
     from deployer.export import export_version
-    from deployer.local_server import LocalModelServer
     from deployer.manifests import Release, models_config
+    from tfserving_dev.server import LocalModelServer
 
     exported = export_version(version, workdir / "models")
     release = Release(model="churn", version=1, environment="staging", rollout_id=1, savedmodel_path=".")
@@ -147,7 +147,7 @@ def test_an_engineer_converts_a_keras_3_version_and_tf_serving_answers_with_it(
         allow_version_labels_for_unavailable_models=True,
     ) as server:
         _, servable = server.manager.servable("churn", label="staging")
-        from deployer.tfserving_tensors import dumps, predict
+        from tfserving_dev.tensors import dumps, predict
 
         answer = predict(servable, {"instances": rows.tolist()})
     # The answer as TF Serving writes it (its own float formatting), read back as a client would.

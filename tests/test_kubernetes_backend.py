@@ -8,7 +8,7 @@ import pytest
 
 from deployer import manifests as m
 from deployer.backends.errors import PermanentError, RolloutFailed, RolloutTimeout, TransientError
-from deployer.backends.kubernetes import KubernetesBackend
+from deployer.backends.kubernetes_api import KubernetesApi
 from tests.kubeapi.fixtures import (  # noqa: F401 - fixtures
     BROKEN,
     NAME,
@@ -27,7 +27,7 @@ ROW = [5.1, 3.5, 1.4, 0.2]
 
 @pytest.fixture
 def backend(kubeconfig):
-    with KubernetesBackend(namespace=NAMESPACE, kubeconfig=str(kubeconfig), request_timeout=10) as made:
+    with KubernetesApi(namespace=NAMESPACE, kubeconfig=str(kubeconfig), request_timeout=10) as made:
         yield made
 
 
@@ -400,7 +400,7 @@ def test_an_unknown_field_is_permanent_although_the_server_answers_500(backend, 
     ],
 )
 def test_the_status_reason_decides_before_the_http_code(code, reason, kind):
-    from deployer.backends.kubernetes import _classify
+    from deployer.backends.kubernetes_api import _classify
 
     assert isinstance(_classify(code, "something", "Applying", reason=reason), kind)
 
@@ -415,14 +415,14 @@ def test_an_invalid_manifest_is_permanent_with_the_servers_message(backend):
 def test_a_refused_token_is_permanent_and_never_shows_in_the_message(kube, kubeconfig, tmp_path):
     wrong = tmp_path / "wrong"
     wrong.write_text(kubeconfig.read_text().replace(kube.token, "not-the-token"))
-    with KubernetesBackend(namespace=NAMESPACE, kubeconfig=str(wrong)) as refused:
+    with KubernetesApi(namespace=NAMESPACE, kubeconfig=str(wrong)) as refused:
         with pytest.raises(PermanentError, match="credentials were refused") as raised:
             refused.apply(rendered(1))
     assert "not-the-token" not in str(raised.value) and kube.token not in str(raised.value)
 
 
 def test_an_unreachable_api_server_is_transient(kube, kubeconfig):
-    with KubernetesBackend(namespace=NAMESPACE, kubeconfig=str(kubeconfig), request_timeout=2) as unreachable:
+    with KubernetesApi(namespace=NAMESPACE, kubeconfig=str(kubeconfig), request_timeout=2) as unreachable:
         kube.stop()
         with pytest.raises(TransientError, match="did not answer"):
             unreachable.read(rendered(1))
@@ -430,27 +430,27 @@ def test_an_unreachable_api_server_is_transient(kube, kubeconfig):
 
 def test_a_missing_kubeconfig_is_permanent_and_says_what_to_fix(tmp_path):
     with pytest.raises(PermanentError, match="does not exist .* fix the target's kubeconfig path"):
-        KubernetesBackend(namespace=NAMESPACE, kubeconfig=str(tmp_path / "absent"))
+        KubernetesApi(namespace=NAMESPACE, kubeconfig=str(tmp_path / "absent"))
     with pytest.raises(PermanentError, match="give the target a kubeconfig path, or in_cluster=True"):
-        KubernetesBackend(namespace=NAMESPACE)
+        KubernetesApi(namespace=NAMESPACE)
 
 
 def test_an_unknown_context_is_permanent_and_lists_the_known_ones(kubeconfig):
     with pytest.raises(PermanentError, match=r"has no context 'prod' \(it has: test\): fix the target's context"):
-        KubernetesBackend(namespace=NAMESPACE, kubeconfig=str(kubeconfig), context="prod")
+        KubernetesApi(namespace=NAMESPACE, kubeconfig=str(kubeconfig), context="prod")
 
 
 def test_a_broken_kubeconfig_is_permanent_without_quoting_its_secrets(tmp_path):
     broken = tmp_path / "kubeconfig"
     broken.write_text("users:\n- name: me\n  user:\n    token: hunter2-secret\n\t bad: [\n")
     with pytest.raises(PermanentError, match="not valid YAML") as raised:
-        KubernetesBackend(namespace=NAMESPACE, kubeconfig=str(broken))
+        KubernetesApi(namespace=NAMESPACE, kubeconfig=str(broken))
     assert "hunter2" not in str(raised.value)
 
 
 def test_outside_a_pod_in_cluster_configuration_is_permanent():
     with pytest.raises(PermanentError, match="In-cluster Kubernetes configuration is unusable"):
-        KubernetesBackend(namespace=NAMESPACE, in_cluster=True)
+        KubernetesApi(namespace=NAMESPACE, in_cluster=True)
 
 
 def test_the_backend_needs_only_a_small_set_of_permissions(backend, kube):

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deployer.local_server import LocalModelServer
 from deployer.manifests import Release, models_config
-from deployer.tfserving_common import LATENCY_BUCKETS
-from deployer.tfserving_config import ModelConfig, aspired_versions, parse_models_config, parse_monitoring_config
-from deployer.tfserving_tensors import load_savedmodel
+from deployer.tfserving import LATENCY_BUCKETS
+from tfserving_dev.config import ModelConfig, aspired_versions, parse_models_config, parse_monitoring_config
+from tfserving_dev.errors import ServingError
+from tfserving_dev.server import LocalModelServer
+from tfserving_dev.tensors import load_savedmodel
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
@@ -101,11 +102,13 @@ def test_several_configs_versions_and_labels_are_read():
     configs = parse_models_config("""
         # two models
         model_config_list {
-          config { name: 'a' base_path: "/m/a" model_version_policy { specific { versions: 1 versions: 2 } }
+          config { name: 'a' base_path: "/m/a" model_platform: "tensorflow"
+                   model_version_policy { specific { versions: 1 versions: 2 } }
                    version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 } }
-          config { name: "b", base_path: "/m/b" }
-          config { name: "c" base_path: "/m/c" model_version_policy { latest { num_versions: 2 } } }
-          config { name: "d" base_path: "/m/d" model_version_policy: { all: {} } }
+          config { name: "b", base_path: "/m/b", model_platform: "tensorflow" }
+          config { name: "c" base_path: "/m/c" model_platform: "tensorflow"
+                   model_version_policy { latest { num_versions: 2 } } }
+          config < name: "d" base_path: "/m/d" model_platform: "tensorflow" model_version_policy: { all: {} } >
         }""")
     a, b, c, d = configs
     assert a.versions == (1, 2) and dict(a.labels) == {"stable": 1, "canary": 2}
@@ -115,25 +118,30 @@ def test_several_configs_versions_and_labels_are_read():
 
 
 @pytest.mark.parametrize(
-    "text, line, words",
+    "text, where, words",
     [
-        ('model_config_list {\n  config {\n    name: "x"\n    base_path: "/p"\n    colour: "red"\n  }\n}', 5, "colour"),
-        ('model_config_list {\n  config {\n    name: "x"\n    base_path: "/p"\n', 4, "end of file"),
-        ('model_config_list {\n  config { name: x base_path: "/p" }\n}', 2, "quoted string"),
+        (
+            'model_config_list {\n  config {\n    name: "x"\n    base_path: "/p"\n    colour: "red"\n  }\n}',
+            "5:5",
+            "colour",
+        ),
+        ('model_config_list {\n  config {\n    name: "x"\n    base_path: "/p"\n', "4:", 'Expected "}"'),
+        ('model_config_list {\n  config { name: x base_path: "/p" }\n}', "2:", "string"),
         (
             'model_config_list {\n  config {\n name: "x" base_path: "/p"\n'
             ' model_version_policy { specific { versions: "1" } } } }',
-            4,
+            "4:",
             "integer",
         ),
-        ('model_config_list {\n config { name: "x" base_path: "/p" model_platform: "onnx" } }', 2, "onnx"),
-        ('model_config_list {\n config { name: "x" } }', 2, "base_path"),
-        ('model_config_list {\n config { name: "x" base_path: "/p" } @ }', 2, "unexpected character"),
+        ('model_config_list {\n config { name: "x" base_path: "/p" } @ }', "2:", ""),
     ],
 )
-def test_malformed_config_names_the_line(text, line, words):
-    with pytest.raises(ValueError, match=rf"line {line}: .*{words}"):
+def test_a_config_that_does_not_parse_is_refused_and_the_log_names_the_line(text, where, words, caplog):
+    with pytest.raises(ServingError, match="Invalid protobuf file: 'models.config'"):
         parse_models_config(text)
+    (logged,) = [r.getMessage() for r in caplog.records if r.name == "tfserving_dev.config"]
+    assert logged.startswith(f"Error parsing text-format tensorflow.serving.ModelServerConfig: {where}")
+    assert words in logged
 
 
 @pytest.mark.parametrize(
@@ -440,7 +448,7 @@ def test_command_line_takes_the_manifest_arguments(model_root, tmp_path):
         [
             sys.executable,
             "-m",
-            "deployer.local_server",
+            "tfserving_dev",
             "--port=8500",
             f"--rest_api_port={port}",
             f"--model_config_file={config}",

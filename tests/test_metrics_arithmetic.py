@@ -13,13 +13,14 @@ from deployer.metrics.arithmetic import (
     delta,
     merge,
     parse,
+    parse_with_prometheus_client,
     per_bucket,
     quantile,
     restarted,
     to_interval,
 )
-from deployer.tfserving_common import LATENCY_BUCKETS
-from deployer.tfserving_metrics import ServingMetrics
+from deployer.tfserving import LATENCY_BUCKETS
+from tfserving_dev.metrics import ServingMetrics
 
 # What a real TF Serving 2.x prints (other metrics, "{}" label sets, TYPE lines without samples).
 TF_SERVING_TEXT = """\
@@ -82,6 +83,47 @@ def test_samples_without_type_lines_are_read_too():
     untyped = "\n".join(line for line in TF_SERVING_TEXT.splitlines() if not line.startswith("#")) + "\n"
 
     assert parse(untyped) == parse(TF_SERVING_TEXT)
+
+
+ODD_BUT_VALID = """\
+:tensorflow:serving:request_count{model_name="a \\"quoted\\" model, with } and \\\\",status="OK",} 3 1700000000000
+:tensorflow:serving:request_count{model_name="b\\nnewline",status="OK"}   4
+:tensorflow:serving:request_count{model_name="c",status="OK"} NaN
+:tensorflow:serving:request_latency_sum{model_name="c",API="predict",entrypoint="REST"} +Inf
+:tensorflow:serving:request_latency_count{model_name="c",API="predict",entrypoint="REST"} 2.0
+"""
+
+
+@pytest.mark.parametrize("text", [TF_SERVING_TEXT, ODD_BUT_VALID], ids=["tf-serving", "escapes-spaces-timestamps"])
+def test_the_fast_parser_reads_what_prometheus_clients_parser_reads(text):
+    assert parse(text) == parse_with_prometheus_client(text)
+
+
+def test_the_fast_parser_agrees_on_our_model_servers_exposition():
+    metrics = ServingMetrics()
+    for micros, status in [(5, "OK"), (15, "OK"), (15, "INVALID_ARGUMENT"), (2e9, "OK")]:
+        metrics.record(model_name="iris", api="predict", status=status, micros=micros)
+
+    assert parse(metrics.exposition()) == parse_with_prometheus_client(metrics.exposition())
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        ':tensorflow:serving:request_count{model_name="iris",status="OK"}',  # no value
+        ':tensorflow:serving:request_count{model_name="iris",status="OK"} many',
+        ":tensorflow:serving:request_count{model_name=iris} 1",  # unquoted label value
+    ],
+)
+def test_a_broken_line_of_our_metrics_is_refused(line):
+    with pytest.raises(ValueError):
+        parse(line + "\n")
+    with pytest.raises(ValueError):
+        parse_with_prometheus_client(line + "\n")
+
+
+def test_an_exposition_without_our_metrics_is_an_empty_snapshot():
+    assert parse("# TYPE :tensorflow:core:graph_runs counter\n:tensorflow:core:graph_runs{} 5\n") == {}
 
 
 def test_our_model_servers_exposition_parses_to_what_it_recorded():

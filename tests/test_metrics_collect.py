@@ -195,6 +195,47 @@ def test_one_deployment_that_fails_does_not_stop_the_others(staging, monkeypatch
     assert list(MetricPoint.objects.values_list("deployment_id", "requests")) == [(healthy.pk, 2)]
 
 
+def _scrape_cycles(deployments, monkeypatch) -> list[int]:
+    """Three cycles over ``deployments`` (baselines, new points, a second read in the same 10 s
+    plus one replica gone and one new), each one's query count."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    reads = {
+        0: lambda d: Reading(counters={"a": counters(ok=1), "b": counters(ok=1)}, present={"a", "b"}, ready=2),
+        10: lambda d: Reading(counters={"a": counters(ok=3), "b": counters(ok=2)}, present={"a", "b"}, ready=2),
+        15: lambda d: Reading(counters={"a": counters(ok=4), "c": counters(ok=0)}, present={"a", "c"}, ready=2),
+    }
+    counts = []
+    for second, read in reads.items():
+        monkeypatch.setattr(collect, "read_replicas", lambda deployment, when=None, read=read: read(deployment))
+        with CaptureQueriesContext(connection) as queries:
+            scrape_all(now=at(second))
+        counts.append(len(queries.captured_queries))
+    return counts
+
+
+@pytest.mark.django_db
+def test_a_scrape_cycle_costs_the_same_queries_for_three_deployments_as_for_thirty(staging, monkeypatch):
+    few = serving_deployments(staging, 3)
+    few_counts = _scrape_cycles(few, monkeypatch)
+    MetricPoint.objects.all().delete()
+    ScrapeState.objects.all().delete()
+    many = [*few, *serving_deployments(staging, 27)]
+
+    many_counts = _scrape_cycles(many, monkeypatch)
+
+    # Read the deployments; then in one transaction lock them, read baselines, write the
+    # baselines (create / update / delete) and read and write this interval's points. The
+    # savepoint and transaction statements SQLite and PostgreSQL add are counted too.
+    assert many_counts == few_counts, (few_counts, many_counts)
+    assert max(many_counts) <= 10, many_counts
+    assert MetricPoint.objects.filter(at=at(10)).count() == 30
+    # At 10 s: (3 - 1) + (2 - 1); the read at 15 s, in the same interval, adds 4 - 3.
+    assert set(MetricPoint.objects.filter(at=at(10)).values_list("requests", flat=True)) == {4}
+    assert set(ScrapeState.objects.values_list("replica", flat=True)) == {"a", "c"}
+
+
 # --- a real local model server --------------------------------------------------
 
 

@@ -19,11 +19,12 @@ from django.utils import timezone
 
 from deployer.backends.local import free_port
 from deployer.export import export_version
-from deployer.manifests import METRICS_PATH, monitoring_config
+from deployer.manifests import monitoring_config
 from deployer.metrics import promql
-from deployer.metrics.arithmetic import REQUEST_COUNT, add_buckets, parse, quantile, to_interval
+from deployer.metrics.arithmetic import add_buckets, parse, quantile, to_interval
 from deployer.metrics.collect import prometheus_counters, scrape_deployment
 from deployer.models import DeploymentTarget, MetricPoint, ScrapeState
+from deployer.tfserving import METRICS_PATH, REQUEST_COUNT
 from tests.prometheus import SCRAPE_INTERVAL, needs_prometheus, prometheus  # noqa: F401 - a fixture
 from tests.test_metrics_collect import unreachable_kubeconfig  # noqa: F401 - a fixture
 from tests.test_metrics_retention import serving_deployments
@@ -35,7 +36,7 @@ BAD = {"instances": [[5.1, 3.5]]}  # the wrong shape: a 400 counted with a statu
 
 
 class DevServer:
-    """``python -m deployer.local_server`` with TF Serving's flags, as a pod's container runs
+    """``python -m tfserving_dev`` with TF Serving's flags, as a pod's container runs
     tensorflow_model_server; stopped and started again on the same port to restart it."""
 
     def __init__(self, workdir, model_root):
@@ -55,7 +56,7 @@ class DevServer:
             [
                 sys.executable,
                 "-m",
-                "deployer.local_server",
+                "tfserving_dev",
                 "--rest_api_host=127.0.0.1",
                 f"--rest_api_port={self.port}",
                 f"--model_config_file={self.config}",

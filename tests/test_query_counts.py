@@ -234,3 +234,43 @@ def test_deployment_history_has_a_pinned_query_count(
     _revisions(deployment, version, 4, engineer, approver)
     large = _count(lambda: client.get(path))
     assert small == large == expected
+
+
+def _discussion(req, n: int, engineer, approver):
+    """n more comments on ``req``, each by a new user, and one review by another."""
+    from django.contrib.auth import get_user_model
+
+    from registry.promotions.models import Comment, Review
+
+    User = get_user_model()
+    start = req.comments.count()
+    for i in range(start, start + n):
+        author = User.objects.create(username=f"c{i:03}")
+        Comment.objects.create(request=req, author=author, body=f"comment {i}")
+    reviewer = User.objects.create(username=f"r{start:03}")
+    Review.objects.create(request=req, reviewer=reviewer, decision=Review.REJECT, comment="no")
+
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/promotions/{pk}/", 12 + 1),  # + the navigation's count for the approver
+        # The request, then its reviews and its comments, each with its author joined.
+        ("/api/v1/promotions/{pk}/", 6 + THROTTLE),
+    ],
+)
+def test_a_promotion_request_with_its_discussion_has_a_pinned_query_count(
+    api, browser_client, approver, engineer, staging, path, expected
+):
+    from registry.promotions.models import PromotionRequest
+
+    client = api(approver) if path.startswith("/api/") else browser_client(approver)
+    client.get("/api/v1/me/") if path.startswith("/api/") else None
+    _requests(1, engineer, staging)
+    req = PromotionRequest.objects.get()
+    path = path.format(pk=req.pk)
+    _discussion(req, 1, engineer, approver)
+    small = _count(lambda: client.get(path))
+    _discussion(req, 10, engineer, approver)
+    large = _count(lambda: client.get(path))
+    assert small == large == expected

@@ -16,6 +16,7 @@ LOCAL_ONLY = {"tensorflow", "numpy", "keras"}
 NEVER_AT_RUNTIME = {
     "tensorflow",
     "tensorflow-cpu",
+    "tensorflow-serving-api",
     "keras",
     "playwright",
     "pytest",
@@ -40,6 +41,7 @@ DISTRIBUTION = {
     "dj_database_url": "dj-database-url",
     "prometheus_client": "prometheus-client",
     "drf_spectacular_sidecar": "drf-spectacular-sidecar",
+    "tensorflow_serving": "tensorflow-serving-api",
 }
 
 
@@ -50,9 +52,16 @@ def locked(name: str) -> dict[str, str]:
     }
 
 
+def _names(dependencies: list[str]) -> set[str]:
+    return {re.split(r"[<>=\[ ;]", dep, maxsplit=1)[0].lower() for dep in dependencies}
+
+
 def declared_runtime() -> set[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return {re.split(r"[<>=\[ ;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
+    return _names(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+
+
+def declared_local() -> set[str]:
+    return _names(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["local"])
 
 
 def module_imports(tree: ast.AST) -> list[tuple[str, bool]]:
@@ -99,3 +108,17 @@ def test_every_third_party_import_of_the_application_is_declared_for_its_role():
                     undeclared.add(f"{path.relative_to(ROOT)}: {module}")
     assert not undeclared, f"imported but not a runtime dependency in pyproject.toml: {sorted(undeclared)}"
     assert not eager_local, f"TensorFlow/numpy imported at module level (the image has neither): {sorted(eager_local)}"
+
+
+def test_every_third_party_import_of_the_development_server_is_declared_in_the_local_extra():
+    """tfserving_dev runs where the `local` extra is installed (make run, the tests): what it
+    imports is a runtime dependency or part of that extra."""
+    declared = declared_runtime() | declared_local()
+    undeclared = set()
+    for path in (ROOT / "tfserving_dev").rglob("*.py"):
+        for module, _ in module_imports(ast.parse(path.read_text())):
+            if module in sys.stdlib_module_names or module in {"tfserving_dev", "deployer"}:
+                continue
+            if DISTRIBUTION.get(module, module).lower().replace("_", "-") not in declared:
+                undeclared.add(f"{path.relative_to(ROOT)}: {module}")
+    assert not undeclared, f"imported but in neither the runtime nor the local extra: {sorted(undeclared)}"

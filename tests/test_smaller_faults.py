@@ -1,8 +1,7 @@
 """The smaller faults of issue 13: gate inputs that cannot be read, the sync during a
-rollout, export scratch left by a killed worker, and beat that must die with its worker."""
+rollout, export scratch left by a killed worker, and the processes of `make run`, which die with it."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -10,7 +9,6 @@ import time
 import pytest
 
 from console.audit.models import AuditEvent
-from console.supervise import Pair
 from deployer.export import scratch_clean
 from registry.promotions import services
 from registry.promotions.models import PromotionRequest
@@ -76,23 +74,6 @@ def test_export_scratch_of_a_killed_worker_is_removed_at_the_next_start(tmp_path
     running.mkdir()
     assert scratch_clean(tmp_path) == [left]
     assert not left.exists() and running.exists() and (models / "2").exists()
-
-
-def test_beat_does_not_outlive_a_killed_worker():
-    pair = Pair(["sleep", "300"], ["sleep", "300"])
-    pair.start()
-    try:
-        worker, beat = pair.worker, pair.beat
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(5)
-        assert pair.check() is True
-        assert beat.poll() is not None, "the old beat was stopped"
-        assert pair.worker.poll() is None and pair.beat.poll() is None, "a new pair runs"
-        assert pair.worker.pid != worker.pid and pair.beat.pid != beat.pid
-        assert pair.check() is False  # nothing to do while both run
-    finally:
-        pair.stop()
-    assert pair.worker.poll() is not None and pair.beat.poll() is not None
 
 
 def test_children_of_make_run_die_with_it(tmp_path):

@@ -4,7 +4,7 @@ test cases and REST documentation.
 Every case names its source in tensorflow/serving: the comment above it gives path:line, the
 line of the assertion (or of the code) the case reproduces, counted in the file at the commit
 listed in docs/tfserving-dev.md ("kh3654po/serving mirror" marks the current-release copy read
-there). Most run over HTTP against deployer.local_server serving
+there). Most run over HTTP against tfserving_dev serving
 SavedModels built like TF Serving's test models (tests/tfserving_models.py); the
 json_tensor_test.cc cases call the same conversions directly, as that unit test does.
 A case the development server still answers differently on purpose is marked
@@ -27,6 +27,7 @@ import http.client
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,10 +35,13 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deployer import tfserving_flags
-from deployer.local_server import LocalModelServer, _metrics_path
-from deployer.tfserving_common import ServingError
-from deployer.tfserving_tensors import (
+from tests.tfserving_models import build_half_plus_two, build_typed
+from tfserving_dev import flags as tfserving_flags
+from tfserving_dev.cli import _metrics_path
+from tfserving_dev.config import aspired_versions, parse_models_config
+from tfserving_dev.errors import ServingError
+from tfserving_dev.server import LocalModelServer, StartupError
+from tfserving_dev.tensors import (
     _Tensor,
     dumps,
     fill_examples,
@@ -46,7 +50,6 @@ from deployer.tfserving_tensors import (
     parse_json,
     signature_name,
 )
-from tests.tfserving_models import build_half_plus_two, build_typed
 
 MODEL = "saved_model_half_plus_two_2_versions"  # the name HANDLER's tests serve it under
 LABEL = "Version_Label"  # HANDLER: kTestModelVersionLabel -> 123
@@ -66,8 +69,8 @@ def _config(root: Path) -> str:
         f"model_config_list {{\n"
         f'  config {{ name: "{MODEL}" base_path: "{root / "half_plus_two"}" model_platform: "tensorflow"\n'
         f'           version_labels {{ key: "{LABEL}" value: 123 }} }}\n'
-        f'  config {{ name: "default" base_path: "{root / "half_plus_two"}" }}\n'
-        f'  config {{ name: "typed" base_path: "{root / "typed"}" }}\n}}\n'
+        f'  config {{ name: "default" base_path: "{root / "half_plus_two"}" model_platform: "tensorflow" }}\n'
+        f'  config {{ name: "typed" base_path: "{root / "typed"}" model_platform: "tensorflow" }}\n}}\n'
     )
 
 
@@ -85,7 +88,9 @@ def server(model_root, tmp_path_factory):
 def bare_server(tmp_path_factory):
     """No monitoring config and CORS on: what the flags change."""
     path = tmp_path_factory.mktemp("bare") / "models.config"
-    path.write_text('model_config_list { config { name: "none" base_path: "/nonexistent" } }')
+    path.write_text(
+        'model_config_list { config { name: "none" base_path: "/nonexistent" model_platform: "tensorflow" } }'
+    )
     with LocalModelServer(path, poll_seconds=0, metrics_path=None, enable_cors_support=True) as running:
         yield running
 
@@ -867,6 +872,137 @@ def test_chunked_request_body(server):
         assert response.status == 200 and json.loads(response.read()) == {"predictions": [3.0]}
     finally:
         connection.close()
+
+
+# --- models.config: read and checked as the real server reads and checks it -----------------
+#
+# SERVERCC = model_servers/server.cc (ParseProtoTextFile, BuildAndStart, PollFilesystemAndReloadConfig);
+# CORE = model_servers/server_core.cc (ReloadConfig, ValidateModelConfigList, GetPlatform,
+# CreateStoragePathRoutes); both cited by function (docs/tfserving-dev.md).
+
+_OK_MODEL = 'name: "m" base_path: "/nonexistent/m" model_platform: "tensorflow"'
+
+
+@pytest.mark.parametrize(
+    "text, status",
+    [
+        # SERVERCC ParseProtoTextFile: anything TextFormat::ParseFromString refuses.
+        ("model_config_list { config { colour: 1 } }", "INVALID_ARGUMENT: Invalid protobuf file: '{path}'"),
+        ("model_config_list { config { name: m }", "INVALID_ARGUMENT: Invalid protobuf file: '{path}'"),
+        (
+            "model_config_list { config { name: 'm' model_version_policy { specific { versions: 'x' } } } }",
+            "INVALID_ARGUMENT: Invalid protobuf file: '{path}'",
+        ),
+        # CORE ValidateModelConfigList: unique names, then absolute base paths.
+        (
+            f"model_config_list {{ config {{ {_OK_MODEL} }} config {{ {_OK_MODEL} }} }}",
+            "INVALID_ARGUMENT: Illegal to list model m multiple times in config list",
+        ),
+        (
+            'model_config_list { config { name: "m" base_path: "models/m" model_platform: "tensorflow" } }',
+            "INVALID_ARGUMENT: Expected model m to have an absolute path or URI; got base_path()=models/m",
+        ),
+        (
+            'model_config_list { config { name: "m" model_platform: "tensorflow" } }',
+            "INVALID_ARGUMENT: Expected model m to have an absolute path or URI; got base_path()=",
+        ),
+        # CORE GetPlatform and CreateStoragePathRoutes.
+        (
+            'model_config_list { config { name: "m" base_path: "/nonexistent/m" } }',
+            "INVALID_ARGUMENT: Illegal setting neither ModelServerConfig::model_type (deprecated) "
+            "nor ModelServerConfig::model_platform.",
+        ),
+        (
+            'model_config_list { config { name: "m" base_path: "/nonexistent/m" model_platform: "onnx" } }',
+            "INVALID_ARGUMENT: Model m requests unsupported platform onnx",
+        ),
+        (
+            'model_config_list { config { name: "m" base_path: "/m" model_type: TENSORFLOW model_platform: "tensorflow" } }',
+            "INVALID_ARGUMENT: Illegal setting both ModelServerConfig::model_type (deprecated) "
+            "and ModelServerConfig::model_platform.",
+        ),
+    ],
+)
+def test_a_config_the_real_server_refuses_fails_the_start_with_its_status(tmp_path, text, status):
+    """SERVERCC BuildAndStart returns ParseProtoTextFile's status, then ServerCore::Create's
+    (CORE ReloadConfig); main.cc prints it after "Failed to start server. Error: "."""
+    path = tmp_path / "models.config"
+    path.write_text(text)
+    server = LocalModelServer(path, poll_seconds=0)
+    try:
+        with pytest.raises(StartupError) as refused:
+            server.start()
+    finally:
+        server.stop()
+    assert str(refused.value) == status.format(path=path)
+
+
+def test_the_deprecated_model_type_still_names_the_tensorflow_platform(tmp_path):
+    """CORE GetPlatform: model_type TENSORFLOW, without model_platform, is the "tensorflow" platform."""
+    path = tmp_path / "models.config"
+    path.write_text('model_config_list { config { name: "m" base_path: "/nonexistent/m" model_type: TENSORFLOW } }')
+    with LocalModelServer(path, poll_seconds=0):
+        pass
+
+
+def test_an_empty_config_serves_nothing(tmp_path):
+    """CORE ReloadConfig: "Taking no action for empty config."; the server still starts."""
+    path = tmp_path / "models.config"
+    path.write_text("")
+    with LocalModelServer(path, poll_seconds=0) as running:
+        assert send(running, "GET", "/v1/models/m").status == 404
+
+
+def test_a_latest_policy_of_zero_versions_serves_the_latest_one():
+    """file_system_storage_path_source.cc AspireLatestVersions: std::max(num_versions, 1)."""
+    (config,) = parse_models_config(
+        'model_config_list { config { name: "m" base_path: "/m" model_platform: "tensorflow" '
+        "model_version_policy { latest { num_versions: 0 } } } }"
+    )
+    assert aspired_versions(config, [1, 2, 3]) == {3}
+
+
+def test_a_refused_config_on_a_reload_is_logged_and_the_old_one_keeps_serving(tmp_path, caplog):
+    """SERVERCC PollFilesystemAndReloadConfig: "Failed to read ModelServerConfig file: " for a
+    file that does not parse, "PollFilesystemAndReloadConfig failed to ReloadConfig: " for one
+    ReloadConfig refuses (the status's message alone), and nothing changes."""
+    path = tmp_path / "models.config"
+    path.write_text(f"model_config_list {{ config {{ {_OK_MODEL} }} }}")
+    with LocalModelServer(path, poll_seconds=0, config_poll_seconds=0.1) as running:
+        before = running.manager.configs()
+        with caplog.at_level("ERROR", logger="tfserving_dev"):
+            path.write_text("model_config_list { config { name: ")
+            _wait_for_log(caplog, "Failed to read ModelServerConfig file: ")
+            path.write_text(f"model_config_list {{ config {{ {_OK_MODEL} }} config {{ {_OK_MODEL} }} }}")
+            _wait_for_log(caplog, "PollFilesystemAndReloadConfig failed to ReloadConfig: ")
+        assert running.manager.configs() == before
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"Failed to read ModelServerConfig file: Invalid protobuf file: '{path}'" in messages
+    assert (
+        "PollFilesystemAndReloadConfig failed to ReloadConfig: Illegal to list model m multiple times in config list"
+        in messages
+    )
+    # protobuf's own parser says where it stopped, as its C++ parser logs it.
+    assert any(m.startswith("Error parsing text-format tensorflow.serving.ModelServerConfig: 1:") for m in messages)
+
+
+def _wait_for_log(caplog, prefix: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(r.getMessage().startswith(prefix) for r in caplog.records):
+        assert time.monotonic() < deadline, f"no log line starting {prefix!r}"
+        time.sleep(0.05)
+
+
+def test_a_monitoring_config_is_read_as_monitoring_config(tmp_path):
+    """SERVERCC BuildAndStart: ParseProtoTextFile<MonitoringConfig>; PrometheusConfig.path
+    defaults to PrometheusExporter::kPrometheusPath (util/prometheus_exporter.cc)."""
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text("prometheus_config { enable: true }")
+    args = tfserving_flags.parse(["--model_config_file=/x/models.config", f"--monitoring_config_file={monitoring}"])
+    assert _metrics_path(args) == "/monitoring/prometheus/metrics"
+    monitoring.write_text("prometheus_config { enable: true path: 'x' }\nstray")
+    with pytest.raises(ServingError, match=f"Invalid protobuf file: '{monitoring}'"):
+        _metrics_path(args)
 
 
 # --- metrics ----------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .selectors import role_names
+
 
 class MeView(APIView):
     """Who the token (or session) belongs to: a quick check for a CI job's set-up."""
@@ -22,7 +24,7 @@ class MeView(APIView):
         return Response(
             {
                 "username": user.get_username(),
-                "roles": sorted(user.groups.values_list("name", flat=True)),
+                "roles": role_names(user),
                 "permissions": sorted(user.get_all_permissions()),
             }
         )

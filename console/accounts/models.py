@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from console.choices import BadgeChoices
+
 TOKEN_PREFIX = "mg_"  # noqa: S105 - a public prefix that marks tokens, not a secret
 
 
@@ -11,6 +13,12 @@ def token_digest(raw: str) -> str:
     # Tokens carry 256 bits of randomness, so a fast hash is enough: there is
     # nothing to brute-force. Only this digest is stored.
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class TokenState(BadgeChoices):
+    ACTIVE = "active", "ok", "Active"
+    EXPIRED = "expired", "muted", "Expired"
+    REVOKED = "revoked", "error", "Revoked"
 
 
 class ApiToken(models.Model):
@@ -38,3 +46,9 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None and not self.is_expired
+
+    @property
+    def state(self) -> TokenState:
+        if self.revoked_at is not None:
+            return TokenState.REVOKED
+        return TokenState.EXPIRED if self.is_expired else TokenState.ACTIVE

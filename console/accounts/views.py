@@ -5,9 +5,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from console.errors import ServiceError
+from console.forms import add_service_error
 
+from . import selectors
 from .forms import TokenCreateForm
-from .models import ApiToken
 from .services import token_create, token_revoke
 
 
@@ -21,11 +22,10 @@ def token_list(request):
         try:
             issued = token_create(user=request.user, name=form.cleaned_data["name"], expires_at=expires_at)
         except ServiceError as exc:
-            field = {"expires_at": "expires_on"}.get(exc.field, exc.field)
-            form.add_error(field if field in form.fields else None, exc.message)
+            add_service_error(form, exc, rename={"expires_at": "expires_on"})
         else:
             form = TokenCreateForm()
-    tokens = ApiToken.objects.filter(user=request.user)
+    tokens = selectors.token_list(request.user)
     response = render(
         request,
         "accounts/tokens.html",

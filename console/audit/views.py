@@ -22,7 +22,7 @@ def _day(value: str, *, end: bool = False):
 def audit_list(request):
     filters = {key: request.GET.get(key, "").strip()[:150] for key in ("object_type", "object_id", "actor", "verb")}
     since, until = request.GET.get("since", ""), request.GET.get("until", "")
-    events = audit_event_list(**filters, since=_day(since), until=_day(until, end=True)).select_related(None)
+    events = audit_event_list(**filters, since=_day(since), until=_day(until, end=True))
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)

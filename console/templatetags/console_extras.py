@@ -8,6 +8,8 @@ from django.apps import apps
 from django.utils import timezone
 from django.utils.timesince import timesince
 
+from console.choices import badge_choice_set
+
 register = template.Library()
 
 
@@ -38,3 +40,16 @@ def model_label(object_type: str) -> str:
         return str(apps.get_model(object_type)._meta.verbose_name)
     except (LookupError, ValueError):
         return object_type
+
+
+@register.inclusion_tag("includes/badge.html")
+def state_badge(value, choice_set: str, title: str = "") -> dict:
+    """``{% state_badge req.state "PromotionState" %}``: the label of ``value`` in the
+    BadgeChoices set of that name (console.choices), in its colour. A value the set does not
+    know shows as itself, muted; a set name nobody defines is an error."""
+    choices = badge_choice_set(choice_set)
+    try:
+        member = choices(value)
+    except ValueError:
+        return {"label": value, "colour": "muted", "title": title}
+    return {"label": member.label, "colour": member.colour, "title": title}

@@ -44,13 +44,13 @@ def backend_for(deployment):
         if not deployment.local_port:
             raise PermanentError(f"{deployment} has no local port assigned.")
         return LocalBackend(root=settings.DEPLOYER_LOCAL_ROOT, name=deployment.name, port=deployment.local_port)
-    from deployer.backends.kube import KubeTargetBackend
     from deployer.backends.kubernetes import KubernetesBackend
+    from deployer.backends.kubernetes_api import KubernetesApi
 
-    client = KubernetesBackend(
+    client = KubernetesApi(
         namespace=target.namespace,
         kubeconfig=target.kubeconfig_path or None,
         context=target.kube_context or None,
         in_cluster=target.in_cluster,
     )
-    return KubeTargetBackend(target=target_spec(target), client=client)
+    return KubernetesBackend(target=target_spec(target), client=client)

@@ -1,7 +1,7 @@
 """What the rollout pipeline needs from a place that serves models.
 
 Two implementations: ``local.LocalBackend`` (a model-server process on this machine) and
-``kube.KubeTargetBackend`` (TF Serving on Kubernetes). The pipeline only speaks this
+``kubernetes.KubernetesBackend`` (TF Serving on Kubernetes). The pipeline only speaks this
 interface, so both go through exactly the same steps.
 """
 

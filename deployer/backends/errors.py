@@ -4,7 +4,7 @@ TransientError: worth a retry with backoff (API 5xx, 409 conflict, connection re
 timeouts). PermanentError: retrying will not help (bad manifest, forbidden, missing
 credentials, a field the API server's schema does not know even when it answers 500); the
 rollout fails or rolls back at once. The Kubernetes backend decides between the two from the
-API's Status reason first and the HTTP code second (backends/kubernetes.py `_classify`).
+API's Status reason first and the HTTP code second (backends/kubernetes_api.py `_classify`).
 RolloutFailed (from rollout_status) means the rollout cannot finish by itself: the cluster
 gave up on it, or its pods are refused or stuck.
 """

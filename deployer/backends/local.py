@@ -1,7 +1,7 @@
 """The local backend: one model-server process per deployment, on this machine.
 
 It runs a real ``tensorflow_model_server`` when one is on PATH, and otherwise the bundled
-development server (deployer.local_server), which answers the same REST API. The process
+development server (``python -m tfserving_dev``), which answers the same REST API. The process
 reads models.config every second, so switching versions is rewriting that file, just as a
 ConfigMap update would be on Kubernetes. The process is started in its own session: a
 worker that dies (even by SIGKILL) leaves serving untouched.
@@ -35,12 +35,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from deployer import manifests
+from deployer import manifests, tfserving
 from deployer.backends.base import Answer
 from deployer.backends.errors import PermanentError, RolloutFailed, RolloutTimeout, TransientError
 from deployer.export import ExportError, export_version
 from deployer.manifests import Release
-from deployer.tfserving_config import parse_models_config
 
 KIND = "LocalModelServer"
 API_VERSION = "modelgate.io/v1"
@@ -66,7 +65,7 @@ def _server_command(port: int, config: Path, monitoring: Path) -> list[str]:
     binary = shutil.which("tensorflow_model_server")
     if binary:
         return [binary, *flags]
-    return [sys.executable, "-m", "deployer.local_server", "--rest_api_host=127.0.0.1", *flags]
+    return [sys.executable, "-m", "tfserving_dev", "--rest_api_host=127.0.0.1", *flags]
 
 
 class LocalBackend:
@@ -194,10 +193,15 @@ class LocalBackend:
         return f"SavedModel laid out at {path}"
 
     def _labelled_version(self, spec: dict) -> int | None:
-        """The version the environment's label points at in the models.config being served."""
+        """The version the environment's label points at in the models.config being served,
+        read by the development server's reader (TF Serving's own config message): the `local`
+        extra, which a machine running local deployments has installed."""
+        from tfserving_dev.config import read_models_config  # noqa: PLC0415 - needs tensorflow-serving-api
+        from tfserving_dev.errors import ServingError  # noqa: PLC0415
+
         try:
-            configs = parse_models_config(self.config_path.read_text(), str(self.config_path))
-        except (OSError, ValueError):
+            configs = read_models_config(self.config_path.read_text(), str(self.config_path))
+        except (OSError, ServingError):
             return None
         for config in configs:
             if config.name == spec["model"]:
@@ -230,7 +234,7 @@ class LocalBackend:
 
     def wait(self, objects: list[dict], *, timeout: float, progress: Callable[[str], None]) -> str:
         spec = objects[0]["spec"]
-        path = f"/v1/models/{spec['model']}/versions/{spec['version']}"
+        path = tfserving.model_path(spec["model"], version=spec["version"])
         deadline = time.monotonic() + timeout
         last = None
         while True:
@@ -288,13 +292,14 @@ class LocalBackend:
             if self.pid() is None:
                 raise RolloutFailed(self._exit_reason(version))
             try:
-                status, body = self._http("GET", f"/v1/models/{model}/labels/{spec['environment']}/metadata", timeout=5)
+                labelled = tfserving.model_path(model, label=spec["environment"])
+                status, body = self._http("GET", f"{labelled}/metadata", timeout=5)
                 resolved = (
                     (body.get("model_spec") or {}).get("version") if status == 200 and isinstance(body, dict) else None
                 )
                 seen = f"the label resolves to v{resolved}" if resolved else f"HTTP {status}: {str(body)[:200]}"
                 if resolved == version:
-                    status, body = self._http("GET", f"/v1/models/{model}/versions/{version}", timeout=5)
+                    status, body = self._http("GET", tfserving.model_path(model, version=version), timeout=5)
                     states = (
                         [s.get("state") for s in body.get("model_version_status", [])]
                         if status == 200 and isinstance(body, dict)
@@ -323,7 +328,7 @@ class LocalBackend:
         ready = False
         if pid is not None:
             try:
-                ready = self._http("GET", "/monitoring/prometheus/metrics", timeout=3)[0] == 200
+                ready = self._http("GET", tfserving.METRICS_PATH, timeout=3)[0] == 200
             except TransientError:
                 ready = False
         phase = "Running" if pid is not None else "Stopped"

@@ -17,13 +17,14 @@ summed over the histogram's other labels (API, entrypoint). Bucket keys are cano
 """
 
 import math
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-REQUEST_COUNT = ":tensorflow:serving:request_count"
-REQUEST_LATENCY = ":tensorflow:serving:request_latency"
+from deployer.tfserving import REQUEST_COUNT, REQUEST_LATENCY
+
 INF = "+Inf"
 OK = "OK"
 
@@ -32,6 +33,7 @@ OK = "OK"
 _COUNT_NAMES = {REQUEST_COUNT, f"{REQUEST_COUNT}_total"}
 _BUCKET, _SUM, _COUNT = f"{REQUEST_LATENCY}_bucket", f"{REQUEST_LATENCY}_sum", f"{REQUEST_LATENCY}_count"
 SAMPLE_NAMES = (*sorted(_COUNT_NAMES), _BUCKET, _SUM, _COUNT)  # every sample name read here
+_PREFIX = (REQUEST_COUNT, REQUEST_LATENCY)  # what their lines start with
 
 Snapshot = dict  # see the module docstring
 
@@ -62,10 +64,57 @@ def _empty_model() -> dict:
     return {"requests": {}, "buckets": {}, "sum": 0.0, "count": 0}
 
 
+# A sample line of the text format: name, optional {labels}, value, optional timestamp.
+_SAMPLE_LINE = re.compile(r"(?P<name>[^{\s]+)(?:\{(?P<labels>.*)\})?[ \t]+(?P<value>\S+)(?:[ \t]+-?\d+)?[ \t]*")
+_LABEL_PAIR = re.compile(
+    r'[ \t]*(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"(?P<value>(?:[^"\\]|\\.)*)"[ \t]*(?:,|$)'
+)
+_ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+
+def _labels(text: str) -> dict[str, str]:
+    labels, position = {}, 0
+    while position < len(text):
+        match = _LABEL_PAIR.match(text, position)
+        if match is None:
+            raise ValueError(f"unreadable labels: {text[:200]}")
+        value = match["value"]
+        if "\\" in value:
+            value = re.sub(r"\\[\\\"n]", lambda m: _ESCAPES[m[0]], value)
+        labels[match["name"]] = value
+        position = match.end()
+    return labels
+
+
+def _our_samples(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """The samples of the metrics read here, straight from their lines. A model server's
+    exposition holds many other metrics, and prometheus_client's parser reads every line
+    character by character: about 25 µs a line, most of a scrape cycle's CPU (``make bench``)."""
+    for line in text.splitlines():
+        if not line.startswith(_PREFIX):
+            continue
+        match = _SAMPLE_LINE.fullmatch(line)
+        if match is None:
+            raise ValueError(f"unreadable sample line: {line[:200]}")
+        yield match["name"], _labels(match["labels"] or ""), float(match["value"])
+
+
 def parse(text: str) -> Snapshot:
     """The request counters and latency histogram in one exposition, per model_name.
 
-    Raises ValueError when the text is not the Prometheus text format."""
+    Raises ValueError when the text is not the Prometheus text format. Only the lines of the
+    metrics read here are parsed (``_our_samples``; a test holds it to prometheus_client's
+    parser); a text without any is checked whole by prometheus_client's parser, so an HTML
+    error page is refused rather than read as "no requests"."""
+    samples = list(_our_samples(text))
+    if not samples:
+        samples = [(s.name, s.labels, s.value) for f in text_string_to_metric_families(text) for s in f.samples]
+    return from_samples(samples)
+
+
+def parse_with_prometheus_client(text: str) -> Snapshot:
+    """``parse`` done by prometheus_client's own parser, every line (the reference the fast
+    path is tested against)."""
     return from_samples(
         (sample.name, sample.labels, sample.value)
         for family in text_string_to_metric_families(text)

@@ -27,21 +27,23 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from deployer.backends import backend_for
 from deployer.backends.errors import BackendError
-from deployer.manifests import METRICS_PATH
 from deployer.metrics import promql
 from deployer.metrics.arithmetic import Interval, Snapshot, add, delta, from_samples, merge, parse, to_interval
 from deployer.metrics.points import FINE, align, traffic_fields
 from deployer.models import Deployment, DeploymentTarget, MetricPoint, ScrapeState
+from deployer.tfserving import METRICS_PATH
 
 log = logging.getLogger(__name__)
 # Short: one slow replica (or API server) must not hold up the beat, every 10 s, for every
@@ -164,98 +166,186 @@ def read_replicas(deployment: Deployment, at: datetime | None = None) -> Reading
 # --- recording -----------------------------------------------------------------
 
 
-def _point_add(
-    *, deployment_id: int, at: datetime, interval: Interval, version: int | None, desired: int | None, ready: int | None
-) -> MetricPoint:
-    """Add to the interval's point (a second scrape in the same 10 s), or create it.
-    The caller holds the deployment's lock."""
-    point = MetricPoint.objects.filter(deployment_id=deployment_id, resolution=FINE, at=at).first()
-    if point is None:
-        return MetricPoint.objects.create(
-            deployment_id=deployment_id,
-            resolution=FINE,
-            at=at,
-            version=version,
-            replicas_desired=desired,
-            replicas_ready=ready,
-            **traffic_fields(interval),
+@dataclass
+class _Delta:
+    """What one deployment's reading adds to its point."""
+
+    interval: Interval
+    version: int | None
+    desired: int | None
+    ready: int | None
+
+
+def _deltas(states: dict[str, ScrapeState], reading: Reading, now: datetime, deployment_id: int, out: "_Writes"):
+    """Compare a reading with the stored baselines: the deltas it yields, and the baseline rows
+    to create, update and delete (collected in ``out`` so one cycle writes them in bulk)."""
+    deltas = []
+    for replica, counters in reading.counters.items():
+        state = states.get(replica)
+        if state is None:
+            out.new_states.append(
+                ScrapeState(deployment_id=deployment_id, replica=replica, scraped_at=now, counters=counters)
+            )
+            continue
+        if state.scraped_at >= now:
+            continue  # a scrape that read later (or this same one, run again) already counted it
+        deltas.append(delta(state.counters, counters))
+        state.counters, state.scraped_at = counters, now
+        out.changed_states.append(state)
+    if reading.present is not None:
+        out.gone_states.extend(
+            s.pk for r, s in states.items() if r not in reading.present and r not in reading.counters
         )
-    total = add(Interval(point.requests, point.errors, point.latency_buckets, point.latency_sum_us), interval)
-    for name, value in traffic_fields(total).items():
-        setattr(point, name, value)
-    point.version = point.version if point.version == version else None
-    point.replicas_desired, point.replicas_ready = desired, ready
-    point.save()
-    return point
+    return deltas
+
+
+@dataclass
+class _Writes:
+    new_states: list[ScrapeState] = field(default_factory=list)
+    changed_states: list[ScrapeState] = field(default_factory=list)
+    gone_states: list[int] = field(default_factory=list)
+
+
+def record_readings(readings: dict[int, tuple[Reading, int | None]], *, now: datetime) -> dict[int, MetricPoint | None]:
+    """Turn readings (deployment id -> (reading, live version)) into deltas against the stored
+    baselines and add them to the point of the interval containing ``now``.
+
+    A fixed number of queries whatever the number of deployments (a test pins it): the
+    deployments are locked, their baselines and this interval's points read, and every change
+    written, each in one statement. Returns each deployment's point, or None when nothing was
+    learnt (only baselines, no replica answered while some are ready, or deleted meanwhile)."""
+    result: dict[int, MetricPoint | None] = dict.fromkeys(readings)
+    if not readings:
+        return result
+    at = align(now, FINE)
+    writes = _Writes()
+    learnt: dict[int, _Delta] = {}
+    with transaction.atomic():
+        # Locked, so two overlapping scrapes cannot both take their delta from the same baseline.
+        alive = list(
+            Deployment.objects.select_for_update()
+            .filter(pk__in=list(readings))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        states: dict[int, dict[str, ScrapeState]] = {pk: {} for pk in alive}
+        for state in ScrapeState.objects.filter(deployment_id__in=alive):
+            states[state.deployment_id][state.replica] = state
+        for pk in alive:
+            reading, version = readings[pk]
+            deltas = _deltas(states[pk], reading, now, pk, writes)
+            # No replica ready is worth a point of its own (no traffic, 0 ready): the chart
+            # shows the outage instead of a gap.
+            if deltas or reading.ready == 0:
+                learnt[pk] = _Delta(to_interval(merge(deltas)), version, reading.desired, reading.ready)
+        # Changed baselines are replaced rather than updated: Django's bulk_update builds a
+        # CASE expression per row and field, which costs more CPU than the whole rest of a
+        # cycle; one DELETE and one INSERT cost almost nothing (nothing refers to these rows).
+        replaced = [state.pk for state in writes.changed_states]
+        if replaced or writes.gone_states:
+            ScrapeState.objects.filter(pk__in=[*replaced, *writes.gone_states]).delete()
+        for state in writes.changed_states:
+            state.pk = None
+        if writes.new_states or writes.changed_states:
+            ScrapeState.objects.bulk_create([*writes.new_states, *writes.changed_states])
+        if learnt:
+            result.update(_points_add(learnt, at))
+    return result
+
+
+def _points_add(learnt: dict[int, _Delta], at: datetime) -> dict[int, MetricPoint]:
+    """Add each delta to its deployment's point for ``at`` (a second scrape in the same 10 s),
+    or create the point. The caller holds the deployments' locks."""
+    existing = {
+        p.deployment_id: p for p in MetricPoint.objects.filter(deployment_id__in=list(learnt), resolution=FINE, at=at)
+    }
+    created, changed = [], []
+    for pk, d in learnt.items():
+        point = existing.get(pk)
+        if point is None:
+            created.append(
+                MetricPoint(
+                    deployment_id=pk,
+                    resolution=FINE,
+                    at=at,
+                    version=d.version,
+                    replicas_desired=d.desired,
+                    replicas_ready=d.ready,
+                    **traffic_fields(d.interval),
+                )
+            )
+            continue
+        total = add(Interval(point.requests, point.errors, point.latency_buckets, point.latency_sum_us), d.interval)
+        for name, value in traffic_fields(total).items():
+            setattr(point, name, value)
+        point.version = point.version if point.version == d.version else None
+        point.replicas_desired, point.replicas_ready = d.desired, d.ready
+        changed.append(point)
+    if changed:  # replaced, as the baselines are (see record_readings)
+        MetricPoint.objects.filter(pk__in=[point.pk for point in changed]).delete()
+        for point in changed:
+            point.pk = None
+    MetricPoint.objects.bulk_create([*created, *changed])
+    return {p.deployment_id: p for p in (*created, *changed)}
 
 
 def scrape_record(*, deployment_id: int, reading: Reading, version: int | None, now: datetime) -> MetricPoint | None:
-    """Turn a reading into deltas against the stored baselines and add them to the point of
-    the interval containing ``now``. Returns the point, or None when nothing was learnt
-    (only baselines, or no replica answered while some are ready)."""
-    deltas = []
-    with transaction.atomic():
-        if not list(Deployment.objects.select_for_update().filter(pk=deployment_id).values_list("pk")):
-            return None  # deleted meanwhile
-        states = {s.replica: s for s in ScrapeState.objects.filter(deployment_id=deployment_id)}
-        for replica, counters in reading.counters.items():
-            state = states.get(replica)
-            if state is None:
-                ScrapeState.objects.create(
-                    deployment_id=deployment_id, replica=replica, scraped_at=now, counters=counters
-                )
-                continue
-            if state.scraped_at >= now:
-                continue  # a scrape that read later (or this same one, run again) already counted it
-            deltas.append(delta(state.counters, counters))
-            state.counters, state.scraped_at = counters, now
-            state.save(update_fields=["counters", "scraped_at"])
-        if reading.present is not None:
-            gone = [r for r in states if r not in reading.present and r not in reading.counters]
-            ScrapeState.objects.filter(deployment_id=deployment_id, replica__in=gone).delete()
-        # No replica ready is worth a point of its own (no traffic, 0 ready): the chart shows
-        # the outage instead of a gap.
-        if not deltas and reading.ready != 0:
-            return None
-        return _point_add(
-            deployment_id=deployment_id,
-            at=align(now, FINE),
-            interval=to_interval(merge(deltas)),
-            version=version,
-            desired=reading.desired,
-            ready=reading.ready,
+    """One deployment's reading recorded (see ``record_readings``)."""
+    return record_readings({deployment_id: (reading, version)}, now=now)[deployment_id]
+
+
+def _serving(**filters) -> list[Deployment]:
+    """The serving deployments with what reading them needs (target, environment and model
+    name for the log lines, the live version number) and none of the JSON a cycle never reads:
+    no query is left for the reader threads to make."""
+    return list(
+        Deployment.objects.filter(state=Deployment.SERVING, **filters)
+        .select_related("target__environment", "model")
+        .only(
+            "pk",
+            "name",
+            "state",
+            "local_port",
+            "model__name",
+            "target__environment__name",
+            *(f"target__{f.name}" for f in DeploymentTarget._meta.concrete_fields),
         )
+        .annotate(live_version_number=F("live_rollout__version__version"))
+    )
 
 
-def live_version(deployment: Deployment) -> int | None:
-    rollout = deployment.live_rollout
-    return rollout.version.version if rollout is not None and rollout.version is not None else None
+def _read_all(deployments: list[Deployment], now: datetime | None) -> dict[int, tuple[Reading, int | None]]:
+    """Every deployment's replicas read, several at a time: the reads wait on the network,
+    and one slow endpoint (up to TIMEOUT) must not delay the others by as much each."""
+
+    def read(deployment: Deployment) -> tuple[int, Reading | None]:
+        try:
+            return deployment.pk, read_replicas(deployment, now)
+        except Exception:  # one broken deployment must not stop the others' metrics
+            log.exception("Reading the metrics of deployment %s failed", deployment.pk)
+            return deployment.pk, None
+
+    if len(deployments) <= 1:
+        pairs = [read(d) for d in deployments]
+    else:
+        workers = min(settings.METRICS_SCRAPE_CONCURRENCY, len(deployments))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape") as pool:
+            pairs = list(pool.map(read, deployments))
+    versions = {d.pk: d.live_version_number for d in deployments}
+    return {pk: (reading, versions[pk]) for pk, reading in pairs if reading is not None}
 
 
 def scrape_deployment(deployment_id: int, now: datetime | None = None) -> MetricPoint | None:
     """Scrape one serving deployment; the point written (or added to), or None."""
-    deployment = (
-        Deployment.objects.select_related("target", "model", "live_rollout__version")
-        .filter(pk=deployment_id, state=Deployment.SERVING)
-        .first()
-    )
-    if deployment is None:
+    readings = _read_all(_serving(pk=deployment_id), now)
+    if not readings:
         return None
-    reading = read_replicas(deployment, now)
-    if reading is None:
-        return None
-    return scrape_record(
-        deployment_id=deployment.pk, reading=reading, version=live_version(deployment), now=now or timezone.now()
-    )
+    return record_readings(readings, now=now or timezone.now())[deployment_id]
 
 
 def scrape_all(now: datetime | None = None) -> int:
-    """Scrape every serving deployment; one that fails is logged and skipped. Returns how
-    many points were written."""
-    written = 0
-    for deployment_id in Deployment.objects.filter(state=Deployment.SERVING).values_list("pk", flat=True):
-        try:
-            written += scrape_deployment(deployment_id, now) is not None
-        except Exception:  # one broken deployment must not stop the others' metrics
-            log.exception("Scraping the metrics of deployment %s failed", deployment_id)
-    return written
+    """Scrape every serving deployment (one that cannot be read is logged and skipped) and
+    record them all at once. Returns how many points were written."""
+    readings = _read_all(_serving(), now)
+    points = record_readings(readings, now=now or timezone.now())
+    return sum(point is not None for point in points.values())

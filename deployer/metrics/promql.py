@@ -22,7 +22,8 @@ Series are selected by the ``namespace`` and ``pod`` labels the usual kubernetes
 relabelling gives a pod's series (``<deployment>-<replicaset hash>-<suffix>``).
 """
 
-from deployer.metrics.arithmetic import REQUEST_COUNT, REQUEST_LATENCY, SAMPLE_NAMES
+from deployer.metrics.arithmetic import SAMPLE_NAMES
+from deployer.tfserving import REQUEST_COUNT, REQUEST_LATENCY
 
 NAMESPACE_LABEL, POD_LABEL = "namespace", "pod"
 

@@ -7,7 +7,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from console.errors import NotFound, ServiceError
+from console.errors import ServiceError
 from console.permissions import MethodPermissions
 from console.schema import paged
 from registry import selectors as registry_selectors
@@ -126,18 +126,6 @@ def _valid(serializer_class, data):
     return serializer.validated_data
 
 
-def _detail(pk: int) -> PromotionRequest:
-    req = (
-        PromotionRequest.objects.select_related("model", "version", "environment", "requested_by")
-        .prefetch_related("reviews__reviewer", "comments__author")
-        .filter(pk=pk)
-        .first()
-    )
-    if req is None:
-        raise NotFound(f"Promotion request #{pk} does not exist.")
-    return req
-
-
 class PromotionListView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"GET": VIEW, "POST": ADD}
@@ -164,7 +152,10 @@ class PromotionListView(APIView):
             justification=data["justification"],
             breaking_change=data["breaking_change"],
         )
-        return Response(PromotionDetailSerializer(_detail(req.pk)).data, status=status.HTTP_201_CREATED)
+        return Response(
+            PromotionDetailSerializer(selectors.request_get(req.pk, discussion=True)).data,
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class PromotionDetailView(APIView):
@@ -173,7 +164,7 @@ class PromotionDetailView(APIView):
 
     @extend_schema(responses=PromotionDetailSerializer)
     def get(self, request, pk):
-        return Response(PromotionDetailSerializer(_detail(pk)).data)
+        return Response(PromotionDetailSerializer(selectors.request_get(pk, discussion=True)).data)
 
 
 class _ActionView(APIView):
@@ -186,7 +177,7 @@ class _ActionView(APIView):
     def post(self, request, pk):
         data = _valid(self.input_serializer, request.data)
         self.act(request, pk, data)
-        return Response(PromotionDetailSerializer(_detail(pk)).data)
+        return Response(PromotionDetailSerializer(selectors.request_get(pk, discussion=True)).data)
 
 
 class ApproveView(_ActionView):
@@ -229,7 +220,7 @@ class CommentView(APIView):
 
     @extend_schema(responses=CommentSerializer(many=True))
     def get(self, request, pk):
-        return Response(CommentSerializer(_detail(pk).comments.all(), many=True).data)
+        return Response(CommentSerializer(selectors.request_get(pk, discussion=True).comments.all(), many=True).data)
 
     @extend_schema(request=CommentCreateSerializer, responses={201: CommentSerializer})
     def post(self, request, pk):
@@ -268,7 +259,7 @@ class EnvironmentListView(APIView):
 
     @extend_schema(responses=EnvironmentSerializer(many=True))
     def get(self, request):
-        return Response(EnvironmentSerializer(Environment.objects.select_related("approver_group"), many=True).data)
+        return Response(EnvironmentSerializer(selectors.environment_list(), many=True).data)
 
 
 class SpanSerializer(serializers.ModelSerializer):
@@ -298,7 +289,7 @@ class EnvironmentHistoryView(APIView):
     def get(self, request, name):
         env = selectors.environment_get(name)
         query = _valid(HistoryQuerySerializer, request.query_params)
-        spans = LiveSpan.objects.filter(environment=env).select_related("model")
+        model = None
         if query["model"]:
             model = registry_selectors.model_get(query["model"])
             if query["at"] is not None:
@@ -312,10 +303,10 @@ class EnvironmentHistoryView(APIView):
                         "span": SpanSerializer(span).data if span else None,
                     }
                 )
-            spans = spans.filter(model=model)
         elif query["at"] is not None:
             raise ServiceError("Name the model whose version you ask about: ?model=<name>&at=<time>.", field="model")
-        return Response(SpanSerializer(spans.order_by("-started_at", "-id")[:500], many=True).data)
+        spans = selectors.span_list(environment=env, model=model)[:500]
+        return Response(SpanSerializer(spans, many=True).data)
 
 
 # --- policy changes (two admins) ------------------------------------------------------
@@ -369,7 +360,7 @@ class PolicyChangeListView(APIView):
     )
     def get(self, request, name):
         env = selectors.environment_get(name)
-        changes = env.policy_changes.select_related("environment", "proposed_by", "decided_by")[:200]
+        changes = selectors.policy_change_list(env)[:200]
         return Response(PolicyChangeSerializer(changes, many=True).data)
 
     @extend_schema(

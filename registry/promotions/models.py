@@ -7,6 +7,7 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Q
 
+from console.choices import BadgeChoices
 from registry.models import ModelVersion, RegisteredModel
 
 
@@ -77,12 +78,18 @@ class Environment(models.Model):
         return webhook_host(self.webhook_url)
 
 
+class PolicyChangeState(BadgeChoices):
+    PENDING = "pending", "warning", "Waiting for a second admin"
+    CONFIRMED = "confirmed", "ok", "Confirmed"
+    WITHDRAWN = "withdrawn", "muted", "Withdrawn"
+
+
 class PolicyChange(models.Model):
     """A proposed change to a protected environment's policy: it takes effect only when a
     second admin confirms it; the proposer may withdraw it."""
 
-    PENDING, CONFIRMED, WITHDRAWN = "pending", "confirmed", "withdrawn"
-    STATES = [(PENDING, "Waiting for a second admin"), (CONFIRMED, "Confirmed"), (WITHDRAWN, "Withdrawn")]
+    PENDING, CONFIRMED, WITHDRAWN = PolicyChangeState.PENDING, PolicyChangeState.CONFIRMED, PolicyChangeState.WITHDRAWN
+    STATES = PolicyChangeState.choices
 
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="policy_changes")
     state = models.CharField(max_length=20, choices=STATES, default=PENDING)
@@ -110,33 +117,34 @@ class PolicyChange(models.Model):
         return f"policy change #{self.pk} of {self.environment}"
 
 
+class PromotionState(BadgeChoices):
+    REQUESTED = "requested", "warning", "Requested"
+    BLOCKED = "blocked", "error", "Blocked by a gate"
+    PENDING = "pending_approval", "warning", "Pending approval"
+    APPROVED = "approved", "ok", "Approved, waiting for deployment"
+    REJECTED = "rejected", "error", "Rejected"
+    CANCELLED = "cancelled", "muted", "Cancelled"
+    EXPIRED = "expired", "muted", "Expired"
+    DEPLOYING = "deploying", "blue", "Deploying"
+    LIVE = "live", "ok", "Live"
+    FAILED = "failed", "error", "Failed"
+    ROLLED_BACK = "rolled_back", "error", "Rolled back"
+    DONE = "done", "muted", "Done"
+
+
+class GateResult(BadgeChoices):
+    """A gate's verdict in ``PromotionRequest.gate_results`` (``{"passed": bool, …}``)."""
+
+    PASS = "pass", "ok", "pass"
+    FAIL = "fail", "error", "fail"
+
+
 class PromotionRequest(models.Model):
-    REQUESTED = "requested"
-    BLOCKED = "blocked"
-    PENDING = "pending_approval"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    DEPLOYING = "deploying"
-    LIVE = "live"
-    FAILED = "failed"
-    ROLLED_BACK = "rolled_back"
-    DONE = "done"
-    STATES = [
-        (REQUESTED, "Requested"),
-        (BLOCKED, "Blocked by a gate"),
-        (PENDING, "Pending approval"),
-        (APPROVED, "Approved, waiting for deployment"),
-        (REJECTED, "Rejected"),
-        (CANCELLED, "Cancelled"),
-        (EXPIRED, "Expired"),
-        (DEPLOYING, "Deploying"),
-        (LIVE, "Live"),
-        (FAILED, "Failed"),
-        (ROLLED_BACK, "Rolled back"),
-        (DONE, "Done"),
-    ]
+    State = PromotionState
+    REQUESTED, BLOCKED, PENDING, APPROVED = State.REQUESTED, State.BLOCKED, State.PENDING, State.APPROVED
+    REJECTED, CANCELLED, EXPIRED, DEPLOYING = State.REJECTED, State.CANCELLED, State.EXPIRED, State.DEPLOYING
+    LIVE, FAILED, ROLLED_BACK, DONE = State.LIVE, State.FAILED, State.ROLLED_BACK, State.DONE
+    STATES = PromotionState.choices
     # Open: waiting for a decision. A blocked request is final: it stays blocked.
     OPEN = (REQUESTED, PENDING)
     CANCELLABLE = (REQUESTED, PENDING, APPROVED)
@@ -194,15 +202,32 @@ class PromotionRequest(models.Model):
         return self.kind == self.ROLLBACK
 
     @property
+    def is_cancellable(self) -> bool:
+        return self.state in self.CANCELLABLE
+
+    def may_cancel(self, user) -> bool:
+        """Who may cancel: the requester, or whoever may cancel anyone's request."""
+        return self.requested_by_id == user.pk or user.has_perm("promotions.cancel_any_promotionrequest")
+
+    def can_be_cancelled_by(self, user) -> bool:
+        """What the page offers: ``services.promotion_cancel`` refuses exactly the rest."""
+        return self.is_cancellable and self.may_cancel(user)
+
+    @property
     def gates_passed(self) -> bool:
         return all(g["passed"] for g in self.gate_results)
 
 
+class ReviewDecision(BadgeChoices):
+    APPROVE = "approve", "ok", "Approved"
+    REJECT = "reject", "error", "Rejected"
+
+
 class Review(models.Model):
-    APPROVE, REJECT = "approve", "reject"
+    APPROVE, REJECT = ReviewDecision.APPROVE, ReviewDecision.REJECT
     request = models.ForeignKey(PromotionRequest, on_delete=models.CASCADE, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    decision = models.CharField(max_length=10, choices=[(APPROVE, "Approve"), (REJECT, "Reject")])
+    decision = models.CharField(max_length=10, choices=ReviewDecision.choices)
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -244,16 +269,20 @@ class LiveSpan(models.Model):
         ]
 
 
+class DeliveryState(BadgeChoices):
+    PENDING = "pending", "warning", "Pending"
+    DELIVERED = "delivered", "ok", "Delivered"
+    FAILED = "failed", "error", "Failed"
+
+
 class WebhookDelivery(models.Model):
-    PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+    PENDING, DELIVERED, FAILED = DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.FAILED
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="deliveries")
     delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     event = models.CharField(max_length=50)
     payload = models.JSONField()
     url = models.URLField()
-    state = models.CharField(
-        max_length=10, default=PENDING, choices=[(PENDING, "Pending"), (DELIVERED, "Delivered"), (FAILED, "Failed")]
-    )
+    state = models.CharField(max_length=10, default=PENDING, choices=DeliveryState.choices)
     attempts = models.PositiveSmallIntegerField(default=0)
     last_status = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)

@@ -1,18 +1,41 @@
+"""Reads of environments, promotion requests and what was live where, shared by the pages,
+the API and the deployer. Views never query the ORM themselves."""
+
 from django.contrib.auth.models import Group
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from console.accounts.roles import APPROVER
+from console.errors import NotFound
+from registry.models import ModelVersion
 
-from .models import Environment, LiveSpan, PromotionRequest, Review
+from .models import Comment, Environment, LiveSpan, PolicyChange, PromotionRequest, Review, WebhookDelivery
 
 
 def environment_get(name: str) -> Environment:
-    from console.errors import NotFound
-
     env = Environment.objects.filter(name=name).first()
     if env is None:
         raise NotFound(f"Environment {name!r} does not exist.")
     return env
+
+
+def environment_list() -> QuerySet[Environment]:
+    """Every environment in path order, approver group loaded."""
+    return Environment.objects.select_related("approver_group")
+
+
+def environments_exist() -> bool:
+    return Environment.objects.exists()
+
+
+def environment_list_with_live() -> list[Environment]:
+    """Every environment, each with ``live_now``: the spans serving there now, by model name."""
+    environments = list(environment_list())
+    live: dict[int, list[LiveSpan]] = {}
+    for span in LiveSpan.objects.filter(ended_at__isnull=True).select_related("model").order_by("model__name"):
+        live.setdefault(span.environment_id, []).append(span)
+    for env in environments:
+        env.live_now = live.get(env.pk, [])
+    return environments
 
 
 def previous_environment(env: Environment) -> Environment | None:
@@ -45,6 +68,24 @@ def live_span(*, environment: Environment, model, at=None) -> LiveSpan | None:
     )
 
 
+def live_version(span: LiveSpan) -> ModelVersion | None:
+    """The mirrored version a live span names (None if the mirror no longer has it)."""
+    return ModelVersion.objects.filter(model_id=span.model_id, version=span.version_number).first()
+
+
+def span_list(*, environment: Environment, model=None) -> QuerySet[LiveSpan]:
+    """What was live in ``environment`` (of ``model`` only, if given), newest first."""
+    spans = LiveSpan.objects.filter(environment=environment).select_related("model", "request")
+    if model is not None:
+        spans = spans.filter(model=model)
+    return spans.order_by("-started_at", "-id")
+
+
+def span_model_names(environment: Environment) -> list[str]:
+    """The names of the models ever live in ``environment``, sorted."""
+    return sorted(set(LiveSpan.objects.filter(environment=environment).values_list("model__name", flat=True)))
+
+
 def was_live(*, environment: Environment, model, version_number: int) -> bool:
     return LiveSpan.objects.filter(environment=environment, model=model, version_number=version_number).exists()
 
@@ -60,6 +101,27 @@ def request_list(*, state: str = "", environment: str = "", model: str = "", req
     if requested_by:
         qs = qs.filter(requested_by__username=requested_by)
     return qs
+
+
+def request_get(pk: int, *, discussion: bool = False) -> PromotionRequest:
+    """One request with its model, version, environment and requester; with ``discussion``,
+    its reviews and comments too (``req.reviews.all()``, ``req.comments.all()``), each with
+    its author, in two more queries."""
+    qs = request_list()
+    if discussion:
+        qs = qs.prefetch_related(
+            Prefetch("reviews", queryset=Review.objects.select_related("reviewer")),
+            Prefetch("comments", queryset=Comment.objects.select_related("author")),
+        )
+    req = qs.filter(pk=pk).first()
+    if req is None:
+        raise NotFound(f"Promotion request #{pk} does not exist.")
+    return req
+
+
+def open_request_list() -> QuerySet[PromotionRequest]:
+    """Requests still waiting for a decision or for the deployer (those that can be cancelled), newest first."""
+    return request_list().filter(state__in=PromotionRequest.CANCELLABLE).order_by("-created_at", "-id")
 
 
 def _waiting_for(user) -> Q:
@@ -108,3 +170,13 @@ def alias_drift(model) -> list[dict]:
         if actual != expected:
             drifts.append({"environment": env.name, "alias": env.alias, "expected": expected, "actual": actual})
     return drifts
+
+
+def policy_change_list(environment: Environment) -> QuerySet[PolicyChange]:
+    """Policy changes proposed for ``environment``, newest first, with who proposed and decided."""
+    return environment.policy_changes.select_related("environment", "proposed_by", "decided_by")
+
+
+def delivery_list(environment: Environment) -> QuerySet[WebhookDelivery]:
+    """Webhook deliveries to ``environment``'s URL, newest first."""
+    return WebhookDelivery.objects.filter(environment=environment)

@@ -297,9 +297,9 @@ def promotion_cancel(*, actor, request_id: int, reason: str = "") -> PromotionRe
     reason = _clean_text(reason, field="reason", required=False, what="Reason")
     with transaction.atomic():
         req = _locked(request_id)
-        if req.requested_by_id != actor.pk and not actor.has_perm("promotions.cancel_any_promotionrequest"):
+        if not req.may_cancel(actor):
             raise PermissionDenied("Only the requester or an admin can cancel this request.")
-        if req.state not in R.CANCELLABLE:
+        if not req.is_cancellable:
             raise Conflict(f"Request #{req.pk} is {req.get_state_display().lower()}; it can no longer be cancelled.")
         before = req.state
         req.state, req.state_reason = R.CANCELLED, f"Cancelled by {actor}" + (f": {reason}" if reason else ".")

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from console.errors import NotFound, ServiceError
+from console.forms import add_service_error
 from console.htmx import render_page
 from registry import selectors as registry_selectors
 from registry.models import ModelVersion
@@ -24,14 +25,7 @@ from .forms import (
     PromotionRequestForm,
     ReviewForm,
 )
-from .models import (
-    Comment,
-    Environment,
-    LiveSpan,
-    PolicyChange,
-    PromotionRequest,
-    WebhookDelivery,
-)
+from .models import Comment, Environment, PolicyChange, PromotionRequest, Review
 
 PAGE_SIZE = 25
 R = PromotionRequest
@@ -41,22 +35,17 @@ def _denied(request, exc: PermissionDenied):
     return render(request, "403.html", {"message": str(exc) or "You do not have permission to do this."}, status=403)
 
 
-def _form_error(form, exc: ServiceError):
-    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
-
-
 # --- lists ------------------------------------------------------------------
 
 
 @permission_required("promotions.view_promotionrequest", raise_exception=True)
 def inbox(request):
-    open_requests = selectors.request_list().filter(state__in=R.CANCELLABLE).order_by("-created_at", "-id")
     return render(
         request,
         "promotions/inbox.html",
         {
             "waiting": selectors.inbox(request.user),
-            "open_requests": open_requests[:50],
+            "open_requests": selectors.open_request_list()[:50],
         },
     )
 
@@ -79,7 +68,7 @@ def request_list(request):
             "filters": filters,
             "query": query.urlencode(),
             "states": R.STATES,
-            "environments": Environment.objects.all(),
+            "environments": selectors.environment_list(),
         },
         partial="results",
     )
@@ -88,18 +77,9 @@ def request_list(request):
 # --- one request ------------------------------------------------------------
 
 
-def _request_get(pk: int) -> PromotionRequest:
-    req = (
-        PromotionRequest.objects.select_related("model", "version", "environment", "requested_by").filter(pk=pk).first()
-    )
-    if req is None:
-        raise NotFound(f"Promotion request #{pk} does not exist.")
-    return req
-
-
 def _comment_tree(req: PromotionRequest) -> list[Comment]:
     """Top-level comments, each with ``.children`` (replies, recursively), oldest first."""
-    comments = list(req.comments.select_related("author"))
+    comments = list(req.comments.all())  # prefetched by selectors.request_get(discussion=True)
     for c in comments:
         c.children = []
     by_id = {c.pk: c for c in comments}
@@ -112,17 +92,16 @@ def _comment_tree(req: PromotionRequest) -> list[Comment]:
 
 def _review_context(request, req: PromotionRequest) -> dict:
     user = request.user
-    reviews = list(req.reviews.select_related("reviewer"))
+    reviews = list(req.reviews.all())  # prefetched by selectors.request_get(discussion=True)
     return {
         "req": req,
         "reviews": reviews,
         # What the page's poll reports back as ``seen``: a change of state or a new review
         # re-renders every region that shows them.
         "poll_key": f"{req.state}.{len(reviews)}",
-        "approvals": sum(1 for r in reviews if r.decision == "approve"),
+        "approvals": sum(1 for r in reviews if r.decision == Review.APPROVE),
         "can_review": req.state == R.PENDING and selectors.is_approver(user, req.environment),
-        "can_cancel": req.state in R.CANCELLABLE
-        and (req.requested_by_id == user.pk or user.has_perm("promotions.cancel_any_promotionrequest")),
+        "can_cancel": req.can_be_cancelled_by(user),
     }
 
 
@@ -134,9 +113,7 @@ def _side(version: ModelVersion | None) -> dict | None:
 
 def _detail_context(request, req: PromotionRequest, **forms) -> dict:
     span = selectors.live_span(environment=req.environment, model=req.model)
-    live = None
-    if span is not None:
-        live = ModelVersion.objects.filter(model=req.model, version=span.version_number).first()
+    live = selectors.live_version(span) if span is not None else None
     return {
         **_review_context(request, req),
         "candidate": _side(req.version),
@@ -153,7 +130,7 @@ def _detail_context(request, req: PromotionRequest, **forms) -> dict:
 
 @permission_required("promotions.view_promotionrequest", raise_exception=True)
 def request_detail(request, pk):
-    req = _request_get(pk)
+    req = selectors.request_get(pk, discussion=True)
     if request.htmx and "seen" in request.GET:
         return _request_poll(request, req, seen=request.GET["seen"])
     return render(request, "promotions/detail.html", _detail_context(request, req))
@@ -172,7 +149,7 @@ def _request_poll(request, req: PromotionRequest, *, seen: str):
 
 def _review(request, pk, decide, form_name: str):
     """Shared POST handling of approve and reject: the review partial for htmx, else redirect."""
-    req = _request_get(pk)
+    req = selectors.request_get(pk)
     form = ReviewForm(request.POST, prefix=form_name.removesuffix("_form"))
     form.is_valid()  # the comment is optional here; the service says when it is required
     status, error = 200, ""
@@ -184,13 +161,12 @@ def _review(request, pk, decide, form_name: str):
         status, error = 403, str(exc)
     except ServiceError as exc:
         status, error = exc.http_status, exc.message
-        if exc.field in form.fields:  # shown under the field instead of in the banner
-            form.add_error(exc.field, exc.message)
+        if add_service_error(form, exc, fields_only=True):  # shown under the field instead of in the banner
             error = ""
     if status == 200 and not request.htmx:
         messages.success(request, f"Request #{req.pk}: {req.get_state_display().lower()}.")
         return redirect("promotions:detail", pk=req.pk)
-    req = _request_get(req.pk)
+    req = selectors.request_get(req.pk, discussion=True)
     if request.htmx:
         context = {
             **_review_context(request, req),
@@ -235,8 +211,8 @@ def request_reject(request, pk):
 @require_POST
 @permission_required("promotions.view_promotionrequest", raise_exception=True)
 def request_cancel(request, pk):
-    # Who may cancel (the requester, or an admin) is the service's rule.
-    req = _request_get(pk)
+    # Who may cancel is PromotionRequest.may_cancel, which the service checks under its lock.
+    req = selectors.request_get(pk)
     form = CancelForm(request.POST)
     form.is_valid()
     try:
@@ -244,11 +220,11 @@ def request_cancel(request, pk):
     except PermissionDenied as exc:
         return _denied(request, exc)
     except ServiceError as exc:
-        _form_error(form, exc)
+        add_service_error(form, exc)
         return render(
             request,
             "promotions/detail.html",
-            _detail_context(request, _request_get(pk), cancel_form=form),
+            _detail_context(request, selectors.request_get(pk, discussion=True), cancel_form=form),
             status=exc.http_status,
         )
     messages.success(request, f"Request #{req.pk} cancelled.")
@@ -262,7 +238,7 @@ def request_cancel(request, pk):
 @require_POST
 @permission_required("promotions.comment_promotionrequest", raise_exception=True)
 def request_comment(request, pk):
-    req = _request_get(pk)
+    req = selectors.request_get(pk)
     form = CommentForm(request.POST)
     if form.is_valid():
         try:
@@ -275,9 +251,10 @@ def request_comment(request, pk):
         except PermissionDenied as exc:
             return _denied(request, exc)
         except ServiceError as exc:
-            _form_error(form, exc)
+            add_service_error(form, exc)
         else:
             return redirect(reverse("promotions:detail", kwargs={"pk": req.pk}) + f"#comment-{comment.pk}")
+    req = selectors.request_get(pk, discussion=True)
     return render(request, "promotions/detail.html", _detail_context(request, req, comment_form=form), status=400)
 
 
@@ -287,7 +264,10 @@ def request_create(request, name, version):
     initial = {}
     env_name = request.GET.get("environment")
     if env_name:
-        initial["environment"] = Environment.objects.filter(name=env_name).first()
+        try:
+            initial["environment"] = selectors.environment_get(env_name)
+        except NotFound:
+            pass  # a stale link: the form opens with no environment chosen
     form = PromotionRequestForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -295,7 +275,7 @@ def request_create(request, name, version):
         except PermissionDenied as exc:
             return _denied(request, exc)
         except ServiceError as exc:
-            _form_error(form, exc)
+            add_service_error(form, exc)
         else:
             if req.state == R.BLOCKED:
                 messages.warning(request, f"Request #{req.pk} is blocked by a gate; see below.")
@@ -309,7 +289,7 @@ def request_create(request, name, version):
             "form": form,
             "version": mv,
             "model": mv.model,
-            "has_environments": Environment.objects.exists(),
+            "has_environments": selectors.environments_exist(),
         },
         status=400 if form.errors else 200,
     )
@@ -320,20 +300,14 @@ def request_create(request, name, version):
 
 @permission_required("promotions.view_environment", raise_exception=True)
 def environment_list(request):
-    environments = list(Environment.objects.select_related("approver_group"))
-    live = {}
-    for span in LiveSpan.objects.filter(ended_at__isnull=True).select_related("model").order_by("model__name"):
-        live.setdefault(span.environment_id, []).append(span)
-    for env in environments:
-        env.live_now = live.get(env.pk, [])
-    return render(request, "promotions/environments.html", {"environments": environments})
+    return render(request, "promotions/environments.html", {"environments": selectors.environment_list_with_live()})
 
 
 @permission_required("promotions.view_environment", raise_exception=True)
 def environment_detail(request, name):
     env = selectors.environment_get(name)
-    spans = LiveSpan.objects.filter(environment=env).select_related("model", "request")[:200]
-    model_names = sorted(set(LiveSpan.objects.filter(environment=env).values_list("model__name", flat=True)))
+    spans = selectors.span_list(environment=env)[:200]
+    model_names = selectors.span_model_names(env)
     as_of = AsOfForm(
         request.GET if "at" in request.GET else None, initial={"model": model_names[0] if model_names else ""}
     )
@@ -346,7 +320,7 @@ def environment_detail(request, name):
                 status = 400
         else:
             status = 400
-    changes = list(env.policy_changes.select_related("proposed_by", "decided_by")[:10])
+    changes = list(selectors.policy_change_list(env)[:10])
     return render(
         request,
         "promotions/environment.html",
@@ -387,7 +361,7 @@ def _environment_form_page(request, form: EnvironmentForm, env: Environment | No
                 reason=form.cleaned_data["policy_reason"],
             )
         except ServiceError as exc:
-            _form_error(form, exc)
+            add_service_error(form, exc)
         else:
             if saved.policy_change is not None:
                 messages.warning(
@@ -420,7 +394,7 @@ def environment_edit(request, name):
     env = selectors.environment_get(name)
     form = EnvironmentForm(request.POST or None, instance=env)
     # The form writes into ``env`` while validating; keep the saved name for the page.
-    return _environment_form_page(request, form, Environment.objects.get(pk=env.pk))
+    return _environment_form_page(request, form, selectors.environment_get(name))
 
 
 def _policy_change_action(request, name, pk, verb, done: str):
@@ -459,7 +433,7 @@ def delivery_list(request, name):
         "promotions/deliveries.html",
         {
             "env": env,
-            "deliveries": WebhookDelivery.objects.filter(environment=env)[:50],
+            "deliveries": selectors.delivery_list(env)[:50],
         },
     )
 

@@ -7,7 +7,7 @@
 It serves what Modelgate uses: ConfigMaps, Services, Deployments and HorizontalPodAutoscalers
 (get, list, watch, create, server-side apply, update, delete), ReplicaSets, Pods and Events
 (read; pods may also be deleted), and the pod proxy. Pods really run: the init container calls
-fetch_model, the serving container is deployer.local_server's TF Serving stand-in.
+fetch_model, the serving container is the TF Serving development server (tfserving_dev).
 
 Modules: status (Status errors), resources (the types served), fields + apply (field paths and
 server-side apply), schema (apply's unknown fields), validation (defaults and 422s), podsecurity

@@ -2,7 +2,7 @@
 
 The init container calls the test's fetch_model(model, version, model_root), which lays a
 SavedModel out where the pod's `models` volume would be. The serving container is a
-LocalModelServer (deployer.local_server, our TF Serving stand-in) started with the models.config
+LocalModelServer (tfserving_dev, our TF Serving stand-in) started with the models.config
 from the pod's `config` ConfigMap, base paths pointed at that directory. The pod is Ready when
 every version its config names is AVAILABLE, which is what the manifest's readiness probe checks;
 a version that ends in an error crash-loops the container, as tensorflow_model_server exits when
@@ -15,9 +15,10 @@ import shutil
 import threading
 from pathlib import Path
 
-from deployer.local_server import LocalModelServer
-from deployer.tfserving_common import AVAILABLE, END, ServingError
-from deployer.tfserving_config import parse_models_config, parse_monitoring_config
+from deployer.tfserving import AVAILABLE, END
+from tfserving_dev.config import parse_models_config, parse_monitoring_config
+from tfserving_dev.errors import ServingError
+from tfserving_dev.server import LocalModelServer
 
 from .apply import now
 from .resources import by_name

@@ -4,7 +4,7 @@ import itertools
 
 from django.core.management.base import BaseCommand, CommandError
 
-from deployer import loadgen
+from deployer import loadgen, tfserving
 from deployer.backends import backend_for
 from deployer.backends.errors import BackendError
 from deployer.models import Deployment
@@ -23,7 +23,7 @@ def find_deployment(ref: str) -> Deployment:
             f"No deployment {ref!r}: give its id or <model>/<environment>, "
             "e.g. iris-classifier/staging (see /deployments/)."
         )
-    if deployment.state != Deployment.SERVING or deployment.live_rollout is None:
+    if not deployment.is_serving:
         raise CommandError(f"{deployment} is not serving; promote a version there first.")
     return deployment
 
@@ -50,9 +50,9 @@ class Command(BaseCommand):
         rollout = deployment.live_rollout
         release = Run(rollout, "loadgen").release()
         backend = backend_for(deployment)
-        path = f"/v1/models/{release.model}/labels/{release.environment}:predict"
+        path = f"{tfserving.model_path(release.model, label=release.environment)}:predict"
         try:
-            replicas = [a.replica for a in backend.call(release, "GET", f"/v1/models/{release.model}")]
+            replicas = [a.replica for a in backend.call(release, "GET", tfserving.model_path(release.model))]
         except BackendError as exc:
             raise CommandError(f"{deployment} does not answer: {exc}") from exc
         targets = itertools.cycle(replicas or ["?"])

@@ -11,7 +11,7 @@ differs from argparse in ways a caller notices:
 - an argument no flag matches is *not* an error: the parser passes it through and main
   prints "unknown argument: <it>" and the usage, then starts anyway (main.cc:312-314).
 
-The development server (deployer.local_server) uses this parser, so a command line that
+The development server (python -m tfserving_dev) uses this parser, so a command line that
 the real binary refuses is refused here too. It adds two flags of its own, documented in
 DEV_ONLY_FLAGS; the real binary would report them as unknown arguments.
 """

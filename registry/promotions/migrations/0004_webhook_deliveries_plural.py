@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("promotions", "0002_protected_environments_and_request_kinds"),
+        ("promotions", "0003_review_decision_labels"),
     ]
 
     operations = [

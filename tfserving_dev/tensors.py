@@ -4,12 +4,31 @@ import base64
 import binascii
 import json
 import math
+import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployer.tfserving_common import _CODE_NAMES, DEFAULT_SIGNATURE, ServingError, _tf
+from deployer.tfserving import DEFAULT_SIGNATURE
+from tfserving_dev.errors import CODE_NAMES, ServingError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+_IMPORT_LOCK = threading.Lock()
+
+
+def _tf():
+    # Heavy: only a server that loads models pays for it. Two threads importing TensorFlow at
+    # once (pods of the test API server load models in threads) can hand one of them a
+    # half-initialised module, since TF's imports have cycles and Python breaks a cross-thread
+    # import deadlock that way; so the first import happens under one lock.
+    with _IMPORT_LOCK:
+        import tensorflow as tf  # noqa: PLC0415
+
+    return tf
+
 
 # --- loading SavedModels ---
 
@@ -67,7 +86,7 @@ def _error_code(exc: Exception) -> str:
     if isinstance(exc, ServingError):
         return exc.code
     code = getattr(exc, "error_code", None)  # tf.errors.OpError
-    return _CODE_NAMES[code] if isinstance(code, int) and 0 <= code < len(_CODE_NAMES) else "UNKNOWN"
+    return CODE_NAMES[code] if isinstance(code, int) and 0 <= code < len(CODE_NAMES) else "UNKNOWN"
 
 
 def _error_message(exc: Exception) -> str:

@@ -15,10 +15,7 @@ import threading
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
-from deployer.tfserving_common import LATENCY_BUCKETS, REQUEST_COUNT, REQUEST_LATENCY
-
-RUNTIME_LATENCY = ":tensorflow:serving:runtime_latency"
-LOAD_ATTEMPT_COUNT = ":tensorflow:cc:saved_model:load_attempt_count"
+from deployer.tfserving import LATENCY_BUCKETS, LOAD_ATTEMPT_COUNT, REQUEST_COUNT, REQUEST_LATENCY, RUNTIME_LATENCY
 
 
 class _Histogram:
