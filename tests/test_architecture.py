@@ -52,3 +52,14 @@ def test_a_registry_module_that_imports_the_deployer_fails_lint_naming_the_contr
     assert result.returncode != 0
     assert "The registry never imports the deployer BROKEN" in result.stdout
     assert "registry.models -> deployer.models" in result.stdout
+
+
+def test_a_cycle_hidden_by_an_import_inside_a_function_fails_lint_naming_the_contract(tmp_path):
+    for name in ("console", "registry", "deployer"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    notify = tmp_path / "registry" / "promotions" / "notify.py"
+    notify.write_text(notify.read_text() + "\n\ndef _send():\n    from .tasks import send_promotion_email  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert f"{contracts()['no-cycles']['name']} BROKEN" in " ".join(result.stdout.split())
