@@ -11,6 +11,8 @@ from console import perms
 from console.choices import BadgeChoices
 from registry.models import ModelVersion, RegisteredModel
 
+from .webhook_address import webhook_host
+
 
 class Environment(models.Model):
     name = models.SlugField(max_length=50, unique=True)
@@ -74,8 +76,6 @@ class Environment(models.Model):
     @property
     def webhook_host(self) -> str:
         """All that pages and the API show of the URL to anyone (its path can carry a credential)."""
-        from .webhook_address import webhook_host
-
         return webhook_host(self.webhook_url)
 
 
