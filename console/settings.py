@@ -419,6 +419,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["console.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "console.api.exception_handler",
+    # Every list: a cursor page in the view's `ordering` (console.api.CursorPage, max 200).
+    "DEFAULT_PAGINATION_CLASS": "console.api.CursorPage",
+    "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
     # Per token (or per signed-in user): API_RATE_LIMIT requests, then 429 with Retry-After.
     # Failed bearer logins from one client address: API_AUTH_FAILURE_RATE, then 429 for

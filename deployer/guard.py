@@ -10,6 +10,7 @@ import logging
 from django.utils import timezone
 
 from deployer import services
+from deployer.metrics.arithmetic import add_buckets, quantile
 from deployer.metrics.points import align
 from deployer.models import MetricPoint, Rollout
 
@@ -22,8 +23,6 @@ def evaluate(
     points: list[dict], *, error_rate: float | None, p95_ms: float | None, min_requests: int = MIN_REQUESTS
 ) -> str | None:
     """The breach as a sentence, or None. points: [{"requests", "errors", "latency_buckets"}]."""
-    from deployer.metrics.arithmetic import add_buckets, quantile
-
     requests = sum(p["requests"] for p in points)
     if requests < min_requests:
         return None

@@ -5,7 +5,10 @@ step (so the browser shows progress and a restarted worker resumes), and afterwa
 record of what was applied, by whom, and how it ended.
 """
 
+import re
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -89,10 +92,6 @@ class DeploymentTarget(models.Model):
 
     def clean(self):
         """What the admin form refuses before anything is rendered or applied."""
-        import re
-
-        from django.core.exceptions import ValidationError
-
         errors = {}
         tag = self.image.rsplit("/", 1)[-1]
         if "@" not in self.image and (":" not in tag or tag.endswith(":latest")):

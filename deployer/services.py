@@ -5,16 +5,20 @@ transaction and records each step through these functions."""
 import logging
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from console import perms
 from console.audit.services import audit_record
 from console.errors import Conflict, NotFound, ServiceError
 from console.transactions import on_commit_safely
 from deployer import manifests
 from deployer.backends.local import free_port
 from deployer.models import Deployment, DeploymentTarget, Rollout
+from registry.promotions import notify
 from registry.promotions import services as promotions
 from registry.promotions.models import PromotionRequest
 
@@ -60,9 +64,7 @@ def steps_for(names: list[str]) -> list[dict]:
 
 def queue_run(rollout_id: int) -> None:
     """Send the rollout to a worker once the transaction that created it has committed."""
-    from console.celery import app
-
-    on_commit_safely(lambda: app.send_task(RUN_TASK, args=[rollout_id]), what=f"Rollout {rollout_id}")
+    on_commit_safely(lambda: current_app.send_task(RUN_TASK, args=[rollout_id]), what=f"Rollout {rollout_id}")
 
 
 def deployment_get_or_create(*, target: DeploymentTarget, model) -> Deployment:
@@ -264,11 +266,7 @@ def deployment_break_glass_stop(*, actor, deployment_id: int, reason: str) -> Ro
     """The emergency stop: an admin with the break-glass permission undeploys at once,
     without approval, with a mandatory reason. The approver group is told (email and the
     environment's webhook) and the audit trail marks it as break-glass."""
-    from django.core.exceptions import PermissionDenied
-
-    from registry.promotions import notify
-
-    if not actor.has_perm("deployer.break_glass_deployment"):
+    if not actor.has_perm(perms.BREAK_GLASS):
         raise PermissionDenied("Only an admin with the break-glass permission may stop a deployment at once.")
     reason = (reason or "").strip()
     if not reason:

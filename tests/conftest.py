@@ -136,6 +136,9 @@ def celery_eager():
 
     before = app.conf.task_always_eager
     app.conf.task_always_eager = True
+    # Import every app's tasks module, as a worker does at start: a task queued by name
+    # (registry.promotions.notify) runs here only if this process knows it.
+    app.loader.import_default_modules()
     yield
     app.conf.task_always_eager = before
 

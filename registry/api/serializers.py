@@ -1,7 +1,7 @@
 """Shapes of the registry API. Type checks only: the rules live in registry.services."""
 
 from functools import lru_cache
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from django.urls import get_script_prefix, reverse
 from django.utils.http import RFC3986_SUBDELIMS
@@ -91,8 +91,6 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 @lru_cache(maxsize=8)
 def _models_path(script_prefix: str) -> str:
     """The unquoted path of the model list; reverse() puts ``script_prefix`` in front."""
-    from urllib.parse import unquote
-
     return unquote(reverse("api:model-list"))
 
 

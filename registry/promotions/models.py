@@ -7,8 +7,11 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Q
 
+from console import perms
 from console.choices import BadgeChoices
 from registry.models import ModelVersion, RegisteredModel
+
+from .webhook_address import webhook_host
 
 
 class Environment(models.Model):
@@ -73,8 +76,6 @@ class Environment(models.Model):
     @property
     def webhook_host(self) -> str:
         """All that pages and the API show of the URL to anyone (its path can carry a credential)."""
-        from .webhook_address import webhook_host
-
         return webhook_host(self.webhook_url)
 
 
@@ -207,7 +208,7 @@ class PromotionRequest(models.Model):
 
     def may_cancel(self, user) -> bool:
         """Who may cancel: the requester, or whoever may cancel anyone's request."""
-        return self.requested_by_id == user.pk or user.has_perm("promotions.cancel_any_promotionrequest")
+        return self.requested_by_id == user.pk or user.has_perm(perms.CANCEL_ANY_PROMOTION)
 
     def can_be_cancelled_by(self, user) -> bool:
         """What the page offers: ``services.promotion_cancel`` refuses exactly the rest."""

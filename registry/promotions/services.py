@@ -6,11 +6,13 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from celery import current_app
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from console import perms
 from console.audit.services import audit_record
 from console.errors import Conflict, NotFound, ServiceError, UpstreamUnavailable
 from console.transactions import on_commit_safely
@@ -36,9 +38,7 @@ COMMENT_MAX = 10000
 
 
 def _queue_deployment(request_id: int) -> None:
-    from console.celery import app
-
-    app.send_task(DEPLOY_TASK, args=[request_id])
+    current_app.send_task(DEPLOY_TASK, args=[request_id])
 
 
 def _snapshot(req: PromotionRequest) -> dict:
@@ -558,7 +558,7 @@ def policy_change_confirm(*, actor, change_id: int, environment: Environment | N
     confirms their own change; both are named in the audit event."""
     with transaction.atomic():
         change = _locked_change(change_id, environment)
-        if not actor.has_perm("promotions.change_environment"):
+        if not actor.has_perm(perms.CHANGE_ENVIRONMENT):
             raise PermissionDenied("Only an admin may confirm a policy change.")
         if change.proposed_by_id == actor.pk:
             raise PermissionDenied("You proposed this change; a second admin must confirm it.")

@@ -21,6 +21,11 @@ from .webhook_address import WebhookAddressError, check_url, resolve
 TIMEOUT = 10
 
 
+class DeliveryRefused(Exception):
+    """The receiver did not take a delivery (an HTTP error status, a network error): a later
+    attempt may succeed, so the delivery task retries on it, with Celery's backoff."""
+
+
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
@@ -100,7 +105,8 @@ def _without_path(message: str, url: str) -> str:
 
 
 def webhook_attempt(delivery_id: int, *, final: bool) -> str:
-    """POST one delivery. Returns "delivered", "retry" or "failed" (after the last attempt)."""
+    """POST one delivery. Returns "delivered", or "failed" when no attempt is left (``final``)
+    or none could help (the address is refused); raises DeliveryRefused when another may."""
     delivery = WebhookDelivery.objects.select_related("environment").filter(pk=delivery_id).first()
     if delivery is None or delivery.state != WebhookDelivery.PENDING:
         return "delivered" if delivery else "failed"
@@ -133,4 +139,6 @@ def webhook_attempt(delivery_id: int, *, final: bool) -> str:
         state=state,
         delivered_at=timezone.now() if ok else None,
     )
-    return {WebhookDelivery.DELIVERED: "delivered", WebhookDelivery.FAILED: "failed"}.get(state, "retry")
+    if state == WebhookDelivery.PENDING:
+        raise DeliveryRefused(error)
+    return "delivered" if ok else "failed"
