@@ -50,6 +50,14 @@ def paginated(view, queryset, serializer_class) -> Response:
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
+def paginated_rows(view, values, render) -> Response:
+    """``paginated`` for a ``values()`` queryset, each page's rows shown by ``render`` (a plain
+    function held to the serializer's output by a test), for the lists clients poll."""
+    paginator = api_settings.DEFAULT_PAGINATION_CLASS()
+    page = paginator.paginate_queryset(values, view.request, view=view)
+    return paginator.get_paginated_response(render(page))
+
+
 def _flatten(detail, prefix=""):
     """{"tags": {"k": ["bad"]}} -> [("tags.k", "bad")]: each message with its field path."""
     if isinstance(detail, dict):

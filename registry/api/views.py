@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console import perms
-from console.api import paginated, valid
+from console.api import paginated, paginated_rows, valid
 from console.errors import NotFound, UpstreamUnavailable
 from console.permissions import MethodPermissions
 from console.schema import paged
@@ -15,6 +15,7 @@ from registry import selectors, services
 from registry.idempotency import Replay, idempotency_claim, idempotency_complete, idempotency_release
 from registry.tasks import sync_registry_task
 
+from . import rows
 from .serializers import (
     ModelCreateSerializer,
     ModelFilterSerializer,
@@ -81,7 +82,7 @@ class VersionListView(RegistryView):
     @extend_schema(operation_id="models_versions_list", responses=paged(ModelVersionSerializer))
     def get(self, request, name):
         versions = selectors.version_list(model=selectors.model_get(name))
-        return paginated(self, versions, ModelVersionSerializer)
+        return paginated_rows(self, rows.version_values(versions), rows.version_rows)
 
     @extend_schema(
         request=VersionRegisterSerializer,
@@ -164,7 +165,8 @@ class VersionSearchView(RegistryView):
         filters = valid(VersionFilterSerializer, request.query_params)
         model_name = filters.pop("model")
         model = selectors.model_get(model_name) if model_name else None
-        return paginated(self, selectors.version_list(model=model, **filters), ModelVersionSerializer)
+        versions = selectors.version_list(model=model, **filters)
+        return paginated_rows(self, rows.version_values(versions), rows.version_rows)
 
 
 class SyncView(RegistryView):
