@@ -112,13 +112,16 @@ def _page() -> str:
 def outage_response(request, dependency: str) -> HttpResponse:
     retry = RETRY_AFTER[dependency]
     message = f"{NAMES[dependency]} is unreachable; retry in {retry} s."
+    response: HttpResponse
     if request.path_info.startswith("/api/"):
         response = JsonResponse({"error": "unavailable", "detail": message, "dependency": dependency}, status=503)
     else:
         response = HttpResponse(_page(), status=503, content_type="text/html; charset=utf-8")
     response["Retry-After"] = str(retry)
     response["Cache-Control"] = "no-store"
-    response._has_been_logged = True  # the state change was logged once; no line per request
+    # The state change was logged once; no line per request. Django's own private flag
+    # (django.utils.log.log_response reads it), which the stubs do not declare.
+    response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 
