@@ -38,7 +38,7 @@ VIEW_VERSION, ADD_VERSION, CHANGE_VERSION = (
 
 
 class ByName(CursorPagination):
-    ordering = ("name",)
+    ordering: tuple[str, ...] = ("name",)
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200

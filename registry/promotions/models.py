@@ -170,6 +170,9 @@ class PromotionRequest(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     deployment_queued_at = models.DateTimeField(null=True, blank=True)
     superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Not a column: the state a request had before services._supersede cancelled it, kept on
+    # the instance for the audit row written after.
+    before_state: str
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -242,6 +245,8 @@ class Comment(models.Model):
     reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies")
     body = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # Not a column: the replies, set by the request page's views._comment_tree.
+    children: list["Comment"]
 
     class Meta:
         ordering = ["created_at", "id"]

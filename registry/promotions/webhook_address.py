@@ -97,7 +97,9 @@ def resolve(host: str, port: int) -> str:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise WebhookAddressError(f"Webhook host {host} could not be resolved: {exc}") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    # An internet socket address starts with its host as a string (typeshed also allows the
+    # integer of other families, which SOCK_STREAM lookups of a host name do not return).
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
         if why := address_refusal(address.split("%", 1)[0]):
             raise WebhookAddressError(
