@@ -48,10 +48,10 @@ def _allowed_networks() -> list:
     return [ipaddress.ip_network(n, strict=False) for n in settings.WEBHOOK_ALLOWED_NETWORKS]
 
 
-def address_refusal(ip) -> str:
+def address_refusal(ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     """Why this address may not receive webhooks, or "" if it may."""
     ip = ipaddress.ip_address(ip)
-    if ip.version == 6 and ip.ipv4_mapped:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     if any(ip in net for net in _allowed_networks()):
         return ""
