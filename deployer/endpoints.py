@@ -14,12 +14,16 @@ same URL while rollouts and rollbacks move the label.
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
 from deployer.manifests import REST_PORT, resource_name
+
+if TYPE_CHECKING:
+    from deployer.models import Deployment
 
 CLUSTER_DOMAIN = "cluster.local"
 
@@ -50,7 +54,7 @@ def base_url_problem(value: str) -> str | None:
     return None
 
 
-def endpoint(deployment) -> Endpoint:
+def endpoint(deployment: "Deployment") -> Endpoint:
     """The deployment's URLs; ``url`` only while it serves (undeployed, there is nothing to call)."""
     if deployment.state != deployment.SERVING:
         return Endpoint(url=None, external_url=None)
