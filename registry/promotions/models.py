@@ -57,6 +57,8 @@ class Environment(models.Model):
         "require_servable",
         "protected",
     )
+    # Not a column: the spans serving here now, set by selectors.environment_list_with_live.
+    live_now: list["LiveSpan"]
 
     class Meta:
         ordering = ["position"]
