@@ -201,6 +201,7 @@ class Deployment(models.Model):
             return f"Revision {rollout.revision} never went live; only a good revision can be rolled back to."
         live = self.live_rollout
         if live is not None and live.version_id == rollout.version_id:
+            assert rollout.version is not None  # its version_id was checked above
             return f"v{rollout.version.version} already serves."
         return None
 

@@ -209,6 +209,7 @@ def rollout_redeploy(*, actor, deployment_id: int, reason: str = "") -> Rollout 
         if not deployment.is_serving:
             raise Conflict(f"{deployment} serves no revision to redeploy.")
         live = deployment.live_rollout
+        assert live is not None  # is_serving says so
         if deployment.environment.required_approvals:
             version = live.version
             assert version is not None, "a serving rollout has a version (only an undeploy has none)"
@@ -239,6 +240,7 @@ def rollout_undeploy(*, actor, deployment_id: int, reason: str) -> Rollout | Pro
         deployment = _locked_deployment(deployment_id)
         if not deployment.is_serving:
             raise Conflict(f"{deployment} is not serving.")
+        assert deployment.live_rollout is not None  # is_serving says so
         if deployment.environment.required_approvals:
             version = deployment.live_rollout.version
             assert version is not None, "a serving rollout has a version (only an undeploy has none)"
@@ -281,6 +283,7 @@ def deployment_break_glass_stop(*, actor, deployment_id: int, reason: str) -> Ro
         deployment = _locked_deployment(deployment_id)
         if not deployment.is_serving:
             raise Conflict(f"{deployment} is not serving.")
+        assert deployment.live_rollout is not None  # is_serving says so
         serving = deployment.live_rollout.version
         assert serving is not None, "a serving rollout has a version (only an undeploy has none)"
         # No busy check: an emergency stop queues right behind whatever runs now.
@@ -327,6 +330,7 @@ def rollback_request(*, actor, deployment_id: int, revision: int, justification:
     refusal = deployment.rollback_refusal(rollout)
     if refusal:
         raise ServiceError(refusal, field="revision")
+    assert rollout.version is not None  # rollback_refusal refuses a revision without one
     return promotions.promotion_request(
         actor=actor,
         version=rollout.version,
