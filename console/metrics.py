@@ -16,6 +16,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import cast
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -52,13 +53,15 @@ class RequestMetricsMiddleware:
 def queue_lengths() -> dict[str, int]:
     queues = [settings.CELERY_TASK_DEFAULT_QUEUE, settings.DEPLOY_QUEUE]
     broker = settings.CELERY_BROKER_URL
-    lengths = {}
+    lengths: dict[str, int] = {}
     if broker.startswith("redis"):
         import redis
 
         client = redis.Redis.from_url(broker, socket_timeout=2)
         for queue in queues:
-            lengths[queue] = int(client.llen(queue))
+            # redis-py types each command for its sync and asyncio clients at once; this
+            # sync client's llen returns an int.
+            lengths[queue] = int(cast(int, client.llen(queue)))
     elif broker.startswith("filesystem"):
         folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
         for queue in queues:

@@ -32,6 +32,7 @@ def rollout_events(deployment, since) -> list[dict]:
     """What happened to the deployment in the window, for markers on the charts."""
     events = []
     for rollout in selectors.rollouts_finished_since(deployment, since):
+        assert rollout.finished_at is not None  # the selector filters on finished_at__gte
         events.append(
             {
                 "t": int(rollout.finished_at.timestamp()),

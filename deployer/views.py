@@ -75,7 +75,7 @@ def deployment_list(request):
 
 def _posted_revision(form: RollbackForm | None) -> int | None:
     try:
-        return int(form.data.get("revision")) if form is not None else None
+        return int(form.data.get("revision", "")) if form is not None else None
     except (TypeError, ValueError):
         return None
 

@@ -66,7 +66,7 @@ def clean_tags(tags, *, allow_delete: bool = False) -> dict:
         raise ServiceError('Tags must be an object such as {"team": "search"}.', field="tags")
     if len(tags) > TAGS_MAX:
         raise ServiceError(f"At most {TAGS_MAX} tags per request (got {len(tags)}).", field="tags")
-    cleaned = {}
+    cleaned: dict[str, str | None] = {}
     for key, value in tags.items():
         if not isinstance(key, str) or not key or len(key) > TAG_KEY_MAX or not _TAG_KEY.match(key):
             raise ServiceError(

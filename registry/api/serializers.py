@@ -96,7 +96,9 @@ def _models_path(script_prefix: str) -> str:
 
 
 class VersionRegisterSerializer(serializers.Serializer):
-    source = serializers.CharField(
+    # DRF's serializer metaclass takes declared fields off the class, so this field does not
+    # replace Field.source (the attribute the stubs see).
+    source = serializers.CharField(  # type: ignore[assignment]
         trim_whitespace=False,
         max_length=5000,
         help_text="models:/m-<id>, runs:/<run_id>/model, models:/<name>/<version>, or a URI under an allowed root.",

@@ -1,6 +1,8 @@
 """REST API for promotions: create, list, detail, approve, reject, cancel, comment, and the
 history of an environment ("which version served production at time T?")."""
 
+from collections.abc import Callable
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -152,7 +154,7 @@ class PromotionDetailView(APIView):
 
 class _ActionView(APIView):
     permission_classes = [MethodPermissions]
-    input_serializer = DecisionSerializer
+    input_serializer: type[serializers.Serializer] = DecisionSerializer
 
     def act(self, request, pk, data):
         raise NotImplementedError
@@ -360,7 +362,7 @@ class PolicyChangeListView(APIView):
 class _PolicyChangeActionView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method = {"POST": perms.CHANGE_ENVIRONMENT}
-    verb = None
+    verb: Callable[..., PolicyChange]  # the service each subclass sets
 
     @extend_schema(
         parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH)],

@@ -60,6 +60,8 @@ class Environment(models.Model):
         "require_servable",
         "protected",
     )
+    # Not a column: the spans serving here now, set by selectors.environment_list_with_live.
+    live_now: list["LiveSpan"]
 
     class Meta:
         ordering = ["position"]
@@ -171,6 +173,9 @@ class PromotionRequest(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     deployment_queued_at = models.DateTimeField(null=True, blank=True)
     superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Not a column: the state a request had before services._supersede cancelled it, kept on
+    # the instance for the audit row written after.
+    before_state: str
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -243,6 +248,8 @@ class Comment(models.Model):
     reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies")
     body = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # Not a column: the replies, set by the request page's views._comment_tree.
+    children: list["Comment"]
 
     class Meta:
         ordering = ["created_at", "id"]

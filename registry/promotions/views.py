@@ -83,8 +83,8 @@ def _comment_tree(req: PromotionRequest) -> list[Comment]:
     comments = list(req.comments.all())  # prefetched by selectors.request_get(discussion=True)
     for c in comments:
         c.children = []
-    by_id = {c.pk: c for c in comments}
-    roots = []
+    by_id: dict[int | None, Comment] = {c.pk: c for c in comments}
+    roots: list[Comment] = []
     for c in comments:
         parent = by_id.get(c.reply_to_id)
         (parent.children if parent else roots).append(c)

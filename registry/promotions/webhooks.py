@@ -71,6 +71,7 @@ def _post(url: str, body: bytes, headers: dict) -> int:
     default_port = port == (443 if scheme == "https" else 80)
     headers = {**headers, "Host": shown_host if default_port else f"{shown_host}:{port}"}
     timeout = urllib3.Timeout(connect=TIMEOUT, read=TIMEOUT)
+    pool: urllib3.HTTPConnectionPool
     if scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             address,
