@@ -11,7 +11,6 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from console import outages
@@ -45,16 +44,16 @@ class CursorPage(CursorPagination):
 
 def paginated(view, queryset, serializer_class) -> Response:
     """One page of ``queryset`` in ``view.ordering``, each item shown by ``serializer_class``."""
-    paginator = api_settings.DEFAULT_PAGINATION_CLASS()
-    page = paginator.paginate_queryset(queryset, view.request, view=view)
+    paginator = CursorPage()
+    page: list | None = paginator.paginate_queryset(queryset, view.request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 def paginated_rows(view, values, render) -> Response:
     """``paginated`` for a ``values()`` queryset, each page's rows shown by ``render`` (a plain
     function held to the serializer's output by a test), for the lists clients poll."""
-    paginator = api_settings.DEFAULT_PAGINATION_CLASS()
-    page = paginator.paginate_queryset(values, view.request, view=view)
+    paginator = CursorPage()
+    page: list | None = paginator.paginate_queryset(values, view.request, view=view)
     return paginator.get_paginated_response(render(page))
 
 

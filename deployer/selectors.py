@@ -100,7 +100,7 @@ def active_rollout(deployment: Deployment) -> Rollout | None:
     )
 
 
-def rollouts_finished_after(when, *, after_id: int = 0) -> list[Rollout]:
+def rollouts_finished_after(when: datetime, *, after_id: int = 0) -> list[Rollout]:
     """Rollouts that ended after ``when`` (or at it, with a higher id), oldest first: what
     `make run` reports, one line each."""
     return list(

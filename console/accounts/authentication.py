@@ -23,7 +23,7 @@ def bearer_token(request) -> ApiToken | None:
     failures = BearerFailureThrottle(request)
     if failures.blocked():
         refusal = exceptions.Throttled(wait=failures.wait())
-        refusal.reason = "Too many failed token logins from this address."
+        refusal.reason = "Too many failed token logins from this address."  # type: ignore[attr-defined]  # read by console.api.exception_handler
         raise refusal
     try:
         return token_authenticate(header[1])

@@ -17,11 +17,15 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db.models.signals import m2m_changed, post_delete, post_save
+
+if TYPE_CHECKING:
+    from .models import ApiToken
 
 TTL = 30.0  # seconds
 MAX_ENTRIES = 10_000
@@ -30,7 +34,7 @@ GENERATION_KEY = "accounts:auth-generation"
 
 @dataclass
 class Entry:
-    token: object  # the ApiToken row, its user with the permission caches filled in
+    token: "ApiToken"  # its user with the permission caches filled in
     generation: int
     loaded_at: float
 
