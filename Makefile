@@ -32,14 +32,16 @@ test: $(STAMP)
 screenshots: $(STAMP)
 	MODELGATE_SCREENSHOTS=docs MODELGATE_BROWSER_REQUIRED=1 $(PY) -m pytest tests/test_browser_layout.py -n0
 
-# The rules written as checks (CI runs this before the tests): style, the import layers of
-# docs/architecture.md, migrations that match the models, and a production configuration
-# that `check --deploy` finds nothing wrong with.
+# The rules written as checks (CI runs this before the tests): style, types (mypy with the
+# Django and DRF stubs, pyproject.toml [tool.mypy]), the import layers of docs/architecture.md,
+# migrations that match the models, and a production configuration that `check --deploy`
+# finds nothing wrong with.
 PRODUCTION_ENV := DEBUG=false SECRET_KEY=lint-only-$$(date +%s)-not-a-real-secret-0123456789abcdefghij \
 	ALLOWED_HOSTS=modelgate.example.com SECURE_SSL_REDIRECT=true SECURE_HSTS_SECONDS=31536000 SECURE_HSTS_PRELOAD=true
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) manage.py makemigrations --check --dry-run
 	env $(PRODUCTION_ENV) $(PY) manage.py check --deploy --fail-level WARNING

@@ -27,6 +27,7 @@ def main():
     from django.urls import reverse
 
     from console.accounts.services import token_create
+    from console.api import paginated, valid
     from registry import selectors
     from registry.api import serializers, views
 
@@ -38,13 +39,13 @@ def main():
     new_get, new_url = views.VersionSearchView.get, serializers.ModelVersionSerializer.get_url
 
     def deferred_get(self, request):
-        filters = views._valid(views.VersionFilterSerializer, request.query_params)
+        filters = valid(views.VersionFilterSerializer, request.query_params)
         model_name = filters.pop("model")
         model = selectors.model_get(model_name) if model_name else None
         versions = selectors.version_list(model=model, **filters).defer(
             "model__description", "model__tags", "model__aliases"
         )
-        return self.paginate(versions, serializers.ModelVersionSerializer, views.NewestFirst)
+        return paginated(self, versions, serializers.ModelVersionSerializer)
 
     def old_url(self, obj):
         return reverse("api:version-detail", kwargs={"name": obj.model.name, "version": obj.version})

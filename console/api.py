@@ -1,4 +1,4 @@
-"""Shared pieces of the REST API: the error format."""
+"""Shared pieces of the REST API: the error format, input validation and the paginator."""
 
 import logging
 import math
@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -16,6 +17,44 @@ from console import outages
 from console.errors import ServiceError
 
 log = logging.getLogger(__name__)
+
+
+def valid(serializer_class, data) -> dict:
+    """``data`` checked by ``serializer_class``: its validated data, or a 400 naming each bad field."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class CursorPage(CursorPagination):
+    """The API's one paginator (``DEFAULT_PAGINATION_CLASS``): {next, previous, results},
+    ``PAGE_SIZE`` items a page, ``?page_size=`` up to 200. A cursor keeps its place while rows
+    are added, which offsets would not. The view declares its order as ``ordering``; the last
+    field must be unique so the cursor never skips or repeats a row."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+    def get_ordering(self, request, queryset, view):
+        ordering = getattr(view, "ordering", None)
+        if not ordering:
+            raise AssertionError(f"{type(view).__name__} pages a list: give it an `ordering`.")
+        return (ordering,) if isinstance(ordering, str) else tuple(ordering)
+
+
+def paginated(view, queryset, serializer_class) -> Response:
+    """One page of ``queryset`` in ``view.ordering``, each item shown by ``serializer_class``."""
+    paginator = CursorPage()
+    page: list | None = paginator.paginate_queryset(queryset, view.request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def paginated_rows(view, values, render) -> Response:
+    """``paginated`` for a ``values()`` queryset, each page's rows shown by ``render`` (a plain
+    function held to the serializer's output by a test), for the lists clients poll."""
+    paginator = CursorPage()
+    page: list | None = paginator.paginate_queryset(values, view.request, view=view)
+    return paginator.get_paginated_response(render(page))
 
 
 def _flatten(detail, prefix=""):

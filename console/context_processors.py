@@ -1,7 +1,10 @@
+from typing import Any
+
 from django.conf import settings
+from django.http import HttpRequest
 
 
-def navigation(request):
+def navigation(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     return {
         "nav_section": getattr(request, "nav_section", ""),

@@ -7,6 +7,7 @@ path of a file holding the value, the usual way secrets are mounted.
 """
 
 import os
+from typing import overload
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -25,6 +26,11 @@ def _raw(name: str) -> str | None:
     return os.environ.get(name)
 
 
+# A string default means the setting always has a value: callers then get a ``str``.
+@overload
+def env_str(name: str, default: str) -> str: ...
+@overload
+def env_str(name: str, default: None = None) -> str | None: ...
 def env_str(name: str, default: str | None = None) -> str | None:
     value = _raw(name)
     return default if value is None or value == "" else value

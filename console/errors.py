@@ -6,7 +6,7 @@ from rest_framework import exceptions, status
 class ServiceError(Exception):
     """A refusal a user can act on. ``field`` names the input at fault, if any."""
 
-    http_status = status.HTTP_400_BAD_REQUEST
+    http_status: int = status.HTTP_400_BAD_REQUEST
     code = "invalid"
 
     def __init__(self, message: str, *, field: str | None = None):

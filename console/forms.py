@@ -8,7 +8,7 @@ from console.errors import ServiceError
 
 
 def add_service_error(
-    form: forms.Form, exc: ServiceError, *, rename: Mapping[str, str] | None = None, fields_only: bool = False
+    form: forms.BaseForm, exc: ServiceError, *, rename: Mapping[str, str] | None = None, fields_only: bool = False
 ) -> bool:
     """Show a service's refusal on ``form``: under the field it names, else above the form.
 

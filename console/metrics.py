@@ -16,6 +16,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import cast
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -23,6 +24,10 @@ from django.http import HttpResponse
 from django.utils.module_loading import import_string
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from rest_framework import exceptions
+
+from console import perms
+from console.accounts.authentication import bearer_token
 
 REQUEST_SECONDS = Histogram(
     "modelgate_http_request_duration_seconds",
@@ -48,13 +53,15 @@ class RequestMetricsMiddleware:
 def queue_lengths() -> dict[str, int]:
     queues = [settings.CELERY_TASK_DEFAULT_QUEUE, settings.DEPLOY_QUEUE]
     broker = settings.CELERY_BROKER_URL
-    lengths = {}
+    lengths: dict[str, int] = {}
     if broker.startswith("redis"):
         import redis
 
         client = redis.Redis.from_url(broker, socket_timeout=2)
         for queue in queues:
-            lengths[queue] = int(client.llen(queue))
+            # redis-py types each command for its sync and asyncio clients at once; this
+            # sync client's llen returns an int.
+            lengths[queue] = int(cast(int, client.llen(queue)))
     elif broker.startswith("filesystem"):
         folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
         for queue in queues:
@@ -93,35 +100,15 @@ def _registry() -> CollectorRegistry:
     return registry
 
 
-class _Throttled(Exception):
-    def __init__(self, wait):
-        self.wait = wait
-
-
-def _user(request):
-    from console.accounts.services import token_authenticate
-    from console.accounts.throttling import BearerFailureThrottle
-    from console.errors import ServiceError
-
-    header = request.headers.get("Authorization", "").split()
-    if len(header) == 2 and header[0].lower() == "bearer":
-        # The same count of failed tokens per address as the API: no second place to guess.
-        failures = BearerFailureThrottle(request)
-        if failures.blocked():
-            raise _Throttled(failures.wait())
-        try:
-            return token_authenticate(header[1]).user
-        except ServiceError:
-            failures.record_failure()
-            return None
-    return request.user if request.user.is_authenticated else None
-
-
 @login_not_required
 def metrics_view(request):
+    # The same bearer tokens, and the same count of failed ones per address, as the API.
     try:
-        user = _user(request)
-    except _Throttled as refusal:
+        token = bearer_token(request)
+        user = token.user if token else (request.user if request.user.is_authenticated else None)
+    except exceptions.AuthenticationFailed:
+        user = None
+    except exceptions.Throttled as refusal:
         wait = max(1, math.ceil(refusal.wait or 1))
         response = HttpResponse(
             f"Too many failed token logins from this address. Retry in {wait} seconds.\n",
@@ -136,6 +123,6 @@ def metrics_view(request):
         )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    if not user.has_perm("deployer.view_deployment"):
+    if not user.has_perm(perms.VIEW_DEPLOYMENT):
         return HttpResponse("This token's user may not view deployments.\n", status=403, content_type="text/plain")
     return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)

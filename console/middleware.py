@@ -1,21 +1,12 @@
 import io
 import re
 import uuid
-from contextvars import ContextVar
 
 from django.contrib.auth.middleware import LoginRequiredMiddleware as _DjangoLoginRequired
 
-_request_id: ContextVar[str] = ContextVar("request_id", default="")
+from console.request_id import reset_request_id, set_request_id
+
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
-
-
-def current_request_id() -> str:
-    """The id of the HTTP request (or task) being served, for audit events and logs."""
-    return _request_id.get()
-
-
-def set_request_id(value: str):
-    return _request_id.set(value)
 
 
 class RequestIdMiddleware:
@@ -28,11 +19,11 @@ class RequestIdMiddleware:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
-        token = _request_id.set(request_id)
+        token = set_request_id(request_id)
         try:
             response = self.get_response(request)
         finally:
-            _request_id.reset(token)
+            reset_request_id(token)
         response["X-Request-ID"] = request_id
         return response
 

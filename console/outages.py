@@ -15,8 +15,9 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 log = logging.getLogger("modelgate.outages")
 
@@ -30,7 +31,7 @@ _down: dict[str, tuple[float, str]] = {}  # dependency -> (since, what failed)
 _last_failure: dict[str, float] = {}
 
 
-def _chain(exc):
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -56,7 +57,7 @@ def dependency_of(exc: BaseException | None) -> str | None:
     return None
 
 
-def _summary(exc) -> str:
+def _summary(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
@@ -95,7 +96,7 @@ def reset() -> None:
 
 # --- answers ------------------------------------------------------------------
 
-_PAGE = None
+_PAGE: str | None = None
 
 
 def _page() -> str:
@@ -109,20 +110,23 @@ def _page() -> str:
     return _PAGE
 
 
-def outage_response(request, dependency: str) -> HttpResponse:
+def outage_response(request: HttpRequest, dependency: str) -> HttpResponse:
     retry = RETRY_AFTER[dependency]
     message = f"{NAMES[dependency]} is unreachable; retry in {retry} s."
+    response: HttpResponse
     if request.path_info.startswith("/api/"):
         response = JsonResponse({"error": "unavailable", "detail": message, "dependency": dependency}, status=503)
     else:
         response = HttpResponse(_page(), status=503, content_type="text/html; charset=utf-8")
     response["Retry-After"] = str(retry)
     response["Cache-Control"] = "no-store"
-    response._has_been_logged = True  # the state change was logged once; no line per request
+    # The state change was logged once; no line per request. Django's own private flag
+    # (django.utils.log.log_response reads it), which the stubs do not declare.
+    response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 
-def handle(request, exc) -> HttpResponse | None:
+def handle(request: HttpRequest, exc: BaseException) -> HttpResponse | None:
     dependency = dependency_of(exc)
     if dependency is None:
         return None
@@ -136,13 +140,13 @@ def handle(request, exc) -> HttpResponse | None:
 class OutageMiddleware:
     """Outermost middleware: health endpoints first, then outages below become 503s."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         from django.core.signals import got_request_exception
 
         self.get_response = get_response
         got_request_exception.connect(note_request_exception, dispatch_uid="modelgate-outages")
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path_info in ("/healthz", "/healthz/"):
             return JsonResponse({"status": "ok"})  # liveness depends on nothing
         if request.path_info in ("/readyz", "/readyz/"):
@@ -157,16 +161,18 @@ class OutageMiddleware:
             return outage_response(request, dependency)
         return response
 
-    def process_exception(self, request, exception):
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         return handle(request, exception)
 
 
-def note_request_exception(sender=None, request=None, **kwargs):
+def note_request_exception(sender: object = None, request: HttpRequest | None = None, **kwargs: object) -> None:
     """got_request_exception: remember which dependency failed, for the middleware above."""
-    dependency = dependency_of(sys.exc_info()[1])
-    if dependency is not None and request is not None:
-        mark_down(dependency, sys.exc_info()[1])
-        request._outage_dependency = dependency
+    exc = sys.exc_info()[1]
+    dependency = dependency_of(exc)  # None without an exception
+    if dependency is not None and exc is not None and request is not None:
+        mark_down(dependency, exc)
+        # Read back by OutageMiddleware above; HttpRequest declares no such attribute.
+        request._outage_dependency = dependency  # type: ignore[attr-defined]
 
 
 class QuietOutages(logging.Filter):

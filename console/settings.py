@@ -11,6 +11,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -337,7 +338,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # server, and a real worker process consumes it.
     _broker_dir = VAR_DIR / "celery" / "broker"
     (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # kombu's options differ per transport (paths here, timeouts for Redis).
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
@@ -421,6 +423,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["console.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "console.api.exception_handler",
+    # Every list: a cursor page in the view's `ordering` (console.api.CursorPage, max 200).
+    "DEFAULT_PAGINATION_CLASS": "console.api.CursorPage",
+    "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
     # Per token (or per signed-in user): API_RATE_LIMIT requests, then 429 with Retry-After.
     # Failed bearer logins from one client address: API_AUTH_FAILURE_RATE, then 429 for

@@ -4,10 +4,11 @@ call selectors or services; refusals come back in the shared JSON error shape.""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from console import perms
+from console.api import paginated, valid
 from console.permissions import MethodPermissions
 from console.schema import paged
 from registry.promotions import selectors as promotion_selectors
@@ -26,27 +27,6 @@ from .serializers import (
     StopSerializer,
     UndeploySerializer,
 )
-
-VIEW, VIEW_ROLLOUT = "deployer.view_deployment", "deployer.view_rollout"
-OPERATE, REQUEST = "deployer.operate_deployment", "promotions.add_promotionrequest"
-BREAK_GLASS = "deployer.break_glass_deployment"
-
-
-class OldestFirst(CursorPagination):
-    ordering = ("id",)
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
-
-
-class NewestRevisionFirst(OldestFirst):
-    ordering = ("-revision",)
-
-
-def _valid(serializer_class, data):
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def _deployment(pk: int):
@@ -73,7 +53,8 @@ def _outcome_response(outcome) -> Response:
 
 class DeploymentListView(APIView):
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"GET": VIEW}
+    permissions_by_method = {"GET": perms.VIEW_DEPLOYMENT}
+    ordering = ("id",)
 
     @extend_schema(
         parameters=[DeploymentFilterSerializer],
@@ -81,15 +62,13 @@ class DeploymentListView(APIView):
         responses=paged(DeploymentListSerializer),
     )
     def get(self, request):
-        paginator = OldestFirst()
-        filters = _valid(DeploymentFilterSerializer, request.query_params)
-        page = paginator.paginate_queryset(selectors.deployment_list(**filters), request, view=self)
-        return paginator.get_paginated_response(DeploymentListSerializer(page, many=True).data)
+        filters = valid(DeploymentFilterSerializer, request.query_params)
+        return paginated(self, selectors.deployment_list(**filters), DeploymentListSerializer)
 
 
 class DeploymentDetailView(APIView):
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"GET": VIEW}
+    permissions_by_method = {"GET": perms.VIEW_DEPLOYMENT}
 
     @extend_schema(responses=DeploymentDetailSerializer)
     def get(self, request, pk):
@@ -100,19 +79,17 @@ class DeploymentRolloutsView(APIView):
     """Every revision of one deployment, newest first."""
 
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"GET": VIEW_ROLLOUT}
+    permissions_by_method = {"GET": perms.VIEW_ROLLOUT}
+    ordering = ("-revision",)
 
     @extend_schema(operation_id="deployments_rollouts_list", responses=paged(RolloutSerializer))
     def get(self, request, pk):
-        paginator = NewestRevisionFirst()
-        history = selectors.deployment_history(selectors.deployment_get(pk))
-        page = paginator.paginate_queryset(history, request, view=self)
-        return paginator.get_paginated_response(RolloutSerializer(page, many=True).data)
+        return paginated(self, selectors.deployment_history(selectors.deployment_get(pk)), RolloutSerializer)
 
 
 class RolloutDetailView(APIView):
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"GET": VIEW_ROLLOUT}
+    permissions_by_method = {"GET": perms.VIEW_ROLLOUT}
 
     @extend_schema(responses=RolloutDetailSerializer)
     def get(self, request, pk):
@@ -124,11 +101,11 @@ class RedeployView(APIView):
     the environment requires approval: 201 with a redeploy request; else 202 with the rollout."""
 
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"POST": OPERATE}
+    permissions_by_method = {"POST": perms.OPERATE_DEPLOYMENT}
 
     @extend_schema(request=RedeploySerializer, responses={202: RolloutDetailSerializer, 201: PromotionDetailSerializer})
     def post(self, request, pk):
-        data = _valid(RedeploySerializer, request.data)
+        data = valid(RedeploySerializer, request.data)
         return _outcome_response(services.rollout_redeploy(actor=request.user, deployment_id=pk, reason=data["reason"]))
 
 
@@ -137,11 +114,11 @@ class UndeployView(APIView):
     else 202 with the rollout."""
 
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"POST": OPERATE}
+    permissions_by_method = {"POST": perms.OPERATE_DEPLOYMENT}
 
     @extend_schema(request=UndeploySerializer, responses={202: RolloutDetailSerializer, 201: PromotionDetailSerializer})
     def post(self, request, pk):
-        data = _valid(UndeploySerializer, request.data)
+        data = valid(UndeploySerializer, request.data)
         return _outcome_response(services.rollout_undeploy(actor=request.user, deployment_id=pk, reason=data["reason"]))
 
 
@@ -150,11 +127,11 @@ class StopView(APIView):
     mandatory; the approver group is notified and the audit event is deployment.break_glass_stop."""
 
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"POST": BREAK_GLASS}
+    permissions_by_method = {"POST": perms.BREAK_GLASS}
 
     @extend_schema(request=StopSerializer, responses={202: RolloutDetailSerializer})
     def post(self, request, pk):
-        data = _valid(StopSerializer, request.data)
+        data = valid(StopSerializer, request.data)
         rollout = services.deployment_break_glass_stop(actor=request.user, deployment_id=pk, reason=data["reason"])
         return _rollout_response(rollout.pk)
 
@@ -164,11 +141,11 @@ class RollbackView(APIView):
     approved under the environment's policy and then rolled out."""
 
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"POST": REQUEST}
+    permissions_by_method = {"POST": perms.REQUEST_PROMOTION}
 
     @extend_schema(request=RollbackSerializer, responses={201: PromotionDetailSerializer})
     def post(self, request, pk):
-        data = _valid(RollbackSerializer, request.data)
+        data = valid(RollbackSerializer, request.data)
         req = services.rollback_request(
             actor=request.user, deployment_id=pk, revision=data["revision"], justification=data["justification"]
         )

@@ -56,7 +56,7 @@ def diff(applied: list[dict], live: list[dict | None]) -> list[dict]:
     """[{"object", "field", "applied", "live"}] for every difference; empty when in sync."""
     # With an autoscaler the replica count is the HPA's to change, not drift.
     with_replicas = not any(o.get("kind") == "HorizontalPodAutoscaler" for o in applied)
-    changes = []
+    changes: list[dict] = []
     for want, have in zip(applied, live, strict=True):
         label = f"{want.get('kind')}/{(want.get('metadata') or {}).get('name')}"
         if have is None:

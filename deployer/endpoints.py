@@ -14,6 +14,7 @@ same URL while rollouts and rollbacks move the label.
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
@@ -21,6 +22,9 @@ from django.core.validators import URLValidator
 
 from deployer import tfserving
 from deployer.manifests import resource_name
+
+if TYPE_CHECKING:
+    from deployer.models import Deployment
 
 CLUSTER_DOMAIN = "cluster.local"
 
@@ -51,7 +55,7 @@ def base_url_problem(value: str) -> str | None:
     return None
 
 
-def endpoint(deployment) -> Endpoint:
+def endpoint(deployment: "Deployment") -> Endpoint:
     """The deployment's URLs; ``url`` only while it serves (undeployed, there is nothing to call)."""
     if deployment.state != deployment.SERVING:
         return Endpoint(url=None, external_url=None)

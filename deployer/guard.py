@@ -6,10 +6,13 @@ latency are compared with the target's thresholds; a breach rolls it back automa
 """
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from django.utils import timezone
 
 from deployer import services
+from deployer.metrics.arithmetic import add_buckets, quantile
 from deployer.metrics.points import align
 from deployer.models import MetricPoint, Rollout
 
@@ -19,11 +22,13 @@ MIN_REQUESTS = 20
 
 
 def evaluate(
-    points: list[dict], *, error_rate: float | None, p95_ms: float | None, min_requests: int = MIN_REQUESTS
+    points: Sequence[Mapping[str, Any]],
+    *,
+    error_rate: float | None,
+    p95_ms: float | None,
+    min_requests: int = MIN_REQUESTS,
 ) -> str | None:
     """The breach as a sentence, or None. points: [{"requests", "errors", "latency_buckets"}]."""
-    from deployer.metrics.arithmetic import add_buckets, quantile
-
     requests = sum(p["requests"] for p in points)
     if requests < min_requests:
         return None
@@ -42,6 +47,8 @@ def evaluate(
 
 def guard_check(rollout: Rollout, now=None) -> str:
     now = now or timezone.now()
+    # Only a rollout that went live is watched: it has finished, with a version.
+    assert rollout.finished_at is not None and rollout.version is not None, f"rollout {rollout.pk} is not live"
     target = rollout.deployment.target
     points = list(
         MetricPoint.objects.filter(

@@ -24,6 +24,8 @@ def _serving():
 
 
 def _backend(deployment: Deployment) -> LocalBackend:
+    # A deployment on a local target is given its port when it is created (services).
+    assert deployment.local_port is not None, f"{deployment} has no local port"
     return LocalBackend(root=settings.DEPLOYER_LOCAL_ROOT, name=deployment.name, port=deployment.local_port)
 
 

@@ -25,6 +25,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
+from typing import Any
 
 from deployer.tfserving import GRPC_PORT, METRICS_PATH, REST_PORT, model_path
 
@@ -315,7 +316,7 @@ def deployment(target: Target, release: Release) -> dict:
         "requests": {"cpu": target.cpu_request, "memory": target.memory_request},
         "limits": {"cpu": target.cpu_limit, "memory": target.memory_limit},
     }
-    pod_spec = {
+    pod_spec: dict[str, Any] = {
         "initContainers": [
             {
                 "name": "fetch-model",
@@ -423,6 +424,7 @@ def service(target: Target, release: Release) -> dict:
 def autoscaler(target: Target, release: Release) -> dict:
     name = resource_name(release.model, release.environment)
     scaling = target.autoscaling
+    assert scaling is not None, "render() adds an autoscaler only to a target that autoscales"
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",

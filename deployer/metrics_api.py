@@ -9,6 +9,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from console import perms
+from console.api import valid
 from console.permissions import MethodPermissions
 from deployer import selectors
 from deployer.metrics.series import MAX_WINDOW, series
@@ -30,6 +32,7 @@ def rollout_events(deployment, since) -> list[dict]:
     """What happened to the deployment in the window, for markers on the charts."""
     events = []
     for rollout in selectors.rollouts_finished_since(deployment, since):
+        assert rollout.finished_at is not None  # the selector filters on finished_at__gte
         events.append(
             {
                 "t": int(rollout.finished_at.timestamp()),
@@ -46,7 +49,7 @@ def rollout_events(deployment, since) -> list[dict]:
 
 class DeploymentMetricsView(APIView):
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"GET": "deployer.view_deployment"}
+    permissions_by_method = {"GET": perms.VIEW_DEPLOYMENT}
 
     @extend_schema(
         summary="A deployment's request rate, errors, latency percentiles and replicas over time",
@@ -54,10 +57,9 @@ class DeploymentMetricsView(APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request, pk: int):
-        query = SeriesQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        query = valid(SeriesQuery, request.query_params)
         deployment = selectors.deployment_get(pk)
         now = timezone.now()
-        data = series(deployment, query.validated_data["window"], query.validated_data.get("step"), now=now)
-        data["events"] = rollout_events(deployment, now - timedelta(seconds=query.validated_data["window"]))
+        data = series(deployment, query["window"], query.get("step"), now=now)
+        data["events"] = rollout_events(deployment, now - timedelta(seconds=query["window"]))
         return Response(data)

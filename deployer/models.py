@@ -5,7 +5,10 @@ step (so the browser shows progress and a restarted worker resumes), and afterwa
 record of what was applied, by whom, and how it ended.
 """
 
+import re
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -89,10 +92,6 @@ class DeploymentTarget(models.Model):
 
     def clean(self):
         """What the admin form refuses before anything is rendered or applied."""
-        import re
-
-        from django.core.exceptions import ValidationError
-
         errors = {}
         tag = self.image.rsplit("/", 1)[-1]
         if "@" not in self.image and (":" not in tag or tag.endswith(":latest")):
@@ -164,6 +163,8 @@ class Deployment(models.Model):
     # The local backend's model server listens here; kept so clients have a stable address.
     local_port = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Not a column: the rollout running or queued now, set by the API's views for its serializer.
+    active: "Rollout | None"
 
     class Meta:
         ordering = ["model__name", "target__environment__position"]
@@ -199,6 +200,7 @@ class Deployment(models.Model):
             return f"Revision {rollout.revision} never went live; only a good revision can be rolled back to."
         live = self.live_rollout
         if live is not None and live.version_id == rollout.version_id:
+            assert rollout.version is not None  # its version_id was checked above
             return f"v{rollout.version.version} already serves."
         return None
 
@@ -285,6 +287,8 @@ class Rollout(models.Model):
     guard_state = models.CharField(max_length=20, blank=True)
     # An automatic rollback names the rollout whose guard it answered.
     rolls_back = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Not a column: whether the deployment page offers a rollback to this revision (views).
+    can_roll_back_to: bool
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -281,6 +281,8 @@ class Run:
         full = reason + (f" {extra}" if extra else "")
         if state == Rollout.ROLLED_BACK:
             good = self.rollout.restore_to
+            # restore_verify ran, so there was a revision (which had served, with a version) to restore.
+            assert good is not None and good.version is not None
             full += f" Revision {good.revision} (v{good.version.version}) serves again."
         services.rollout_finish(rollout_id=self.rollout.pk, state=state, reason=full)
         if self.rollout.request_id:

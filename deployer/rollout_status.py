@@ -6,6 +6,7 @@ operator's `kubectl rollout status` would say.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class RolloutFailed(Exception):
@@ -19,7 +20,7 @@ class RolloutStatus:
     message: str
 
 
-def _get(obj, *path, default=None):
+def _get(obj: Any, *path: str, default: Any = None) -> Any:
     for key in path:
         if not isinstance(obj, dict) or key not in obj:
             return default

@@ -1,6 +1,8 @@
 """Reads for the deployment pages and API. Each one loads what its page shows in a fixed
 number of queries, however many deployments or revisions there are."""
 
+from datetime import datetime
+
 from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from console.errors import NotFound
@@ -79,7 +81,7 @@ def open_requests(deployment: Deployment) -> QuerySet[PromotionRequest]:
     )
 
 
-def rollouts_finished_since(deployment: Deployment, since) -> QuerySet[Rollout]:
+def rollouts_finished_since(deployment: Deployment, since: datetime) -> QuerySet[Rollout]:
     """The deployment's rollouts that ended at or after ``since``, in the order they ended."""
     return (
         Rollout.objects.filter(deployment=deployment, finished_at__gte=since)
@@ -98,7 +100,7 @@ def active_rollout(deployment: Deployment) -> Rollout | None:
     )
 
 
-def rollouts_finished_after(when, *, after_id: int = 0) -> list[Rollout]:
+def rollouts_finished_after(when: datetime, *, after_id: int = 0) -> list[Rollout]:
     """Rollouts that ended after ``when`` (or at it, with a higher id), oldest first: what
     `make run` reports, one line each."""
     return list(

@@ -5,16 +5,20 @@ transaction and records each step through these functions."""
 import logging
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from console import perms
 from console.audit.services import audit_record
 from console.errors import Conflict, NotFound, ServiceError
 from console.transactions import on_commit_safely
 from deployer import manifests
 from deployer.backends.local import free_port
 from deployer.models import Deployment, DeploymentTarget, Rollout
+from registry.promotions import notify
 from registry.promotions import services as promotions
 from registry.promotions.models import PromotionRequest
 
@@ -60,9 +64,7 @@ def steps_for(names: list[str]) -> list[dict]:
 
 def queue_run(rollout_id: int) -> None:
     """Send the rollout to a worker once the transaction that created it has committed."""
-    from console.celery import app
-
-    on_commit_safely(lambda: app.send_task(RUN_TASK, args=[rollout_id]), what=f"Rollout {rollout_id}")
+    on_commit_safely(lambda: current_app.send_task(RUN_TASK, args=[rollout_id]), what=f"Rollout {rollout_id}")
 
 
 def deployment_get_or_create(*, target: DeploymentTarget, model) -> Deployment:
@@ -155,11 +157,11 @@ def rollout_for_promotion(*, request_id: int, resume_deploying: bool = False) ->
                 request_id=request_id, reason=f"{deployment} no longer serves; there is nothing to {kind}."
             )
             return None
-        version = (
-            deployment.live_rollout.version
-            if kind == Rollout.REDEPLOY
-            else (None if kind == Rollout.UNDEPLOY else req.version)
-        )
+        if kind == Rollout.REDEPLOY:
+            assert deployment.live_rollout is not None  # refused just above
+            version = deployment.live_rollout.version
+        else:
+            version = None if kind == Rollout.UNDEPLOY else req.version
         rollout = _create(deployment=deployment, kind=kind, version=version, request=req, actor="worker", steps=steps)
         if kind == Rollout.UNDEPLOY:
             rollout.reason = req.justification
@@ -209,8 +211,10 @@ def rollout_redeploy(*, actor, deployment_id: int, reason: str = "") -> Rollout 
         if not deployment.is_serving:
             raise Conflict(f"{deployment} serves no revision to redeploy.")
         live = deployment.live_rollout
+        assert live is not None  # is_serving says so
         if deployment.environment.required_approvals:
             version = live.version
+            assert version is not None, "a serving rollout has a version (only an undeploy has none)"
         else:
             _refuse_if_busy(deployment)
             rollout = _create(
@@ -238,8 +242,10 @@ def rollout_undeploy(*, actor, deployment_id: int, reason: str) -> Rollout | Pro
         deployment = _locked_deployment(deployment_id)
         if not deployment.is_serving:
             raise Conflict(f"{deployment} is not serving.")
+        assert deployment.live_rollout is not None  # is_serving says so
         if deployment.environment.required_approvals:
             version = deployment.live_rollout.version
+            assert version is not None, "a serving rollout has a version (only an undeploy has none)"
         else:
             _refuse_if_busy(deployment)
             return _undeploy_now(actor=actor, deployment=deployment, reason=reason)
@@ -264,11 +270,7 @@ def deployment_break_glass_stop(*, actor, deployment_id: int, reason: str) -> Ro
     """The emergency stop: an admin with the break-glass permission undeploys at once,
     without approval, with a mandatory reason. The approver group is told (email and the
     environment's webhook) and the audit trail marks it as break-glass."""
-    from django.core.exceptions import PermissionDenied
-
-    from registry.promotions import notify
-
-    if not actor.has_perm("deployer.break_glass_deployment"):
+    if not actor.has_perm(perms.BREAK_GLASS):
         raise PermissionDenied("Only an admin with the break-glass permission may stop a deployment at once.")
     reason = (reason or "").strip()
     if not reason:
@@ -279,6 +281,9 @@ def deployment_break_glass_stop(*, actor, deployment_id: int, reason: str) -> Ro
         deployment = _locked_deployment(deployment_id)
         if not deployment.is_serving:
             raise Conflict(f"{deployment} is not serving.")
+        assert deployment.live_rollout is not None  # is_serving says so
+        serving = deployment.live_rollout.version
+        assert serving is not None, "a serving rollout has a version (only an undeploy has none)"
         # No busy check: an emergency stop queues right behind whatever runs now.
         rollout = _undeploy_now(actor=actor, deployment=deployment, reason=f"Break-glass stop by {actor}: {reason}")
         env = deployment.environment
@@ -286,7 +291,7 @@ def deployment_break_glass_stop(*, actor, deployment_id: int, reason: str) -> Ro
             actor=actor,
             verb="deployment.break_glass_stop",
             obj=deployment,
-            before={"state": deployment.state, "version": deployment.live_rollout.version.version},
+            before={"state": deployment.state, "version": serving.version},
             after={"break_glass": True, "reason": reason, "rollout": rollout.pk, "stopped_by": actor.get_username()},
         )
         url = f"{settings.MODELGATE_URL.rstrip('/')}/deployments/{deployment.pk}/"
@@ -323,6 +328,7 @@ def rollback_request(*, actor, deployment_id: int, revision: int, justification:
     refusal = deployment.rollback_refusal(rollout)
     if refusal:
         raise ServiceError(refusal, field="revision")
+    assert rollout.version is not None  # rollback_refusal refuses a revision without one
     return promotions.promotion_request(
         actor=actor,
         version=rollout.version,
@@ -461,7 +467,7 @@ def rollout_finish(*, rollout_id: int, state: str, reason: str = "") -> Rollout:
             after={
                 "state": state,
                 "reason": rollout.reason,
-                "version": rollout.version.version if rollout.version_id else None,
+                "version": rollout.version.version if rollout.version else None,
             },
         )
     return rollout

@@ -4,14 +4,15 @@ rollouts it left behind (after their lease)."""
 import logging
 
 from celery.signals import worker_ready
+from django.conf import settings
 
 log = logging.getLogger(__name__)
 
 
 @worker_ready.connect
 def _resume_after_start(sender=None, **kwargs):
-    from django.conf import settings
-
+    # Imported here, not above: the deployer's AppConfig imports this module in every
+    # process, and the export pulls in MLflow, which only a worker needs at this point.
     from deployer.export import scratch_clean
 
     removed = scratch_clean(settings.DEPLOYER_LOCAL_ROOT)

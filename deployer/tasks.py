@@ -11,10 +11,17 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from deployer.backends.errors import TransientError
+from deployer.drift_check import drift_check_all
+from deployer.guard import guard_check_all
 from deployer.metrics import tasks as _metrics_tasks  # noqa: F401 - registers the metrics beat tasks
+from deployer.models import Rollout
+from deployer.pipeline import rollout_run
+from deployer.services import handover_sweep, queue_run, rollout_for_promotion
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 5
@@ -23,13 +30,21 @@ MAX_RETRIES = 5
 SOFT_LIMIT, HARD_LIMIT = 3600, 3700
 
 
-def _run(task, rollout_id: int):
-    from deployer.pipeline import rollout_run
+# A temporary error (the API server or the model server could not be reached) gives the
+# rollout back and the task retries after Celery's exponential backoff: at most 5 s, 10 s, …
+# 120 s, jittered so rollouts stopped by one outage do not all come back at once. The last
+# attempt fails the rollout instead (final_attempt).
+RETRY = dict(
+    autoretry_for=(TransientError,),
+    retry_backoff=5,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
 
-    try:
-        return rollout_run(rollout_id, final_attempt=task.request.retries >= MAX_RETRIES)
-    except TransientError as exc:
-        raise task.retry(exc=exc, countdown=min(120, 5 * 2**task.request.retries)) from exc
+
+def _run(task, rollout_id: int):
+    return rollout_run(rollout_id, final_attempt=task.request.retries >= MAX_RETRIES)
 
 
 @shared_task(
@@ -37,14 +52,12 @@ def _run(task, rollout_id: int):
     name="deployer.deploy_promotion",
     acks_late=True,
     reject_on_worker_lost=True,
-    max_retries=MAX_RETRIES,
     soft_time_limit=SOFT_LIMIT,
     time_limit=HARD_LIMIT,
+    **RETRY,
 )
 def deploy_promotion(self, request_id: int):
     """Queued by the registry when a promotion is approved."""
-    from deployer.services import rollout_for_promotion
-
     rollout_id = rollout_for_promotion(request_id=request_id)
     if rollout_id is None:
         return None
@@ -56,9 +69,9 @@ def deploy_promotion(self, request_id: int):
     name="deployer.run_rollout",
     acks_late=True,
     reject_on_worker_lost=True,
-    max_retries=MAX_RETRIES,
     soft_time_limit=SOFT_LIMIT,
     time_limit=HARD_LIMIT,
+    **RETRY,
 )
 def run_rollout(self, rollout_id: int):
     return _run(self, rollout_id)
@@ -72,12 +85,6 @@ def resume_rollouts():
     lease (its message was lost, or it waited behind an earlier rollout of the same
     deployment). Running one twice is harmless: the
     claim lets only one worker in."""
-    from django.db import transaction
-    from django.db.models import Q
-
-    from deployer.models import Rollout
-    from deployer.services import handover_sweep, queue_run
-
     handed_over = handover_sweep()
     stale = timezone.now() - timedelta(seconds=settings.DEPLOYER_LEASE_SECONDS)
     ids = list(
@@ -99,13 +106,9 @@ def resume_rollouts():
 
 @shared_task(name="deployer.check_drift")
 def check_drift():
-    from deployer.drift_check import drift_check_all
-
     return drift_check_all()
 
 
 @shared_task(name="deployer.guard_check")
 def guard_check():
-    from deployer.guard import guard_check_all
-
     return guard_check_all()

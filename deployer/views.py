@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from console import perms
 from console.errors import ServiceError
 from console.forms import add_service_error
 from console.htmx import render_page
@@ -28,9 +29,9 @@ from .metrics.series import summary
 from .models import Deployment
 
 PAGE_SIZE = 50
-VIEW, VIEW_ROLLOUT = "deployer.view_deployment", "deployer.view_rollout"
-OPERATE, REQUEST = "deployer.operate_deployment", "promotions.add_promotionrequest"
-BREAK_GLASS = "deployer.break_glass_deployment"
+VIEW, VIEW_ROLLOUT = perms.VIEW_DEPLOYMENT, perms.VIEW_ROLLOUT
+OPERATE, REQUEST = perms.OPERATE_DEPLOYMENT, perms.REQUEST_PROMOTION
+BREAK_GLASS = perms.BREAK_GLASS
 
 
 def _redirect(request, url: str):
@@ -74,7 +75,7 @@ def deployment_list(request):
 
 def _posted_revision(form: RollbackForm | None) -> int | None:
     try:
-        return int(form.data.get("revision")) if form is not None else None
+        return int(form.data.get("revision", "")) if form is not None else None
     except (TypeError, ValueError):
         return None
 

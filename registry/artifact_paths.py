@@ -15,6 +15,7 @@ init container's fetch script (deployer/manifests.py).
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -51,7 +52,7 @@ class ArtifactPathError(ValueError):
         self.field = field
 
 
-def check_relative(rel, *, field: str) -> str:
+def check_relative(rel: object, *, field: str) -> str:
     """The path as a clean relative POSIX path ("." for the root), or ArtifactPathError."""
     if not isinstance(rel, str):
         raise ArtifactPathError(field, repr(rel), "is not a path")
@@ -68,7 +69,7 @@ def check_relative(rel, *, field: str) -> str:
     return clean
 
 
-def _walk_paths(value, prefix: str):
+def _walk_paths(value: object, prefix: str) -> Iterator[tuple[str, str]]:
     if isinstance(value, str):
         yield prefix, value
     elif isinstance(value, dict):
@@ -79,7 +80,7 @@ def _walk_paths(value, prefix: str):
             yield from _walk_paths(item, f"{prefix}[{i}]")
 
 
-def mlmodel_path_fields(mlmodel: dict):
+def mlmodel_path_fields(mlmodel: dict) -> Iterator[tuple[str, str]]:
     """(field name, value) for every value in the MLmodel file that names a path."""
     flavors = mlmodel.get("flavors") if isinstance(mlmodel, dict) else None
     for flavor, conf in (flavors or {}).items():

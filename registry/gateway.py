@@ -16,14 +16,16 @@ from dataclasses import dataclass
 import mlflow
 import yaml
 from django.conf import settings
-from mlflow import MlflowClient
+from mlflow import MlflowClient, artifacts
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.protos import databricks_pb2
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from console import outages
 
 from .artifact_paths import check_mlmodel, check_relative, local_path, safe_subpath
+from .mirror import ms_to_datetime
 from .savedmodel import (
     CONVERTED_DIR,
     Inspection,
@@ -264,8 +266,6 @@ class RunSummary:
 
     @property
     def started(self):
-        from .mirror import ms_to_datetime
-
         return ms_to_datetime(self.start_time) if self.start_time else None
 
     @property
@@ -297,8 +297,6 @@ def get_run(run_id: str) -> RunSummary:
 
 
 def _artifact_names(uri: str) -> set[str]:
-    from mlflow import artifacts
-
     return {
         os.path.basename(f.path.rstrip("/"))
         for f in artifacts.list_artifacts(artifact_uri=uri, tracking_uri=settings.MLFLOW_TRACKING_URI)
@@ -306,8 +304,6 @@ def _artifact_names(uri: str) -> set[str]:
 
 
 def _read_artifact(uri: str) -> bytes:
-    from mlflow import artifacts
-
     with tempfile.TemporaryDirectory() as tmp:
         path = artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=settings.MLFLOW_TRACKING_URI)
         with open(path, "rb") as fh:
@@ -498,8 +494,6 @@ def delete_alias(name: str, alias: str) -> None:
 def download_model_version(name: str, version: int, subdir: str, dst: str) -> str:
     """Download one directory of a version's artifacts (e.g. its SavedModel) into ``dst``;
     return the local path of that directory."""
-    from mlflow import artifacts
-
     with _translated():
         base = client().get_model_version_download_uri(name, str(version)).rstrip("/")
         check_artifact_paths(base, subdir, field="savedmodel_path")
@@ -511,8 +505,6 @@ def log_model_version_artifacts(name: str, version: int, local_dir: str, artifac
     """Log a local directory into the version's own artifact location, beside what is there
     (under ``artifact_path``); return the URI it was logged to. Logging the same files again
     overwrites them, so a retried conversion leaves one copy."""
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
     with _translated():
         base = client().get_model_version_download_uri(name, str(version)).rstrip("/")
         get_artifact_repository(base).log_artifacts(local_dir, artifact_path)

@@ -27,7 +27,7 @@ KEY_MAX = 255
 @dataclass(frozen=True)
 class Replay:
     status: int
-    body: dict
+    body: dict | None  # the column allows null
 
 
 def _digest(scope: str, body) -> str:

@@ -153,7 +153,3 @@ class SyncState(models.Model):
     ok = models.BooleanField(default=True)
     message = models.TextField(blank=True)
     counts = models.JSONField(default=dict)
-
-    @classmethod
-    def current(cls) -> "SyncState":
-        return cls.objects.get_or_create(pk=1)[0]

@@ -4,6 +4,7 @@ import logging
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Q
 
 from console.errors import NotFound
@@ -72,8 +73,6 @@ def version_list(
 
 
 def _supports_json_contains() -> bool:
-    from django.db import connection
-
     return connection.features.supports_json_field_contains
 
 

@@ -4,6 +4,7 @@ whatever a crash leaves behind is repaired by the sync (registry/sync.py)."""
 
 import logging
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -14,13 +15,16 @@ from console.transactions import on_commit_safely
 
 from . import gateway
 from .artifact_paths import ArtifactPathError
+from .convert import tensorflow_available
 from .mirror import REGISTERED_BY_TAG, inspection_fields, jsonable, model_fields, version_fields
 from .models import ModelVersion, RegisteredModel
 from .savedmodel import Inspection
 from .sources import SourceError, validate_source
+from .sync import sync_model
 from .validation import check_tag_total, clean_description, clean_model_name, clean_run_id, clean_tags
 
 log = logging.getLogger(__name__)
+CONVERT_TASK = "registry.convert_keras_version"
 
 
 def _upstream(exc: gateway.MlflowError, *, field: str | None = None):
@@ -114,8 +118,6 @@ def _resolve_model(name: str) -> RegisteredModel:
     if model is not None:
         return model
     # Made directly in MLflow and not synced yet: mirror it now rather than refuse.
-    from .sync import sync_model
-
     try:
         gateway.get_registered_model(name)
     except gateway.MlflowNotFound:
@@ -260,8 +262,6 @@ def version_update(
 def version_convert_request(*, actor, version: ModelVersion) -> ModelVersion:
     """Queue the conversion of the version's Keras 3 archive to a SavedModel (the worker runs
     registry.convert_keras_version). Asking again while it is queued or running changes nothing."""
-    from .convert import tensorflow_available  # noqa: PLC0415
-
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
         if version.conversion_state in (ModelVersion.CONVERSION_QUEUED, ModelVersion.CONVERSION_RUNNING):
@@ -292,9 +292,8 @@ def version_convert_request(*, actor, version: ModelVersion) -> ModelVersion:
 
 
 def _queue_conversion(version_id: int) -> None:
-    from .tasks import convert_keras_version  # noqa: PLC0415 - tasks import this module
-
-    convert_keras_version.delay(version_id)
+    # By name: the task module calls this one, so importing it here would close a cycle.
+    current_app.signature(CONVERT_TASK, args=[version_id]).delay()
 
 
 def version_conversion_claim(*, version_id: int) -> ModelVersion | None:

@@ -12,10 +12,11 @@ import os
 import re
 from urllib.parse import unquote, urlsplit
 
+from .validation import model_name_problem
+
 MAX_LENGTH = 1000
 _RUN_ID = re.compile(r"^[0-9a-f]{32}\Z")
 _LOGGED_MODEL_ID = re.compile(r"^m-[0-9a-f]{32}\Z")
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,255}\Z")
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,254}\Z")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
@@ -52,6 +53,12 @@ def _check_characters(source: str) -> None:
         raise SourceError("Source has leading or trailing spaces.")
 
 
+def _check_model_name(name: str) -> None:
+    problem = model_name_problem(name)
+    if problem:
+        raise SourceError(f"The model name in a models: URI {problem}.")
+
+
 def _validate_models_uri(path: str, netloc: str) -> None:
     if netloc:
         raise SourceError("models: URIs take no host or profile; use models:/<name>/<version>.")
@@ -60,11 +67,13 @@ def _validate_models_uri(path: str, netloc: str) -> None:
         return
     if "@" in rest:
         name, alias = rest.rsplit("@", 1)
-        if _MODEL_NAME.match(name) and _ALIAS.match(alias):
+        if _ALIAS.match(alias):
+            _check_model_name(name)
             return
     elif "/" in rest:
         name, version = rest.rsplit("/", 1)
-        if _MODEL_NAME.match(name) and version.isdigit() and int(version) > 0:
+        if version.isdigit() and int(version) > 0:
+            _check_model_name(name)
             return
     raise SourceError("A models: URI must be models:/<name>/<version>, models:/<name>@<alias> or models:/m-<id>.")
 

@@ -3,7 +3,10 @@ import tempfile
 
 from celery import shared_task
 
-from . import gateway
+from . import gateway, services
+from .convert import ConversionError, keras_archive_to_savedmodel
+from .models import ModelVersion
+from .savedmodel import CONVERTED_DIR
 from .sync import registry_sync
 
 log = logging.getLogger(__name__)
@@ -24,7 +27,7 @@ def sync_registry_task():
 
 
 @shared_task(
-    name="registry.convert_keras_version",
+    name=services.CONVERT_TASK,
     autoretry_for=(gateway.MlflowUnavailable,),
     retry_backoff=True,
     retry_backoff_max=60,
@@ -38,11 +41,6 @@ def convert_keras_version(version_id: int):
     """Load the version's Keras 3 archive, export a SavedModel, log it to MLflow beside the
     original artifacts and mark the version servable. Takes an id; a second run, or one for a
     version that is gone or done, returns quietly; a rerun after a kill logs the same files."""
-    from . import services  # noqa: PLC0415
-    from .convert import ConversionError, keras_archive_to_savedmodel  # noqa: PLC0415
-    from .models import ModelVersion  # noqa: PLC0415
-    from .savedmodel import CONVERTED_DIR  # noqa: PLC0415
-
     if not ModelVersion.objects.filter(pk=version_id).exists():
         return None
     version = services.version_conversion_claim(version_id=version_id)

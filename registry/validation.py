@@ -18,18 +18,33 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}\Z")
 RESERVED_NAMES = {"new", "sync"}
 
 
-def clean_model_name(name) -> str:
+def model_name_problem(name) -> str | None:
+    """What is wrong with ``name`` as a model name, as the end of a sentence that starts with
+    the name's role ("Name …"), or None. The one rule for model names: creating a model and a
+    ``models:/<name>/…`` source both check it.
+
+    MLflow itself refuses only names with '/' or ':' and names a path would normalise
+    (``_validate_model_name`` in mlflow/utils/validation.py). Modelgate asks more, because a
+    name is also a segment of the console's and the API's URLs and a Kubernetes label value:
+    letters, digits, '.', '_' and '-', starting with a letter or digit, at most NAME_MAX
+    characters, and not the address of a page under /models/. Every name this allows, MLflow
+    allows too.
+    """
     if not isinstance(name, str) or not name.strip():
-        raise ServiceError("Name is required.", field="name")
+        return "is required"
     if len(name) > NAME_MAX:
-        raise ServiceError(f"Name is at most {NAME_MAX} characters (got {len(name)}).", field="name")
+        return f"is at most {NAME_MAX} characters (got {len(name)})"
     if not _NAME.match(name):
-        raise ServiceError(
-            "Name may contain only letters, digits, '.', '_' and '-', and must start with a letter or digit.",
-            field="name",
-        )
+        return "may contain only letters, digits, '.', '_' and '-', and must start with a letter or digit"
     if name in RESERVED_NAMES:
-        raise ServiceError(f"{name!r} is reserved; choose another name.", field="name")
+        return f"may not be {name!r}, which is reserved for a page of the console; choose another name"
+    return None
+
+
+def clean_model_name(name) -> str:
+    problem = model_name_problem(name)
+    if problem:
+        raise ServiceError(f"Name {problem}.", field="name")
     return name
 
 
@@ -51,7 +66,7 @@ def clean_tags(tags, *, allow_delete: bool = False) -> dict:
         raise ServiceError('Tags must be an object such as {"team": "search"}.', field="tags")
     if len(tags) > TAGS_MAX:
         raise ServiceError(f"At most {TAGS_MAX} tags per request (got {len(tags)}).", field="tags")
-    cleaned = {}
+    cleaned: dict[str, str | None] = {}
     for key, value in tags.items():
         if not isinstance(key, str) or not key or len(key) > TAG_KEY_MAX or not _TAG_KEY.match(key):
             raise ServiceError(

@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from console import perms
 from console.errors import ServiceError
 from console.forms import add_service_error
 from console.htmx import render_page
@@ -24,7 +25,7 @@ def _bool(value: str):
     return {"yes": True, "no": False}.get(value)
 
 
-@permission_required("registry.view_registeredmodel", raise_exception=True)
+@permission_required(perms.VIEW_MODEL, raise_exception=True)
 def model_list(request):
     filters = {
         "q": request.GET.get("q", "").strip()[:200],
@@ -50,7 +51,7 @@ def model_list(request):
     )
 
 
-@permission_required("registry.add_registeredmodel", raise_exception=True)
+@permission_required(perms.ADD_MODEL, raise_exception=True)
 def model_create(request):
     form = ModelCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -64,7 +65,7 @@ def model_create(request):
     return render(request, "registry/model_form.html", {"form": form}, status=400 if form.errors else 200)
 
 
-@permission_required("registry.view_registeredmodel", raise_exception=True)
+@permission_required(perms.VIEW_MODEL, raise_exception=True)
 def model_detail(request, name):
     model = selectors.model_get(name)
     page = Paginator(selectors.version_list(model=model).order_by("-version"), PAGE_SIZE).get_page(
@@ -97,7 +98,7 @@ def _edit(request, obj, update, redirect_url, template, context):
 
 
 @require_POST
-@permission_required("registry.change_registeredmodel", raise_exception=True)
+@permission_required(perms.CHANGE_MODEL, raise_exception=True)
 def model_edit(request, name):
     model = selectors.model_get(name)
     page = Paginator(selectors.version_list(model=model).order_by("-version"), PAGE_SIZE).get_page(1)
@@ -111,7 +112,7 @@ def model_edit(request, name):
     )
 
 
-@permission_required("registry.add_modelversion", raise_exception=True)
+@permission_required(perms.ADD_VERSION, raise_exception=True)
 def version_register(request, name):
     model = selectors.model_get(name)
     form = VersionRegisterForm(request.POST or None)
@@ -128,7 +129,7 @@ def version_register(request, name):
     )
 
 
-@permission_required("registry.view_modelversion", raise_exception=True)
+@permission_required(perms.VIEW_VERSION, raise_exception=True)
 def version_detail(request, name, version):
     mv = selectors.version_get(name, version)
     return render(
@@ -153,7 +154,7 @@ def _version_edit_form(mv):
     )
 
 
-@permission_required("registry.view_modelversion", raise_exception=True)
+@permission_required(perms.VIEW_VERSION, raise_exception=True)
 def version_run(request, name, version):
     """The run panel, loaded by htmx after the page so a slow MLflow never delays the page."""
     mv = selectors.version_get(name, version)
@@ -167,7 +168,7 @@ def version_run(request, name, version):
 
 
 @require_POST
-@permission_required("registry.change_modelversion", raise_exception=True)
+@permission_required(perms.CHANGE_VERSION, raise_exception=True)
 def version_edit(request, name, version):
     mv = selectors.version_get(name, version)
     return _edit(
@@ -181,7 +182,7 @@ def version_edit(request, name, version):
 
 
 @require_POST
-@permission_required("registry.change_modelversion", raise_exception=True)
+@permission_required(perms.CHANGE_VERSION, raise_exception=True)
 def version_convert(request, name, version):
     mv = selectors.version_get(name, version)
     try:
@@ -197,7 +198,7 @@ def version_convert(request, name, version):
 
 
 @require_POST
-@permission_required("registry.sync_registry", raise_exception=True)
+@permission_required(perms.SYNC_REGISTRY, raise_exception=True)
 def sync_now(request):
     on_commit_safely(sync_registry_task.delay, what="Sync now")
     messages.info(request, "Sync with MLflow queued; the list refreshes as the worker finishes.")

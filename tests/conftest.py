@@ -117,6 +117,17 @@ def _outages_forgotten():
     outages.reset()
 
 
+@pytest.fixture(autouse=True)
+def _token_cache_forgotten():
+    """Each test starts with no token cached in this process (console/accounts/token_cache.py):
+    a rolled-back test changes rows without the signals that would forget them."""
+    from console.accounts import token_cache
+
+    token_cache._entries.clear()
+    yield
+    token_cache._entries.clear()
+
+
 @pytest.fixture
 def celery_eager():
     """Run Celery tasks in this process as they are queued (Celery reads its settings once, so
@@ -125,6 +136,9 @@ def celery_eager():
 
     before = app.conf.task_always_eager
     app.conf.task_always_eager = True
+    # Import every app's tasks module, as a worker does at start: a task queued by name
+    # (registry.promotions.notify) runs here only if this process knows it.
+    app.loader.import_default_modules()
     yield
     app.conf.task_always_eager = before
 

@@ -78,3 +78,11 @@ def test_the_tf_serving_names_module_imports_only_the_standard_library():
         for alias in node.names
     }
     assert imported <= set(sys.stdlib_module_names), imported
+
+
+def test_a_cycle_hidden_by_an_import_inside_a_function_fails_lint_naming_the_contract(tmp_path):
+    notify = copy_of_the_code(tmp_path) / "registry" / "promotions" / "notify.py"
+    notify.write_text(notify.read_text() + "\n\ndef _send():\n    from .tasks import send_promotion_email  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert f"{contracts()['no-cycles']['name']} BROKEN" in " ".join(result.stdout.split())

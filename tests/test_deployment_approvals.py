@@ -118,7 +118,8 @@ def test_break_glass_stops_at_once_tells_the_approvers_and_is_marked_in_the_audi
     approver.save()
     Environment.objects.filter(pk=served.target.environment_id).update(webhook_url="https://hooks.example.com/mg")
     posted = []
-    monkeypatch.setattr(tasks.deliver_webhook, "delay", lambda pk: posted.append(pk))
+    # notify queues the delivery by name; Celery then calls the registered task's apply_async.
+    monkeypatch.setattr(tasks.deliver_webhook, "apply_async", lambda args, kwargs=None, **options: posted.append(*args))
     with django_capture_on_commit_callbacks(execute=True):
         response = api(admin_user).post(
             f"/api/v1/deployments/{served.pk}/stop/", {"reason": "serving wrong prices"}, format="json"

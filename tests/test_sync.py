@@ -4,7 +4,8 @@ import pytest
 from django.core.management import call_command
 
 from console.audit.models import AuditEvent
-from registry.models import ModelVersion, RegisteredModel, SyncState
+from registry import selectors
+from registry.models import ModelVersion, RegisteredModel
 from registry.sync import registry_sync
 from tests import factories
 
@@ -27,7 +28,7 @@ def test_a_model_and_version_created_in_mlflow_appear_after_one_sync(mlflow_stor
     assert version.aliases == ["champion"] and version.servable and version.signature
     assert report.created == 1 and report.versions_created == 1
     assert AuditEvent.objects.filter(verb="model.discovered", actor_name="mlflow-sync").count() == 1
-    assert SyncState.current().ok
+    assert selectors.sync_state().ok
 
 
 def test_changes_and_deletions_in_mlflow_are_mirrored_with_audit_events(engineer, mlflow_store):
@@ -91,5 +92,5 @@ def test_sync_failure_is_recorded_for_the_ui(settings):
     settings.MLFLOW_TRACKING_URI = settings.MLFLOW_REGISTRY_URI = "http://127.0.0.1:9"
     with pytest.raises(gateway.MlflowUnavailable):
         registry_sync()
-    state = SyncState.current()
+    state = selectors.sync_state()
     assert not state.ok and "MLflow could not be read" in state.message

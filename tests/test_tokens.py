@@ -101,3 +101,74 @@ def test_tokens_page_refuses_a_past_expiry(engineer, browser_client):
     assert response.status_code == 400
     assert "future" in response.content.decode()
     assert not ApiToken.objects.exists()
+
+
+# --- the token cache (console/accounts/token_cache.py) -------------------------------
+
+
+def _tables_read(client, path) -> str:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(path).status_code == 200
+    return " ".join(q["sql"] for q in queries.captured_queries)
+
+
+def test_a_token_used_again_costs_no_token_or_permission_query(engineer):
+    client = bearer(token_create(user=engineer, name="ci").raw)
+    first = _tables_read(client, "/api/v1/models/")
+    again = _tables_read(client, "/api/v1/models/")
+
+    assert "accounts_apitoken" in first and "auth_permission" in first
+    assert "accounts_apitoken" not in again and "auth_permission" not in again
+
+
+def test_a_cached_token_revoked_is_refused_at_its_next_request(engineer):
+    issued = token_create(user=engineer, name="ci")
+    client = bearer(issued.raw)
+    assert client.get(ME).status_code == 200
+
+    token_revoke(user=engineer, token_id=issued.token.id)
+
+    response = client.get(ME)
+    assert response.status_code == 401 and "revoked" in response.json()["detail"]
+
+
+def test_a_cached_token_whose_user_loses_the_role_loses_its_permissions_at_once(api, engineer):
+    from django.contrib.auth.models import Group
+
+    client = api(engineer)
+    assert client.post("/api/v1/models/", {"name": "before"}, format="json").status_code != 403
+
+    engineer.groups.remove(Group.objects.get(name="engineer"))
+
+    assert client.post("/api/v1/models/", {"name": "after"}, format="json").status_code == 403
+
+
+def test_a_cached_token_of_a_deactivated_user_is_refused(engineer):
+    client = bearer(token_create(user=engineer, name="ci").raw)
+    assert client.get(ME).status_code == 200
+
+    engineer.is_active = False
+    engineer.save()
+
+    response = client.get(ME)
+    assert response.status_code == 401 and "inactive" in response.json()["detail"]
+
+
+def test_another_process_forgets_its_cached_tokens_when_the_shared_generation_moves(engineer):
+    """A revoke served by another worker process bumps the generation in the shared cache;
+    this process's entry no longer matches it, so the token is read again (and refused)."""
+    from console.accounts import token_cache
+
+    issued = token_create(user=engineer, name="ci")
+    client = bearer(issued.raw)
+    assert client.get(ME).status_code == 200
+    # What the other process does: write the row and bump the shared number. This process's
+    # entries stay in memory, as they would in a process that saw no signal.
+    held = dict(token_cache._entries)
+    token_revoke(user=engineer, token_id=issued.token.id)
+    token_cache._entries.update(held)
+
+    assert client.get(ME).status_code == 401

@@ -225,7 +225,7 @@ class ModelManager:
             available = {v: s.servable for v, s in (model.versions.items() if model else ()) if s.state == AVAILABLE}
             if version is None and available:
                 version = max(available)
-            if version in available:
+            if version is not None and version in available:
                 return version, available[version]
         request = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
         raise ServingError("NOT_FOUND", f"Servable not found for request: {request}")

@@ -126,7 +126,12 @@ class LocalModelServer:
             ):
                 return
             self.manager.refresh()  # a model with no version yet waits for one, as TF Serving does
-        failed = [(name, version, status) for name, (version, status) in states.items() if status.state != AVAILABLE]
+        # Every state is known here: the loop above waits until none is None.
+        failed = [
+            (name, version, status)
+            for name, (version, status) in states.items()
+            if status is not None and status.state != AVAILABLE
+        ]
         if failed:
             parts = "".join(
                 f"{{{{name: {name} version: {version}}} due to error: {status.error_code}: {status.error_message}}}, "

@@ -156,7 +156,8 @@ def _json_type(val) -> str:
         return "True"
     if val is False:
         return "False"
-    return {dict: "Object", list: "Array", str: "String"}.get(type(val), "Number")
+    names: dict[type, str] = {dict: "Object", list: "Array", str: "String"}
+    return names.get(type(val), "Number")
 
 
 def _is_number(val) -> bool:
@@ -307,7 +308,7 @@ class _Tensor:
 
 
 def _tensor(val, dtype: str) -> _Tensor:
-    shape, values = _dense_shape(val), []
+    shape, values = _dense_shape(val), list[object]()
     _fill(val, 0, dtype, shape, values)
     return _Tensor(dtype, shape, values)
 
@@ -677,7 +678,7 @@ def _example(val) -> bytes:
         raise ServingError("INVALID_ARGUMENT", f"Example must be JSON object but got JSON {_json_type(val)}")
     example = example_pb2.Example()
     for name, content in val.items():
-        feature = {"kind": None, "values": []}
+        feature: dict[str, object] = {"kind": None, "values": []}
         for item in content if isinstance(content, list) else [content]:
             _add_to_feature(item, name, feature)
         target = example.features.feature[name]

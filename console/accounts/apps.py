@@ -23,6 +23,10 @@ class AccountsConfig(AppConfig):
         # table, which `migrate` (so `manage.py up`, and the test database) makes here.
         post_migrate.connect(create_cache_table, sender=self, dispatch_uid="modelgate-cache-table")
 
+        from .token_cache import connect_signals
+
+        connect_signals()
+
 
 def create_cache_table(using="default", verbosity=1, **kwargs):
     from django.core.management import call_command

@@ -5,37 +5,39 @@ Later features add their permissions here (promotion requests, reviews, deployme
 
 from django.contrib.auth.models import Group, Permission
 
+from console import perms
+
 VIEWER, ENGINEER, APPROVER, ADMIN = "viewer", "engineer", "approver", "admin"
 ROLES = (VIEWER, ENGINEER, APPROVER, ADMIN)
 
 _READ = [
-    "registry.view_registeredmodel",
-    "registry.view_modelversion",
-    "audit.view_auditevent",
-    "promotions.view_promotionrequest",
-    "promotions.view_environment",
-    "deployer.view_deployment",
-    "deployer.view_rollout",
+    perms.VIEW_MODEL,
+    perms.VIEW_VERSION,
+    perms.VIEW_AUDIT,
+    perms.VIEW_PROMOTION,
+    perms.VIEW_ENVIRONMENT,
+    perms.VIEW_DEPLOYMENT,
+    perms.VIEW_ROLLOUT,
 ]
-_REQUEST = ["promotions.add_promotionrequest", "promotions.comment_promotionrequest"]
-_OPERATE = ["deployer.operate_deployment"]
-_REVIEW = ["promotions.review_promotionrequest", "promotions.comment_promotionrequest"]
+_REQUEST = [perms.REQUEST_PROMOTION, perms.COMMENT_PROMOTION]
+_OPERATE = [perms.OPERATE_DEPLOYMENT]
+_REVIEW = [perms.REVIEW_PROMOTION, perms.COMMENT_PROMOTION]
 _ADMINISTER = [
-    "registry.sync_registry",
-    "promotions.cancel_any_promotionrequest",
-    "promotions.add_environment",
-    "promotions.change_environment",
-    "promotions.view_webhookdelivery",
-    "deployer.view_deploymenttarget",
-    "deployer.add_deploymenttarget",
-    "deployer.change_deploymenttarget",
-    "deployer.break_glass_deployment",
+    perms.SYNC_REGISTRY,
+    perms.CANCEL_ANY_PROMOTION,
+    perms.ADD_ENVIRONMENT,
+    perms.CHANGE_ENVIRONMENT,
+    perms.VIEW_WEBHOOK_DELIVERY,
+    perms.VIEW_TARGET,
+    perms.ADD_TARGET,
+    perms.CHANGE_TARGET,
+    perms.BREAK_GLASS,
 ]
 _WRITE_REGISTRY = [
-    "registry.add_registeredmodel",
-    "registry.change_registeredmodel",
-    "registry.add_modelversion",
-    "registry.change_modelversion",
+    perms.ADD_MODEL,
+    perms.CHANGE_MODEL,
+    perms.ADD_VERSION,
+    perms.CHANGE_VERSION,
 ]
 
 ROLE_PERMISSIONS = {
@@ -58,6 +60,6 @@ def ensure_roles(**kwargs):
             by_code[code] = perm
     if len(by_code) < len(wanted):
         return  # some app has not migrated yet; the next post_migrate finishes the job
-    for role, perms in ROLE_PERMISSIONS.items():
+    for role, granted in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=role)
-        group.permissions.set([by_code[p] for p in perms])
+        group.permissions.set([by_code[p] for p in granted])

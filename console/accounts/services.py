@@ -8,6 +8,7 @@ from django.utils import timezone
 from console.audit.services import audit_record
 from console.errors import NotFound, ServiceError
 
+from . import token_cache
 from .models import TOKEN_PREFIX, ApiToken, token_digest
 
 # Writing last_used_at on every request would turn each API read into a write.
@@ -61,8 +62,19 @@ def token_revoke(*, user, token_id: int) -> ApiToken:
 
 
 def token_authenticate(raw: str) -> ApiToken:
-    """Find the token a request presents; raise ServiceError with the reason it is refused."""
-    token = ApiToken.objects.select_related("user").filter(digest=token_digest(raw)).first()
+    """Find the token a request presents; raise ServiceError with the reason it is refused.
+
+    The token, its user and the user's permissions come from ``token_cache`` when this
+    process read them lately and nothing changed since: one cache read instead of three
+    queries per request."""
+    digest = token_digest(raw)
+    current = token_cache.generation()
+    token = token_cache.get(digest, current)
+    if token is None:
+        token = ApiToken.objects.select_related("user").filter(digest=digest).first()
+        if token is not None and token.revoked_at is None and token.user.is_active:
+            token_cache.put(digest, token, current)
+            token = token_cache.get(digest, current) or token
     if token is None:
         raise ServiceError("Invalid token.")
     if token.revoked_at is not None:
@@ -75,6 +87,7 @@ def token_authenticate(raw: str) -> ApiToken:
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
+        token_cache.touch(digest, now)
     return token
 
 

@@ -1,8 +1,9 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView
 
+from console import perms
+from console.api import paginated, valid
 from console.permissions import MethodPermissions
 from console.schema import paged
 
@@ -42,21 +43,13 @@ class AuditFilterSerializer(serializers.Serializer):
     until = serializers.DateTimeField(required=False, default=None)
 
 
-class NewestFirst(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
-
-
 class AuditEventListView(APIView):
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"GET": "audit.view_auditevent"}
+    permissions_by_method = {"GET": perms.VIEW_AUDIT}
+    ordering = ("-created_at", "-id")
 
     @extend_schema(parameters=[AuditFilterSerializer], operation_id="audit_list", responses=paged(AuditEventSerializer))
     def get(self, request):
-        filters = AuditFilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        paginator = NewestFirst()
-        page = paginator.paginate_queryset(audit_event_list(**filters.validated_data), request, view=self)
-        return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)
+        return paginated(
+            self, audit_event_list(**valid(AuditFilterSerializer, request.query_params)), AuditEventSerializer
+        )

@@ -1,10 +1,8 @@
 from django.db import transaction
 
-from console.middleware import current_request_id
+from console.request_id import current_request_id
 
 from .models import AuditEvent
-
-SYSTEM_ACTORS = {"mlflow-sync", "worker", "system"}
 
 
 def audit_record(

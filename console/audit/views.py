@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.utils import timezone
 
+from console import perms
 from console.htmx import render_page
 
 from .selectors import audit_event_list, audit_verbs
@@ -18,7 +19,7 @@ def _day(value: str, *, end: bool = False):
     return timezone.make_aware(moment, timezone.get_current_timezone())
 
 
-@permission_required("audit.view_auditevent", raise_exception=True)
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def audit_list(request):
     filters = {key: request.GET.get(key, "").strip()[:150] for key in ("object_type", "object_id", "actor", "verb")}
     since, until = request.GET.get("since", ""), request.GET.get("until", "")

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import urllib3
@@ -54,13 +55,14 @@ MAX_EVENTS = 20
 POD_CHECK_SECONDS = 1.0
 
 # What Modelgate applies: (apiVersion, kind) -> (typed API, the suffix of its *_namespaced_* methods).
-_KINDS = {
+# Keyed as objects are looked up: an object without one of the fields gives None.
+_KINDS: dict[tuple[str | None, str | None], tuple[type, str]] = {
     ("v1", "ConfigMap"): (client.CoreV1Api, "namespaced_config_map"),
     ("v1", "Service"): (client.CoreV1Api, "namespaced_service"),
     ("apps/v1", "Deployment"): (client.AppsV1Api, "namespaced_deployment"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): (client.AutoscalingV2Api, "namespaced_horizontal_pod_autoscaler"),
 }
-_DELETE_ORDER = {"HorizontalPodAutoscaler": 0, "Deployment": 1, "Service": 2, "ConfigMap": 3}
+_DELETE_ORDER: dict[str | None, int] = {"HorizontalPodAutoscaler": 0, "Deployment": 1, "Service": 2, "ConfigMap": 3}
 
 
 class _Expired(Exception):
@@ -84,7 +86,7 @@ class KubernetesApi:
         self.namespace = namespace
         self.request_timeout = request_timeout
         self._client = _api_client(kubeconfig, context, in_cluster)
-        self._apis = {cls: cls(self._client) for cls, _ in _KINDS.values()}
+        self._apis: dict[type, Any] = {cls: cls(self._client) for cls, _ in _KINDS.values()}
         self._core = self._apis[client.CoreV1Api]
         self._apps = self._apis[client.AppsV1Api]
 
@@ -177,6 +179,7 @@ class KubernetesApi:
         rollout's ProgressDeadlineExceeded, until it sees that ReplicaSet's pods go."""
         deadline = time.monotonic() + timeout
         shown = None
+        latest: dict = {}  # the Deployment as last seen: done() sets it before the loop reads it
 
         def done(deployment: dict) -> bool:
             nonlocal shown, latest
@@ -193,7 +196,6 @@ class KubernetesApi:
                 raise RolloutFailed(f"Deployment {self.namespace}/{name} cannot create its pods: {failure}")
             return status.done
 
-        latest = None
         deployment = self._read_deployment(name)
         version = deployment["metadata"]["resourceVersion"]
         if done(deployment):

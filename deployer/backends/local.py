@@ -352,7 +352,7 @@ class LocalBackend:
         }
 
     def read(self, objects: list[dict]) -> list[dict | None]:
-        live = []
+        live: list[dict | None] = []
         for obj in objects:
             try:
                 text = self.config_path.read_text()

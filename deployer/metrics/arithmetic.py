@@ -148,7 +148,7 @@ def from_samples(samples: Iterable[tuple[str, Mapping[str, str], float]]) -> Sna
 
 def _series(snapshot: Snapshot) -> dict[tuple, float]:
     """Every counter of a snapshot as one flat mapping, to compare two snapshots."""
-    flat = {}
+    flat: dict[tuple, float] = {}
     for model, counters in snapshot.items():
         flat.update({(model, "requests", k): v for k, v in counters["requests"].items()})
         flat.update({(model, "buckets", k): v for k, v in counters["buckets"].items()})
@@ -204,7 +204,8 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
 
 def per_bucket(cumulative: Mapping[str, float]) -> dict[str, int]:
     """Cumulative counts by upper bound -> counts in each bucket."""
-    counts, below = {}, 0
+    counts: dict[str, int] = {}
+    below: float = 0
     for key in _sorted_keys(cumulative):
         # max(): a cumulative series summed from rounded or float values may dip by a hair.
         counts[key] = max(0, round(cumulative[key] - below))
@@ -214,7 +215,8 @@ def per_bucket(cumulative: Mapping[str, float]) -> dict[str, int]:
 
 def cumulative(buckets: Mapping[str, float]) -> list[tuple[float, float]]:
     """Per-bucket counts -> [(upper bound, cumulative count)], ascending, ending at +Inf."""
-    pairs, running = [], 0
+    pairs: list[tuple[float, float]] = []
+    running: float = 0
     for key in _sorted_keys(buckets):
         running += buckets[key]
         pairs.append((bound_value(key), running))

@@ -331,7 +331,8 @@ def _read_all(deployments: list[Deployment], now: datetime | None) -> dict[int, 
         workers = min(settings.METRICS_SCRAPE_CONCURRENCY, len(deployments))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape") as pool:
             pairs = list(pool.map(read, deployments))
-    versions = {d.pk: d.live_version_number for d in deployments}
+    # Annotated by _serving's query, which list[Deployment] does not say.
+    versions = {d.pk: d.live_version_number for d in deployments}  # type: ignore[attr-defined]
     return {pk: (reading, versions[pk]) for pk, reading in pairs if reading is not None}
 
 

@@ -1,6 +1,8 @@
 """The traffic just before and just after a rollout went live, side by side."""
 
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.utils import timezone
 
@@ -9,7 +11,7 @@ from deployer.metrics.points import FINE, align, interval_of
 from deployer.models import MetricPoint
 
 
-def _summary(rows: list[dict]) -> dict | None:
+def _summary(rows: Sequence[Mapping[str, Any]]) -> dict | None:
     if not rows:
         return None
     total = add(*(interval_of(r) for r in rows))

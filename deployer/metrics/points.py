@@ -2,7 +2,7 @@
 (two scrapes in one interval), the downsampling (six 10 s points in a minute) and the charts
 (points re-bucketed to a step)."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from deployer.metrics.arithmetic import Interval, add
@@ -47,7 +47,7 @@ def traffic_fields(interval: Interval) -> dict:
     }
 
 
-def one_version(versions) -> int | None:
+def one_version(versions: Iterable[int | None]) -> int | None:
     """The version if every interval agrees on it; None when it changed (or is unknown)."""
     distinct = set(versions)
     return distinct.pop() if len(distinct) == 1 else None

@@ -139,7 +139,7 @@ def series(deployment, window_seconds: int, step_seconds: int | None = None, *, 
     by_step = defaultdict(list)
     for row in rows:
         by_step[align(row["at"], step)].append(row)
-    points = {"t": [_epoch(s) for s in starts], **{name: [] for name in _SERIES}}
+    points: dict[str, list] = {"t": [_epoch(s) for s in starts], **{name: [] for name in _SERIES}}
     for start in starts:
         values = _bucket(by_step[start], resolution) if by_step.get(start) else dict.fromkeys(_SERIES)
         for name in _SERIES:

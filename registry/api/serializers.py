@@ -1,7 +1,7 @@
 """Shapes of the registry API. Type checks only: the rules live in registry.services."""
 
 from functools import lru_cache
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from django.urls import get_script_prefix, reverse
 from django.utils.http import RFC3986_SUBDELIMS
@@ -78,26 +78,27 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         ]
 
     def get_url(self, obj) -> str:
-        # What reverse("api:version-detail") returns, built without resolving the URLconf for every
-        # row: that was a tenth of a 50-row search page's time (bench/).
-        name = obj.model.name
-        if "/" in name:  # reverse() refuses it; let it say so
-            return reverse("api:version-detail", kwargs={"name": name, "version": obj.version})
-        return quote(
-            f"{_models_path(get_script_prefix())}{name}/versions/{obj.version}/", safe=RFC3986_SUBDELIMS + "/~:@"
-        )
+        return version_url(obj.model.name, obj.version)
+
+
+def version_url(name: str, version: int) -> str:
+    """What reverse("api:version-detail") returns, built without resolving the URLconf for every
+    row: that was a tenth of a 50-row search page's time (bench/)."""
+    if "/" in name:  # reverse() refuses it; let it say so
+        return reverse("api:version-detail", kwargs={"name": name, "version": version})
+    return quote(f"{_models_path(get_script_prefix())}{name}/versions/{version}/", safe=RFC3986_SUBDELIMS + "/~:@")
 
 
 @lru_cache(maxsize=8)
 def _models_path(script_prefix: str) -> str:
     """The unquoted path of the model list; reverse() puts ``script_prefix`` in front."""
-    from urllib.parse import unquote
-
     return unquote(reverse("api:model-list"))
 
 
 class VersionRegisterSerializer(serializers.Serializer):
-    source = serializers.CharField(
+    # DRF's serializer metaclass takes declared fields off the class, so this field does not
+    # replace Field.source (the attribute the stubs see).
+    source = serializers.CharField(  # type: ignore[assignment]
         trim_whitespace=False,
         max_length=5000,
         help_text="models:/m-<id>, runs:/<run_id>/model, models:/<name>/<version>, or a URI under an allowed root.",

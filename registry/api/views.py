@@ -2,10 +2,11 @@
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from console import perms
+from console.api import paginated, paginated_rows, valid
 from console.errors import NotFound, UpstreamUnavailable
 from console.permissions import MethodPermissions
 from console.schema import paged
@@ -14,6 +15,7 @@ from registry import selectors, services
 from registry.idempotency import Replay, idempotency_claim, idempotency_complete, idempotency_release
 from registry.tasks import sync_registry_task
 
+from . import rows
 from .serializers import (
     ModelCreateSerializer,
     ModelFilterSerializer,
@@ -25,68 +27,32 @@ from .serializers import (
     VersionRegisterSerializer,
 )
 
-VIEW_MODEL, ADD_MODEL, CHANGE_MODEL = (
-    "registry.view_registeredmodel",
-    "registry.add_registeredmodel",
-    "registry.change_registeredmodel",
-)
-VIEW_VERSION, ADD_VERSION, CHANGE_VERSION = (
-    "registry.view_modelversion",
-    "registry.add_modelversion",
-    "registry.change_modelversion",
-)
-
-
-class ByName(CursorPagination):
-    ordering = ("name",)
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
-
-
-class NewestVersionFirst(ByName):
-    ordering = ("-version",)
-
-
-class NewestFirst(ByName):
-    ordering = ("-created_at", "-id")
-
-
-def _valid(serializer_class, data):
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
 
 class RegistryView(APIView):
     permission_classes = [MethodPermissions]
     permissions_by_method: dict = {}
 
-    def paginate(self, queryset, serializer_class, pagination_class):
-        paginator = pagination_class()
-        page = paginator.paginate_queryset(queryset, self.request, view=self)
-        return paginator.get_paginated_response(serializer_class(page, many=True).data)
-
 
 class ModelListView(RegistryView):
-    permissions_by_method = {"GET": VIEW_MODEL, "POST": ADD_MODEL}
+    permissions_by_method = {"GET": perms.VIEW_MODEL, "POST": perms.ADD_MODEL}
+    ordering = ("name",)
 
     @extend_schema(
         parameters=[ModelFilterSerializer], operation_id="models_list", responses=paged(RegisteredModelSerializer)
     )
     def get(self, request):
-        filters = _valid(ModelFilterSerializer, request.query_params)
-        return self.paginate(selectors.model_list(**filters), RegisteredModelSerializer, ByName)
+        filters = valid(ModelFilterSerializer, request.query_params)
+        return paginated(self, selectors.model_list(**filters), RegisteredModelSerializer)
 
     @extend_schema(request=ModelCreateSerializer, responses={201: RegisteredModelSerializer})
     def post(self, request):
-        data = _valid(ModelCreateSerializer, request.data)
+        data = valid(ModelCreateSerializer, request.data)
         model = services.model_create(actor=request.user, **data)
         return Response(RegisteredModelSerializer(model).data, status=status.HTTP_201_CREATED)
 
 
 class ModelDetailView(RegistryView):
-    permissions_by_method = {"GET": VIEW_MODEL, "PATCH": CHANGE_MODEL}
+    permissions_by_method = {"GET": perms.VIEW_MODEL, "PATCH": perms.CHANGE_MODEL}
 
     @extend_schema(responses=RegisteredModelSerializer)
     def get(self, request, name):
@@ -94,13 +60,13 @@ class ModelDetailView(RegistryView):
 
     @extend_schema(request=UpdateSerializer, responses=RegisteredModelSerializer)
     def patch(self, request, name):
-        data = _valid(UpdateSerializer, request.data)
+        data = valid(UpdateSerializer, request.data)
         model = services.model_update(actor=request.user, model=selectors.model_get(name), **data)
         return Response(RegisteredModelSerializer(model).data)
 
 
 class ModelAliasesView(RegistryView):
-    permissions_by_method = {"GET": VIEW_MODEL}
+    permissions_by_method = {"GET": perms.VIEW_MODEL}
 
     @extend_schema(
         responses=inline_serializer("Aliases", {"aliases": serializers.DictField(child=serializers.IntegerField())})
@@ -110,12 +76,13 @@ class ModelAliasesView(RegistryView):
 
 
 class VersionListView(RegistryView):
-    permissions_by_method = {"GET": VIEW_VERSION, "POST": ADD_VERSION}
+    permissions_by_method = {"GET": perms.VIEW_VERSION, "POST": perms.ADD_VERSION}
+    ordering = ("-version",)
 
     @extend_schema(operation_id="models_versions_list", responses=paged(ModelVersionSerializer))
     def get(self, request, name):
         versions = selectors.version_list(model=selectors.model_get(name))
-        return self.paginate(versions, ModelVersionSerializer, NewestVersionFirst)
+        return paginated_rows(self, rows.version_values(versions), rows.version_rows)
 
     @extend_schema(
         request=VersionRegisterSerializer,
@@ -131,7 +98,7 @@ class VersionListView(RegistryView):
         ],
     )
     def post(self, request, name):
-        data = _valid(VersionRegisterSerializer, request.data)
+        data = valid(VersionRegisterSerializer, request.data)
         key = request.headers.get("Idempotency-Key")
         claim = None
         if key is not None:
@@ -151,7 +118,7 @@ class VersionListView(RegistryView):
 
 
 class VersionDetailView(RegistryView):
-    permissions_by_method = {"GET": VIEW_VERSION, "PATCH": CHANGE_VERSION}
+    permissions_by_method = {"GET": perms.VIEW_VERSION, "PATCH": perms.CHANGE_VERSION}
 
     @extend_schema(responses=ModelVersionSerializer)
     def get(self, request, name, version):
@@ -159,13 +126,13 @@ class VersionDetailView(RegistryView):
 
     @extend_schema(request=UpdateSerializer, responses=ModelVersionSerializer)
     def patch(self, request, name, version):
-        data = _valid(UpdateSerializer, request.data)
+        data = valid(UpdateSerializer, request.data)
         updated = services.version_update(actor=request.user, version=selectors.version_get(name, version), **data)
         return Response(ModelVersionSerializer(updated).data)
 
 
 class VersionConvertView(RegistryView):
-    permissions_by_method = {"POST": CHANGE_VERSION}
+    permissions_by_method = {"POST": perms.CHANGE_VERSION}
 
     @extend_schema(request=None, responses={202: ModelVersionSerializer})
     def post(self, request, name, version):
@@ -175,7 +142,7 @@ class VersionConvertView(RegistryView):
 
 
 class VersionRunView(RegistryView):
-    permissions_by_method = {"GET": VIEW_VERSION}
+    permissions_by_method = {"GET": perms.VIEW_VERSION}
 
     @extend_schema(responses=RunSerializer)
     def get(self, request, name, version):
@@ -188,20 +155,22 @@ class VersionRunView(RegistryView):
 
 
 class VersionSearchView(RegistryView):
-    permissions_by_method = {"GET": VIEW_VERSION}
+    permissions_by_method = {"GET": perms.VIEW_VERSION}
+    ordering = ("-created_at", "-id")
 
     @extend_schema(
         parameters=[VersionFilterSerializer], operation_id="versions_list", responses=paged(ModelVersionSerializer)
     )
     def get(self, request):
-        filters = _valid(VersionFilterSerializer, request.query_params)
+        filters = valid(VersionFilterSerializer, request.query_params)
         model_name = filters.pop("model")
         model = selectors.model_get(model_name) if model_name else None
-        return self.paginate(selectors.version_list(model=model, **filters), ModelVersionSerializer, NewestFirst)
+        versions = selectors.version_list(model=model, **filters)
+        return paginated_rows(self, rows.version_values(versions), rows.version_rows)
 
 
 class SyncView(RegistryView):
-    permissions_by_method = {"POST": "registry.sync_registry"}
+    permissions_by_method = {"POST": perms.SYNC_REGISTRY}
 
     @extend_schema(request=None, responses={202: inline_serializer("SyncQueued", {"detail": serializers.CharField()})})
     def post(self, request):

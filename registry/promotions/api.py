@@ -1,12 +1,15 @@
 """REST API for promotions: create, list, detail, approve, reject, cancel, comment, and the
 history of an environment ("which version served production at time T?")."""
 
+from collections.abc import Callable
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from console import perms
+from console.api import paginated, valid
 from console.errors import ServiceError
 from console.permissions import MethodPermissions
 from console.schema import paged
@@ -21,9 +24,6 @@ from .models import (
     PromotionRequest,
     Review,
 )
-
-VIEW, ADD = "promotions.view_promotionrequest", "promotions.add_promotionrequest"
-REVIEW, COMMENT = "promotions.review_promotionrequest", "promotions.comment_promotionrequest"
 
 
 class ReviewSerializer(serializers.ModelSerializer):
@@ -113,36 +113,21 @@ class CommentCreateSerializer(serializers.Serializer):
     reply_to = serializers.IntegerField(required=False, allow_null=True, default=None)
 
 
-class NewestFirst(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
-
-
-def _valid(serializer_class, data):
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 class PromotionListView(APIView):
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"GET": VIEW, "POST": ADD}
+    permissions_by_method = {"GET": perms.VIEW_PROMOTION, "POST": perms.REQUEST_PROMOTION}
+    ordering = ("-created_at", "-id")
 
     @extend_schema(
         parameters=[PromotionFilterSerializer], operation_id="promotions_list", responses=paged(PromotionSerializer)
     )
     def get(self, request):
-        paginator = NewestFirst()
-        page = paginator.paginate_queryset(
-            selectors.request_list(**_valid(PromotionFilterSerializer, request.query_params)), request, view=self
-        )
-        return paginator.get_paginated_response(PromotionSerializer(page, many=True).data)
+        filters = valid(PromotionFilterSerializer, request.query_params)
+        return paginated(self, selectors.request_list(**filters), PromotionSerializer)
 
     @extend_schema(request=PromotionCreateSerializer, responses={201: PromotionDetailSerializer})
     def post(self, request):
-        data = _valid(PromotionCreateSerializer, request.data)
+        data = valid(PromotionCreateSerializer, request.data)
         version = registry_selectors.version_get(data["model"], data["version"])
         environment = selectors.environment_get(data["environment"])
         req = services.promotion_request(
@@ -160,7 +145,7 @@ class PromotionListView(APIView):
 
 class PromotionDetailView(APIView):
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"GET": VIEW}
+    permissions_by_method = {"GET": perms.VIEW_PROMOTION}
 
     @extend_schema(responses=PromotionDetailSerializer)
     def get(self, request, pk):
@@ -169,19 +154,19 @@ class PromotionDetailView(APIView):
 
 class _ActionView(APIView):
     permission_classes = [MethodPermissions]
-    input_serializer = DecisionSerializer
+    input_serializer: type[serializers.Serializer] = DecisionSerializer
 
     def act(self, request, pk, data):
         raise NotImplementedError
 
     def post(self, request, pk):
-        data = _valid(self.input_serializer, request.data)
+        data = valid(self.input_serializer, request.data)
         self.act(request, pk, data)
         return Response(PromotionDetailSerializer(selectors.request_get(pk, discussion=True)).data)
 
 
 class ApproveView(_ActionView):
-    permissions_by_method = {"POST": VIEW}  # who reviews is selectors.is_approver, in the service
+    permissions_by_method = {"POST": perms.VIEW_PROMOTION}  # who reviews is selectors.is_approver, in the service
 
     @extend_schema(request=DecisionSerializer, responses=PromotionDetailSerializer)
     def post(self, request, pk):
@@ -192,7 +177,7 @@ class ApproveView(_ActionView):
 
 
 class RejectView(_ActionView):
-    permissions_by_method = {"POST": VIEW}  # who reviews is selectors.is_approver, in the service
+    permissions_by_method = {"POST": perms.VIEW_PROMOTION}  # who reviews is selectors.is_approver, in the service
 
     @extend_schema(request=DecisionSerializer, responses=PromotionDetailSerializer)
     def post(self, request, pk):
@@ -203,7 +188,7 @@ class RejectView(_ActionView):
 
 
 class CancelView(_ActionView):
-    permissions_by_method = {"POST": VIEW}  # the service allows the requester or an admin
+    permissions_by_method = {"POST": perms.VIEW_PROMOTION}  # the service allows the requester or an admin
     input_serializer = CancelSerializer
 
     @extend_schema(request=CancelSerializer, responses=PromotionDetailSerializer)
@@ -216,7 +201,7 @@ class CancelView(_ActionView):
 
 class CommentView(APIView):
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"GET": VIEW, "POST": COMMENT}
+    permissions_by_method = {"GET": perms.VIEW_PROMOTION, "POST": perms.COMMENT_PROMOTION}
 
     @extend_schema(responses=CommentSerializer(many=True))
     def get(self, request, pk):
@@ -224,7 +209,7 @@ class CommentView(APIView):
 
     @extend_schema(request=CommentCreateSerializer, responses={201: CommentSerializer})
     def post(self, request, pk):
-        data = _valid(CommentCreateSerializer, request.data)
+        data = valid(CommentCreateSerializer, request.data)
         comment = services.promotion_comment(
             actor=request.user, request_id=pk, body=data["body"], reply_to=data["reply_to"]
         )
@@ -255,7 +240,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
 
 class EnvironmentListView(APIView):
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"GET": "promotions.view_environment"}
+    permissions_by_method = {"GET": perms.VIEW_ENVIRONMENT}
 
     @extend_schema(responses=EnvironmentSerializer(many=True))
     def get(self, request):
@@ -280,7 +265,7 @@ class HistoryQuerySerializer(serializers.Serializer):
 
 class EnvironmentHistoryView(APIView):
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"GET": "promotions.view_environment"}
+    permissions_by_method = {"GET": perms.VIEW_ENVIRONMENT}
 
     @extend_schema(
         parameters=[HistoryQuerySerializer, OpenApiParameter("name", str, OpenApiParameter.PATH)],
@@ -288,7 +273,7 @@ class EnvironmentHistoryView(APIView):
     )
     def get(self, request, name):
         env = selectors.environment_get(name)
-        query = _valid(HistoryQuerySerializer, request.query_params)
+        query = valid(HistoryQuerySerializer, request.query_params)
         model = None
         if query["model"]:
             model = registry_selectors.model_get(query["model"])
@@ -310,8 +295,6 @@ class EnvironmentHistoryView(APIView):
 
 
 # --- policy changes (two admins) ------------------------------------------------------
-
-CHANGE_ENV = "promotions.change_environment"
 
 
 class PolicyChangeSerializer(serializers.ModelSerializer):
@@ -353,7 +336,7 @@ class PolicyChangeCreateSerializer(serializers.Serializer):
 
 class PolicyChangeListView(APIView):
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"GET": "promotions.view_environment", "POST": CHANGE_ENV}
+    permissions_by_method = {"GET": perms.VIEW_ENVIRONMENT, "POST": perms.CHANGE_ENVIRONMENT}
 
     @extend_schema(
         parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH)], responses=PolicyChangeSerializer(many=True)
@@ -370,7 +353,7 @@ class PolicyChangeListView(APIView):
     )
     def post(self, request, name):
         env = selectors.environment_get(name)
-        data = dict(_valid(PolicyChangeCreateSerializer, request.data))
+        data = dict(valid(PolicyChangeCreateSerializer, request.data))
         reason = data.pop("reason")
         change = services.policy_change_propose(actor=request.user, environment=env, changes=data, reason=reason)
         return Response(PolicyChangeSerializer(change).data, status=status.HTTP_201_CREATED)
@@ -378,8 +361,8 @@ class PolicyChangeListView(APIView):
 
 class _PolicyChangeActionView(APIView):
     permission_classes = [MethodPermissions]
-    permissions_by_method = {"POST": CHANGE_ENV}
-    verb = None
+    permissions_by_method = {"POST": perms.CHANGE_ENVIRONMENT}
+    verb: Callable[..., PolicyChange]  # the service each subclass sets
 
     @extend_schema(
         parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH)],

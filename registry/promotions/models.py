@@ -7,8 +7,11 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Q
 
+from console import perms
 from console.choices import BadgeChoices
 from registry.models import ModelVersion, RegisteredModel
+
+from .webhook_address import webhook_host
 
 
 class Environment(models.Model):
@@ -57,6 +60,8 @@ class Environment(models.Model):
         "require_servable",
         "protected",
     )
+    # Not a column: the spans serving here now, set by selectors.environment_list_with_live.
+    live_now: list["LiveSpan"]
 
     class Meta:
         ordering = ["position"]
@@ -73,8 +78,6 @@ class Environment(models.Model):
     @property
     def webhook_host(self) -> str:
         """All that pages and the API show of the URL to anyone (its path can carry a credential)."""
-        from .webhook_address import webhook_host
-
         return webhook_host(self.webhook_url)
 
 
@@ -170,6 +173,9 @@ class PromotionRequest(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     deployment_queued_at = models.DateTimeField(null=True, blank=True)
     superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Not a column: the state a request had before services._supersede cancelled it, kept on
+    # the instance for the audit row written after.
+    before_state: str
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -207,7 +213,7 @@ class PromotionRequest(models.Model):
 
     def may_cancel(self, user) -> bool:
         """Who may cancel: the requester, or whoever may cancel anyone's request."""
-        return self.requested_by_id == user.pk or user.has_perm("promotions.cancel_any_promotionrequest")
+        return self.requested_by_id == user.pk or user.has_perm(perms.CANCEL_ANY_PROMOTION)
 
     def can_be_cancelled_by(self, user) -> bool:
         """What the page offers: ``services.promotion_cancel`` refuses exactly the rest."""
@@ -242,6 +248,8 @@ class Comment(models.Model):
     reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies")
     body = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # Not a column: the replies, set by the request page's views._comment_tree.
+    children: list["Comment"]
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -6,11 +6,13 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from celery import current_app
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from console import perms
 from console.audit.services import audit_record
 from console.errors import Conflict, NotFound, ServiceError, UpstreamUnavailable
 from console.transactions import on_commit_safely
@@ -36,9 +38,7 @@ COMMENT_MAX = 10000
 
 
 def _queue_deployment(request_id: int) -> None:
-    from console.celery import app
-
-    app.send_task(DEPLOY_TASK, args=[request_id])
+    current_app.send_task(DEPLOY_TASK, args=[request_id])
 
 
 def _snapshot(req: PromotionRequest) -> dict:
@@ -361,7 +361,7 @@ def _env_snapshot(env: Environment) -> dict:
         "position": env.position,
         "alias": env.alias,
         "required_approvals": env.required_approvals,
-        "approver_group": env.approver_group.name if env.approver_group_id else None,
+        "approver_group": env.approver_group.name if env.approver_group else None,
         "allow_self_approval": env.allow_self_approval,
         "require_previous": env.require_previous,
         "metric_thresholds": env.metric_thresholds,
@@ -394,7 +394,7 @@ _BOOLEAN_POLICY = (
 def _policy_values(env: Environment) -> dict:
     """The policy fields as JSON values (the approver group by name)."""
     values = {f: getattr(env, f) for f in Environment.POLICY_FIELDS if f != "approver_group"}
-    values["approver_group"] = env.approver_group.name if env.approver_group_id else None
+    values["approver_group"] = env.approver_group.name if env.approver_group else None
     return values
 
 
@@ -472,7 +472,7 @@ def environment_save(
                 change = _policy_change_create(actor=actor, environment=stored, changes=changes, reason=reason)
         else:
             _policy_clean(wanted)
-        before = None if created else _env_snapshot(stored)
+        before = None if stored is None else _env_snapshot(stored)  # None when created
         secret_changed = False
         if new_webhook_secret:
             env.webhook_secret, secret_changed = new_webhook_secret, True
@@ -558,7 +558,7 @@ def policy_change_confirm(*, actor, change_id: int, environment: Environment | N
     confirms their own change; both are named in the audit event."""
     with transaction.atomic():
         change = _locked_change(change_id, environment)
-        if not actor.has_perm("promotions.change_environment"):
+        if not actor.has_perm(perms.CHANGE_ENVIRONMENT):
             raise PermissionDenied("Only an admin may confirm a policy change.")
         if change.proposed_by_id == actor.pk:
             raise PermissionDenied("You proposed this change; a second admin must confirm it.")
@@ -753,11 +753,11 @@ def promotion_roll_back_live(*, request_id: int, reason: str) -> PromotionReques
         LiveSpan.objects.filter(environment=req.environment, model=req.model, ended_at__isnull=True).update(
             ended_at=now
         )
-        if restored is not None:
+        if previous is not None:
             LiveSpan.objects.create(
                 environment=req.environment,
                 model=req.model,
-                version_number=restored,
+                version_number=previous.version_number,  # restored
                 request=previous.request,
                 started_at=now,
             )

@@ -5,27 +5,37 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 
-from .webhooks import webhook_attempt
+from . import notify
+from .models import Environment, PromotionRequest
+from .selectors import approver_group
+from .services import promotions_expire
+from .webhooks import DeliveryRefused, webhook_attempt
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(
-    bind=True, name="promotions.deliver_webhook", max_retries=6, acks_late=True, soft_time_limit=60, time_limit=90
+    bind=True,
+    name=notify.DELIVER_WEBHOOK,
+    # One attempt per run; a refused delivery is tried again after Celery's exponential
+    # backoff (at most 5 s, 10 s, … 160 s, jittered so receivers back from an outage are not
+    # hit by every delivery at once). The last attempt marks the delivery failed instead.
+    autoretry_for=(DeliveryRefused,),
+    retry_backoff=5,
+    retry_backoff_max=160,
+    retry_jitter=True,
+    max_retries=6,
+    acks_late=True,
+    soft_time_limit=60,
+    time_limit=90,
 )
 def deliver_webhook(self, delivery_id: int):
-    """One attempt per run; failures retry with exponential backoff (5 s … 160 s)."""
-    outcome = webhook_attempt(delivery_id, final=self.request.retries >= self.max_retries)
-    if outcome == "retry":
-        raise self.retry(countdown=5 * 2**self.request.retries)
-    return outcome
+    return webhook_attempt(delivery_id, final=self.request.retries >= self.max_retries)
 
 
-@shared_task(name="promotions.send_email", autoretry_for=(OSError,), retry_backoff=True, max_retries=3)
+# SMTP errors are OSErrors: a mail server that is down or refuses for now.
+@shared_task(name=notify.SEND_EMAIL, autoretry_for=(OSError,), retry_backoff=True, retry_jitter=True, max_retries=3)
 def send_promotion_email(request_id: int, event: str):
-    from .models import PromotionRequest
-    from .selectors import approver_group
-
     req = (
         PromotionRequest.objects.select_related("environment", "model", "version", "requested_by")
         .filter(pk=request_id)
@@ -58,11 +68,10 @@ def send_promotion_email(request_id: int, event: str):
     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
 
 
-@shared_task(name="promotions.send_approver_email", autoretry_for=(OSError,), retry_backoff=True, max_retries=3)
+@shared_task(
+    name=notify.SEND_APPROVER_EMAIL, autoretry_for=(OSError,), retry_backoff=True, retry_jitter=True, max_retries=3
+)
 def send_approver_email(environment_id: int, subject: str, body: str):
-    from .models import Environment
-    from .selectors import approver_group
-
     environment = Environment.objects.select_related("approver_group").filter(pk=environment_id).first()
     group = approver_group(environment) if environment else None
     if group is None:
@@ -81,6 +90,4 @@ def send_approver_email(environment_id: int, subject: str, body: str):
 
 @shared_task(name="promotions.expire_requests")
 def expire_requests():
-    from .services import promotions_expire
-
     return promotions_expire()

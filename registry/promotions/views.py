@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from console import perms
 from console.errors import NotFound, ServiceError
 from console.forms import add_service_error
 from console.htmx import render_page
@@ -38,7 +39,7 @@ def _denied(request, exc: PermissionDenied):
 # --- lists ------------------------------------------------------------------
 
 
-@permission_required("promotions.view_promotionrequest", raise_exception=True)
+@permission_required(perms.VIEW_PROMOTION, raise_exception=True)
 def inbox(request):
     return render(
         request,
@@ -50,7 +51,7 @@ def inbox(request):
     )
 
 
-@permission_required("promotions.view_promotionrequest", raise_exception=True)
+@permission_required(perms.VIEW_PROMOTION, raise_exception=True)
 def request_list(request):
     filters = {
         "state": request.GET.get("state", "").strip()[:20],
@@ -82,8 +83,8 @@ def _comment_tree(req: PromotionRequest) -> list[Comment]:
     comments = list(req.comments.all())  # prefetched by selectors.request_get(discussion=True)
     for c in comments:
         c.children = []
-    by_id = {c.pk: c for c in comments}
-    roots = []
+    by_id: dict[int | None, Comment] = {c.pk: c for c in comments}
+    roots: list[Comment] = []
     for c in comments:
         parent = by_id.get(c.reply_to_id)
         (parent.children if parent else roots).append(c)
@@ -128,7 +129,7 @@ def _detail_context(request, req: PromotionRequest, **forms) -> dict:
     }
 
 
-@permission_required("promotions.view_promotionrequest", raise_exception=True)
+@permission_required(perms.VIEW_PROMOTION, raise_exception=True)
 def request_detail(request, pk):
     req = selectors.request_get(pk, discussion=True)
     if request.htmx and "seen" in request.GET:
@@ -187,7 +188,7 @@ def _review(request, pk, decide, form_name: str):
 
 
 @require_POST
-@permission_required("promotions.view_promotionrequest", raise_exception=True)  # the service: is_approver
+@permission_required(perms.VIEW_PROMOTION, raise_exception=True)  # the service: is_approver
 def request_approve(request, pk):
     return _review(
         request,
@@ -198,7 +199,7 @@ def request_approve(request, pk):
 
 
 @require_POST
-@permission_required("promotions.view_promotionrequest", raise_exception=True)  # the service: is_approver
+@permission_required(perms.VIEW_PROMOTION, raise_exception=True)  # the service: is_approver
 def request_reject(request, pk):
     return _review(
         request,
@@ -209,7 +210,7 @@ def request_reject(request, pk):
 
 
 @require_POST
-@permission_required("promotions.view_promotionrequest", raise_exception=True)
+@permission_required(perms.VIEW_PROMOTION, raise_exception=True)
 def request_cancel(request, pk):
     # Who may cancel is PromotionRequest.may_cancel, which the service checks under its lock.
     req = selectors.request_get(pk)
@@ -236,7 +237,7 @@ def request_cancel(request, pk):
 
 
 @require_POST
-@permission_required("promotions.comment_promotionrequest", raise_exception=True)
+@permission_required(perms.COMMENT_PROMOTION, raise_exception=True)
 def request_comment(request, pk):
     req = selectors.request_get(pk)
     form = CommentForm(request.POST)
@@ -258,7 +259,7 @@ def request_comment(request, pk):
     return render(request, "promotions/detail.html", _detail_context(request, req, comment_form=form), status=400)
 
 
-@permission_required("promotions.add_promotionrequest", raise_exception=True)
+@permission_required(perms.REQUEST_PROMOTION, raise_exception=True)
 def request_create(request, name, version):
     mv = registry_selectors.version_get(name, version)
     initial = {}
@@ -298,12 +299,12 @@ def request_create(request, name, version):
 # --- environments -------------------------------------------------------------
 
 
-@permission_required("promotions.view_environment", raise_exception=True)
+@permission_required(perms.VIEW_ENVIRONMENT, raise_exception=True)
 def environment_list(request):
     return render(request, "promotions/environments.html", {"environments": selectors.environment_list_with_live()})
 
 
-@permission_required("promotions.view_environment", raise_exception=True)
+@permission_required(perms.VIEW_ENVIRONMENT, raise_exception=True)
 def environment_detail(request, name):
     env = selectors.environment_get(name)
     spans = selectors.span_list(environment=env)[:200]
@@ -384,12 +385,12 @@ def _environment_form_page(request, form: EnvironmentForm, env: Environment | No
     )
 
 
-@permission_required("promotions.add_environment", raise_exception=True)
+@permission_required(perms.ADD_ENVIRONMENT, raise_exception=True)
 def environment_create(request):
     return _environment_form_page(request, EnvironmentForm(request.POST or None), None)
 
 
-@permission_required("promotions.change_environment", raise_exception=True)
+@permission_required(perms.CHANGE_ENVIRONMENT, raise_exception=True)
 def environment_edit(request, name):
     env = selectors.environment_get(name)
     form = EnvironmentForm(request.POST or None, instance=env)
@@ -413,19 +414,19 @@ def _policy_change_action(request, name, pk, verb, done: str):
 
 
 @require_POST
-@permission_required("promotions.change_environment", raise_exception=True)
+@permission_required(perms.CHANGE_ENVIRONMENT, raise_exception=True)
 def policy_change_confirm(request, name, pk):
     """A second admin confirms a pending policy change: it applies now."""
     return _policy_change_action(request, name, pk, services.policy_change_confirm, "confirmed and applied")
 
 
 @require_POST
-@permission_required("promotions.change_environment", raise_exception=True)
+@permission_required(perms.CHANGE_ENVIRONMENT, raise_exception=True)
 def policy_change_withdraw(request, name, pk):
     return _policy_change_action(request, name, pk, services.policy_change_withdraw, "withdrawn")
 
 
-@permission_required("promotions.view_webhookdelivery", raise_exception=True)
+@permission_required(perms.VIEW_WEBHOOK_DELIVERY, raise_exception=True)
 def delivery_list(request, name):
     env = selectors.environment_get(name)
     return render(
@@ -441,7 +442,7 @@ def delivery_list(request, name):
 # --- aliases --------------------------------------------------------------------
 
 
-@permission_required("registry.view_registeredmodel", raise_exception=True)
+@permission_required(perms.VIEW_MODEL, raise_exception=True)
 def drift(request, name):
     """The alias-drift box on the model page, loaded by htmx after the page."""
     model = registry_selectors.model_get(name)
@@ -449,7 +450,7 @@ def drift(request, name):
 
 
 @require_POST
-@permission_required("promotions.change_environment", raise_exception=True)
+@permission_required(perms.CHANGE_ENVIRONMENT, raise_exception=True)
 def alias_restore(request, name, environment):
     model = registry_selectors.model_get(name)
     env = selectors.environment_get(environment)

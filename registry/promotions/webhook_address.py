@@ -48,10 +48,10 @@ def _allowed_networks() -> list:
     return [ipaddress.ip_network(n, strict=False) for n in settings.WEBHOOK_ALLOWED_NETWORKS]
 
 
-def address_refusal(ip) -> str:
+def address_refusal(ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     """Why this address may not receive webhooks, or "" if it may."""
     ip = ipaddress.ip_address(ip)
-    if ip.version == 6 and ip.ipv4_mapped:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     if any(ip in net for net in _allowed_networks()):
         return ""
@@ -97,7 +97,9 @@ def resolve(host: str, port: int) -> str:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise WebhookAddressError(f"Webhook host {host} could not be resolved: {exc}") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    # An internet socket address starts with its host as a string (typeshed also allows the
+    # integer of other families, which SOCK_STREAM lookups of a host name do not return).
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
         if why := address_refusal(address.split("%", 1)[0]):
             raise WebhookAddressError(

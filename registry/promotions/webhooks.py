@@ -21,6 +21,11 @@ from .webhook_address import WebhookAddressError, check_url, resolve
 TIMEOUT = 10
 
 
+class DeliveryRefused(Exception):
+    """The receiver did not take a delivery (an HTTP error status, a network error): a later
+    attempt may succeed, so the delivery task retries on it, with Celery's backoff."""
+
+
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
@@ -66,6 +71,7 @@ def _post(url: str, body: bytes, headers: dict) -> int:
     default_port = port == (443 if scheme == "https" else 80)
     headers = {**headers, "Host": shown_host if default_port else f"{shown_host}:{port}"}
     timeout = urllib3.Timeout(connect=TIMEOUT, read=TIMEOUT)
+    pool: urllib3.HTTPConnectionPool
     if scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             address,
@@ -100,7 +106,8 @@ def _without_path(message: str, url: str) -> str:
 
 
 def webhook_attempt(delivery_id: int, *, final: bool) -> str:
-    """POST one delivery. Returns "delivered", "retry" or "failed" (after the last attempt)."""
+    """POST one delivery. Returns "delivered", or "failed" when no attempt is left (``final``)
+    or none could help (the address is refused); raises DeliveryRefused when another may."""
     delivery = WebhookDelivery.objects.select_related("environment").filter(pk=delivery_id).first()
     if delivery is None or delivery.state != WebhookDelivery.PENDING:
         return "delivered" if delivery else "failed"
@@ -133,4 +140,6 @@ def webhook_attempt(delivery_id: int, *, final: bool) -> str:
         state=state,
         delivered_at=timezone.now() if ok else None,
     )
-    return {WebhookDelivery.DELIVERED: "delivered", WebhookDelivery.FAILED: "failed"}.get(state, "retry")
+    if state == WebhookDelivery.PENDING:
+        raise DeliveryRefused(error)
+    return "delivered" if ok else "failed"
