@@ -126,6 +126,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "console.context_processors.navigation",
             ],
+            # Small filters every page uses ("just now", "3 minutes ago"), without a load line.
+            "builtins": ["console.templatetags.console_extras"],
         },
     },
 ]

@@ -34,6 +34,7 @@ def _approve_in_browser(page, request_id: int, comment: str) -> None:
     page.goto("/promotions/inbox/")
     page.locator(f"a[href='/promotions/{request_id}/']").first.click()
     page.fill("textarea[name=approve-comment]", comment)
+    page.evaluate("window.stillTheSamePage = true")  # gone if anything reloads the page
     page.get_by_role("button", name="Approve").click()
 
 
@@ -46,6 +47,18 @@ def _watch_until_live(page, request_id: int) -> None:
     expect(steps.locator(".step-done")).to_have_count(6)
 
 
+def _expect_the_whole_page_says_live(page, environment: str, version: int) -> None:
+    """After the rollout, on the page that watched it: the header badge, the Decision card and
+    "Live now" agree with the steps."""
+    expect(page.locator("#state-badge")).to_have_text("Live", timeout=30_000)
+    decision = page.locator("#review-panel")
+    expect(decision).to_contain_text("Live")
+    expect(decision).not_to_contain_text("waiting for deployment")
+    compare = page.locator("#live-compare")
+    expect(compare).to_contain_text(f"Live in {environment}: v{version}, this request's version")
+    expect(compare).not_to_contain_text("Nothing serves")
+
+
 def test_request_approve_watch_it_go_live_see_traffic_roll_back_and_read_the_audit(
     login, worker, engineer, approver, iris, staging_local
 ):
@@ -55,8 +68,9 @@ def test_request_approve_watch_it_go_live_see_traffic_roll_back_and_read_the_aud
 
     app = login(approver)
     _approve_in_browser(app, first, "looks good")
-    app.goto(f"/promotions/{first}/")
     _watch_until_live(app, first)
+    _expect_the_whole_page_says_live(app, "staging", 1)
+    assert app.evaluate("window.stillTheSamePage") is True
     assert PromotionRequest.objects.get(pk=first).state == PromotionRequest.LIVE
 
     # v2 goes live too (through the services, to keep the test short), so there is a

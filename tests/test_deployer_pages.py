@@ -396,7 +396,29 @@ def test_the_promotion_request_page_polls_a_running_rollout(browser_client, view
     )
     rollout = add_rollout(served, 4, version=v1, state=Rollout.RUNNING, request=req)
     html = _html(browser_client(viewer).get(f"/promotions/{req.pk}/"))
-    assert f'hx-get="/rollouts/{rollout.pk}/"' in html and 'hx-trigger="every 1s"' in html
+    # The request page's panel polls the request (steps and state together, every second);
+    # the steps inside it do not poll the rollout on their own as well.
+    assert f'hx-get="/promotions/{req.pk}/?seen=deploying.' in html and 'hx-trigger="every 1s"' in html
+    assert f'id="rollout-{rollout.pk}-steps"' in html and f'hx-get="/rollouts/{rollout.pk}/"' not in html
+    rollout_page = _html(browser_client(viewer).get(f"/rollouts/{rollout.pk}/"))
+    assert f'hx-get="/rollouts/{rollout.pk}/"' in rollout_page  # its own page still polls it
+
+
+def test_a_live_request_keeps_polling_until_its_rollout_is_final_too(
+    browser_client, viewer, served, engineer, approver
+):
+    # The request goes live in the rollout's last step, a moment before the rollout is marked live.
+    v1 = served.model.versions.get(version=1)
+    req = approved_request(served.model, v1, served.target.environment, engineer, approver, state=PromotionRequest.LIVE)
+    rollout = add_rollout(served, 4, version=v1, state=Rollout.RUNNING, request=req)
+    client = browser_client(viewer)
+    assert f'hx-get="/promotions/{req.pk}/?seen=live.1"' in _html(client.get(f"/promotions/{req.pk}/"))
+
+    Rollout.objects.filter(pk=rollout.pk).update(state=Rollout.LIVE, finished_at=timezone.now())
+    poll = _html(client.get(f"/promotions/{req.pk}/?seen=live.1", HTTP_HX_REQUEST="true"))
+
+    assert 'id="deployment-panel">' in poll and "hx-get" not in poll  # stopped, showing the end
+    assert "hx-swap-oob" not in poll  # the request's state had not changed
 
 
 def test_a_request_without_a_rollout_shows_no_steps(browser_client, viewer, staging, engineer, approver):

@@ -40,10 +40,11 @@ def test_intervals_without_a_point_are_null_and_a_quiet_one_is_zero(staging):
     assert points["replicas_ready"] == [None, 1, None, 1, None, None]
     assert points["version"] == [None, 1, None, 1, None, None]
     assert data["totals"] == {
+        "seconds": 60,
         "requests": 20,
         "errors": 5,
         "error_rate": 0.25,
-        "rps": 1.0,
+        "rps": round(20 / 60, 4),
         "p50_ms": 0.5,
         "p95_ms": 0.95,
         "p99_ms": 0.99,
@@ -68,6 +69,24 @@ def test_a_step_sums_its_points_and_recomputes_percentiles_from_their_buckets(st
     # rank 57 of 60: 7 into (1000, 2000] µs holding 10
     assert data["points"]["p95_ms"] == [pytest.approx(1.7), None]
     assert data["points"]["replicas_ready"] == [3, None]
+
+
+@pytest.mark.parametrize("window, step", [(900, None), (900, 60), (3600, 60), (24 * 3600, None)])
+def test_the_average_rate_times_the_window_is_the_request_count(staging, window, step):
+    [deployment] = serving_deployments(staging)
+    MetricPoint.objects.bulk_create(
+        [
+            fine_point(deployment, ago(window + 60), requests=1000),  # just before the window
+            fine_point(deployment, ago(window - 60), requests=60),  # inside, at either resolution
+            fine_point(deployment, ago(200), requests=200),
+            fine_point(deployment, T0, requests=7),  # the point still filling now
+        ]
+    )
+
+    totals = series(deployment, window, step_seconds=step, now=NOW)["totals"]
+
+    assert totals["seconds"] == window and totals["requests"] == 60 + 200 + 7
+    assert totals["rps"] * totals["seconds"] == pytest.approx(totals["requests"], abs=0.05 * window / 1000)
 
 
 def test_steps_are_whole_multiples_of_the_resolution(staging):

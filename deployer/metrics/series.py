@@ -15,14 +15,17 @@
         "version": [...]           # the version if it served the whole step, else null
       },
       "version_changes": [{"t": 1767226800, "from": 1, "to": 2}],  # at the first point of "to"
-      "totals": {"requests", "errors", "error_rate", "rps", "p50_ms", "p95_ms", "p99_ms"}
+      "totals": {"seconds", "requests", "errors", "error_rate", "rps", "p50_ms", "p95_ms", "p99_ms"}
     }
 
 A step without any stored point is null in every array (not zero): nothing was measured
 (not serving yet, or the scraper was down). A stored point with no traffic gives rps 0 and
 null error rate and percentiles. rps is over the seconds the step's stored points cover (a
 minute point, folded or built from 10 s points not folded yet, covers its minute), so the
-step containing ``now``, included and partial, is not understated.
+step containing ``now``, included and partial, is not understated. The totals are over one
+window, ``seconds`` long (the window asked for, in whole points, ending with the point that
+holds ``now``): ``requests`` counts it and ``rps`` is ``requests / seconds``
+(``window_totals``).
 """
 
 import math
@@ -99,14 +102,19 @@ def _version_changes(rows: list[dict]) -> list[dict]:
     return changes
 
 
-def _totals(rows: list[dict], resolution: int) -> dict:
-    total = add(*(interval_of(r) for r in rows)) if rows else Interval()
-    seconds = len(rows) * resolution
+def window_totals(rows: list[dict], *, start: datetime, end: datetime) -> dict:
+    """The traffic of the stored points in [start, end), and the average rate over those same
+    seconds: one window for the count and the rate, so rps × seconds is the request count
+    (a gap in the points is a gap in traffic, not a shorter window)."""
+    inside = [r for r in rows if start <= r["at"] < end]
+    total = add(*(interval_of(r) for r in inside)) if inside else Interval()
+    seconds = int((end - start).total_seconds())
     return {
+        "seconds": seconds,
         "requests": total.requests,
         "errors": total.errors,
         "error_rate": _round(total.error_rate, 4),
-        "rps": _round(total.requests / seconds) if seconds else None,
+        "rps": _round(total.requests / seconds, 4),
         "p50_ms": _round(total.percentile(0.5)),
         "p95_ms": _round(total.percentile(0.95)),
         "p99_ms": _round(total.percentile(0.99)),
@@ -122,7 +130,11 @@ def series(deployment, window_seconds: int, step_seconds: int | None = None, *, 
     now = now or timezone.now()
     end = align(now, step) + timedelta(seconds=step)
     starts = spans(end - timedelta(seconds=math.ceil(window_seconds / step) * step), end, step)
-    rows = _rows(deployment.pk, resolution, starts[0], end)
+    # The totals' window: the last window_seconds (in whole points) up to the end of the point
+    # still filling now.
+    window_end = align(now, resolution) + timedelta(seconds=resolution)
+    window_start = window_end - timedelta(seconds=math.ceil(window_seconds / resolution) * resolution)
+    rows = _rows(deployment.pk, resolution, min(starts[0], window_start), end)
 
     by_step = defaultdict(list)
     for row in rows:
@@ -137,8 +149,8 @@ def series(deployment, window_seconds: int, step_seconds: int | None = None, *, 
         "step": step,
         "resolution": resolution,
         "points": points,
-        "version_changes": _version_changes(rows),
-        "totals": _totals(rows, resolution),
+        "version_changes": _version_changes([r for r in rows if r["at"] >= starts[0]]),
+        "totals": window_totals(rows, start=window_start, end=window_end),
     }
 
 

@@ -2,7 +2,7 @@
 the API and the deployer. Views never query the ORM themselves."""
 
 from django.contrib.auth.models import Group
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from console.accounts.roles import APPROVER
 from console.errors import NotFound
@@ -124,22 +124,27 @@ def open_request_list() -> QuerySet[PromotionRequest]:
     return request_list().filter(state__in=PromotionRequest.CANCELLABLE).order_by("-created_at", "-id")
 
 
-def inbox(user):
-    """Requests waiting for this user's review, oldest first: pending, in an environment
-    whose approver group the user is in, not requested by them (unless self-approval is
-    allowed there), and not yet reviewed by them."""
-    groups = list(user.groups.values_list("id", flat=True))
-    approver_role = Group.objects.filter(name=APPROVER).values_list("id", flat=True).first()
-    in_group = Q(environment__approver_group__in=groups)
-    if approver_role in groups:
-        in_group |= Q(environment__approver_group__isnull=True)
-    qs = (
-        request_list(state=PromotionRequest.PENDING)
-        .filter(in_group)
-        .exclude(Q(requested_by=user) & (Q(environment__allow_self_approval=False) | Q(environment__protected=True)))
-        .exclude(reviews__reviewer=user)
+def _waiting_for(user) -> Q:
+    """Pending requests waiting for this user's review: in an environment whose approver group
+    the user is in, not requested by them (unless self-approval is allowed there), and not yet
+    reviewed by them. The user's groups are read in subqueries, so it costs no query of its own."""
+    groups = Group.objects.filter(user=user)
+    in_group = Q(environment__approver_group__in=groups.values("id")) | (
+        Q(environment__approver_group__isnull=True) & Q(Exists(groups.filter(name=APPROVER)))
     )
-    return qs.order_by("created_at", "id")
+    own = Q(requested_by=user) & (Q(environment__allow_self_approval=False) | Q(environment__protected=True))
+    reviewed = Q(Exists(Review.objects.filter(request=OuterRef("pk"), reviewer=user)))
+    return Q(state=PromotionRequest.PENDING) & in_group & ~own & ~reviewed
+
+
+def inbox(user):
+    """Requests waiting for this user's review (``_waiting_for``), oldest first."""
+    return request_list().filter(_waiting_for(user)).order_by("created_at", "id")
+
+
+def inbox_count(user) -> int:
+    """How many requests wait for this user's review, for the navigation: one query."""
+    return PromotionRequest.objects.filter(_waiting_for(user)).count()
 
 
 def aliases_in_motion(model) -> set[str]:

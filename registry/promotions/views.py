@@ -97,6 +97,9 @@ def _review_context(request, req: PromotionRequest) -> dict:
     return {
         "req": req,
         "reviews": reviews,
+        # What the page's poll reports back as ``seen``: a change of state or a new review
+        # re-renders every region that shows them.
+        "poll_key": f"{req.state}.{len(reviews)}",
         "approvals": sum(1 for r in reviews if r.decision == Review.APPROVE),
         "can_review": req.state == R.PENDING and selectors.is_approver(user, req.environment),
         "can_cancel": req.can_be_cancelled_by(user),
@@ -129,7 +132,20 @@ def _detail_context(request, req: PromotionRequest, **forms) -> dict:
 @permission_required(perms.VIEW_PROMOTION, raise_exception=True)
 def request_detail(request, pk):
     req = selectors.request_get(pk, discussion=True)
+    if request.htmx and "seen" in request.GET:
+        return _request_poll(request, req, seen=request.GET["seen"])
     return render(request, "promotions/detail.html", _detail_context(request, req))
+
+
+def _request_poll(request, req: PromotionRequest, *, seen: str):
+    """The deployment panel the request page polls while the request moves; when its state
+    changed since the page rendered ``seen``, also the header, gates, decision and live
+    comparison, swapped out of band, so no part of the page contradicts another."""
+    context = _review_context(request, req)
+    changed = context["poll_key"] != seen
+    if changed:
+        context = {**_detail_context(request, req), "poll_oob": True}
+    return render_page(request, "promotions/detail.html", {**context, "changed": changed}, partial="poll")
 
 
 def _review(request, pk, decide, form_name: str):
