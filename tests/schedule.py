@@ -4,7 +4,8 @@ xdist hands out whole files (`--dist loadfile`, so a file's module-scoped server
 one worker only) in collection order (`--no-loadscope-reorder`). A long file handed out
 last keeps one worker busy while the other has finished; handed out first, the short files
 fill in around it. How long each file took is kept in pytest's cache at the end of a run of
-the whole suite; a file with no figure yet goes first if it holds `slow` tests.
+the whole suite; a file with no figure yet goes first if it holds `slow` tests or is named
+in LONG.
 """
 
 from collections import defaultdict
@@ -12,7 +13,17 @@ from collections import defaultdict
 import pytest
 
 KEY = "modelgate/seconds-per-file"
-UNMEASURED_SLOW = 10_000.0  # seconds: before every measured file
+# Long without `slow` tests (many cases, servers started in-process, real models): with no
+# figures yet (a clean clone: CI's first pass), these go first too.
+LONG = {
+    "tests/test_api_properties.py",
+    "tests/test_tfserving_conformance.py",
+    "tests/test_kubeapi_server.py",
+    "tests/test_kubernetes_backend.py",
+    "tests/test_local_server.py",
+    "tests/test_keras_logging.py",
+}
+UNMEASURED_LONG = 10_000.0  # seconds: before every measured file
 _seconds: dict[str, float] = defaultdict(float)
 
 
@@ -25,14 +36,14 @@ def pytest_collection_modifyitems(config, items):
     cache = getattr(config, "cache", None)
     measured = cache.get(KEY, {}) if cache is not None else {}
     first: dict[str, int] = {}
-    slow: set[str] = set()
+    long: set[str] = set(LONG)
     for index, item in enumerate(items):
         first.setdefault(_file(item.nodeid), index)
         if item.get_closest_marker("slow"):
-            slow.add(_file(item.nodeid))
+            long.add(_file(item.nodeid))
 
     def cost(file: str) -> float:
-        return measured.get(file, UNMEASURED_SLOW if file in slow else 0.0)
+        return measured.get(file, UNMEASURED_LONG if file in long else 0.0)
 
     items.sort(key=lambda item: (-cost(_file(item.nodeid)), first[_file(item.nodeid)]))
 

@@ -382,7 +382,12 @@ def test_a_changed_config_file_is_picked_up_by_the_config_poll(model_root, tmp_p
     with LocalModelServer(path, config_poll_seconds=0.2) as running:
         running.wait_until_available("iris", 1, timeout=120)
         path.write_text("model_config_list { config { name: ")  # a bad edit: keep serving
-        time.sleep(0.6)
+        # Wait for the poller to read and refuse it (not a sleep: a slow machine must not pass
+        # this by never having read the bad file).
+        deadline = time.monotonic() + 30
+        while running._reload_error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running._reload_error is not None, "the config poll never read the bad edit"
         assert call(f"{running.url}/v1/models/iris/versions/1")[0] == 200
         path.write_text(config_text(model_root, [2], {"staging": 2}))
         running.wait_until_available("iris", 2, timeout=120)
