@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from rest_framework.test import APIClient
@@ -138,9 +139,21 @@ def celery_eager():
     app.conf.task_always_eager = before
 
 
+_password_hashes: dict[str, str] = {}
+
+
+def _password_hash(username: str) -> str:
+    """The hash of "pw-<username>", made once per process: the production hasher (PBKDF2, a
+    million iterations) takes about a second a user on this machine, and the cast's passwords
+    never change. Logging in still checks the password against it for real."""
+    if username not in _password_hashes:
+        _password_hashes[username] = make_password("pw-" + username)
+    return _password_hashes[username]
+
+
 def _member(django_user_model, username: str, role: str | None, **extra):
     ensure_roles()
-    user = django_user_model.objects.create_user(username=username, password="pw-" + username, **extra)
+    user = django_user_model.objects.create(username=username, password=_password_hash(username), **extra)
     if role:
         user.groups.add(Group.objects.get(name=role))
     return user
