@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv worker sync clean lock bench bench-quick screenshots
+.PHONY: run test soak lint venv worker sync clean lock bench bench-quick screenshots
 
 # Installs exactly the hashed lock (requirements/dev.txt: runtime, local, dev and bench), then
 # Modelgate itself, editable and without dependencies, so nothing unpinned gets in.
@@ -31,6 +31,12 @@ test: $(STAMP)
 # docs/screenshots/), taken by the browser layout test; only this target rewrites them.
 screenshots: $(STAMP)
 	MODELGATE_SCREENSHOTS=docs MODELGATE_BROWSER_REQUIRED=1 $(PY) -m pytest tests/test_browser_layout.py -n0
+
+# The long versions of two tests that `make test` runs short (tests/soak.py): 32 clients of
+# mixed API load for 2 minutes (needs DATABASE_URL on PostgreSQL and a Redis, else it skips)
+# and the property-based API run at full size. CI runs this once, on PostgreSQL and Redis.
+soak: $(STAMP)
+	MODELGATE_SOAK=1 $(PY) -m pytest tests/test_mixed_load.py tests/test_api_properties.py $(PYTEST_ARGS)
 
 # The rules written as checks (CI runs this before the tests): style, types (mypy with the
 # Django and DRF stubs, pyproject.toml [tool.mypy]), the import layers of docs/architecture.md,

@@ -1,11 +1,11 @@
 """The fixed cast and the MLflow store for the tests that ask for it.
 
 MLflow is never mocked: a real SQLite-backed MLflow store with real TensorFlow
-SavedModels is built once per test run (shared by the xdist workers), and each test
-that asks for `mlflow_store` gets its own copy of it, so tests can create, change and
-delete freely without seeing each other. Tests that don't ask pay nothing for it: their
-MLflow points at a closed port, so one that needs MLflow and forgot the fixture fails
-at once instead of writing into var/.
+SavedModels is built once (tests/built_once.py: kept between runs, shared by the xdist
+workers), and each test that asks for `mlflow_store` gets its own copy of it, so tests
+can create, change and delete freely without seeing each other. Tests that don't ask pay
+nothing for it: their MLflow points at a closed port, so one that needs MLflow and forgot
+the fixture fails at once instead of writing into var/.
 """
 
 import json
@@ -15,14 +15,16 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
 from django.core.cache import cache
-from filelock import FileLock
 from rest_framework.test import APIClient
 
 from console.accounts.roles import ADMIN, APPROVER, ENGINEER, VIEWER, ensure_roles
 from console.accounts.services import token_create
+from registry import demo_training
 from registry.demo_training import LoggedModel, log_model
+from tests.built_once import built_once
 
 
 @dataclass(frozen=True)
@@ -45,18 +47,12 @@ def _build_template(root: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory) -> MlflowTemplate:
-    # Under xdist every worker has its own base temp dir inside one shared parent: the first
-    # worker to get here trains and logs the models, the others wait on the lock and reuse them.
-    shared = tmp_path_factory.getbasetemp().parent
-    root = shared / "mlflow-template"
-    with FileLock(str(shared / "mlflow-template.lock")):
-        done = root / "template.json"
-        if not done.exists():
-            shutil.rmtree(root, ignore_errors=True)
-            root.mkdir()
-            done.write_text(json.dumps(_build_template(root)))
-        built = json.loads(done.read_text())
+def mlflow_template(request, tmp_path_factory) -> MlflowTemplate:
+    # Trained and logged once, then kept between runs (tests/built_once.py): under xdist the
+    # first worker to get here builds it, the others wait and reuse it.
+    root, built = built_once(
+        request.config, tmp_path_factory, "mlflow-template", _build_template, sources=(_build_template, demo_training)
+    )
     return MlflowTemplate(
         db=root / "mlflow.db",
         artifacts=root / "artifacts",
@@ -143,9 +139,21 @@ def celery_eager():
     app.conf.task_always_eager = before
 
 
+_password_hashes: dict[str, str] = {}
+
+
+def _password_hash(username: str) -> str:
+    """The hash of "pw-<username>", made once per process: the production hasher (PBKDF2, a
+    million iterations) takes about a second a user on this machine, and the cast's passwords
+    never change. Logging in still checks the password against it for real."""
+    if username not in _password_hashes:
+        _password_hashes[username] = make_password("pw-" + username)
+    return _password_hashes[username]
+
+
 def _member(django_user_model, username: str, role: str | None, **extra):
     ensure_roles()
-    user = django_user_model.objects.create_user(username=username, password="pw-" + username, **extra)
+    user = django_user_model.objects.create(username=username, password=_password_hash(username), **extra)
     if role:
         user.groups.add(Group.objects.get(name=role))
     return user
@@ -203,6 +211,7 @@ def browser_client(client):
 from tests.browser_fixtures import browser, login, pytest_runtest_makereport, worker  # noqa: E402,F401
 from tests.deployer_fixtures import local_root, production_local, sent_tasks, staging_local  # noqa: E402,F401
 from tests.promotion_fixtures import iris, production, staging  # noqa: E402,F401
+from tests.schedule import pytest_collection_modifyitems, pytest_runtest_logreport, pytest_sessionfinish  # noqa: E402,F401
 from tests.summaries import SUMMARIES  # noqa: E402
 
 

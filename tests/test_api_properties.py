@@ -29,11 +29,12 @@ from schemathesis.specs.openapi.checks import (
 from console.accounts.services import token_create
 from registry.promotions.models import Environment
 from tests import factories
+from tests.soak import sized
 from tests.summaries import summary_dir
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("mlflow_store")]
 
-EXAMPLES_PER_OPERATION = 170
+EXAMPLES_PER_OPERATION = sized(short=25, soak=170)  # tests/soak.py
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -123,7 +123,9 @@ def test_the_csp_would_report_an_inline_script(login, viewer):
     page.visit("/models/")
     page.page.evaluate("""() => { const s = document.createElement('script');
                                   s.textContent = 'window.ran = true'; document.body.appendChild(s); }""")
-    page.page.wait_for_timeout(300)
+    # Wait for the report itself (not a fixed pause: a slow browser must not pass the first
+    # assertion below by not having run the script yet).
+    page.page.wait_for_function("window.__problems.some(p => p.includes('script-src'))")
     page.collect()
     assert page.page.evaluate("window.ran === undefined")
     assert any(re.search(r"script-src", p) for p in page.problems), page.problems

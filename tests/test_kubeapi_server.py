@@ -507,7 +507,10 @@ def test_a_stalled_pod_runs_but_never_becomes_ready(raw, kube):
     kube.fail_pods(NAMESPACE, NAME, "stall")
     apply_all(raw, rendered(1))
     kube.wait_for(lambda: pods(kube) and pods(kube)[0]["status"]["phase"] == "Running", timeout=10)
-    time.sleep(1)
+    # Not ready after ten readiness probes (counted, not slept for: a slow machine must not pass
+    # this by never having probed).
+    runtime = kube.kubelet.runtime(NAMESPACE, pods(kube)[0]["metadata"]["name"])
+    kube.wait_for(lambda: runtime.probes >= 10, timeout=30, message="ten readiness probes")
     (pod,) = pods(kube)
     assert not pod["status"]["containerStatuses"][0]["ready"]
     assert pod["status"]["containerStatuses"][0]["restartCount"] == 0

@@ -21,6 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deployer.manifests import Release, models_config
 from deployer.tfserving import LATENCY_BUCKETS
+from registry import demo_training
+from tests.built_once import built_once
 from tfserving_dev.config import ModelConfig, aspired_versions, parse_models_config, parse_monitoring_config
 from tfserving_dev.errors import ServingError
 from tfserving_dev.server import LocalModelServer
@@ -30,20 +32,26 @@ ROOT = Path(__file__).resolve().parent.parent
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
 
-@pytest.fixture(scope="module")
-def model_root(tmp_path_factory) -> Path:
-    """<root>/iris/{1,2,3}: two real SavedModels and a broken one."""
+def _build_models(root: Path) -> None:
     import tensorflow as tf
 
     from registry.demo_training import build_module
 
-    base = tmp_path_factory.mktemp("models") / "iris"
+    base = root / "iris"
     for version, seed in ((1, 1), (2, 2)):
         module = build_module(seed)
         tf.saved_model.save(module, str(base / str(version)), signatures={"serving_default": module.serve})
     (base / "3").mkdir(parents=True)
     (base / "3" / "saved_model.pb").write_bytes(b"not a protobuf \x00\xff\xfe")
-    return base.parent
+
+
+@pytest.fixture(scope="module")
+def model_root(request, tmp_path_factory) -> Path:
+    """<root>/iris/{1,2,3}: two real SavedModels and a broken one (built once: tests/built_once.py)."""
+    root, _ = built_once(
+        request.config, tmp_path_factory, "local-server-models", _build_models, sources=(_build_models, demo_training)
+    )
+    return root
 
 
 def config_text(root: Path, versions, labels=None, name="iris") -> str:
@@ -374,7 +382,12 @@ def test_a_changed_config_file_is_picked_up_by_the_config_poll(model_root, tmp_p
     with LocalModelServer(path, config_poll_seconds=0.2) as running:
         running.wait_until_available("iris", 1, timeout=120)
         path.write_text("model_config_list { config { name: ")  # a bad edit: keep serving
-        time.sleep(0.6)
+        # Wait for the poller to read and refuse it (not a sleep: a slow machine must not pass
+        # this by never having read the bad file).
+        deadline = time.monotonic() + 30
+        while running._reload_error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running._reload_error is not None, "the config poll never read the bad edit"
         assert call(f"{running.url}/v1/models/iris/versions/1")[0] == 200
         path.write_text(config_text(model_root, [2], {"staging": 2}))
         running.wait_until_available("iris", 2, timeout=120)

@@ -35,6 +35,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import tfserving_models
+from tests.built_once import built_once
 from tests.tfserving_models import build_half_plus_two, build_typed
 from tfserving_dev import flags as tfserving_flags
 from tfserving_dev.cli import _metrics_path
@@ -55,12 +57,17 @@ MODEL = "saved_model_half_plus_two_2_versions"  # the name HANDLER's tests serve
 LABEL = "Version_Label"  # HANDLER: kTestModelVersionLabel -> 123
 
 
-@pytest.fixture(scope="session")
-def model_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tfserving-models")
+def _build_models(root: Path) -> None:
     # SERVER test_tf_saved_model_save exports to <base>/00000123 and expects version 123.
     build_half_plus_two(root / "half_plus_two" / "00000123")
     build_typed(root / "typed" / "1")
+
+
+@pytest.fixture(scope="session")
+def model_root(request, tmp_path_factory) -> Path:
+    root, _ = built_once(
+        request.config, tmp_path_factory, "tfserving-models", _build_models, sources=(_build_models, tfserving_models)
+    )
     return root
 
 

@@ -139,6 +139,7 @@ class PodRuntime:
         self.init_containers = spec.get("initContainers") or []
         self.container = (spec.get("containers") or [{}])[0]
         self.restarts = 0
+        self.probes = 0  # readiness probes made, so a test can wait for some instead of sleeping
 
     def start(self) -> None:
         self._thread.start()
@@ -434,6 +435,7 @@ class PodRuntime:
         while True:
             self._sleep(self.kubelet.probe_seconds)
             states = [self._state(name, version) for name, version in wanted]
+            self.probes += 1
             failed = [s for s in states if s and s["state"] == END and s["status"]["error_code"] != "OK"]
             if failed:
                 status = failed[0]["status"]
