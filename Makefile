@@ -70,7 +70,7 @@ bench-quick: $(STAMP)
 # Re-pin after changing pyproject.toml: keeps every existing pin that still fits, with hashes.
 # requirements/runtime.txt is what the production image installs; requirements/dev.txt the rest.
 LOCK := $(VENV)/bin/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
-	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock"
+	--python-platform x86_64-manylinux_2_28 --override requirements/overrides.txt --custom-compile-command "make lock"
 lock: $(STAMP)
 	$(LOCK) -o requirements/runtime.txt
 	$(LOCK) --extra local --extra dev --extra bench -o requirements/dev.txt

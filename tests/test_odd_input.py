@@ -73,6 +73,7 @@ def test_a_chunked_body_without_a_length_is_cut_off_at_the_limit(settings):
     """Under ASGI a chunked body carries no Content-Length and Django would read all of it; the
     limit reads one byte past it and answers 413 (the request never reaches a view)."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from django.core.handlers.asgi import ASGIHandler
 
@@ -104,7 +105,10 @@ def test_a_chunked_body_without_a_length_is_cut_off_at_the_limit(settings):
         "server": ("localhost", 80),
         "client": ("127.0.0.1", 5000),
     }
-    asyncio.run(ASGIHandler()(scope, receive, send))
+    # In a thread of its own: an earlier test in this worker (Playwright's sync API) may have
+    # left an event loop set on this thread, and asyncio.run() refuses to start inside one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, ASGIHandler()(scope, receive, send)).result()
     assert sent[0]["status"] == 413
     assert b"4096" in b"".join(m.get("body", b"") for m in sent[1:])
 

@@ -42,6 +42,7 @@ DISTRIBUTION = {
     "prometheus_client": "prometheus-client",
     "drf_spectacular_sidecar": "drf-spectacular-sidecar",
     "tensorflow_serving": "tensorflow-serving-api",
+    "tensorflow": "tensorflow-cpu",  # the CPU build provides the `tensorflow` module
 }
 
 

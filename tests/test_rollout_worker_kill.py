@@ -16,7 +16,7 @@ from console.audit.models import AuditEvent
 from deployer.models import Rollout
 from registry.promotions import services as promotions
 from registry.promotions.models import PromotionRequest
-from tests.test_worker import _database_url
+from tests.celery_worker import _database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 LEASE = 4
