@@ -12,32 +12,14 @@ from collections.abc import Iterable
 from django.db.models import QuerySet
 from rest_framework import serializers
 
-from .serializers import version_url
+from .serializers import ModelVersionSerializer, version_url
 
-# What a row reads: the ordering fields (the cursor reads them from the last row) and each
-# field the serializer shows.
-VERSION_VALUES = (
-    "id",
-    "model__name",
-    "version",
-    "description",
-    "tags",
-    "aliases",
-    "source",
-    "run_id",
-    "status",
-    "status_message",
-    "creator",
-    "created_at",
-    "updated_at",
-    "flavors",
-    "signature",
-    "servable",
-    "serving_note",
-    "keras_archive_path",
-    "conversion_state",
-    "conversion_detail",
-)
+_FIELDS = tuple(ModelVersionSerializer.Meta.fields)  # the body's keys, in the serializer's order
+_COMPUTED = {"model", "model_uri", "url"}  # made from the model's name and the version number
+_DATETIMES = {"created_at", "updated_at"}
+# What a row reads: the ordering fields (the cursor reads them from the last row), the model's
+# name, and every stored field the serializer shows.
+VERSION_VALUES = ("id", "model__name", *(f for f in _FIELDS if f not in _COMPUTED))
 _DATETIME = serializers.DateTimeField()  # the serializer's own formatting (ISO 8601, "Z")
 
 
@@ -49,29 +31,8 @@ def version_rows(rows: Iterable[dict]) -> list[dict]:
     out = []
     for row in rows:
         name, number = row["model__name"], row["version"]
-        out.append(
-            {
-                "model": name,
-                "version": number,
-                "model_uri": f"models:/{name}/{number}",
-                "description": row["description"],
-                "tags": row["tags"],
-                "aliases": row["aliases"],
-                "source": row["source"],
-                "run_id": row["run_id"],
-                "status": row["status"],
-                "status_message": row["status_message"],
-                "creator": row["creator"],
-                "created_at": _DATETIME.to_representation(row["created_at"]),
-                "updated_at": _DATETIME.to_representation(row["updated_at"]),
-                "flavors": row["flavors"],
-                "signature": row["signature"],
-                "servable": row["servable"],
-                "serving_note": row["serving_note"],
-                "keras_archive_path": row["keras_archive_path"],
-                "conversion_state": row["conversion_state"],
-                "conversion_detail": row["conversion_detail"],
-                "url": version_url(name, number),
-            }
-        )
+        computed = {"model": name, "model_uri": f"models:/{name}/{number}", "url": version_url(name, number)}
+        for field in _DATETIMES:
+            computed[field] = _DATETIME.to_representation(row[field])
+        out.append({field: computed[field] if field in computed else row[field] for field in _FIELDS})
     return out
