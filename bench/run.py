@@ -93,6 +93,9 @@ def bench_env() -> dict:
         "CELERY_DEFAULT_QUEUE": "bench",
         "DEPLOY_QUEUE": "bench-deploy",
         "BENCH_REDIS_URL": REDIS_URL,
+        # As in production (docker-compose.yml): throttle counters and the token cache generation
+        # in Redis, not in database rows.
+        "CACHE_URL": REDIS_URL,
         "DEBUG": "false",
         "SECRET_KEY": "bench-only-not-a-secret-" + "x" * 40,
         "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",

@@ -81,12 +81,19 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         return version_url(obj.model.name, obj.version)
 
 
-def version_url(name: str, version: int) -> str:
+def version_url(name: str, version: int, models_path: str | None = None) -> str:
     """What reverse("api:version-detail") returns, built without resolving the URLconf for every
-    row: that was a tenth of a 50-row search page's time (bench/)."""
+    row: that was a tenth of a 50-row search page's time (bench/). A list passes
+    ``models_path()`` once for all its rows."""
     if "/" in name:  # reverse() refuses it; let it say so
         return reverse("api:version-detail", kwargs={"name": name, "version": version})
-    return quote(f"{_models_path(get_script_prefix())}{name}/versions/{version}/", safe=RFC3986_SUBDELIMS + "/~:@")
+    base = models_path if models_path is not None else models_list_path()
+    return quote(f"{base}{name}/versions/{version}/", safe=RFC3986_SUBDELIMS + "/~:@")
+
+
+def models_list_path() -> str:
+    """The unquoted path of the model list under this request's script prefix."""
+    return _models_path(get_script_prefix())
 
 
 @lru_cache(maxsize=8)
