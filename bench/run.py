@@ -57,6 +57,10 @@ SCALES = {
     ),
 }
 CONCURRENCY = (1, 8, 32)
+# gunicorn's workers as docs/operations.md recommends for 2 cores; BENCH_WEB_ARGS="-w 2" measures
+# plain sync workers instead.
+WEB_ARGS = os.environ.get("BENCH_WEB_ARGS", "--workers 2 --threads 4").split()
+WEB = "web (gunicorn " + " ".join(WEB_ARGS) + ")"
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 MG_DB, MLFLOW_DB = os.environ.get("BENCH_MG_DB", "modelgate_bench"), os.environ.get("BENCH_MLFLOW_DB", "mlflow_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -1076,8 +1080,8 @@ def markdown(res: dict) -> str:
             "## Version search",
             "",
             f"Filter: {s['filter']}. Load client: one asyncio process (aiohttp) on "
-            "the same machine; Modelgate on gunicorn -w 2, MLflow on `mlflow server --workers 2`, same "
-            "PostgreSQL.",
+            f"the same machine; Modelgate on gunicorn {' '.join(WEB_ARGS)}, MLflow on "
+            "`mlflow server --workers 2`, same PostgreSQL.",
             "",
             f"Each row: the median of {s.get('rounds', 1)} runs, run interleaved with the other servers' "
             "(Modelgate, MLflow, floor, Modelgate, …); the req/s of every run and their spread beside it.",
@@ -1233,12 +1237,11 @@ def main(argv=None):
         res["mirror"] = bench_mirror(scale)
     procs = {}
     try:
-        procs["web (gunicorn -w 2)"] = start(
+        procs[WEB] = start(
             [
                 str(VENV_BIN / "gunicorn"),
                 "console.wsgi",
-                "-w",
-                "2",
+                *WEB_ARGS,
                 "-b",
                 f"127.0.0.1:{MG_PORT}",
                 "--access-logfile",
@@ -1283,8 +1286,8 @@ def main(argv=None):
         )
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _interrupted)
-        wait_http(f"http://127.0.0.1:{MG_PORT}/healthz", procs["web (gunicorn -w 2)"])
-        ctx["pids"] = {"modelgate": procs["web (gunicorn -w 2)"].pid, "mlflow": procs["mlflow server --workers 2"].pid}
+        wait_http(f"http://127.0.0.1:{MG_PORT}/healthz", procs[WEB])
+        ctx["pids"] = {"modelgate": procs[WEB].pid, "mlflow": procs["mlflow server --workers 2"].pid}
         wait_http(f"http://127.0.0.1:{MLFLOW_PORT}/health", procs["mlflow server --workers 2"])
         steps = [
             ("search", lambda: bench_search(scale, ctx)),
@@ -1316,10 +1319,10 @@ def main(argv=None):
         stop_model_servers()
     if "search" in res:
         res["notes"].append(
-            "Queueing bound for the c=32 p99 target: gunicorn -w 2 runs 2 requests at a time, so at "
-            "concurrency 32 a request waits behind about 15 others; p99 under 50 ms needs a service time "
-            "near 3 ms per request, the order of the psycopg2 floor above, on 2 cores shared with "
-            "PostgreSQL and the load client."
+            "Queueing bound for the c=32 p99 target: 2 cores serve at most 2 requests at a time whatever "
+            "gunicorn's threads, so at concurrency 32 a request waits behind about 15 others; p99 under "
+            "50 ms needs a service time near 3 ms of CPU per request, web server and PostgreSQL together, "
+            "on 2 cores shared with the load client."
         )
     whole_run.__exit__(None, None, None)
     res["cpu"] = whole_run.share.as_dict()
