@@ -53,6 +53,8 @@ def guard_check(rollout: Rollout, now=None) -> str:
     points = list(
         MetricPoint.objects.filter(
             # From the interval in which it went live: its scrape already counts the new version.
+            # Every track's points of that version: the guard judges all the traffic it served
+            # (a canary's track has ended by then, and its points before going live are earlier).
             deployment_id=rollout.deployment_id,
             resolution=10,
             at__gte=align(rollout.finished_at, 10),

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,7 +13,7 @@ from console import perms
 from console.api import valid
 from console.permissions import MethodPermissions
 from deployer import selectors
-from deployer.metrics.series import MAX_WINDOW, series
+from deployer.metrics.series import MAX_WINDOW, TRACKS, series
 
 
 class SeriesQuery(serializers.Serializer):
@@ -25,6 +25,12 @@ class SeriesQuery(serializers.Serializer):
         max_value=86400,
         required=False,
         help_text="Seconds per point; rounded up to the stored resolution.",
+    )
+    track = serializers.ChoiceField(
+        choices=TRACKS,
+        required=False,
+        help_text="One track's traffic during a canary release (stable or canary); "
+        "without it, the whole deployment's (every track summed).",
     )
 
 
@@ -53,13 +59,13 @@ class DeploymentMetricsView(APIView):
 
     @extend_schema(
         summary="A deployment's request rate, errors, latency percentiles and replicas over time",
-        parameters=[OpenApiParameter("window", OpenApiTypes.INT), OpenApiParameter("step", OpenApiTypes.INT)],
+        parameters=[SeriesQuery],
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request, pk: int):
         query = valid(SeriesQuery, request.query_params)
         deployment = selectors.deployment_get(pk)
         now = timezone.now()
-        data = series(deployment, query["window"], query.get("step"), now=now)
+        data = series(deployment, query["window"], query.get("step"), now=now, track=query.get("track"))
         data["events"] = rollout_events(deployment, now - timedelta(seconds=query["window"]))
         return Response(data)

@@ -327,6 +327,9 @@ class MetricPoint(models.Model):
     their percentiles are computed from the summed buckets, never averaged.
     """
 
+    STABLE, CANARY = "stable", "canary"
+    TRACKS = [(STABLE, "stable"), (CANARY, "canary")]
+
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="metric_points")
     resolution = models.PositiveSmallIntegerField()  # seconds
     at = models.DateTimeField()  # start of the interval, aligned to the resolution
@@ -342,11 +345,17 @@ class MetricPoint(models.Model):
     p99_ms = models.FloatField(null=True, blank=True)
     replicas_desired = models.PositiveSmallIntegerField(null=True, blank=True)
     replicas_ready = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Which replicas served it: during a canary release the canary's replicas have points of
+    # their own beside the stable ones' (TF Serving's metrics carry no version label, so the
+    # replicas tell the tracks apart). The deployment's traffic is the sum of its tracks.
+    track = models.CharField(max_length=10, choices=TRACKS, default=STABLE)
 
     class Meta:
         ordering = ["at"]
         constraints = [
-            models.UniqueConstraint(fields=["deployment", "resolution", "at"], name="one_point_per_interval")
+            models.UniqueConstraint(
+                fields=["deployment", "resolution", "at", "track"], name="one_point_per_interval_and_track"
+            )
         ]
         indexes = [models.Index(fields=["resolution", "at"], name="metric_retention_idx")]
 

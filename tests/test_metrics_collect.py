@@ -195,9 +195,10 @@ def test_one_deployment_that_fails_does_not_stop_the_others(staging, monkeypatch
     assert list(MetricPoint.objects.values_list("deployment_id", "requests")) == [(healthy.pk, 2)]
 
 
-def _scrape_cycles(deployments, monkeypatch) -> list[int]:
+def _scrape_cycles(deployments, monkeypatch, *, canaries: bool = False) -> list[int]:
     """Three cycles over ``deployments`` (baselines, new points, a second read in the same 10 s
-    plus one replica gone and one new), each one's query count."""
+    plus one replica gone and one new), each one's query count. With ``canaries``, every other
+    deployment also has a canary replica "k" (with traffic at each read), a track of its own."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -206,9 +207,23 @@ def _scrape_cycles(deployments, monkeypatch) -> list[int]:
         10: lambda d: Reading(counters={"a": counters(ok=3), "b": counters(ok=2)}, present={"a", "b"}, ready=2),
         15: lambda d: Reading(counters={"a": counters(ok=4), "c": counters(ok=0)}, present={"a", "c"}, ready=2),
     }
+
+    def with_canary(reading: Reading, second: int) -> Reading:
+        reading.counters["k"] = counters(ok=second)
+        reading.present = {*(reading.present or ()), "k"}
+        reading.tracks, reading.track_replicas = {"k": "canary"}, {"canary": (1, 1)}
+        return reading
+
+    def read_at(second, read):
+        def read_replicas(deployment, when=None):
+            reading = read(deployment)
+            return with_canary(reading, second) if canaries and deployment.pk % 2 else reading
+
+        return read_replicas
+
     counts = []
     for second, read in reads.items():
-        monkeypatch.setattr(collect, "read_replicas", lambda deployment, when=None, read=read: read(deployment))
+        monkeypatch.setattr(collect, "read_replicas", read_at(second, read))
         with CaptureQueriesContext(connection) as queries:
             scrape_all(now=at(second))
         counts.append(len(queries.captured_queries))
@@ -234,6 +249,30 @@ def test_a_scrape_cycle_costs_the_same_queries_for_three_deployments_as_for_thir
     # At 10 s: (3 - 1) + (2 - 1); the read at 15 s, in the same interval, adds 4 - 3.
     assert set(MetricPoint.objects.filter(at=at(10)).values_list("requests", flat=True)) == {4}
     assert set(ScrapeState.objects.values_list("replica", flat=True)) == {"a", "c"}
+
+
+@pytest.mark.django_db
+def test_canaries_in_the_mix_cost_no_more_queries(staging, monkeypatch):
+    few = serving_deployments(staging, 3)
+    plain_counts = _scrape_cycles(few, monkeypatch)
+    MetricPoint.objects.all().delete()
+    ScrapeState.objects.all().delete()
+    few_counts = _scrape_cycles(few, monkeypatch, canaries=True)
+    MetricPoint.objects.all().delete()
+    ScrapeState.objects.all().delete()
+    many = [*few, *serving_deployments(staging, 27)]
+
+    many_counts = _scrape_cycles(many, monkeypatch, canaries=True)
+
+    assert many_counts == few_counts == plain_counts, (plain_counts, few_counts, many_counts)
+    with_canary = {d.pk for d in many if d.pk % 2}
+    assert 10 <= len(with_canary) <= 20
+    # At 10 s each canary served 10 - 0 requests, and 15 - 10 more at 15 s in the same interval.
+    canary_points = MetricPoint.objects.filter(at=at(10), track="canary")
+    assert set(canary_points.values_list("deployment_id", flat=True)) == with_canary
+    assert set(canary_points.values_list("requests", "replicas_ready")) == {(15, 1)}
+    assert set(MetricPoint.objects.filter(at=at(10), track="stable").values_list("requests", flat=True)) == {4}
+    assert MetricPoint.objects.filter(at=at(10), track="stable").count() == 30
 
 
 # --- a real local model server --------------------------------------------------

@@ -19,6 +19,12 @@ Where the counters come from:
 
 A replica's first read only stores a baseline (ScrapeState); each later read adds its delta
 to the point of the 10 s interval containing ``now`` (two scrapes in one interval add up).
+
+Tracks: during a canary release the canary's replicas (its own model server locally, pods
+labelled ``modelgate.io/track: canary`` on Kubernetes) are another track. TF Serving's metrics
+carry no version label, so the reader says which replica is which (``Reading.tracks``) and
+each track's deltas make a point of its own (``MetricPoint.track``); the deployment's traffic
+is the sum of its tracks' points (``points.tracks_summed``).
 The network is read before the transaction; inside it the deployment row is locked, so two
 overlapping scrapes cannot both take their delta from the same baseline.
 """
@@ -34,7 +40,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from deployer.backends import backend_for
@@ -42,7 +48,7 @@ from deployer.backends.errors import BackendError
 from deployer.metrics import promql
 from deployer.metrics.arithmetic import Interval, Snapshot, add, delta, from_samples, merge, parse, to_interval
 from deployer.metrics.points import FINE, align, traffic_fields
-from deployer.models import Deployment, DeploymentTarget, MetricPoint, ScrapeState
+from deployer.models import Deployment, DeploymentTarget, MetricPoint, Rollout, ScrapeState
 from deployer.tfserving import METRICS_PATH
 
 log = logging.getLogger(__name__)
@@ -52,14 +58,34 @@ TIMEOUT = 3.0
 KUBE_TIMEOUT = 5.0
 
 
+STABLE, CANARY = MetricPoint.STABLE, MetricPoint.CANARY
+
+
 @dataclass
 class Reading:
     """What one scrape found, before anything is written."""
 
     counters: dict[str, Snapshot] = field(default_factory=dict)  # replica -> counters it answered
     present: set[str] | None = None  # replicas that still exist (None: unknown, keep every baseline)
+    # The whole deployment's replicas, every track together.
     desired: int | None = None
     ready: int | None = None
+    # replica -> its track, "stable" or "canary"; a replica not named here is stable's.
+    tracks: dict[str, str] = field(default_factory=dict)
+    # (desired, ready) of the tracks other than stable, when the reader knows them, e.g.
+    # {"canary": (1, 1)}; the stable track's are the deployment's less theirs.
+    track_replicas: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
+
+    def track_of(self, replica: str) -> str:
+        return self.tracks.get(replica, STABLE)
+
+    def replicas_by_track(self) -> dict[str, tuple[int | None, int | None]]:
+        """(desired, ready) per track: stable's, and each other track the reader counted."""
+        desired, ready = self.desired, self.ready
+        for other_desired, other_ready in self.track_replicas.values():
+            desired = None if desired is None else max(0, desired - (other_desired or 0))
+            ready = None if ready is None else max(0, ready - (other_ready or 0))
+        return {STABLE: (desired, ready), **self.track_replicas}
 
 
 # --- reading -----------------------------------------------------------------
@@ -168,7 +194,7 @@ def read_replicas(deployment: Deployment, at: datetime | None = None) -> Reading
 
 @dataclass
 class _Delta:
-    """What one deployment's reading adds to its point."""
+    """What one track of one deployment's reading adds to its point."""
 
     interval: Interval
     version: int | None
@@ -176,10 +202,13 @@ class _Delta:
     ready: int | None
 
 
-def _deltas(states: dict[str, ScrapeState], reading: Reading, now: datetime, deployment_id: int, out: "_Writes"):
-    """Compare a reading with the stored baselines: the deltas it yields, and the baseline rows
-    to create, update and delete (collected in ``out`` so one cycle writes them in bulk)."""
-    deltas = []
+def _deltas(
+    states: dict[str, ScrapeState], reading: Reading, now: datetime, deployment_id: int, out: "_Writes"
+) -> dict[str, list[Snapshot]]:
+    """Compare a reading with the stored baselines: the deltas it yields per track, and the
+    baseline rows to create, update and delete (collected in ``out`` so one cycle writes them
+    in bulk)."""
+    deltas: dict[str, list[Snapshot]] = {}
     for replica, counters in reading.counters.items():
         state = states.get(replica)
         if state is None:
@@ -189,7 +218,7 @@ def _deltas(states: dict[str, ScrapeState], reading: Reading, now: datetime, dep
             continue
         if state.scraped_at >= now:
             continue  # a scrape that read later (or this same one, run again) already counted it
-        deltas.append(delta(state.counters, counters))
+        deltas.setdefault(reading.track_of(replica), []).append(delta(state.counters, counters))
         state.counters, state.scraped_at = counters, now
         out.changed_states.append(state)
     if reading.present is not None:
@@ -206,20 +235,26 @@ class _Writes:
     gone_states: list[int] = field(default_factory=list)
 
 
-def record_readings(readings: dict[int, tuple[Reading, int | None]], *, now: datetime) -> dict[int, MetricPoint | None]:
-    """Turn readings (deployment id -> (reading, live version)) into deltas against the stored
-    baselines and add them to the point of the interval containing ``now``.
+Versions = dict[str, int | None]  # track -> the version its replicas serve
 
-    A fixed number of queries whatever the number of deployments (a test pins it): the
-    deployments are locked, their baselines and this interval's points read, and every change
-    written, each in one statement. Returns each deployment's point, or None when nothing was
-    learnt (only baselines, no replica answered while some are ready, or deleted meanwhile)."""
-    result: dict[int, MetricPoint | None] = dict.fromkeys(readings)
+
+def record_readings(
+    readings: dict[int, tuple[Reading, Versions]], *, now: datetime
+) -> dict[int, dict[str, MetricPoint]]:
+    """Turn readings (deployment id -> (reading, version per track)) into deltas against the
+    stored baselines and add each track's to its point of the interval containing ``now``.
+
+    A fixed number of queries whatever the number of deployments and tracks (a test pins it):
+    the deployments are locked, their baselines and this interval's points read, and every
+    change written, each in one statement. Returns each deployment's points by track, none
+    when nothing was learnt (only baselines, no replica answered while some are ready, or
+    deleted meanwhile)."""
+    result: dict[int, dict[str, MetricPoint]] = {pk: {} for pk in readings}
     if not readings:
         return result
     at = align(now, FINE)
     writes = _Writes()
-    learnt: dict[int, _Delta] = {}
+    learnt: dict[tuple[int, str], _Delta] = {}
     with transaction.atomic():
         # Locked, so two overlapping scrapes cannot both take their delta from the same baseline.
         alive = list(
@@ -232,12 +267,15 @@ def record_readings(readings: dict[int, tuple[Reading, int | None]], *, now: dat
         for state in ScrapeState.objects.filter(deployment_id__in=alive):
             states[state.deployment_id][state.replica] = state
         for pk in alive:
-            reading, version = readings[pk]
+            reading, versions = readings[pk]
             deltas = _deltas(states[pk], reading, now, pk, writes)
+            counts = reading.replicas_by_track()
             # No replica ready is worth a point of its own (no traffic, 0 ready): the chart
             # shows the outage instead of a gap.
-            if deltas or reading.ready == 0:
-                learnt[pk] = _Delta(to_interval(merge(deltas)), version, reading.desired, reading.ready)
+            for track in sorted(deltas.keys() | {t for t, (_, ready) in counts.items() if ready == 0}):
+                desired, ready = counts.get(track, (None, None))
+                interval = to_interval(merge(deltas.get(track, [])))
+                learnt[(pk, track)] = _Delta(interval, versions.get(track), desired, ready)
         # Changed baselines are replaced rather than updated: Django's bulk_update builds a
         # CASE expression per row and field, which costs more CPU than the whole rest of a
         # cycle; one DELETE and one INSERT cost almost nothing (nothing refers to these rows).
@@ -249,23 +287,26 @@ def record_readings(readings: dict[int, tuple[Reading, int | None]], *, now: dat
         if writes.new_states or writes.changed_states:
             ScrapeState.objects.bulk_create([*writes.new_states, *writes.changed_states])
         if learnt:
-            result.update(_points_add(learnt, at))
+            for point in _points_add(learnt, at):
+                result[point.deployment_id][point.track] = point
     return result
 
 
-def _points_add(learnt: dict[int, _Delta], at: datetime) -> dict[int, MetricPoint]:
-    """Add each delta to its deployment's point for ``at`` (a second scrape in the same 10 s),
-    or create the point. The caller holds the deployments' locks."""
+def _points_add(learnt: dict[tuple[int, str], _Delta], at: datetime) -> list[MetricPoint]:
+    """Add each delta to its deployment's and track's point for ``at`` (a second scrape in the
+    same 10 s), or create the point. The caller holds the deployments' locks."""
     existing = {
-        p.deployment_id: p for p in MetricPoint.objects.filter(deployment_id__in=list(learnt), resolution=FINE, at=at)
+        (p.deployment_id, p.track): p
+        for p in MetricPoint.objects.filter(deployment_id__in={pk for pk, _ in learnt}, resolution=FINE, at=at)
     }
     created, changed = [], []
-    for pk, d in learnt.items():
-        point = existing.get(pk)
+    for (pk, track), d in learnt.items():
+        point = existing.get((pk, track))
         if point is None:
             created.append(
                 MetricPoint(
                     deployment_id=pk,
+                    track=track,
                     resolution=FINE,
                     at=at,
                     version=d.version,
@@ -285,19 +326,34 @@ def _points_add(learnt: dict[int, _Delta], at: datetime) -> dict[int, MetricPoin
         MetricPoint.objects.filter(pk__in=[point.pk for point in changed]).delete()
         for point in changed:
             point.pk = None
-    MetricPoint.objects.bulk_create([*created, *changed])
-    return {p.deployment_id: p for p in (*created, *changed)}
+    return MetricPoint.objects.bulk_create([*created, *changed])
 
 
-def scrape_record(*, deployment_id: int, reading: Reading, version: int | None, now: datetime) -> MetricPoint | None:
-    """One deployment's reading recorded (see ``record_readings``)."""
-    return record_readings({deployment_id: (reading, version)}, now=now)[deployment_id]
+def scrape_record(
+    *, deployment_id: int, reading: Reading, version: int | None, now: datetime, canary_version: int | None = None
+) -> MetricPoint | None:
+    """One deployment's reading recorded (see ``record_readings``): the stable track's point
+    (the whole deployment's unless a canary runs), or None. ``scrape_record_tracks`` gives every
+    track's."""
+    return scrape_record_tracks(
+        deployment_id=deployment_id, reading=reading, version=version, now=now, canary_version=canary_version
+    ).get(STABLE)
+
+
+def scrape_record_tracks(
+    *, deployment_id: int, reading: Reading, version: int | None, now: datetime, canary_version: int | None = None
+) -> dict[str, MetricPoint]:
+    """One deployment's reading recorded: the points written, by track (none: nothing learnt)."""
+    versions = {STABLE: version, CANARY: canary_version}
+    return record_readings({deployment_id: (reading, versions)}, now=now)[deployment_id]
 
 
 def _serving(**filters) -> list[Deployment]:
     """The serving deployments with what reading them needs (target, environment and model
-    name for the log lines, the live version number) and none of the JSON a cycle never reads:
-    no query is left for the reader threads to make."""
+    name for the log lines, the live version number, and the running rollout's: the canary's,
+    should its replicas be serving) and none of the JSON a cycle never reads: no query is left
+    for the reader threads to make."""
+    running = Rollout.objects.filter(deployment=OuterRef("pk"), state=Rollout.RUNNING)
     return list(
         Deployment.objects.filter(state=Deployment.SERVING, **filters)
         .select_related("target__environment", "model")
@@ -310,11 +366,14 @@ def _serving(**filters) -> list[Deployment]:
             "target__environment__name",
             *(f"target__{f.name}" for f in DeploymentTarget._meta.concrete_fields),
         )
-        .annotate(live_version_number=F("live_rollout__version__version"))
+        .annotate(
+            live_version_number=F("live_rollout__version__version"),
+            running_version_number=Subquery(running.values("version__version")[:1]),
+        )
     )
 
 
-def _read_all(deployments: list[Deployment], now: datetime | None) -> dict[int, tuple[Reading, int | None]]:
+def _read_all(deployments: list[Deployment], now: datetime | None) -> dict[int, tuple[Reading, Versions]]:
     """Every deployment's replicas read, several at a time: the reads wait on the network,
     and one slow endpoint (up to TIMEOUT) must not delay the others by as much each."""
 
@@ -332,21 +391,25 @@ def _read_all(deployments: list[Deployment], now: datetime | None) -> dict[int, 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape") as pool:
             pairs = list(pool.map(read, deployments))
     # Annotated by _serving's query, which list[Deployment] does not say.
-    versions = {d.pk: d.live_version_number for d in deployments}  # type: ignore[attr-defined]
+    versions = {
+        d.pk: {STABLE: d.live_version_number, CANARY: d.running_version_number}  # type: ignore[attr-defined]
+        for d in deployments
+    }
     return {pk: (reading, versions[pk]) for pk, reading in pairs if reading is not None}
 
 
 def scrape_deployment(deployment_id: int, now: datetime | None = None) -> MetricPoint | None:
-    """Scrape one serving deployment; the point written (or added to), or None."""
+    """Scrape one serving deployment; the stable track's point written (or added to), the
+    whole deployment's unless a canary runs, or None."""
     readings = _read_all(_serving(pk=deployment_id), now)
     if not readings:
         return None
-    return record_readings(readings, now=now or timezone.now())[deployment_id]
+    return record_readings(readings, now=now or timezone.now())[deployment_id].get(STABLE)
 
 
 def scrape_all(now: datetime | None = None) -> int:
     """Scrape every serving deployment (one that cannot be read is logged and skipped) and
-    record them all at once. Returns how many points were written."""
+    record them all at once. Returns how many points were written (one per track)."""
     readings = _read_all(_serving(), now)
     points = record_readings(readings, now=now or timezone.now())
-    return sum(point is not None for point in points.values())
+    return sum(len(tracks) for tracks in points.values())

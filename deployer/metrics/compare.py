@@ -7,7 +7,7 @@ from typing import Any
 from django.utils import timezone
 
 from deployer.metrics.arithmetic import add
-from deployer.metrics.points import FINE, align, interval_of
+from deployer.metrics.points import FINE, VALUES, align, interval_of, tracks_summed
 from deployer.models import MetricPoint
 
 
@@ -28,18 +28,21 @@ def _summary(rows: Sequence[Mapping[str, Any]]) -> dict | None:
 
 def before_after(rollout, minutes: int = 10) -> dict | None:
     """{"before", "after"} summaries over up to ``minutes`` each side of the moment the
-    rollout finished (10 s points; the interval it finished in belongs to neither)."""
+    rollout finished (10 s points; the interval it finished in belongs to neither), of the
+    whole deployment: a canary's track counts with the stable one."""
     if rollout.finished_at is None:
         return None
     pivot = align(rollout.finished_at, FINE)
     span = timedelta(minutes=minutes)
-    rows = list(
+    rows = tracks_summed(
         MetricPoint.objects.filter(
             deployment_id=rollout.deployment_id,
             resolution=FINE,
             at__gte=pivot - span,
             at__lt=min(pivot + span, timezone.now()),
-        ).values("at", "requests", "errors", "latency_buckets", "latency_sum_us")
+        )
+        .order_by("at", "track")
+        .values(*VALUES)
     )
     before = [r for r in rows if r["at"] < pivot]
     after = [r for r in rows if r["at"] > pivot]

@@ -1,9 +1,11 @@
 """MetricPoint fields from intervals, and several points as one: pure, shared by the scraper
-(two scrapes in one interval), the downsampling (six 10 s points in a minute) and the charts
-(points re-bucketed to a step)."""
+(two scrapes in one interval), the downsampling (six 10 s points in a minute), the charts
+(points re-bucketed to a step) and every reader of a deployment's traffic (its tracks'
+points in one interval summed, ``tracks_summed``)."""
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 
 from deployer.metrics.arithmetic import Interval, add
 
@@ -62,6 +64,35 @@ def combine(rows: Sequence[Mapping]) -> dict:
         "replicas_desired": rows[-1]["replicas_desired"],
         "replicas_ready": rows[-1]["replicas_ready"],
     }
+
+
+def _known_sum(values: Iterable[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def tracks_summed(rows: Iterable[Mapping]) -> list[Mapping]:
+    """Rows ordered by time, one per track and interval, as one row per interval: the whole
+    deployment's traffic. During a canary release an interval has a point per track (stable
+    and canary); the deployment served their sum, with percentiles from the summed buckets,
+    the version if both tracks served the same one (so None while two versions serve), and
+    the replicas of both tracks. An interval with one point is passed through as it is."""
+    out: list[Mapping] = []
+    for _, group in groupby(rows, key=lambda r: r["at"]):
+        parts = list(group)
+        if len(parts) == 1:
+            out.append(parts[0])
+            continue
+        out.append(
+            {
+                "at": parts[0]["at"],
+                **traffic_fields(add(*(interval_of(r) for r in parts))),
+                "version": one_version(r["version"] for r in parts),
+                "replicas_desired": _known_sum(r["replicas_desired"] for r in parts),
+                "replicas_ready": _known_sum(r["replicas_ready"] for r in parts),
+            }
+        )
+    return out
 
 
 def spans(start: datetime, end: datetime, step: int) -> list[datetime]:

@@ -4,7 +4,9 @@
 complete and no scrape can still add to it: scrapes only write the interval containing
 their ``now``, so FOLD_AFTER past the minute's end is final. Each run folds the minutes after
 the last folded one (per deployment), building every minute from its 10 s points and
-upserting it: running twice, or after a crash half-way, never counts anything twice.
+upserting it: running twice, or after a crash half-way, never counts anything twice. Each
+track folds into its own minutes (a canary's 10 s points into the canary's minute), so the
+tracks stay apart at every resolution and their sum is the deployment's.
 Folding comes before expiry in a run, so a beat that stopped for hours catches up before any
 10 s point it still needs is deleted.
 """
@@ -38,19 +40,23 @@ _UPDATE = (
 )
 
 
-def max_rows(deployments: int) -> int:
+def max_rows(deployments: int, tracks: int = 1) -> int:
     """The most MetricPoint rows ``deployments`` deployments can have, beat on schedule.
 
-    Per deployment: 6 h of 10 s points plus the interval being written, plus what arrives
-    between two runs (expiry happens once per run); 7 days of minutes plus one at the
-    boundary. The fold lag adds nothing: 10 s points are expired by age, folded or not."""
+    Per deployment and track: 6 h of 10 s points plus the interval being written, plus what
+    arrives between two runs (expiry happens once per run); 7 days of minutes plus one at the
+    boundary. The fold lag adds nothing: 10 s points are expired by age, folded or not. A
+    canary's track has points only while it runs, so ``tracks=2`` is the bound for a
+    deployment that always had a canary running."""
     fine = int(KEEP_FINE.total_seconds()) // FINE + 1 + RUN_EVERY // FINE
     coarse = int(KEEP_COARSE.total_seconds()) // COARSE + 1
-    return deployments * (fine + coarse)
+    return deployments * tracks * (fine + coarse)
 
 
 def _pending(cutoff: datetime) -> dict[int, datetime]:
     """Per deployment, the first minute not folded yet (only those with 10 s points to fold).
+    One start for all its tracks: every track's 10 s points are written as they happen and
+    folded together, so no track can hold an unfolded minute before another's folded one.
 
     Subqueries ordered by time, one row each, rather than MAX() ... GROUP BY: each is a seek
     in the (deployment, resolution, at) index, where a grouped aggregate would read every
@@ -87,18 +93,20 @@ def downsample(now: datetime | None = None) -> int:
         window |= Q(deployment_id=deployment_id, at__gte=start)
     rows = (
         MetricPoint.objects.filter(window, resolution=FINE, at__lt=cutoff)
-        .order_by("deployment_id", "at")
-        .values("deployment_id", *VALUES)
+        .order_by("deployment_id", "track", "at")
+        .values("deployment_id", "track", *VALUES)
     )
     minutes = [
-        MetricPoint(deployment_id=deployment_id, resolution=COARSE, at=minute, **combine(list(points)))
-        for (deployment_id, minute), points in groupby(rows, key=lambda r: (r["deployment_id"], align(r["at"], COARSE)))
+        MetricPoint(deployment_id=deployment_id, track=track, resolution=COARSE, at=minute, **combine(list(points)))
+        for (deployment_id, track, minute), points in groupby(
+            rows, key=lambda r: (r["deployment_id"], r["track"], align(r["at"], COARSE))
+        )
     ]
     MetricPoint.objects.bulk_create(
         minutes,
         batch_size=500,
         update_conflicts=True,
-        unique_fields=["deployment", "resolution", "at"],
+        unique_fields=["deployment", "resolution", "at", "track"],
         update_fields=_UPDATE,
     )
     return len(minutes)

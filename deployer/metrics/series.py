@@ -30,20 +30,23 @@ holds ``now``): ``requests`` counts it and ``rps`` is ``requests / seconds``
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
+from deployer.canary.analysis import TrackWindow
 from deployer.metrics.arithmetic import Interval, add
-from deployer.metrics.points import COARSE, FINE, VALUES, align, combine, interval_of, spans
+from deployer.metrics.points import COARSE, FINE, VALUES, align, combine, interval_of, spans, tracks_summed
 from deployer.models import MetricPoint
 
 FINE_WINDOW = 6 * 3600  # the longest window served from 10 s points (their retention)
 MAX_WINDOW = 7 * 86400
 SPARKLINE_MINUTES = 15
 _SERIES = ("rps", "error_rate", "p50_ms", "p95_ms", "p99_ms", "replicas_ready", "version")
+TRACKS = (MetricPoint.STABLE, MetricPoint.CANARY)
 
 
 def _epoch(moment: datetime) -> int:
@@ -54,7 +57,7 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _bucket(rows: list[dict], resolution: int) -> dict:
+def _bucket(rows: Sequence[Mapping], resolution: int) -> dict:
     """One step's values from its stored points."""
     merged = combine(rows)
     seconds = len(rows) * resolution
@@ -68,29 +71,33 @@ def _bucket(rows: list[dict], resolution: int) -> dict:
     }
 
 
-def _rows(deployment_id: int, resolution: int, start: datetime, end: datetime) -> list[dict]:
-    rows = list(
-        MetricPoint.objects.filter(deployment_id=deployment_id, resolution=resolution, at__gte=start, at__lt=end)
-        .order_by("at")
-        .values(*VALUES)
-    )
+def _points(deployment_id: int, resolution: int, start: datetime, end: datetime, track: str | None) -> list[Mapping]:
+    """The stored points in [start, end), one per interval: one track's, or (track None) the
+    whole deployment's, its tracks summed."""
+    points = MetricPoint.objects.filter(deployment_id=deployment_id, resolution=resolution, at__gte=start, at__lt=end)
+    if track is not None:
+        return list(points.filter(track=track).order_by("at").values(*VALUES))
+    return tracks_summed(points.order_by("at", "track").values(*VALUES))
+
+
+def _rows(
+    deployment_id: int, resolution: int, start: datetime, end: datetime, track: str | None = None
+) -> list[Mapping]:
+    """One row per interval of ``resolution`` in [start, end): one track's traffic, or (track
+    None) the whole deployment's."""
+    rows = _points(deployment_id, resolution, start, end, track)
     if resolution == FINE:
         return rows
     # The last minutes are not folded yet (retention.FOLD_AFTER): build them from their 10 s
     # points so a long window does not end in a gap.
     tail_from = rows[-1]["at"] + timedelta(seconds=COARSE) if rows else start
-    fine = (
-        MetricPoint.objects.filter(deployment_id=deployment_id, resolution=FINE, at__gte=tail_from, at__lt=end)
-        .order_by("at")
-        .values(*VALUES)
-    )
     minutes = defaultdict(list)
-    for row in fine:
+    for row in _points(deployment_id, FINE, tail_from, end, track):
         minutes[align(row["at"], COARSE)].append(row)
     return rows + [{"at": minute, **combine(points)} for minute, points in sorted(minutes.items())]
 
 
-def _version_changes(rows: list[dict]) -> list[dict]:
+def _version_changes(rows: Sequence[Mapping]) -> list[dict]:
     changes, current = [], None
     for row in rows:
         version = row["version"]
@@ -102,7 +109,7 @@ def _version_changes(rows: list[dict]) -> list[dict]:
     return changes
 
 
-def window_totals(rows: list[dict], *, start: datetime, end: datetime) -> dict:
+def window_totals(rows: Sequence[Mapping], *, start: datetime, end: datetime) -> dict:
     """The traffic of the stored points in [start, end), and the average rate over those same
     seconds: one window for the count and the rate, so rps × seconds is the request count
     (a gap in the points is a gap in traffic, not a shorter window)."""
@@ -121,8 +128,16 @@ def window_totals(rows: list[dict], *, start: datetime, end: datetime) -> dict:
     }
 
 
-def series(deployment, window_seconds: int, step_seconds: int | None = None, *, now: datetime | None = None) -> dict:
-    """The deployment's traffic over the last ``window_seconds`` (shape in the module docstring)."""
+def series(
+    deployment,
+    window_seconds: int,
+    step_seconds: int | None = None,
+    *,
+    now: datetime | None = None,
+    track: str | None = None,
+) -> dict:
+    """The deployment's traffic over the last ``window_seconds`` (shape in the module
+    docstring): all its tracks together, or one track's (``"stable"`` or ``"canary"``)."""
     if not 0 < window_seconds <= MAX_WINDOW:
         raise ValueError(f"window must be between 1 s and {MAX_WINDOW} s")
     resolution = FINE if window_seconds <= FINE_WINDOW else COARSE
@@ -134,7 +149,7 @@ def series(deployment, window_seconds: int, step_seconds: int | None = None, *, 
     # still filling now.
     window_end = align(now, resolution) + timedelta(seconds=resolution)
     window_start = window_end - timedelta(seconds=math.ceil(window_seconds / resolution) * resolution)
-    rows = _rows(deployment.pk, resolution, min(starts[0], window_start), end)
+    rows = _rows(deployment.pk, resolution, min(starts[0], window_start), end, track)
 
     by_step = defaultdict(list)
     for row in rows:
@@ -162,15 +177,17 @@ def summary(deployments, *, now: datetime | None = None) -> dict[int, dict]:
     ids = [d.pk for d in deployments]
     now = now or timezone.now()
     last_end = align(now, FINE)
-    recent = defaultdict(list)
+    points = defaultdict(list)
     for row in (
         MetricPoint.objects.filter(
             deployment_id__in=ids, resolution=FINE, at__gte=last_end - timedelta(seconds=COARSE), at__lt=last_end
         )
-        .order_by("deployment_id", "at")
+        .order_by("deployment_id", "at", "track")
         .values("deployment_id", *VALUES)
     ):
-        recent[row["deployment_id"]].append(row)
+        points[row["deployment_id"]].append(row)
+    # A row shows the whole deployment: during a canary release, both tracks.
+    recent = {deployment_id: tracks_summed(rows) for deployment_id, rows in points.items()}
 
     spark_end = align(now, COARSE)
     minutes = spans(spark_end - timedelta(minutes=SPARKLINE_MINUTES), spark_end, COARSE)
@@ -179,10 +196,11 @@ def summary(deployments, *, now: datetime | None = None) -> dict[int, dict]:
         MetricPoint.objects.filter(deployment_id__in=ids, resolution=FINE, at__gte=minutes[0], at__lt=spark_end)
         .annotate(minute=TruncMinute("at", tzinfo=UTC))
         .values("deployment_id", "minute")
-        .annotate(requests=Sum("requests"), points=Count("id"))
+        # Intervals, not points: a canary's track has points of its own in the same intervals.
+        .annotate(requests=Sum("requests"), intervals=Count("at", distinct=True))
         .order_by()
     ):
-        per_minute[(row["deployment_id"], row["minute"])] = _round(row["requests"] / (row["points"] * FINE))
+        per_minute[(row["deployment_id"], row["minute"])] = _round(row["requests"] / (row["intervals"] * FINE))
 
     result = {}
     for deployment_id in ids:
@@ -198,3 +216,64 @@ def summary(deployments, *, now: datetime | None = None) -> dict[int, dict]:
             "sparkline": [per_minute.get((deployment_id, m)) for m in minutes],
         }
     return result
+
+
+# --- per track: a canary release -----------------------------------------------------------
+
+
+def _resolution_since(start: datetime, now: datetime) -> int:
+    """10 s points while they are kept (FINE_WINDOW), minutes before that."""
+    return FINE if start >= now - timedelta(seconds=FINE_WINDOW) else COARSE
+
+
+def _check_track(track: str) -> None:
+    if track not in TRACKS:
+        raise ValueError(f"track must be one of {', '.join(TRACKS)}, not {track!r}")
+
+
+def track_window(
+    deployment_id: int, track: str, start: datetime, end: datetime, *, now: datetime | None = None
+) -> TrackWindow:
+    """One track's traffic in [start, end), for the canary analysis: the points whose interval
+    starts in the window (a scrape counts what happened since the one before, so the point
+    that starts before ``start`` holds mostly traffic from before it). Both tracks read over
+    the same window are compared on equal terms. p95 from the summed buckets. A window that
+    starts more than 6 hours ago is counted in whole minutes."""
+    _check_track(track)
+    rows = _rows(deployment_id, _resolution_since(start, now or timezone.now()), start, end, track)
+    inside = [r for r in rows if start <= r["at"] < end]
+    total = add(*(interval_of(r) for r in inside)) if inside else Interval()
+    return TrackWindow(requests=total.requests, errors=total.errors, p95_ms=total.percentile(0.95))
+
+
+def tracks_series(
+    deployment_id: int, start: datetime, end: datetime, step_seconds: int | None = None, *, now: datetime | None = None
+) -> dict:
+    """Each track's traffic from ``start`` to ``end``, step by step, for the rollout page's
+    charts that overlay the canary on the stable version::
+
+        {"step": 10, "resolution": 10, "t": [...],          # as series(): epoch seconds
+         "tracks": {"stable": {"rps": [...], "error_rate": [...], "p50_ms": [...], "p95_ms": [...],
+                               "p99_ms": [...], "replicas_ready": [...], "version": [...]},
+                    "canary": {...}},
+         "totals": {"stable": {...}, "canary": {...}}}      # window_totals over [start, end)
+
+    A step in which a track has no point is null for it (the canary before it started).
+    """
+    now = now or timezone.now()
+    if not timedelta(0) < end - start <= timedelta(seconds=MAX_WINDOW):
+        raise ValueError(f"the window must be between 1 s and {MAX_WINDOW} s long")
+    resolution = _resolution_since(start, now)
+    step = max(resolution, math.ceil((step_seconds or resolution) / resolution) * resolution)
+    starts = spans(align(start, step), end, step)
+    tracks, totals = {}, {}
+    for track in TRACKS:
+        rows = _rows(deployment_id, resolution, starts[0], end, track)
+        by_step = defaultdict(list)
+        for row in rows:
+            by_step[align(row["at"], step)].append(row)
+        values = [_bucket(by_step[s], resolution) if by_step.get(s) else dict.fromkeys(_SERIES) for s in starts]
+        tracks[track] = {name: [v[name] for v in values] for name in _SERIES}
+        totals[track] = window_totals(rows, start=start, end=end)
+    t = [_epoch(s) for s in starts]
+    return {"step": step, "resolution": resolution, "t": t, "tracks": tracks, "totals": totals}
