@@ -4,21 +4,37 @@ from django.core.exceptions import ValidationError
 
 from console.errors import ServiceError
 
-from . import services
-from .models import Environment, PolicyChange, PromotionRequest, WebhookDelivery
+from . import canary_plan, services
+from .models import Environment, PolicyChange, PromotionRequest, RolloutStrategy, WebhookDelivery
 
 
 class EnvironmentAdminForm(forms.ModelForm):
     webhook_url = forms.URLField(label="Webhook URL", required=False, max_length=200, assume_scheme="https")
+    # Not required: a post without it keeps the strategy (the field is read-only when protected).
+    rollout_strategy = forms.ChoiceField(choices=RolloutStrategy.choices, required=False)
+    canary_plan = forms.JSONField(
+        required=False,
+        help_text='JSON, e.g. {"steps": [{"weight": 10, "seconds": 300}, {"weight": 50, "seconds": 600}], '
+        '"analysis": {"min_requests": 100, "max_error_rate_increase_pp": 1.0, "max_p95_ratio": 1.5}}. '
+        "Empty: no plan. A canary strategy needs one.",
+    )
 
     class Meta:
         model = Environment
         exclude = ("webhook_secret",)  # noqa: DJ006 - every field but the secret, which has its own write-only field
 
+    def clean_rollout_strategy(self):
+        return self.cleaned_data.get("rollout_strategy") or self.instance.rollout_strategy
+
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("protected") and cleaned.get("allow_self_approval"):
             raise ValidationError({"allow_self_approval": "A protected environment cannot allow self-approval."})
+        if "rollout_strategy" in cleaned and "canary_plan" in self.fields and "canary_plan" not in self.errors:
+            try:
+                cleaned["canary_plan"] = canary_plan.clean_policy(cleaned["rollout_strategy"], cleaned["canary_plan"])
+            except canary_plan.PlanError as exc:
+                self.add_error("canary_plan", str(exc))
         return cleaned
 
 
@@ -37,6 +53,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
         "required_approvals",
         "approver_group",
         "require_previous",
+        "rollout_strategy",
     )
     # The secret is write-only: never rendered back.
     exclude = ("webhook_secret",)

@@ -42,6 +42,40 @@ class CommentSerializer(serializers.ModelSerializer):
         fields = ["id", "author", "body", "reply_to", "created_at"]
 
 
+class CanaryStepSerializer(serializers.Serializer):
+    weight = serializers.IntegerField(help_text="The canary's share of the traffic, 1 to 99 percent.")
+    seconds = serializers.IntegerField(help_text="How long the step holds before it is judged.")
+
+
+class CanaryAnalysisSerializer(serializers.Serializer):
+    min_requests = serializers.IntegerField(help_text="Fewer canary requests in a step: inconclusive.")
+    max_error_rate_increase_pp = serializers.FloatField(
+        help_text="The canary's error rate is at most the stable version's plus this, in percentage points."
+    )
+    max_p95_ratio = serializers.FloatField(help_text="The canary's p95 latency is at most this times the stable's.")
+    max_error_rate_pct = serializers.FloatField(allow_null=True, help_text="Absolute ceiling, or null.")
+    max_p95_ms = serializers.FloatField(allow_null=True, help_text="Absolute ceiling, or null.")
+    # Plain strings, not enums: one enum name per schema, and the deployer's rollouts carry a strategy too.
+    inconclusive = serializers.CharField(help_text="One of: `wait`, `pass`, `fail`.")
+
+
+class CanaryPlanSerializer(serializers.Serializer):
+    steps = CanaryStepSerializer(many=True, help_text="Rising weights; after the last step the canary takes all.")
+    analysis = CanaryAnalysisSerializer()
+
+
+class RequestPlanSerializer(serializers.Serializer):
+    """The rollout plan a request carries, fixed when it was made: approving approves it."""
+
+    strategy = serializers.CharField(help_text="One of: `all_at_once`, `canary`.")
+    reason = serializers.CharField(
+        required=False,
+        help_text="Why this request goes all at once whatever the policy (rollback, redeploy, undeploy).",
+    )
+    steps = CanaryStepSerializer(many=True, required=False, help_text="With `canary`: the traffic steps.")
+    analysis = CanaryAnalysisSerializer(required=False, help_text="With `canary`: how each step is judged.")
+
+
 class PromotionSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name")
     version = serializers.IntegerField(source="version.version")
@@ -51,6 +85,10 @@ class PromotionSerializer(serializers.ModelSerializer):
     is_rollback = serializers.BooleanField(read_only=True)
     # A plain string (the deployer's rollouts have their own "kind" enum; a second would collide).
     kind = serializers.CharField(read_only=True, help_text="One of: `promote`, `rollback`, `redeploy`, `undeploy`.")
+    plan = RequestPlanSerializer(read_only=True)
+    plan_summary = serializers.CharField(
+        source="plan_description", read_only=True, help_text="The plan in words, as the request page says it."
+    )
 
     class Meta:
         model = PromotionRequest
@@ -67,6 +105,8 @@ class PromotionSerializer(serializers.ModelSerializer):
             "justification",
             "breaking_change",
             "is_rollback",
+            "plan",
+            "plan_summary",
             "gate_results",
             "created_at",
             "updated_at",
@@ -218,6 +258,10 @@ class CommentView(APIView):
 
 class EnvironmentSerializer(serializers.ModelSerializer):
     approver_group = serializers.CharField(source="approver_group.name", default=None, allow_null=True)
+    rollout_strategy = serializers.CharField(help_text="One of: `all_at_once`, `canary`.")
+    canary_plan = serializers.JSONField(
+        help_text="The canary plan ({} when none): `steps` and `analysis`, as a request's `plan` shows them."
+    )
 
     class Meta:
         model = Environment
@@ -234,6 +278,8 @@ class EnvironmentSerializer(serializers.ModelSerializer):
             "require_signature",
             "require_compatible_signature",
             "require_servable",
+            "rollout_strategy",
+            "canary_plan",
             "request_ttl_hours",
         ]
 
@@ -331,6 +377,12 @@ class PolicyChangeCreateSerializer(serializers.Serializer):
     require_compatible_signature = serializers.BooleanField(required=False)
     require_servable = serializers.BooleanField(required=False)
     protected = serializers.BooleanField(required=False)
+    rollout_strategy = serializers.CharField(required=False, max_length=20, help_text="`all_at_once` or `canary`.")
+    canary_plan = serializers.JSONField(
+        required=False,
+        help_text='{"steps": [{"weight": 10, "seconds": 300}, ...], "analysis": {"min_requests": 100, ...}}; '
+        "{} for none. A canary strategy needs one.",
+    )
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
 
 

@@ -11,7 +11,13 @@ from console import perms
 from console.choices import BadgeChoices
 from registry.models import ModelVersion, RegisteredModel
 
+from . import canary_plan
 from .webhook_address import webhook_host
+
+
+class RolloutStrategy(models.TextChoices):
+    ALL_AT_ONCE = canary_plan.ALL_AT_ONCE, "All at once"
+    CANARY = canary_plan.CANARY, "Canary"
 
 
 class Environment(models.Model):
@@ -43,6 +49,15 @@ class Environment(models.Model):
     require_compatible_signature = models.BooleanField(default=True)
     require_servable = models.BooleanField(default=True)
     request_ttl_hours = models.PositiveIntegerField(default=72, help_text="Pending requests expire after this.")
+    rollout_strategy = models.CharField(
+        max_length=20,
+        choices=RolloutStrategy.choices,
+        default=RolloutStrategy.ALL_AT_ONCE,
+        help_text="All at once replaces the live version in one go; a canary takes traffic step by step, "
+        "judged at each step.",
+    )
+    # {"steps": [{"weight": 10, "seconds": 300}, ...], "analysis": {...}} (canary_plan.parse), or {}.
+    canary_plan = models.JSONField(default=dict, blank=True)
     webhook_url = models.URLField(blank=True)
     webhook_secret = models.CharField(
         max_length=200, blank=True, help_text="Signs deliveries (HMAC-SHA256). Never shown again once saved."
@@ -59,6 +74,8 @@ class Environment(models.Model):
         "require_compatible_signature",
         "require_servable",
         "protected",
+        "rollout_strategy",
+        "canary_plan",
     )
     # Not a column: the spans serving here now, set by selectors.environment_list_with_live.
     live_now: list["LiveSpan"]
@@ -74,6 +91,16 @@ class Environment(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def rollout_description(self) -> str:
+        """ "all at once", or the canary plan in words ("10 % for 5 min, then all; judged on …")."""
+        if self.rollout_strategy != RolloutStrategy.CANARY:
+            return "all at once"
+        try:
+            return canary_plan.describe_snapshot({"strategy": canary_plan.CANARY, **self.canary_plan})
+        except canary_plan.PlanError as exc:  # only a row written around the services gets here
+            return f"a plan that cannot be followed ({exc})"
 
     @property
     def webhook_host(self) -> str:
@@ -118,6 +145,26 @@ class PolicyChange(models.Model):
 
     def __str__(self):
         return f"policy change #{self.pk} of {self.environment}"
+
+    @property
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(field, now, proposed) as the environment page shows them: a canary plan in words."""
+
+        def shown(name: str, value) -> str:
+            if value is None:
+                return "—"
+            if name == "canary_plan":
+                if not value:
+                    return "no plan"
+                try:
+                    return canary_plan.describe_snapshot({"strategy": canary_plan.CANARY, **value})
+                except (canary_plan.PlanError, TypeError):
+                    return str(value)
+            return str(value)
+
+        return [
+            (name, shown(name, self.current.get(name)), shown(name, value)) for name, value in self.proposed.items()
+        ]
 
 
 class PromotionState(BadgeChoices):
@@ -166,6 +213,9 @@ class PromotionRequest(models.Model):
     # serving for redeploy and undeploy). Every kind goes through the environment's approvals.
     kind = models.CharField(max_length=20, choices=KINDS, default=PROMOTE)
     gate_results = models.JSONField(default=list)
+    # How it rolls out, fixed when the request is made (canary_plan.snapshot): approving the
+    # request approves this plan, and a later policy change leaves it as it is.
+    plan = models.JSONField(default=canary_plan.all_at_once_snapshot)
     gates_checked_at = models.DateTimeField(null=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -218,6 +268,13 @@ class PromotionRequest(models.Model):
     def can_be_cancelled_by(self, user) -> bool:
         """What the page offers: ``services.promotion_cancel`` refuses exactly the rest."""
         return self.is_cancellable and self.may_cancel(user)
+
+    @property
+    def plan_description(self) -> str:
+        try:
+            return canary_plan.describe_snapshot(self.plan)
+        except canary_plan.PlanError as exc:  # only a row written around the services gets here
+            return f"a plan that cannot be followed ({exc})"
 
     @property
     def gates_passed(self) -> bool:

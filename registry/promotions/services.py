@@ -19,7 +19,7 @@ from console.transactions import on_commit_safely
 from registry import gateway
 from registry.models import ModelVersion, RegisteredModel
 
-from . import gates, notify, selectors
+from . import canary_plan, gates, notify, selectors
 from .models import (
     Comment,
     Environment,
@@ -35,6 +35,15 @@ R = PromotionRequest
 # The registry never imports the deployer: it queues the deployment by task name.
 DEPLOY_TASK = "deployer.deploy_promotion"
 COMMENT_MAX = 10000
+
+
+# Kinds that always go all at once, whatever the environment's strategy, and why: the request
+# snapshot says so, so the page and the API never suggest a canary where none will run.
+_ALWAYS_ALL_AT_ONCE = {
+    R.ROLLBACK: "a rollback returns at once to a version that served before",
+    R.REDEPLOY: "a redeploy re-applies what already serves",
+    R.UNDEPLOY: "an undeploy puts no new version in front of traffic",
+}
 
 
 def _queue_deployment(request_id: int) -> None:
@@ -145,6 +154,7 @@ def promotion_request(
     now = timezone.now()
     with transaction.atomic():
         environment = Environment.objects.select_for_update(of=("self",)).get(pk=environment.pk)
+        plan = _plan_snapshot(environment, kind)
         req = PromotionRequest(
             model=version.model,
             version=version,
@@ -155,6 +165,7 @@ def promotion_request(
             kind=kind,
             gate_results=results,
             gates_checked_at=now,
+            plan=plan,
         )
         superseded = []
         if failed:
@@ -203,12 +214,26 @@ def promotion_request(
                 "justification": justification,
                 "breaking_change": breaking_change,
                 "gates": results,
+                "plan": plan,
             },
         )
         notify.on_commit(req.pk, "promotion.requested")
         if req.state == R.APPROVED:
             on_commit_safely(lambda: _queue_deployment(req.pk), what=f"Deployment of request #{req.pk}")
     return req
+
+
+def _plan_snapshot(environment: Environment, kind: str) -> dict:
+    """The rollout plan the request carries, read from the policy under the environment's lock."""
+    try:
+        return canary_plan.snapshot(
+            environment.rollout_strategy, environment.canary_plan, reason=_ALWAYS_ALL_AT_ONCE.get(kind, "")
+        )
+    except canary_plan.PlanError as exc:  # the services never store such a plan: a row edited around them
+        raise ServiceError(
+            f"{environment.name}'s canary plan cannot be followed ({exc}); an admin fixes it in its settings first.",
+            field="environment",
+        ) from None
 
 
 def _supersede(*, actor, old: list[PromotionRequest], kind: str, version: ModelVersion) -> None:
@@ -369,6 +394,8 @@ def _env_snapshot(env: Environment) -> dict:
         "require_compatible_signature": env.require_compatible_signature,
         "require_servable": env.require_servable,
         "protected": env.protected,
+        "rollout_strategy": env.rollout_strategy,
+        "canary_plan": env.canary_plan,
         "request_ttl_hours": env.request_ttl_hours,
         "webhook": webhook_label(env.webhook_url),  # the host and a fingerprint, never the path
     }
@@ -399,8 +426,9 @@ def _policy_values(env: Environment) -> dict:
 
 
 def _policy_clean(values: dict) -> dict:
-    """Check a whole policy (after a change): types, thresholds, the approver group exists,
-    and no self-approval where the environment is protected. ServiceError names the field."""
+    """Check a whole policy (after a change): types, thresholds, the rollout plan
+    (canary_plan.clean_policy), the approver group exists, and no self-approval where the
+    environment is protected. ServiceError names the field."""
     unknown = sorted(set(values) - set(Environment.POLICY_FIELDS))
     if unknown:
         raise ServiceError(f"{unknown[0]} is not a policy field.", field=unknown[0])
@@ -417,6 +445,18 @@ def _policy_clean(values: dict) -> dict:
             cleaned["metric_thresholds"] = gates.validate_thresholds(cleaned["metric_thresholds"])
         except ValueError as exc:
             raise ServiceError(str(exc), field="metric_thresholds") from None
+    if "rollout_strategy" in cleaned or "canary_plan" in cleaned:
+        # A change may name one of the two; the whole policy is checked again after it.
+        try:
+            plan = canary_plan.clean_policy(
+                cleaned.get("rollout_strategy", canary_plan.ALL_AT_ONCE), cleaned.get("canary_plan")
+            )
+        except canary_plan.PlanError as exc:
+            if "canary_plan" in cleaned or exc.path == "rollout_strategy":
+                raise ServiceError(str(exc), field=exc.path.split(".")[0]) from None
+        else:
+            if "canary_plan" in cleaned:
+                cleaned["canary_plan"] = plan
     group = cleaned.get("approver_group")
     if group is not None and not (isinstance(group, str) and Group.objects.filter(name=group).exists()):
         raise ServiceError(f"There is no group {group!r}.", field="approver_group")
@@ -471,7 +511,7 @@ def environment_save(
             if changes:
                 change = _policy_change_create(actor=actor, environment=stored, changes=changes, reason=reason)
         else:
-            _policy_clean(wanted)
+            env.canary_plan = _policy_clean(wanted)["canary_plan"]
         before = None if stored is None else _env_snapshot(stored)  # None when created
         secret_changed = False
         if new_webhook_secret:
