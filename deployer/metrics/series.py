@@ -36,6 +36,7 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
+from deployer.canary.analysis import TrackWindow
 from deployer.metrics.arithmetic import Interval, add
 from deployer.metrics.points import COARSE, FINE, VALUES, align, combine, interval_of, spans
 from deployer.models import MetricPoint
@@ -198,3 +199,20 @@ def summary(deployments, *, now: datetime | None = None) -> dict[int, dict]:
             "sparkline": [per_minute.get((deployment_id, m)) for m in minutes],
         }
     return result
+
+
+def track_window(deployment_id: int, track: str, start: datetime, end: datetime) -> TrackWindow:
+    """One track's traffic in [start, end), for the canary analysis.
+
+    Stand-in written by H4 (the controller) with CANARY.md's signature, until H5's per-track
+    points land: without a track on MetricPoint every point is the stable track's, and the
+    canary track has measured nothing (so a step is inconclusive and follows the plan)."""
+    if track != "stable":
+        return TrackWindow(requests=0, errors=0, p95_ms=None)
+    rows = list(
+        MetricPoint.objects.filter(deployment_id=deployment_id, resolution=FINE, at__gte=start, at__lt=end).values(
+            *VALUES
+        )
+    )
+    total = add(*(interval_of(r) for r in rows)) if rows else Interval()
+    return TrackWindow(requests=total.requests, errors=total.errors, p95_ms=total.percentile(0.95))

@@ -173,6 +173,9 @@ class PromotionRequest(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     deployment_queued_at = models.DateTimeField(null=True, blank=True)
     superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The rollout plan approved with the request (CANARY.md): {"strategy": "all_at_once"} or
+    # {"strategy": "canary", "steps": [...], "analysis": {...}}. Empty: all at once.
+    plan = models.JSONField(default=dict, blank=True)
     # Not a column: the state a request had before services._supersede cancelled it, kept on
     # the instance for the audit row written after.
     before_state: str

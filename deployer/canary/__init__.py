@@ -1,0 +1,1 @@
+"""Canary releases: the analysis that judges each step (pure)."""
