@@ -171,9 +171,7 @@ def test_a_slow_canary_fails_on_its_p95_against_stable(canary, clock, sent_tasks
     assert "canary p95 40.0 ms > 1.5 × stable 10.0 ms" in rollout.reason
 
 
-def test_an_inconclusive_step_waits_for_traffic_when_the_plan_says_wait(
-    canary, clock, sent_tasks, traffic, settings
-):
+def test_an_inconclusive_step_waits_for_traffic_when_the_plan_says_wait(canary, clock, sent_tasks, traffic, settings):
     traffic["canary"] = TrackWindow(requests=12, errors=0, p95_ms=None)
     _, rollout = canary()
 
@@ -371,7 +369,10 @@ def test_the_requester_aborts_a_canary_and_all_traffic_goes_back_to_stable(
     assert backend.log[-1] == ("canary_end", 1) and backend.stable == 1
     assert _alias(mlflow_store) == "1"
     event = AuditEvent.objects.get(verb="rollout.canary_abort")
-    assert event.actor_name == "eli-engineer" and event.after == {"decision": "abort", "reason": "the dashboard looks odd"}
+    assert event.actor_name == "eli-engineer" and event.after == {
+        "decision": "abort",
+        "reason": "the dashboard looks odd",
+    }
 
 
 def test_a_decision_made_while_a_worker_runs_the_canary_is_acted_on_before_it_lets_go(
