@@ -369,6 +369,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# How often the canary controller looks for canaries whose next check is due: a step lasts
+# at most this much longer than its plan says.
+CANARY_RECONCILE_SECONDS = env_int("CANARY_RECONCILE_SECONDS", 5, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "registry-sync": {
         "task": "registry.sync_registry",
@@ -378,6 +381,12 @@ CELERY_BEAT_SCHEDULE = {
     "promotions-expire": {"task": "promotions.expire_requests", "schedule": 300.0},
     # Rollouts whose worker died (their lease ran out) or whose message was lost.
     "deployer-resume": {"task": "deployer.resume_rollouts", "schedule": 15.0, "options": {"expires": 15.0}},
+    # The canary controller: canaries whose next check is due go back to a worker.
+    "deployer-canaries": {
+        "task": "deployer.reconcile_canaries",
+        "schedule": float(CANARY_RECONCILE_SECONDS),
+        "options": {"expires": float(CANARY_RECONCILE_SECONDS)},
+    },
     "deployer-drift": {"task": "deployer.check_drift", "schedule": 60.0, "options": {"expires": 60.0}},
     "deployer-guard": {"task": "deployer.guard_check", "schedule": 10.0, "options": {"expires": 10.0}},
     "metrics-scrape": {"task": "deployer.scrape_metrics", "schedule": 10.0, "options": {"expires": 10.0}},

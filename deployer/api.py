@@ -17,6 +17,7 @@ from registry.promotions.models import PromotionRequest
 
 from . import selectors, services
 from .serializers import (
+    CanaryAbortSerializer,
     DeploymentDetailSerializer,
     DeploymentFilterSerializer,
     DeploymentListSerializer,
@@ -150,3 +151,32 @@ class RollbackView(APIView):
             actor=request.user, deployment_id=pk, revision=data["revision"], justification=data["justification"]
         )
         return _request_response(req.pk)
+
+
+class CanaryPromoteView(APIView):
+    """Promote a canary now: its remaining steps are skipped and the version becomes stable.
+    The environment's approvers only (not the requester where self-approval is refused);
+    audited. 202: the worker carries it out at once (409 once the canary left its steps)."""
+
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"POST": perms.VIEW_ROLLOUT}  # who may is selectors.is_approver, in the service
+
+    @extend_schema(request=None, responses={202: RolloutDetailSerializer})
+    def post(self, request, pk):
+        services.canary_promote_now(rollout_id=pk, actor=request.user)
+        return _rollout_response(pk)
+
+
+class CanaryAbortView(APIView):
+    """Abort a canary: all traffic back to the stable version, the canary removed, the alias
+    untouched. The requester or the environment's approvers; audited. 202: the worker carries
+    it out at once (409 once the canary left its steps)."""
+
+    permission_classes = [MethodPermissions]
+    permissions_by_method = {"POST": perms.VIEW_ROLLOUT}  # the requester or an approver, in the service
+
+    @extend_schema(request=CanaryAbortSerializer, responses={202: RolloutDetailSerializer})
+    def post(self, request, pk):
+        data = valid(CanaryAbortSerializer, request.data)
+        services.canary_abort(rollout_id=pk, actor=request.user, reason=data["reason"])
+        return _rollout_response(pk)

@@ -79,6 +79,8 @@ class Release:
     environment: str
     rollout_id: int
     savedmodel_path: str  # where the SavedModel sits inside the version's artifacts
+    # "stable", or "canary" for a canary's objects and calls (CANARY.md).
+    track: str = "stable"
 
 
 class ManifestError(ValueError):

@@ -241,6 +241,21 @@ class StepState(BadgeChoices):
     SKIPPED = "skipped", "muted", "skipped"
 
 
+class RolloutStrategy(BadgeChoices):
+    """How a rollout brings its version in: all at once, or a canary (``Rollout.canary``)."""
+
+    ALL_AT_ONCE = "all_at_once", "muted", "All at once"
+    CANARY = "canary", "blue", "Canary"
+
+
+class CanaryVerdict(BadgeChoices):
+    """A canary step's verdict (``Rollout.canary["verdicts"][i]["result"]``)."""
+
+    PASS = "pass", "ok", "passed"
+    FAIL = "fail", "error", "failed"
+    INCONCLUSIVE = "inconclusive", "warning", "inconclusive"
+
+
 class Rollout(models.Model):
     DEPLOY, ROLLBACK, REDEPLOY, UNDEPLOY = "deploy", "rollback", "redeploy", "undeploy"
     AUTO_ROLLBACK = "auto_rollback"
@@ -287,6 +302,16 @@ class Rollout(models.Model):
     guard_state = models.CharField(max_length=20, blank=True)
     # An automatic rollback names the rollout whose guard it answered.
     rolls_back = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    strategy = models.CharField(max_length=20, choices=RolloutStrategy.choices, default=RolloutStrategy.ALL_AT_ONCE)
+    # A canary's state, written by the pipeline (and ``decision`` by the operator's services):
+    # {"plan": {steps, analysis}, "step": i, "weight": w, "objects": [...], "step_started_at",
+    #  "hold_until", "check_at", "waiting": {...} | None, "verdicts": [{"step", "weight",
+    #  "result", "passed", "reason", "numbers", "window_start", "window_end", "at"}],
+    #  "decision": {"action": "promote" | "abort", "actor", "at", "reason"} | None}
+    canary = models.JSONField(default=dict, blank=True)
+    # Set only while a canary waits between checks with no worker holding it: when the
+    # controller (``deployer.reconcile_canaries``) queues it again. The rollout stays running.
+    next_check_at = models.DateTimeField(null=True, blank=True)
     # Not a column: whether the deployment page offers a rollback to this revision (views).
     can_roll_back_to: bool
 
@@ -302,10 +327,37 @@ class Rollout(models.Model):
                 fields=["request"], condition=Q(request__isnull=False), name="one_deploy_rollout_per_request"
             ),
         ]
-        indexes = [models.Index(fields=["state", "heartbeat_at"], name="rollout_state_idx")]
+        indexes = [
+            models.Index(fields=["state", "heartbeat_at"], name="rollout_state_idx"),
+            models.Index(fields=["state", "next_check_at"], name="rollout_check_idx"),
+        ]
 
     def __str__(self):
         return f"revision {self.revision} of {self.deployment}"
+
+    @property
+    def is_canary(self) -> bool:
+        return self.strategy == RolloutStrategy.CANARY
+
+    @property
+    def canary_promoting(self) -> bool:
+        """The canary's steps are over (passed or skipped): the version is being made stable."""
+        return any(s["name"] == "promote_apply" and s["state"] != "pending" for s in self.steps)
+
+    def canary_refusal(self) -> str | None:
+        """Why an operator can no longer promote this canary early or abort it, or None
+        (``services.canary_promote_now`` and ``canary_abort`` refuse exactly these)."""
+        if not self.is_canary:
+            return f"Revision {self.revision} is not a canary; it goes out all at once."
+        if not self.is_active:
+            return f"Revision {self.revision} is {self.get_state_display().lower()}; its canary is over."
+        decision = self.canary.get("decision")
+        if decision:
+            done = "promoted early" if decision["action"] == "promote" else "aborted"
+            return f"Revision {self.revision} was already {done} by {decision['actor']}."
+        if self.canary_promoting or any(s["name"] == "restore_canary_end" for s in self.steps):
+            return f"Revision {self.revision} has left its canary steps; it can no longer be promoted early or aborted."
+        return None
 
     @property
     def is_active(self) -> bool:

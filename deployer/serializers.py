@@ -1,23 +1,27 @@
 """Shapes of deployments and rollouts in the REST API. Read-only: the services decide."""
 
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from deployer.endpoints import endpoint
-from deployer.models import Deployment, Rollout
+from deployer.models import CanaryVerdict, Deployment, Rollout, RolloutStrategy
+from registry.promotions import canary_plan
 from registry.promotions.models import Review
 
 STEP_STATES = ["pending", "running", "done", "failed", "skipped"]
 
 
-def _state_field(choices, **kwargs) -> serializers.CharField:
+def _state_field(choices, help_text_suffix: str = "", **kwargs) -> serializers.CharField:
     """A state as a plain string whose values the description lists. Not an enum: the
     promotions API already has a "state" enum, and drf-spectacular would name a second
     choice set under that name by collision (State981Enum) and warn. To publish these as
     enums, add their choice sets to SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]."""
     return serializers.CharField(
-        read_only=True, help_text="One of: " + ", ".join(f"`{c}`" for c in choices) + ".", **kwargs
+        read_only=True,
+        help_text="One of: " + ", ".join(f"`{c}`" for c in choices) + "." + help_text_suffix,
+        **kwargs,
     )
 
 
@@ -53,6 +57,107 @@ def requester(rollout: Rollout) -> str:
     return "worker"
 
 
+class CanaryStepSerializer(serializers.Serializer):
+    weight = serializers.IntegerField(help_text="Per cent of the traffic the canary takes during the step.")
+    seconds = serializers.IntegerField(help_text="How long the step holds before it is judged.")
+
+
+class CanaryAnalysisSerializer(serializers.Serializer):
+    min_requests = serializers.IntegerField()
+    max_error_rate_increase_pp = serializers.FloatField()
+    max_p95_ratio = serializers.FloatField()
+    max_error_rate_pct = serializers.FloatField(allow_null=True)
+    max_p95_ms = serializers.FloatField(allow_null=True)
+    inconclusive = serializers.CharField(help_text="`wait`, `pass` or `fail`: what an inconclusive step does.")
+
+
+class CanaryPlanSerializer(serializers.Serializer):
+    steps = CanaryStepSerializer(many=True)
+    analysis = CanaryAnalysisSerializer()
+
+
+class TrackNumbersSerializer(serializers.Serializer):
+    requests = serializers.IntegerField()
+    # The metaclass moves declared fields off the class, so this does not hide Serializer.errors.
+    errors = serializers.IntegerField()  # type: ignore[assignment]
+    error_rate_pct = serializers.FloatField()
+    p95_ms = serializers.FloatField(allow_null=True)
+
+
+class CanaryNumbersSerializer(serializers.Serializer):
+    stable = TrackNumbersSerializer()
+    canary = TrackNumbersSerializer()
+
+
+class CanaryVerdictSerializer(serializers.Serializer):
+    step = serializers.IntegerField(help_text="The plan step judged, from 1.")
+    weight = serializers.IntegerField()
+    result = _state_field([c for c, _ in CanaryVerdict.choices], help_text_suffix=" What the analysis found.")
+    passed = serializers.BooleanField(help_text="Whether the canary went on (an inconclusive step follows the plan).")
+    reason = serializers.CharField(help_text="The comparison, quoting both tracks' numbers.")
+    numbers = CanaryNumbersSerializer()
+    window_start = StepTimeField()
+    window_end = StepTimeField()
+
+
+class CanaryWaitingSerializer(serializers.Serializer):
+    reason = serializers.CharField()
+    numbers = CanaryNumbersSerializer()
+    at = StepTimeField(help_text="When the step was last found inconclusive.")
+
+
+class CanaryDecisionSerializer(serializers.Serializer):
+    action = serializers.CharField(help_text="`promote` (promote now) or `abort`.")
+    actor = serializers.CharField()
+    at = StepTimeField()
+    reason = serializers.CharField(allow_blank=True)
+
+
+class CanarySerializer(serializers.Serializer):
+    """A canary rollout's state, from ``Rollout.canary``."""
+
+    plan = CanaryPlanSerializer()
+    description = serializers.CharField(help_text='In words: "10 % for 5 min, then 50 % for 10 min, then all".')
+    step = serializers.IntegerField(allow_null=True, help_text="The current plan step, from 1; null before the first.")
+    steps_total = serializers.IntegerField()
+    weight = serializers.IntegerField(help_text="Per cent of the traffic the canary takes now (100 once promoted).")
+    step_started_at = StepTimeField(allow_null=True)
+    hold_until = StepTimeField(allow_null=True, help_text="When the current step is judged.")
+    seconds_left = serializers.FloatField(
+        allow_null=True, help_text="Until the current step is judged; null when no step holds now."
+    )
+    waiting = CanaryWaitingSerializer(
+        allow_null=True, help_text="Set while the step waits for enough requests (an inconclusive window)."
+    )
+    verdicts = CanaryVerdictSerializer(many=True)
+    decision = CanaryDecisionSerializer(allow_null=True, help_text="An operator's promote-now or abort, if any.")
+
+
+def canary_state(rollout: Rollout) -> dict | None:
+    """The API's view of a canary rollout's stored state (steps counted from 1)."""
+    if not rollout.is_canary:
+        return None
+    state = rollout.canary
+    plan = canary_plan.parse(state["plan"])
+    index = state.get("step")
+    in_step = index is not None and rollout.is_active and not rollout.canary_promoting
+    until = parse_datetime(state["hold_until"]) if state.get("hold_until") else None
+    seconds_left = max(0.0, (until - timezone.now()).total_seconds()) if in_step and until else None
+    return {
+        "plan": plan.to_dict(),
+        "description": plan.describe(),
+        "step": None if index is None else index + 1,
+        "steps_total": len(plan.steps),
+        "weight": state.get("weight") or 0,
+        "step_started_at": state.get("step_started_at"),
+        "hold_until": state.get("hold_until"),
+        "seconds_left": seconds_left,
+        "waiting": state.get("waiting") if in_step else None,
+        "verdicts": [{**v, "step": v["step"] + 1} for v in state.get("verdicts", [])],
+        "decision": state.get("decision"),
+    }
+
+
 class RolloutSerializer(serializers.ModelSerializer):
     """One revision, as in a deployment's history."""
 
@@ -62,6 +167,7 @@ class RolloutSerializer(serializers.ModelSerializer):
     approvers = serializers.SerializerMethodField()
     duration_seconds = serializers.SerializerMethodField()
     state = _state_field([s for s, _ in Rollout.STATES])
+    strategy = _state_field([s for s, _ in RolloutStrategy.choices])
 
     class Meta:
         model = Rollout
@@ -70,6 +176,7 @@ class RolloutSerializer(serializers.ModelSerializer):
             "deployment",
             "revision",
             "kind",
+            "strategy",
             "version",
             "state",
             "reason",
@@ -106,9 +213,17 @@ class RolloutDetailSerializer(RolloutSerializer):
     restore_to = serializers.IntegerField(
         source="restore_to_id", allow_null=True, help_text="The rollout a failure restores."
     )
+    canary = serializers.SerializerMethodField()
 
     class Meta(RolloutSerializer.Meta):
-        fields = RolloutSerializer.Meta.fields + ["restore_to", "steps", "manifests"]
+        fields = RolloutSerializer.Meta.fields + ["restore_to", "steps", "manifests", "canary"]
+
+    @extend_schema_field(CanarySerializer(allow_null=True))
+    def get_canary(self, rollout):
+        """A canary's plan, current step and weight, time left and verdicts; null when the
+        rollout goes all at once."""
+        state = canary_state(rollout)
+        return None if state is None else CanarySerializer(state).data
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
@@ -236,6 +351,12 @@ class StopSerializer(serializers.Serializer):
         default="",
         max_length=10000,
         help_text="Why this cannot wait for approval (required); the approvers are told.",
+    )
+
+
+class CanaryAbortSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=10000, help_text="Why (optional); it is audited."
     )
 
 

@@ -17,10 +17,11 @@ from console.errors import Conflict, NotFound, ServiceError
 from console.transactions import on_commit_safely
 from deployer import manifests
 from deployer.backends.local import free_port
-from deployer.models import Deployment, DeploymentTarget, Rollout
-from registry.promotions import notify
+from deployer.models import Deployment, DeploymentTarget, Rollout, RolloutStrategy
+from registry.promotions import canary_plan, notify
 from registry.promotions import services as promotions
 from registry.promotions.models import PromotionRequest
+from registry.promotions.selectors import approver_group, is_approver
 
 log = logging.getLogger(__name__)
 RUN_TASK = "deployer.run_rollout"
@@ -30,6 +31,12 @@ REDEPLOY_STEPS = ["export", "apply", "wait", "verify"]
 UNDEPLOY_STEPS = ["remove", "unalias"]
 AUTO_ROLLBACK_STEPS = ["export", "apply", "wait", "verify", "alias_back"]
 RESTORE_STEPS = ["restore_apply", "restore_wait", "restore_verify"]
+# A canary (CANARY.md): these, with one canary_step_<i> per plan step between them.
+CANARY_FIRST_STEPS = ["gates", "export", "canary_apply", "canary_wait", "canary_verify"]
+CANARY_LAST_STEPS = ["promote_apply", "promote_wait", "promote_verify", "canary_end", "alias"]
+# What a failed or aborted canary does: traffic back to stable and the canary removed; after
+# the promotion had begun, the previous revision is applied again first.
+CANARY_RESTORE_STEP = "restore_canary_end"
 STEP_TITLES = {
     "gates": "Re-check gates",
     "export": "Export model",
@@ -45,6 +52,14 @@ STEP_TITLES = {
     "cleanup": "Remove what was applied",
     "alias_back": "Move alias back",
     "close": "Close the request",
+    "canary_apply": "Canary: apply beside stable",
+    "canary_wait": "Canary: wait for it to serve",
+    "canary_verify": "Canary: verify serving",
+    "promote_apply": "Promote: apply as stable",
+    "promote_wait": "Promote: wait for rollout",
+    "promote_verify": "Promote: verify serving",
+    "canary_end": "Remove the canary",
+    "restore_canary_end": "Restore: all traffic to stable, canary removed",
 }
 # The rollout an approved request becomes: its kind and steps.
 REQUEST_ROLLOUTS = {
@@ -62,9 +77,24 @@ def steps_for(names: list[str]) -> list[dict]:
     ]
 
 
-def queue_run(rollout_id: int) -> None:
-    """Send the rollout to a worker once the transaction that created it has committed."""
-    on_commit_safely(lambda: current_app.send_task(RUN_TASK, args=[rollout_id]), what=f"Rollout {rollout_id}")
+def canary_steps_for(plan: canary_plan.CanaryPlan) -> list[dict]:
+    """A canary rollout's steps: one ``canary_step_<i>`` per plan step, titled with its weight."""
+    rows = steps_for(CANARY_FIRST_STEPS)
+    for i, step in enumerate(plan.steps):
+        [row] = steps_for(["canary_apply"])
+        row["name"] = f"canary_step_{i}"
+        row["title"] = f"Canary step {i + 1}: {step.weight} % for {canary_plan.duration(step.seconds)}"
+        rows.append(row)
+    return rows + steps_for(CANARY_LAST_STEPS)
+
+
+def queue_run(rollout_id: int, *, expires: float | None = None) -> None:
+    """Send the rollout to a worker once the transaction that created it has committed.
+    ``expires``: a message the controller sends again anyway need not outlive that."""
+    options = {"expires": expires} if expires else {}
+    on_commit_safely(
+        lambda: current_app.send_task(RUN_TASK, args=[rollout_id], **options), what=f"Rollout {rollout_id}"
+    )
 
 
 def deployment_get_or_create(*, target: DeploymentTarget, model) -> Deployment:
@@ -89,8 +119,18 @@ def _next_revision(deployment: Deployment) -> int:
     return (last or 0) + 1
 
 
-def _create(*, deployment: Deployment, kind: str, version, request=None, actor=None, steps: list[str]) -> Rollout:
-    """Inside the caller's transaction, with the deployment row locked."""
+def _create(
+    *,
+    deployment: Deployment,
+    kind: str,
+    version,
+    request=None,
+    actor=None,
+    steps: list[str],
+    plan: canary_plan.CanaryPlan | None = None,
+) -> Rollout:
+    """Inside the caller's transaction, with the deployment row locked. With a ``plan`` the
+    rollout is a canary and its steps follow the plan."""
     rollout = Rollout.objects.create(
         deployment=deployment,
         revision=_next_revision(deployment),
@@ -98,8 +138,10 @@ def _create(*, deployment: Deployment, kind: str, version, request=None, actor=N
         version=version,
         request=request,
         requested_by=actor if not isinstance(actor, str) else None,
-        steps=steps_for(steps),
+        steps=canary_steps_for(plan) if plan else steps_for(steps),
         restore_to=deployment.live_rollout,
+        strategy=RolloutStrategy.CANARY if plan else RolloutStrategy.ALL_AT_ONCE,
+        canary={"plan": plan.to_dict(), "step": None, "weight": 0, "verdicts": [], "decision": None} if plan else {},
     )
     audit_record(
         actor=actor or "worker",
@@ -110,9 +152,23 @@ def _create(*, deployment: Deployment, kind: str, version, request=None, actor=N
             "version": version.version if version else None,
             "request": request.pk if request else None,
             "revision": rollout.revision,
+            "strategy": rollout.strategy,
+            **({"plan": plan.describe()} if plan else {}),
         },
     )
     return rollout
+
+
+def _canary_plan(req: PromotionRequest, deployment: Deployment) -> canary_plan.CanaryPlan | None:
+    """The canary plan approved with ``req``, or None to go all at once: the request asked for
+    no canary, or it is no promotion (a rollback restores a version already trusted), or
+    nothing serves yet to compare the canary with. Raises PlanError for a plan that cannot run."""
+    plan = req.plan or {}
+    if plan.get("strategy") != RolloutStrategy.CANARY or req.kind != PromotionRequest.PROMOTE:
+        return None
+    if not deployment.is_serving:
+        return None
+    return canary_plan.from_snapshot(plan)
 
 
 def rollout_for_promotion(*, request_id: int, resume_deploying: bool = False) -> int | None:
@@ -162,7 +218,15 @@ def rollout_for_promotion(*, request_id: int, resume_deploying: bool = False) ->
             version = deployment.live_rollout.version
         else:
             version = None if kind == Rollout.UNDEPLOY else req.version
-        rollout = _create(deployment=deployment, kind=kind, version=version, request=req, actor="worker", steps=steps)
+        try:
+            plan = _canary_plan(req, deployment)
+        except canary_plan.PlanError as exc:
+            reason = f"The approved canary plan cannot run: {exc}"
+            promotions.promotion_mark_failed(request_id=request_id, reason=reason)
+            return None
+        rollout = _create(
+            deployment=deployment, kind=kind, version=version, request=req, actor="worker", steps=steps, plan=plan
+        )
         if kind == Rollout.UNDEPLOY:
             rollout.reason = req.justification
             rollout.save(update_fields=["reason"])
@@ -370,8 +434,20 @@ def rollout_claim(*, rollout_id: int, worker: str) -> Rollout | None:
             rollout = Rollout.objects.select_for_update().filter(pk=rollout_id).first()
             if rollout is None:
                 return None
-            resumable = rollout.state == Rollout.RUNNING and (
-                rollout.heartbeat_at is None or rollout.heartbeat_at < stale
+            # A canary waiting between checks has no worker and no lease on purpose: it is
+            # taken when its check is due, not before, and that is no new attempt.
+            waiting = rollout.next_check_at is not None
+            due = (
+                rollout.state == Rollout.RUNNING and rollout.next_check_at is not None and rollout.next_check_at <= now
+            )
+            if due:
+                rollout.worker, rollout.heartbeat_at, rollout.next_check_at = worker, now, None
+                rollout.save(update_fields=["worker", "heartbeat_at", "next_check_at"])
+                return rollout
+            resumable = (
+                rollout.state == Rollout.RUNNING
+                and not waiting
+                and (rollout.heartbeat_at is None or rollout.heartbeat_at < stale)
             )
             if rollout.state != Rollout.QUEUED and not resumable:
                 return None
@@ -424,15 +500,190 @@ def rollout_release(*, rollout_id: int, worker: str, reason: str) -> None:
 
 
 def rollout_update_steps(
-    *, rollout_id: int, steps: list[dict], manifests: list[dict] | None = None, reason: str | None = None
-) -> None:
-    """Progress only (no audit event): the page polls these rows."""
+    *,
+    rollout_id: int,
+    steps: list[dict],
+    manifests: list[dict] | None = None,
+    reason: str | None = None,
+    canary: dict | None = None,
+) -> dict | None:
+    """Progress only (no audit event): the page polls these rows. A canary's state is
+    written under the row's lock, keeping the operator's decision made meanwhile, which is
+    returned (None: no decision, or not a canary)."""
     fields = {"steps": steps, "heartbeat_at": timezone.now()}
     if manifests is not None:
         fields["manifests"] = manifests
     if reason is not None:
         fields["reason"] = reason
-    Rollout.objects.filter(pk=rollout_id).update(**fields)
+    if canary is None:
+        Rollout.objects.filter(pk=rollout_id).update(**fields)
+        return None
+    with transaction.atomic():
+        stored = Rollout.objects.select_for_update().filter(pk=rollout_id).values_list("canary", flat=True).first()
+        fields["canary"] = merged = _keep_decision(canary, stored or {})
+        Rollout.objects.filter(pk=rollout_id).update(**fields)
+    return merged["decision"]
+
+
+def _keep_decision(canary: dict, stored: dict) -> dict:
+    """The worker's canary state with the operator's decision as stored: only
+    canary_promote_now and canary_abort write ``decision``."""
+    return {**canary, "decision": stored.get("decision") or canary.get("decision")}
+
+
+def rollout_hold(*, rollout_id: int, worker: str, until, steps: list[dict], canary: dict) -> str:
+    """A canary step waits until ``until``: the worker lets go of the rollout, which stays
+    running (one rollout per deployment still holds) with ``next_check_at`` for the
+    controller. "held"; "decided" when an operator's decision is waiting (the worker goes on
+    at once instead); "lost" when this worker no longer holds the rollout. Not audited:
+    progress, like the steps."""
+    with transaction.atomic():
+        mine = Rollout.objects.select_for_update().filter(pk=rollout_id, state=Rollout.RUNNING, worker=worker)
+        rollout = mine.first()
+        if rollout is None:
+            return "lost"
+        rollout.steps, rollout.canary = steps, _keep_decision(canary, rollout.canary)
+        if rollout.canary.get("decision"):
+            rollout.save(update_fields=["steps", "canary"])
+            return "decided"
+        rollout.next_check_at, rollout.worker, rollout.heartbeat_at = until, "", None
+        rollout.save(update_fields=["steps", "canary", "next_check_at", "worker", "heartbeat_at"])
+    return "held"
+
+
+def _canary_summary(rollout: Rollout) -> dict:
+    """What a canary notification says about the rollout (the webhook's ``canary`` object)."""
+    plan = canary_plan.parse(rollout.canary["plan"])
+    return {
+        "rollout": rollout.pk,
+        "revision": rollout.revision,
+        "plan": plan.describe(),
+        "steps": len(plan.steps),
+        "verdicts": rollout.canary.get("verdicts", []),
+        "decision": rollout.canary.get("decision"),
+        "url": f"{settings.MODELGATE_URL.rstrip('/')}/rollouts/{rollout.pk}/",
+    }
+
+
+def rollout_canary_verdict(*, rollout_id: int, verdict: dict, steps: list[dict], canary: dict) -> dict:
+    """Record a canary step's verdict with its numbers, once: a verdict already recorded for
+    that step (by a worker that died before it could go on) is returned as it is, and nothing
+    is written or sent again. A passed step tells the requester and the webhook."""
+    with transaction.atomic():
+        rollout = (
+            Rollout.objects.select_for_update(of=("self",))
+            .select_related("deployment__target__environment", "deployment__model")
+            .get(pk=rollout_id)
+        )
+        verdicts = list(rollout.canary.get("verdicts", []))
+        recorded = next((v for v in verdicts if v["step"] == verdict["step"]), None)
+        if recorded is not None:
+            return recorded
+        rollout.canary = {**_keep_decision(canary, rollout.canary), "verdicts": [*verdicts, verdict], "waiting": None}
+        rollout.steps, rollout.heartbeat_at = steps, timezone.now()
+        rollout.save(update_fields=["canary", "steps", "heartbeat_at"])
+        number, total = verdict["step"] + 1, len(rollout.canary["plan"]["steps"])
+        audit_record(
+            actor="worker",
+            verb="rollout.canary_step_passed" if verdict["passed"] else "rollout.canary_step_failed",
+            obj=rollout,
+            after={"step": number, **{k: verdict[k] for k in ("weight", "result", "reason", "numbers")}},
+        )
+        if verdict["passed"] and rollout.request_id:
+            notify.on_commit(
+                rollout.request_id,
+                "canary.step_passed",
+                extra={"canary": {**_canary_summary(rollout), "step": number, "verdict": verdict}},
+                detail=f"Step {number} of {total} ({verdict['weight']} % of traffic) passed: {verdict['reason']}.",
+            )
+    return verdict
+
+
+def _locked_canary(rollout_id: int) -> Rollout:
+    rollout = (
+        Rollout.objects.select_for_update(of=("self",))
+        .select_related("deployment__target__environment", "deployment__model", "request")
+        .filter(pk=rollout_id)
+        .first()
+    )
+    if rollout is None:
+        raise NotFound(f"Rollout #{rollout_id} does not exist.")
+    return rollout
+
+
+def _canary_decide(*, rollout: Rollout, actor, action: str, reason: str) -> None:
+    """Store the operator's decision (the worker acts on it at its next step or check), audit
+    it and have the rollout looked at now. Inside the caller's transaction."""
+    refusal = rollout.canary_refusal()
+    if refusal:
+        raise Conflict(refusal)
+    now = timezone.now()
+    before = {"step": rollout.canary.get("step"), "weight": rollout.canary.get("weight")}
+    decision = {"action": action, "actor": actor.get_username(), "at": now.isoformat(), "reason": reason}
+    rollout.canary = {**rollout.canary, "decision": decision}
+    fields = ["canary"]
+    if rollout.next_check_at is not None:  # waiting between checks: its check is due now
+        rollout.next_check_at = now
+        fields.append("next_check_at")
+    rollout.save(update_fields=fields)
+    audit_record(
+        actor=actor,
+        verb=f"rollout.canary_{'promote_now' if action == 'promote' else 'abort'}",
+        obj=rollout,
+        before=before,
+        after={"decision": action, **({"reason": reason} if reason else {})},
+    )
+    queue_run(rollout.pk)
+
+
+def canary_promote_now(*, rollout_id: int, actor) -> Rollout:
+    """Skip a canary's remaining steps and promote it now: the environment's approvers only
+    (never the requester where they may not approve their own request), audited."""
+    with transaction.atomic():
+        rollout = _locked_canary(rollout_id)
+        env = rollout.deployment.environment
+        if not is_approver(actor, env):
+            group = approver_group(env)
+            raise PermissionDenied(
+                f"Only members of the {group.name if group else 'approver'} group may promote a canary in "
+                f"{env.name} early."
+            )
+        req = rollout.request
+        if req is not None and req.requested_by_id == actor.pk and not (env.allow_self_approval and not env.protected):
+            raise PermissionDenied("You requested this promotion; another approver must promote its canary early.")
+        _canary_decide(rollout=rollout, actor=actor, action="promote", reason="")
+    return rollout
+
+
+def canary_abort(*, rollout_id: int, actor, reason: str = "") -> Rollout:
+    """Stop a canary: all traffic back to stable, the canary removed, the alias untouched. The
+    requester or the environment's approvers, audited."""
+    reason = (reason or "").strip()
+    if len(reason) > 10000:
+        raise ServiceError("The reason is at most 10000 characters.", field="reason")
+    with transaction.atomic():
+        rollout = _locked_canary(rollout_id)
+        env = rollout.deployment.environment
+        requester = rollout.request.requested_by_id if rollout.request else rollout.requested_by_id
+        if actor.pk != requester and not is_approver(actor, env):
+            raise PermissionDenied(f"Only the requester or an approver of {env.name} may abort this canary.")
+        _canary_decide(rollout=rollout, actor=actor, action="abort", reason=reason)
+    return rollout
+
+
+def canary_reconcile(*, now=None) -> list[int]:
+    """The controller: queue every canary whose check is due (by id; the claim lets one worker
+    in). A due canary no worker takes yet is sent again next time, so its messages expire."""
+    now = now or timezone.now()
+    due = list(
+        Rollout.objects.filter(state=Rollout.RUNNING, next_check_at__lte=now)
+        .order_by("next_check_at")
+        .values_list("pk", flat=True)
+    )
+    with transaction.atomic():
+        for rollout_id in due:
+            queue_run(rollout_id, expires=2 * settings.CANARY_RECONCILE_SECONDS)
+    return due
 
 
 def rollout_finish(*, rollout_id: int, state: str, reason: str = "") -> Rollout:
@@ -444,8 +695,8 @@ def rollout_finish(*, rollout_id: int, state: str, reason: str = "") -> Rollout:
             return rollout
         before = rollout.state
         rollout.state, rollout.reason, rollout.finished_at = state, reason or rollout.reason, timezone.now()
-        rollout.heartbeat_at = None
-        rollout.save(update_fields=["state", "reason", "finished_at", "heartbeat_at"])
+        rollout.heartbeat_at = rollout.next_check_at = None
+        rollout.save(update_fields=["state", "reason", "finished_at", "heartbeat_at", "next_check_at"])
         deployment = Deployment.objects.select_for_update().get(pk=rollout.deployment_id)
         if state == Rollout.LIVE:
             deployment.live_rollout, deployment.state = rollout, Deployment.SERVING
@@ -470,6 +721,15 @@ def rollout_finish(*, rollout_id: int, state: str, reason: str = "") -> Rollout:
                 "version": rollout.version.version if rollout.version else None,
             },
         )
+        if rollout.is_canary and rollout.request_id:
+            event = "canary.completed" if state == Rollout.LIVE else "canary.aborted"
+            notify.on_commit(
+                rollout.request_id,
+                event,
+                extra={"canary": {**_canary_summary(rollout), "outcome": state, "reason": rollout.reason}},
+                detail=f"Revision {rollout.revision}: {rollout.get_state_display().lower()}."
+                + (f" {rollout.reason}" if rollout.reason else ""),
+            )
     return rollout
 
 

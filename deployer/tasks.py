@@ -21,7 +21,7 @@ from deployer.guard import guard_check_all
 from deployer.metrics import tasks as _metrics_tasks  # noqa: F401 - registers the metrics beat tasks
 from deployer.models import Rollout
 from deployer.pipeline import rollout_run
-from deployer.services import handover_sweep, queue_run, rollout_for_promotion
+from deployer.services import canary_reconcile, handover_sweep, queue_run, rollout_for_promotion
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 5
@@ -87,10 +87,13 @@ def resume_rollouts():
     claim lets only one worker in."""
     handed_over = handover_sweep()
     stale = timezone.now() - timedelta(seconds=settings.DEPLOYER_LEASE_SECONDS)
+    # A canary waiting between checks (next_check_at set) has no worker on purpose: it is the
+    # controller's (reconcile_canaries), not a dead worker's.
+    worked = Q(state=Rollout.RUNNING, next_check_at__isnull=True)
     ids = list(
         Rollout.objects.filter(
-            Q(state=Rollout.RUNNING, heartbeat_at__lt=stale)
-            | Q(state=Rollout.RUNNING, heartbeat_at__isnull=True)
+            (worked & Q(heartbeat_at__lt=stale))
+            | (worked & Q(heartbeat_at__isnull=True))
             | Q(state=Rollout.QUEUED, created_at__lt=stale)
         )
         .order_by("created_at")
@@ -102,6 +105,14 @@ def resume_rollouts():
     if ids:
         log.info("Resuming rollouts %s", ids)
     return handed_over + [i for i in ids if i not in handed_over]
+
+
+@shared_task(name="deployer.reconcile_canaries")
+def reconcile_canaries():
+    """The canary controller (beat, every CANARY_RECONCILE_SECONDS): a canary lasts minutes
+    to hours but holds a worker only while it acts; between checks it waits with its
+    ``next_check_at``, and this queues those whose check is due."""
+    return canary_reconcile()
 
 
 @shared_task(name="deployer.check_drift")

@@ -31,6 +31,14 @@ class ServingBackend(Protocol):
     def apply(self, objects: list[dict], *, previous: list[dict] | None = None) -> None:
         """Create or update the objects. ``previous`` are the objects serving now."""
 
+    def render_canary(self, stable: Release, canary: Release, weight: int) -> list[dict]:
+        """The objects (pure) that give ``canary`` about ``weight`` % of the environment's
+        traffic beside ``stable``; applied with ``apply`` and awaited with ``wait``. Applying
+        them again with another weight changes the split; applying twice is harmless."""
+
+    def canary_end(self, stable: Release, objects: list[dict]) -> None:
+        """All traffic back to ``stable`` and the canary's ``objects`` deleted (what is gone is fine)."""
+
     def wait(self, objects: list[dict], *, timeout: float, progress: Callable[[str], None]) -> str:
         """Block until the applied objects serve; raise RolloutFailed or RolloutTimeout."""
 

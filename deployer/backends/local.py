@@ -185,6 +185,40 @@ class LocalBackend:
             }
         ]
 
+    # Stand-in written by H4 (the controller) with CANARY.md's signatures, until H2's weighted
+    # router lands: the canary is loaded beside the stable version on the same model server and
+    # answers by version, but the label (and so the environment's traffic) stays on stable.
+    def render_canary(self, stable: Release, canary: Release, weight: int) -> list[dict]:
+        return [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "LocalCanary",
+                "metadata": {
+                    "name": f"{self.name}-canary",
+                    "annotations": {"modelgate.io/rollout-id": str(canary.rollout_id)},
+                },
+                "spec": {
+                    "model": canary.model,
+                    "version": canary.version,
+                    "stable": stable.version,
+                    "environment": canary.environment,
+                    "weight": weight,
+                    "port": self.port,
+                    "modelsConfig": manifests.models_config(
+                        canary,
+                        model_root=str(self.models_dir),
+                        also_serve=(stable.version,),
+                        label_version=stable.version,
+                    ),
+                    "monitoringConfig": manifests.monitoring_config(),
+                },
+            }
+        ]
+
+    def canary_end(self, stable: Release, objects: list[dict]) -> None:
+        if self.pid() is not None:
+            self._write(self.config_path, manifests.models_config(stable, model_root=str(self.models_dir)))
+
     def prepare(self, release: Release, version) -> str:
         try:
             path = export_version(version, self.models_dir)

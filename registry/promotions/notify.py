@@ -22,14 +22,28 @@ def _queue_on_commit(task: str, *args, what: str) -> None:
     on_commit_safely(lambda: current_app.signature(task, args=args).delay(), what=what)
 
 
-def on_commit(request_id: int, event: str) -> None:
+# Events about a request's deployment rather than its state: the email's subject names them.
+CANARY_EVENTS = {
+    "canary.step_passed": "canary step passed",
+    "canary.aborted": "canary aborted",
+    "canary.completed": "canary completed",
+}
+
+
+def on_commit(request_id: int, event: str, *, extra: dict | None = None, detail: str = "") -> None:
+    """The requester's email and the environment's webhook for ``event``. ``extra`` is added
+    to the webhook's JSON (a canary's step and numbers), ``detail`` to the email's body."""
     req = PromotionRequest.objects.select_related("environment", "model", "version", "requested_by").get(pk=request_id)
     delivery = None
     if req.environment.webhook_url:
         delivery = WebhookDelivery.objects.create(
-            environment=req.environment, event=event, url=req.environment.webhook_url, payload=payload_for(req, event)
+            environment=req.environment,
+            event=event,
+            url=req.environment.webhook_url,
+            payload={**payload_for(req, event), **(extra or {})},
         )
-    _queue_on_commit(SEND_EMAIL, request_id, event, what=f"E-mail for {event} #{request_id}")
+    args = (request_id, event, detail) if detail else (request_id, event)
+    _queue_on_commit(SEND_EMAIL, *args, what=f"E-mail for {event} #{request_id}")
     if delivery is not None:
         _queue_on_commit(DELIVER_WEBHOOK, delivery.pk, what=f"Webhook delivery {delivery.pk}")
 

@@ -35,7 +35,7 @@ def deliver_webhook(self, delivery_id: int):
 
 # SMTP errors are OSErrors: a mail server that is down or refuses for now.
 @shared_task(name=notify.SEND_EMAIL, autoretry_for=(OSError,), retry_backoff=True, retry_jitter=True, max_retries=3)
-def send_promotion_email(request_id: int, event: str):
+def send_promotion_email(request_id: int, event: str, detail: str = ""):
     req = (
         PromotionRequest.objects.select_related("environment", "model", "version", "requested_by")
         .filter(pk=request_id)
@@ -57,13 +57,16 @@ def send_promotion_email(request_id: int, event: str):
         return
     url = f"{settings.MODELGATE_URL.rstrip('/')}/promotions/{req.pk}/"
     what = "" if req.kind == req.PROMOTE else f"{req.get_kind_display().lower()}: "
+    happened = notify.CANARY_EVENTS.get(event)
     subject = (
         f"[Modelgate] {what}{req.model.name} v{req.version.version} → {req.environment.name}: "
-        f"{req.get_state_display().lower()}"
+        f"{happened or req.get_state_display().lower()}"
     )
+    heading = happened.capitalize() if happened else event.replace("promotion.", "Promotion ")
     body = (
-        f"{event.replace('promotion.', 'Promotion ')} — request #{req.pk} by {req.requested_by}.\n\n"
-        f"Justification: {req.justification}\n{req.state_reason}\n\nOpen it: {url}\n"
+        f"{heading} — request #{req.pk} by {req.requested_by}.\n\n"
+        + (f"{detail}\n\n" if detail else "")
+        + f"Justification: {req.justification}\n{req.state_reason}\n\nOpen it: {url}\n"
     )
     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
 
