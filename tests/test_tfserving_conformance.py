@@ -20,6 +20,9 @@ Sources (tensorflow/serving):
   UTIL    = model_servers/http_rest_api_util.cc (and http_rest_api_handler.cc)
   CLASSIFIER / REGRESSOR = servables/tensorflow/classifier.cc, regressor.cc
   DOC     = g3doc/api_rest.md
+  SERVERCC, CORE, PROTO, FSSOURCE = model_servers/server.cc and main.cc, server_core.cc, config/*.proto,
+            sources/storage_path/file_system_storage_path_source.cc (the models.config cases;
+            their commits are listed above those cases)
 """
 
 import gzip
@@ -883,9 +886,21 @@ def test_chunked_request_body(server):
 
 # --- models.config: read and checked as the real server reads and checks it -----------------
 #
-# SERVERCC = model_servers/server.cc (ParseProtoTextFile, BuildAndStart, PollFilesystemAndReloadConfig);
-# CORE = model_servers/server_core.cc (ReloadConfig, ValidateModelConfigList, GetPlatform,
-# CreateStoragePathRoutes); both cited by function (docs/tfserving-dev.md).
+# Each case gives path:line in these files, as stored in the search index at these commits:
+#   SERVERCC = tensorflow_serving/model_servers/server.cc, and main.cc,
+#              tensorflow/serving @ d16ceafa044932e2d9ef84bbe1a6ae5c6356252f
+#   CORE     = tensorflow_serving/model_servers/server_core.cc,
+#              tensorflow/serving @ b6b8cca6540bac5bb66de34ce7a0bb3c825ca3c0
+#   PROTO    = tensorflow_serving/config/model_server_config.proto @ 853d94201fa2a4cd4526ea2e8634ea36822d853e,
+#              tensorflow_serving/config/file_system_storage_path_source.proto @ 4786b76785e0d91d20a720ceafda8808a8494eb4,
+#              tensorflow_serving/config/monitoring_config.proto @ 021efbd3281aa815cab0b35eab6d6d25249c12d4
+#   FSSOURCE = tensorflow_serving/sources/storage_path/file_system_storage_path_source.cc,
+#              tensorflow/serving @ 21360c763767823b82768ce42c5c90c0c9012601
+#   TFPATH   = tensorflow/core/platform/path.cc, tensorflow/tensorflow @ 711d5addcda017d0bbea5b39f86106486b0f037c;
+#              tensorflow/core/platform/scanner.h @ ac960b0c6063fd1b847948ed0d0b1aa411cfe8ee
+#   PROTOBUF = src/google/protobuf/text_format.cc, protocolbuffers/protobuf @ 5d03f8c8a597d87ccdf59923eca44da985fd3c6c
+# A status is written as the current release prints it, "INVALID_ARGUMENT: <message>" (absl::Status;
+# the TensorFlow of d16ceafa printed "Invalid argument: <message>").
 
 _OK_MODEL = 'name: "m" base_path: "/nonexistent/m" model_platform: "tensorflow"'
 
@@ -893,36 +908,55 @@ _OK_MODEL = 'name: "m" base_path: "/nonexistent/m" model_platform: "tensorflow"'
 @pytest.mark.parametrize(
     "text, status",
     [
-        # SERVERCC ParseProtoTextFile: anything TextFormat::ParseFromString refuses.
+        # SERVERCC server.cc:66-70: whatever TextFormat::ParseFromString refuses is
+        # InvalidArgument("Invalid protobuf file: '<file>'").
+        # A field ModelConfig does not have (PROTO model_server_config.proto:19-68).
         ("model_config_list { config { colour: 1 } }", "INVALID_ARGUMENT: Invalid protobuf file: '{path}'"),
+        # An unquoted string and an unclosed block (model_server_config.proto:21, 71-73).
         ("model_config_list { config { name: m }", "INVALID_ARGUMENT: Invalid protobuf file: '{path}'"),
+        # A version that is not an int64 (model_server_config.proto:48;
+        # file_system_storage_path_source.proto:28).
         (
             "model_config_list { config { name: 'm' model_version_policy { specific { versions: 'x' } } } }",
             "INVALID_ARGUMENT: Invalid protobuf file: '{path}'",
         ),
-        # CORE ValidateModelConfigList: unique names, then absolute base paths.
+        # CORE server_core.cc:452-454 ReloadConfig runs ValidateModelConfigList: unique names
+        # first (server_core.cc:85-90), then absolute base paths (server_core.cc:106-111).
         (
             f"model_config_list {{ config {{ {_OK_MODEL} }} config {{ {_OK_MODEL} }} }}",
             "INVALID_ARGUMENT: Illegal to list model m multiple times in config list",
         ),
+        # server_core.cc:73-76 UriIsRelativePath: no scheme and not absolute.
         (
             'model_config_list { config { name: "m" base_path: "models/m" model_platform: "tensorflow" } }',
             "INVALID_ARGUMENT: Expected model m to have an absolute path or URI; got base_path()=models/m",
         ),
+        # An empty path is not absolute (TFPATH path.cc:133-134).
         (
             'model_config_list { config { name: "m" model_platform: "tensorflow" } }',
             "INVALID_ARGUMENT: Expected model m to have an absolute path or URI; got base_path()=",
         ),
-        # CORE GetPlatform and CreateStoragePathRoutes.
+        # A scheme is One(LETTER).Many(LETTER_DIGIT_DOT) before "://" (TFPATH path.cc:236-240),
+        # and Many is one or more (scanner.h:105): "s://m" has no scheme, so it is relative.
+        (
+            'model_config_list { config { name: "m" base_path: "s://m" model_platform: "tensorflow" } }',
+            "INVALID_ARGUMENT: Expected model m to have an absolute path or URI; got base_path()=s://m",
+        ),
+        # CORE server_core.cc:330 -> CreateStoragePathRoutes (server_core.cc:604-614), which
+        # calls GetPlatform (server_core.cc:610): neither model_platform nor model_type
+        # (server_core.cc:64-67) ...
         (
             'model_config_list { config { name: "m" base_path: "/nonexistent/m" } }',
             "INVALID_ARGUMENT: Illegal setting neither ModelServerConfig::model_type (deprecated) "
             "nor ModelServerConfig::model_platform.",
         ),
+        # ... a platform the PlatformConfigMap has no port for (server_core.cc:611-614); the
+        # map BuildAndStart builds has TensorFlow's only (SERVERCC server.cc:271-272) ...
         (
             'model_config_list { config { name: "m" base_path: "/nonexistent/m" model_platform: "onnx" } }',
             "INVALID_ARGUMENT: Model m requests unsupported platform onnx",
         ),
+        # ... or both (server_core.cc:48-51).
         (
             'model_config_list { config { name: "m" base_path: "/m" model_type: TENSORFLOW model_platform: "tensorflow" } }',
             "INVALID_ARGUMENT: Illegal setting both ModelServerConfig::model_type (deprecated) "
@@ -931,8 +965,9 @@ _OK_MODEL = 'name: "m" base_path: "/nonexistent/m" model_platform: "tensorflow"'
     ],
 )
 def test_a_config_the_real_server_refuses_fails_the_start_with_its_status(tmp_path, text, status):
-    """SERVERCC BuildAndStart returns ParseProtoTextFile's status, then ServerCore::Create's
-    (CORE ReloadConfig); main.cc prints it after "Failed to start server. Error: "."""
+    """SERVERCC BuildAndStart returns ParseProtoTextFile's status (server.cc:203-204), then
+    ServerCore::Create's (server.cc:290), which is ReloadConfig's (CORE server_core.cc:247);
+    main.cc:215-217 prints it after "Failed to start server. Error: "."""
     path = tmp_path / "models.config"
     path.write_text(text)
     server = LocalModelServer(path, poll_seconds=0)
@@ -944,24 +979,42 @@ def test_a_config_the_real_server_refuses_fails_the_start_with_its_status(tmp_pa
     assert str(refused.value) == status.format(path=path)
 
 
-def test_the_deprecated_model_type_still_names_the_tensorflow_platform(tmp_path):
-    """CORE GetPlatform: model_type TENSORFLOW, without model_platform, is the "tensorflow" platform."""
+def test_a_base_path_with_a_scheme_is_a_uri():
+    """CORE server_core.cc:73-76 UriIsRelativePath: a scheme of two characters or more before
+    "://" makes a URI (TFPATH path.cc:236-240), whatever follows; only "s://m" above is not."""
+    (config,) = parse_models_config(
+        'model_config_list { config { name: "m" base_path: "gs://bucket/m" model_platform: "tensorflow" } }'
+    )
+    assert config.base_path == "gs://bucket/m"
+
+
+def test_the_deprecated_model_type_still_names_the_tensorflow_platform(tmp_path, caplog):
+    """CORE GetPlatform: model_type TENSORFLOW (PROTO model_server_config.proto:14, 34),
+    without model_platform, is the "tensorflow" platform (server_core.cc:53-54), with the
+    deprecation warning (server_core.cc:46-47)."""
     path = tmp_path / "models.config"
     path.write_text('model_config_list { config { name: "m" base_path: "/nonexistent/m" model_type: TENSORFLOW } }')
-    with LocalModelServer(path, poll_seconds=0):
+    with caplog.at_level("WARNING", logger="tfserving_dev"), LocalModelServer(path, poll_seconds=0):
         pass
+    assert "Deprecated ModelServerConfig::model_type field used. Prefer ModelServerConfig::model_platform." in [
+        r.getMessage() for r in caplog.records
+    ]
 
 
-def test_an_empty_config_serves_nothing(tmp_path):
-    """CORE ReloadConfig: "Taking no action for empty config."; the server still starts."""
+def test_an_empty_config_serves_nothing(tmp_path, caplog):
+    """CORE ReloadConfig: a file that sets no config is accepted while none has been
+    (server_core.cc:435-440) and logs "Taking no action for empty config." (server_core.cc:446-450);
+    the server still starts."""
     path = tmp_path / "models.config"
     path.write_text("")
-    with LocalModelServer(path, poll_seconds=0) as running:
+    with caplog.at_level("INFO", logger="tfserving_dev"), LocalModelServer(path, poll_seconds=0) as running:
         assert send(running, "GET", "/v1/models/m").status == 404
+    assert "Taking no action for empty config." in [r.getMessage() for r in caplog.records]
 
 
 def test_a_latest_policy_of_zero_versions_serves_the_latest_one():
-    """file_system_storage_path_source.cc AspireLatestVersions: std::max(num_versions, 1)."""
+    """FSSOURCE file_system_storage_path_source.cc:154-155 AspireLatestVersions:
+    std::max(num_versions, 1U) (PROTO file_system_storage_path_source.proto:14-15)."""
     (config,) = parse_models_config(
         'model_config_list { config { name: "m" base_path: "/m" model_platform: "tensorflow" '
         "model_version_policy { latest { num_versions: 0 } } } }"
@@ -970,9 +1023,11 @@ def test_a_latest_policy_of_zero_versions_serves_the_latest_one():
 
 
 def test_a_refused_config_on_a_reload_is_logged_and_the_old_one_keeps_serving(tmp_path, caplog):
-    """SERVERCC PollFilesystemAndReloadConfig: "Failed to read ModelServerConfig file: " for a
-    file that does not parse, "PollFilesystemAndReloadConfig failed to ReloadConfig: " for one
-    ReloadConfig refuses (the status's message alone), and nothing changes."""
+    """SERVERCC PollFilesystemAndReloadConfig (server.cc:163-177): "Failed to read
+    ModelServerConfig file: " for a file that does not parse (server.cc:168-169),
+    "PollFilesystemAndReloadConfig failed to ReloadConfig: " for one ReloadConfig refuses
+    (server.cc:175-176), each with the status's error_message() alone, and nothing changes.
+    An empty file is refused once a model_config_list is served (CORE server_core.cc:437-444)."""
     path = tmp_path / "models.config"
     path.write_text(f"model_config_list {{ config {{ {_OK_MODEL} }} }}")
     with LocalModelServer(path, poll_seconds=0, config_poll_seconds=0.1) as running:
@@ -981,7 +1036,9 @@ def test_a_refused_config_on_a_reload_is_logged_and_the_old_one_keeps_serving(tm
             path.write_text("model_config_list { config { name: ")
             _wait_for_log(caplog, "Failed to read ModelServerConfig file: ")
             path.write_text(f"model_config_list {{ config {{ {_OK_MODEL} }} config {{ {_OK_MODEL} }} }}")
-            _wait_for_log(caplog, "PollFilesystemAndReloadConfig failed to ReloadConfig: ")
+            _wait_for_log(caplog, "PollFilesystemAndReloadConfig failed to ReloadConfig: Illegal")
+            path.write_text("")
+            _wait_for_log(caplog, "PollFilesystemAndReloadConfig failed to ReloadConfig: Cannot")
         assert running.manager.configs() == before
     messages = [r.getMessage() for r in caplog.records]
     assert f"Failed to read ModelServerConfig file: Invalid protobuf file: '{path}'" in messages
@@ -989,7 +1046,12 @@ def test_a_refused_config_on_a_reload_is_logged_and_the_old_one_keeps_serving(tm
         "PollFilesystemAndReloadConfig failed to ReloadConfig: Illegal to list model m multiple times in config list"
         in messages
     )
-    # protobuf's own parser says where it stopped, as its C++ parser logs it.
+    assert (
+        "PollFilesystemAndReloadConfig failed to ReloadConfig: Cannot transition to requested config. "
+        "It is only legal to transition from one ModelConfigList to another." in messages
+    )
+    # protobuf's own parser says where it stopped, as its C++ parser logs it
+    # (PROTOBUF text_format.cc:319-325: "Error parsing text-format <type>: <line>:<column>: ").
     assert any(m.startswith("Error parsing text-format tensorflow.serving.ModelServerConfig: 1:") for m in messages)
 
 
@@ -1001,8 +1063,12 @@ def _wait_for_log(caplog, prefix: str, timeout: float = 10.0) -> None:
 
 
 def test_a_monitoring_config_is_read_as_monitoring_config(tmp_path):
-    """SERVERCC BuildAndStart: ParseProtoTextFile<MonitoringConfig>; PrometheusConfig.path
-    defaults to PrometheusExporter::kPrometheusPath (util/prometheus_exporter.cc)."""
+    """SERVERCC BuildAndStart reads --monitoring_config_file with
+    ParseProtoTextFile<MonitoringConfig> (server.cc:363-366), whose refusal is the same
+    "Invalid protobuf file" status (server.cc:66-70). PrometheusConfig.path defaults to
+    PrometheusExporter::kPrometheusPath (PROTO monitoring_config.proto:11-13), which is
+    "/monitoring/prometheus/metrics" (util/prometheus_exporter.cc:153-154, tensorflow/serving
+    @ 021efbd3281aa815cab0b35eab6d6d25249c12d4)."""
     monitoring = tmp_path / "monitoring.config"
     monitoring.write_text("prometheus_config { enable: true }")
     args = tfserving_flags.parse(["--model_config_file=/x/models.config", f"--monitoring_config_file={monitoring}"])

@@ -80,24 +80,37 @@ def _model_config(proto) -> ModelConfig:
     )
 
 
-def read_models_config(text: str, source: str = "models.config") -> list[ModelConfig]:
-    """A ModelServerConfig's model_config_list, as written (no checks beyond the text format).
-    An empty file is an empty config ("Taking no action for empty config.")."""
+def read_model_server_config(text: str, source: str = "models.config") -> list[ModelConfig] | None:
+    """A ModelServerConfig's model_config_list, as written (no checks beyond the text format),
+    or None when the file sets neither model_config_list nor custom_model_config (an empty
+    file): CONFIG_NOT_SET, which ServerCore::ReloadConfig takes differently from an empty
+    list (server_core.cc:435-450, tensorflow/serving @ b6b8cca6)."""
     from tensorflow_serving.config import model_server_config_pb2  # noqa: PLC0415 - the `local` extra
 
     config = _parse_text(text, model_server_config_pb2.ModelServerConfig(), source)
-    if config.WhichOneof("config") == "custom_model_config":
+    choice = config.WhichOneof("config")
+    if choice == "custom_model_config":
         # server.cc's LoadCustomModelConfig: LOG(FATAL) there; refused here.
         raise ServingError("UNIMPLEMENTED", "ModelServer does not yet support custom model config.")
+    if choice is None:
+        return None
     return [_model_config(proto) for proto in config.model_config_list.config]
+
+
+def read_models_config(text: str, source: str = "models.config") -> list[ModelConfig]:
+    """The models a models.config lists; an empty file lists none."""
+    return read_model_server_config(text, source) or []
 
 
 # --- the checks ServerCore::ReloadConfig makes (model_servers/server_core.cc) ---
 
 
 def _uri_is_relative_path(uri: str) -> bool:
-    """UriIsRelativePath: no scheme://host and not an absolute path (io::ParseURI)."""
-    return not re.match(r"[A-Za-z][0-9A-Za-z.]*://", uri) and not uri.startswith("/")
+    """UriIsRelativePath (server_core.cc:73-76): no scheme:// and not an absolute path. io::ParseURI
+    reads a scheme as One(LETTER).Many(LETTER_DIGIT_DOT) before "://" (tensorflow/core/platform/
+    path.cc:236-240 @ 711d5add), and Many is one or more (scanner.h:105 @ ac960b0c): a scheme has
+    at least two characters, so "s://m" is a relative path."""
+    return not re.match(r"[A-Za-z][0-9A-Za-z.]+://", uri) and not uri.startswith("/")
 
 
 def get_platform(config: ModelConfig) -> str:

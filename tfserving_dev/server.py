@@ -9,9 +9,10 @@ from pathlib import Path
 
 from deployer.tfserving import AVAILABLE, END, METRICS_PATH
 from tfserving_dev.config import (
+    ModelConfig,
     _config_text,
     check_platforms,
-    read_models_config,
+    read_model_server_config,
     validate_config_list,
 )
 from tfserving_dev.errors import ServingError
@@ -73,6 +74,7 @@ class LocalModelServer:
         self._poll_seconds = poll_seconds
         self._config_poll_seconds = config_poll_seconds
         self._config_seen: str | None = None
+        self._serving_config_list = False  # ServerCore's config_ is a model_config_list
         self._reload_error: str | None = None  # the last reload error logged
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -161,7 +163,7 @@ class LocalModelServer:
                 text = Path(path).read_text()
                 if text == self._config_seen:
                     continue
-                configs = read_models_config(text, path)
+                configs = read_model_server_config(text, path)
             except (OSError, ServingError) as exc:
                 self._log_reload_error("Failed to read ModelServerConfig file: %s", exc)
                 continue
@@ -183,15 +185,29 @@ class LocalModelServer:
         Serving would refuse raises ServingError and changes nothing (the version labels are
         checked in strict mode only)."""
         text, source = _config_text(config_text_or_path)
-        self._reload(read_models_config(text, source), text, config_text_or_path)
+        self._reload(read_model_server_config(text, source), text, config_text_or_path)
 
-    def _reload(self, configs: list, text: str, source) -> None:
-        # ServerCore::ReloadConfig's order: the list, the version labels, then the platforms.
+    def _reload(self, configs: list[ModelConfig] | None, text: str, source) -> None:
+        # ServerCore::ReloadConfig (server_core.cc:435-463, tensorflow/serving @ b6b8cca6): a
+        # file that sets no config is taken only while none has been (so not on a reload
+        # after a model_config_list); then the list, the version labels, the platforms.
+        if configs is None:
+            if self._serving_config_list:
+                raise ServingError(
+                    "FAILED_PRECONDITION",
+                    "Cannot transition to requested config. It is only legal to transition "
+                    "from one ModelConfigList to another.",
+                )
+            log.info("Taking no action for empty config.")
+            self._config_seen = text
+            self._config_source = source
+            return
         validate_config_list(configs, self.manager.configs())
         if self.strict:
             self.manager.check_labels(configs, allow_unavailable=self.allow_unavailable_labels)
         check_platforms(configs)
         self.manager.apply(configs)
+        self._serving_config_list = True
         self._config_seen = text
         self._config_source = source
 
