@@ -1176,13 +1176,35 @@ def markdown(res: dict) -> str:
             L.append(f"- {k}: {v}")
     if res.get("errors"):
         L += ["", "## Errors", ""] + [f"- {k}: {v}" for k, v in res["errors"].items()]
+    missed = [t["target"] for t in res.get("targets", []) if not t["met"]]
+    if missed:
+        L += ["", "## Missed targets: where the time goes", ""]
+        for prefix, profile in PROFILES:
+            hits = [t for t in missed if t.startswith(prefix)]
+            if hits:
+                L.append(f"- {'; '.join(hits)}: the profile and why it is left is in `bench/results/{profile}`.")
     if res.get("notes"):
         L += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]]
     return "\n".join(L) + "\n"
 
 
+# Each missed target's profile, kept beside the reports (a missed target stays visible with it).
+PROFILES = (
+    ("version search", "profile-version-search.md"),
+    ("web-server CPU", "profile-version-search.md"),
+    ("registration", "profile-registration.md"),
+    ("metrics", "profile-metrics.md"),
+)
+
+
 def _interrupted(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def rerender(path: str) -> None:
+    """Write a report's .md again from its .json (after the report's layout changed)."""
+    res = json.loads(Path(path).read_text())
+    Path(path).with_suffix(".md").write_text(markdown(res))
 
 
 def main(argv=None):
