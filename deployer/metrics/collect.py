@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from deployer.backends import backend_for
 from deployer.backends.errors import BackendError
+from deployer.manifests import canary_name
 from deployer.metrics import promql
 from deployer.metrics.arithmetic import Interval, Snapshot, add, delta, from_samples, merge, parse, to_interval
 from deployer.metrics.points import FINE, align, traffic_fields
@@ -60,6 +61,9 @@ class Reading:
     present: set[str] | None = None  # replicas that still exist (None: unknown, keep every baseline)
     desired: int | None = None
     ready: int | None = None
+    # replica -> "stable" or "canary": a canary's pods carry `modelgate.io/track: canary` (TF
+    # Serving's metrics have no version label, so the pod tells the tracks apart).
+    tracks: dict[str, str] = field(default_factory=dict)
 
 
 # --- reading -----------------------------------------------------------------
@@ -101,7 +105,11 @@ def read_pods(deployment: Deployment, client) -> Reading:
         except (BackendError, ValueError) as exc:
             log.warning("%s: metrics of pod %s unreadable: %s", deployment, pod, exc)
     return Reading(
-        counters=counters, present=set(replicas["pods"]), desired=replicas["desired"], ready=replicas["ready"]
+        counters=counters,
+        present=set(replicas["pods"]),
+        desired=replicas["desired"],
+        ready=replicas["ready"],
+        tracks=replicas["tracks"],
     )
 
 
@@ -125,17 +133,25 @@ def prometheus_counters(base_url: str, query: str, at: datetime | None) -> dict[
 
 
 def read_prometheus(deployment: Deployment, client, base_url: str, at: datetime | None) -> Reading:
-    """Counters from Prometheus; which pods exist and the replica counts from the API server
-    (when it does not answer, no baseline is dropped and the counts stay unknown)."""
+    """Counters from Prometheus, of the stable and the canary Deployment's pods; which pods exist,
+    their tracks and the replica counts from the API server (when it does not answer, no
+    baseline is dropped and the counts stay unknown)."""
     reading = Reading()
     try:
-        health = client.deployment_health(deployment.name)
-        reading = Reading(present={p["name"] for p in health["pods"]}, desired=health["desired"], ready=health["ready"])
+        replicas = client.deployment_replicas(deployment.name)
+        reading = Reading(
+            present=set(replicas["pods"]),
+            desired=replicas["desired"],
+            ready=replicas["ready"],
+            tracks=replicas["tracks"],
+        )
     except BackendError as exc:
         log.warning("%s: replica counts unknown: %s", deployment, exc)
     try:
         reading.counters = prometheus_counters(
-            base_url, promql.pod_counters(deployment.target.namespace, deployment.name), at
+            base_url,
+            promql.pod_counters(deployment.target.namespace, deployment.name, canary_name(deployment.name)),
+            at,
         )
     except (OSError, ValueError, KeyError, IndexError) as exc:
         log.warning("%s: Prometheus at %s did not answer the query: %s", deployment, base_url, exc)
