@@ -21,6 +21,7 @@ class DeploymentTargetAdmin(admin.ModelAdmin):
             {"fields": ["in_cluster", "kubeconfig_path", "kube_context", "namespace", "pod_security_level"]},
         ),
         ("Clients", {"fields": ["external_base_url"]}),
+        ("Traffic (canary weights)", {"fields": ["gateway_name", "gateway_namespace"]}),
         (
             "Pods",
             {

@@ -3,6 +3,10 @@
 Rendered objects are plain dicts, ready for server-side apply. Nothing here talks to a
 cluster, so every manifest can be validated against the Kubernetes JSON schemas in a test.
 
+Each object belongs to a track (``Release.track``): the stable version's, or a canary's beside
+it (canary_manifests.py sizes and weighs a canary; here each track's objects are rendered).
+With a Gateway on the target, the model's address is an HTTPRoute on it (``http_route``).
+
 Why the probes look the way they do:
 - readiness: TF Serving's status endpoint answers 200 while a version is still LOADING, so
   an httpGet probe would send traffic too early. The probe reads the body and passes only
@@ -32,6 +36,13 @@ from deployer.tfserving import GRPC_PORT, METRICS_PATH, REST_PORT, model_path
 MODEL_ROOT = "/models"
 CONFIG_DIR = "/config"
 MANAGER = "modelgate"
+# A canary's pods share the stable pods' instance label (the Service selects on it) and carry this
+# managed-by value instead of MANAGER, so the stable Deployment's selector (instance + managed-by,
+# immutable) never matches them: its ReplicaSets would otherwise count or fight over them.
+CANARY_MANAGER = "modelgate-canary"
+TRACK_LABEL = "modelgate.io/track"
+TRACKS = ("stable", "canary")
+GATEWAY_GROUP = "gateway.networking.k8s.io"
 TMP_DIR = "/tmp"  # noqa: S108 - an emptyDir mounted in the pod, not this machine's /tmp
 # An unprivileged uid and gid (not in the serving image's /etc/passwd, which TF Serving ignores);
 # fsGroup makes the emptyDir volumes writable for it.
@@ -44,6 +55,14 @@ class Autoscaling:
     min_replicas: int
     max_replicas: int
     cpu_utilization: int = 70
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A Gateway API Gateway the environment's traffic enters through (precise canary weights)."""
+
+    name: str
+    namespace: str = ""  # empty: the target's own namespace
 
 
 @dataclass(frozen=True)
@@ -68,6 +87,9 @@ class Target:
     # The Pod Security Standard the namespace enforces: "restricted" and "baseline" render the
     # hardened security context below; "privileged" leaves the image's defaults.
     pod_security_level: str = "restricted"
+    # Set: the environment's address is an HTTPRoute on this Gateway, and a canary's share is the
+    # route's backendRefs weight. None: one Service, and a canary's share follows its pod count.
+    gateway: Gateway | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +129,17 @@ def resource_name(model: str, environment: str) -> str:
     return _dns_label(f"tfs-{model}-{environment}")
 
 
+def canary_name(name: str) -> str:
+    """The canary's Deployment (and, with a Gateway, Service) beside the stable one named ``name``."""
+    return _dns_label(f"{name}-canary")
+
+
+def track_name(release: Release) -> str:
+    """The Deployment serving ``release``'s track."""
+    name = resource_name(release.model, release.environment)
+    return canary_name(name) if release.track == "canary" else name
+
+
 def _check(target: Target, release: Release) -> None:
     tag = target.image.rsplit("/", 1)[-1]
     if ":" not in tag and "@" not in target.image:
@@ -121,6 +154,14 @@ def _check(target: Target, release: Release) -> None:
         raise ManifestError(
             f"Pod security level {target.pod_security_level!r} is none of {', '.join(POD_SECURITY_LEVELS)}."
         )
+    if release.track not in TRACKS:
+        raise ManifestError(f"Track {release.track!r} is none of {', '.join(TRACKS)}.")
+    if target.gateway is not None:
+        for field_name, value in (("name", target.gateway.name), ("namespace", target.gateway.namespace)):
+            if (value or field_name == "name") and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+                raise ManifestError(
+                    f"Gateway {field_name} {value!r} is not a Kubernetes name (lowercase letters, digits and '-')."
+                )
 
 
 def models_config(
@@ -167,15 +208,27 @@ def _labels(target: Target, release: Release) -> dict:
         "modelgate.io/model": _label_value(release.model),
         "modelgate.io/version": str(release.version),
         "modelgate.io/environment": _label_value(release.environment),
+        TRACK_LABEL: release.track,
     }
 
 
 def _selector(release: Release) -> dict:
-    # Only what never changes between versions: a Deployment's selector is immutable.
+    # Only what never changes between versions: a Deployment's selector is immutable. The stable
+    # track's is what every stable Deployment has had; a canary's differs in managed-by only.
     return {
         "app.kubernetes.io/instance": resource_name(release.model, release.environment),
-        "app.kubernetes.io/managed-by": MANAGER,
+        "app.kubernetes.io/managed-by": CANARY_MANAGER if release.track == "canary" else MANAGER,
     }
+
+
+def service_selector(target: Target, release: Release) -> dict:
+    """The pods a track's Service sends traffic to. Without a Gateway the one Service selects the
+    instance label alone, so a canary's pods beside the stable ones take a share of the traffic in
+    proportion to their number. With a Gateway each track has its own Service and the HTTPRoute
+    weighs them, so each selects its own track's pods only."""
+    if target.gateway is None and release.track == "stable":
+        return {"app.kubernetes.io/instance": resource_name(release.model, release.environment)}
+    return _selector(release)
 
 
 def _annotations(release: Release) -> dict:
@@ -197,8 +250,9 @@ def _meta(name: str, target: Target, release: Release) -> dict:
 
 def config_name(release: Release) -> str:
     """One ConfigMap per version: pods of the previous version keep reading their own config
-    while a rollout (or a rollback) is under way."""
-    return _dns_label(f"{resource_name(release.model, release.environment)}-v{release.version}")
+    while a rollout (or a rollback) is under way. A canary's is its own, so removing the canary
+    never removes the config of the same version promoted to stable."""
+    return _dns_label(f"{track_name(release)}-v{release.version}")
 
 
 def config_map(target: Target, release: Release) -> dict:
@@ -311,8 +365,9 @@ def container_security_context(target: Target) -> dict | None:
     return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
 
 
-def deployment(target: Target, release: Release) -> dict:
-    name = resource_name(release.model, release.environment)
+def deployment(target: Target, release: Release, *, replicas: int | None = None) -> dict:
+    """The track's Deployment; ``replicas`` overrides the target's count (a canary's split)."""
+    name = track_name(release)
     config_hash = hashlib.sha256((models_config(release) + monitoring_config()).encode()).hexdigest()[:16]
     resources = {
         "requests": {"cpu": target.cpu_request, "memory": target.memory_request},
@@ -401,7 +456,9 @@ def deployment(target: Target, release: Release) -> dict:
             "spec": pod_spec,
         },
     }
-    if target.autoscaling is None:
+    if replicas is not None:
+        spec["replicas"] = replicas
+    elif target.autoscaling is None:
         # With an HPA the replica count is its to set; applying ours would fight it.
         spec["replicas"] = target.replicas
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(name, target, release), "spec": spec}
@@ -411,10 +468,10 @@ def service(target: Target, release: Release) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(resource_name(release.model, release.environment), target, release),
+        "metadata": _meta(track_name(release), target, release),
         "spec": {
             "type": "ClusterIP",
-            "selector": _selector(release),
+            "selector": service_selector(target, release),
             "ports": [
                 {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
                 {"name": "http", "port": REST_PORT, "targetPort": "http", "protocol": "TCP"},
@@ -448,10 +505,58 @@ def autoscaler(target: Target, release: Release) -> dict:
     }
 
 
+def tfserving_paths(model: str) -> list[dict]:
+    """HTTPRoute matches for one model's TF Serving REST paths. Gateway API path prefixes match
+    whole segments, so `/v1/models/<m>` covers /labels/<l>:predict, /versions/<n>, /metadata and
+    the status, but not `/v1/models/<m>:predict` (its last segment is `<m>:predict`): those three
+    verbs get exact matches."""
+    base = f"/v1/models/{model}"
+    return [{"path": {"type": "PathPrefix", "value": base}}] + [
+        {"path": {"type": "Exact", "value": f"{base}:{verb}"}} for verb in ("predict", "classify", "regress")
+    ]
+
+
+def http_route(target: Target, release: Release, backends: list[tuple[str, int]]) -> dict:
+    """The environment's address for one model through the target's Gateway: a Gateway API v1
+    HTTPRoute sending the model's REST paths to the (Service, weight) backends. Group, kind and
+    weight are written out although they are the CRD's defaults, so the object read back equals
+    the one applied."""
+    gateway = target.gateway
+    assert gateway is not None, "only a target with a Gateway has a route"
+    parent = {"group": GATEWAY_GROUP, "kind": "Gateway", "name": gateway.name}
+    if gateway.namespace and gateway.namespace != target.namespace:
+        parent["namespace"] = gateway.namespace
+    return {
+        "apiVersion": f"{GATEWAY_GROUP}/v1",
+        "kind": "HTTPRoute",
+        "metadata": _meta(resource_name(release.model, release.environment), target, release),
+        "spec": {
+            "parentRefs": [parent],
+            "rules": [
+                {
+                    "matches": tfserving_paths(release.model),
+                    "backendRefs": [
+                        {"group": "", "kind": "Service", "name": name, "port": REST_PORT, "weight": weight}
+                        for name, weight in backends
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def stable_route(target: Target, release: Release) -> dict:
+    """All of the model's traffic on the Gateway to the stable Service."""
+    return http_route(target, release, [(resource_name(release.model, release.environment), 100)])
+
+
 def render(target: Target, release: Release) -> list[dict]:
-    """Every object of a release, in the order they are applied (config before pods)."""
+    """Every object of a release, in the order they are applied (config before pods, the route
+    last)."""
     _check(target, release)
     objects = [config_map(target, release), service(target, release), deployment(target, release)]
     if target.autoscaling is not None:
         objects.append(autoscaler(target, release))
+    if target.gateway is not None:
+        objects.append(stable_route(target, release))
     return objects

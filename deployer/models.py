@@ -46,6 +46,18 @@ class DeploymentTarget(models.Model):
         "/v1/models/<name>/… to the model's Service), e.g. https://models.example.com. "
         "Empty: in-cluster only.",
     )
+    gateway_name = models.CharField(
+        max_length=63,
+        blank=True,
+        help_text="A Gateway API Gateway (gateway.networking.k8s.io/v1) the environment's traffic enters through: "
+        "each model gets an HTTPRoute on it, and a canary's share is set exactly by the route's weights. Its "
+        "listeners must allow routes from the serving namespace, and the cluster must have the Gateway API "
+        "CRDs. Empty: one Service per model, and a canary's share follows its number of pods (approximate "
+        "with few replicas).",
+    )
+    gateway_namespace = models.CharField(
+        max_length=63, blank=True, help_text="The Gateway's namespace. Empty: the serving namespace."
+    )
     image = models.CharField(
         max_length=300, default="tensorflow/serving:2.19.0", help_text="A pinned TF Serving image; 'latest' is refused."
     )
@@ -105,6 +117,11 @@ class DeploymentTarget(models.Model):
             errors["autoscale_max"] = "Set both autoscale_min and autoscale_max, or neither."
         elif self.autoscale_min and self.autoscale_max and self.autoscale_min > self.autoscale_max:
             errors["autoscale_max"] = "Must be at least autoscale_min."
+        for name in ("gateway_name", "gateway_namespace"):
+            if getattr(self, name) and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", getattr(self, name)):
+                errors[name] = "A Kubernetes name: lowercase letters, digits and '-', at most 63."
+        if self.gateway_namespace and not self.gateway_name:
+            errors["gateway_name"] = "Name the Gateway too, or clear its namespace."
         if self.backend == self.KUBERNETES and self.in_cluster and self.kubeconfig_path:
             errors["kubeconfig_path"] = "Leave empty with in-cluster configuration."
         if errors:

@@ -308,7 +308,7 @@ def test_the_deployer_role_allows_exactly_what_a_rollout_calls(kube, kubeconfig,
     """The worker's Role: apply (with an autoscaler), follow the rollout through a 410 and a
     re-list, find the serving pods, ask TF Serving for the version's status and a prediction
     through the pod proxy, read the objects back (drift), scrape the replicas' metrics, look
-    at the health, delete."""
+    at the health, delete; and the same objects with an HTTPRoute for a target with a Gateway."""
     role = _role("modelgate-deployer")
     namespace = role["metadata"]["namespace"]
     objects = rendered(1, _serving_target(namespace))
@@ -326,6 +326,12 @@ def test_the_deployer_role_allows_exactly_what_a_rollout_calls(kube, kubeconfig,
         assert backend.proxy(pod, "GET", tfserving.METRICS_PATH)[0] == 200
         assert backend.deployment_health(name)["ready"] == 1
         backend.delete(objects)
+        # A target with a Gateway: its HTTPRoute is applied, read back and deleted too.
+        kube.install_gateway_api()
+        routed = rendered(1, m.Target(**{**_serving_target(namespace).__dict__, "gateway": m.Gateway("edge")}))
+        backend.apply(routed)
+        assert all(backend.read(routed))
+        backend.delete(routed)
 
     requests = rbac_requests(kube.calls, applies, namespace)
     allowed = grants(role)

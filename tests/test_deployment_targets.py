@@ -3,6 +3,8 @@
 import pytest
 from django.core.exceptions import ValidationError
 
+from deployer.backends import target_spec
+from deployer.manifests import Gateway
 from deployer.models import DeploymentTarget
 
 pytestmark = pytest.mark.django_db
@@ -17,6 +19,9 @@ pytestmark = pytest.mark.django_db
         ({"autoscale_min": 3, "autoscale_max": 2}, "autoscale_max"),
         ({"autoscale_min": 2}, "autoscale_max"),
         ({"backend": "kubernetes", "in_cluster": True, "kubeconfig_path": "/etc/kube/config"}, "kubeconfig_path"),
+        ({"gateway_name": "Edge_Gateway"}, "gateway_name"),
+        ({"gateway_name": "edge", "gateway_namespace": "-gateways"}, "gateway_namespace"),
+        ({"gateway_namespace": "gateways"}, "gateway_name"),
     ],
 )
 def test_a_target_that_could_not_deploy_is_refused_naming_the_field(staging, fields, field):
@@ -68,6 +73,8 @@ def test_the_admin_saves_a_target_with_an_audit_event_and_shows_no_credentials(
             "rollout_timeout_seconds": 900,
             "guard_minutes": 10,
             "pod_security_level": "baseline",
+            "gateway_name": "edge",
+            "gateway_namespace": "gateways",
         },
     )
     assert response.status_code == 302, response.content[:2000]
@@ -77,3 +84,6 @@ def test_the_admin_saves_a_target_with_an_audit_event_and_shows_no_credentials(
     page = client.get(f"/admin/deployer/deploymenttarget/{target.pk}/change/").content.decode()
     assert "s3cr3t-token" not in page
     assert 'name="pod_security_level"' in page and '<option value="baseline" selected>' in page
+    # A Gateway on the target: its models' traffic goes through an HTTPRoute, canaries by weight.
+    assert 'name="gateway_name"' in page and 'value="edge"' in page
+    assert target_spec(target).gateway == Gateway(name="edge", namespace="gateways")

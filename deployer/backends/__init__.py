@@ -32,6 +32,9 @@ def target_spec(target) -> manifests.Target:
         startup_seconds=target.startup_seconds,
         progress_deadline_seconds=target.progress_deadline_seconds,
         pod_security_level=target.pod_security_level,
+        gateway=manifests.Gateway(name=target.gateway_name, namespace=target.gateway_namespace)
+        if target.gateway_name
+        else None,
     )
 
 

@@ -25,19 +25,23 @@ class ServingBackend(Protocol):
     def render(self, release: Release) -> list[dict]:
         """The objects that make ``release`` serve (stored on the rollout as its manifests)."""
 
+    def render_canary(self, stable: Release, canary: Release, weight: int) -> list[dict]:
+        """The objects (pure) that make ``canary`` take about ``weight`` % (1..99) of the traffic
+        of the environment's address beside ``stable``, which must be the release serving now as
+        its rollout rendered it (same rollout id). Apply them with ``apply`` and then ``wait``:
+        on Kubernetes the traffic moves in ``wait``, once the canary's pods are ready. Applying
+        again with another weight changes the split; applying twice is harmless."""
+
+    def canary_end(self, stable: Release, objects: list[dict]) -> None:
+        """All traffic back to ``stable``, then the canary track's objects (``objects`` as
+        render_canary returned them) deleted; what is already gone is fine. On abort, and after
+        a promotion has made the canary's version the stable one."""
+
     def prepare(self, release: Release, version) -> str:
         """Make the version's files available to the model server; returns what was done."""
 
     def apply(self, objects: list[dict], *, previous: list[dict] | None = None) -> None:
         """Create or update the objects. ``previous`` are the objects serving now."""
-
-    def render_canary(self, stable: Release, canary: Release, weight: int) -> list[dict]:
-        """The objects (pure) that give ``canary`` about ``weight`` % of the environment's
-        traffic beside ``stable``; applied with ``apply`` and awaited with ``wait``. Applying
-        them again with another weight changes the split; applying twice is harmless."""
-
-    def canary_end(self, stable: Release, objects: list[dict]) -> None:
-        """All traffic back to ``stable`` and the canary's ``objects`` deleted (what is gone is fine)."""
 
     def wait(self, objects: list[dict], *, timeout: float, progress: Callable[[str], None]) -> str:
         """Block until the applied objects serve; raise RolloutFailed or RolloutTimeout."""
@@ -46,7 +50,8 @@ class ServingBackend(Protocol):
         """The new revision is verified: drop what only the transition needed."""
 
     def call(self, release: Release, method: str, path: str, body: dict | None = None) -> list[Answer]:
-        """Send a TF Serving REST call to every replica serving ``release``."""
+        """Send a TF Serving REST call to every replica serving ``release`` (of its track only:
+        ``release.track == "canary"`` reaches the canary's replicas)."""
 
     def call_one(self, release: Release, replica: str, method: str, path: str, body: dict | None = None) -> int:
         """Send one call to one replica (named as in Answer.replica); returns the HTTP status."""

@@ -29,6 +29,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -40,7 +41,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from deployer.backends.errors import PermanentError, RolloutTimeout, TransientError
-from deployer.manifests import MANAGER
+from deployer.manifests import CANARY_MANAGER, MANAGER, TRACK_LABEL
 from deployer.rollout_status import RolloutFailed, deployment_status, pod_failure, replica_failure
 from deployer.tfserving import REST_PORT
 
@@ -48,21 +49,48 @@ log = logging.getLogger(__name__)
 
 APPLY_PATCH = "application/apply-patch+yaml"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 VERSION_LABEL = "modelgate.io/version"
 MAX_EVENTS = 20
 # How often a rollout's pods are looked at while the Deployment's watch is quiet: a pod stuck in a
 # back-off changes no Deployment field, so the watch alone would wait for the progress deadline.
 POD_CHECK_SECONDS = 1.0
 
-# What Modelgate applies: (apiVersion, kind) -> (typed API, the suffix of its *_namespaced_* methods).
-# Keyed as objects are looked up: an object without one of the fields gives None.
-_KINDS: dict[tuple[str | None, str | None], tuple[type, str]] = {
+
+# What Modelgate applies: (apiVersion, kind) -> (typed API, the suffix of its *_namespaced_* methods),
+# or for a custom resource (CustomObjectsApi, its group, version and plural). Keyed as objects are
+# looked up: an object without one of the fields gives None.
+@dataclass(frozen=True)
+class _Custom:
+    group: str
+    version: str
+    plural: str
+
+
+_KINDS: dict[tuple[str | None, str | None], tuple[type, str | _Custom]] = {
     ("v1", "ConfigMap"): (client.CoreV1Api, "namespaced_config_map"),
     ("v1", "Service"): (client.CoreV1Api, "namespaced_service"),
     ("apps/v1", "Deployment"): (client.AppsV1Api, "namespaced_deployment"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): (client.AutoscalingV2Api, "namespaced_horizontal_pod_autoscaler"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): (
+        client.CustomObjectsApi,
+        _Custom("gateway.networking.k8s.io", "v1", "httproutes"),
+    ),
 }
-_DELETE_ORDER: dict[str | None, int] = {"HorizontalPodAutoscaler": 0, "Deployment": 1, "Service": 2, "ConfigMap": 3}
+# The route goes first, so no traffic is sent to a Service about to go.
+_DELETE_ORDER: dict[str | None, int] = {
+    "HTTPRoute": 0,
+    "HorizontalPodAutoscaler": 1,
+    "Deployment": 2,
+    "Service": 3,
+    "ConfigMap": 4,
+}
+# Without the CRD the API server knows no such path: kube-apiserver's CRD handler passes the
+# request on and the last handler answers a bare 404 NotFound (see tests/kubeapi/handler.py).
+_NO_CRD = (
+    "the cluster does not serve {group}/{version} {plural}: install the Gateway API CRDs (standard "
+    "channel, v1.0 or later), or clear the target's Gateway to split traffic by pod counts"
+)
 
 
 class _Expired(Exception):
@@ -106,11 +134,12 @@ class KubernetesApi:
         what it renders, so an out-of-band edit of those fields is overwritten, not a conflict."""
         applied = []
         for obj in objects:
-            api, suffix, name = self._target(obj)
-            with _translated(f"Applying {obj['kind']} {self.namespace}/{name}"):
-                response = getattr(api, f"patch_{suffix}")(
-                    name,
-                    self.namespace,
+            _, kind, name = self._target(obj)
+            hint = _NO_CRD.format(**kind.__dict__) if isinstance(kind, _Custom) else None
+            with _translated(f"Applying {obj['kind']} {self.namespace}/{name}", missing_hint=hint):
+                response = self._call(
+                    "patch",
+                    obj,
                     obj,
                     field_manager=MANAGER,
                     force=True,
@@ -126,25 +155,23 @@ class KubernetesApi:
         """The live version of each object, None where it does not exist."""
         found = []
         for obj in objects:
-            api, suffix, name = self._target(obj)
+            _, _, name = self._target(obj)
             with _translated(f"Reading {obj['kind']} {self.namespace}/{name}", missing_ok=True) as outcome:
                 outcome.value = _body(
-                    getattr(api, f"read_{suffix}")(
-                        name, self.namespace, _preload_content=False, _request_timeout=self.request_timeout
-                    )
+                    self._call("read", obj, _preload_content=False, _request_timeout=self.request_timeout)
                 )
             found.append(outcome.value)
         return found
 
     def delete(self, objects: list[dict]) -> None:
-        """Delete the objects, whatever order they come in, autoscaler and Deployment first: no pod
-        is left reading a deleted ConfigMap. Objects already gone are fine."""
+        """Delete the objects, whatever order they come in, route first, then autoscaler and
+        Deployment: no pod is left reading a deleted ConfigMap. Objects already gone are fine."""
         for obj in sorted(objects, key=lambda o: _DELETE_ORDER.get(o.get("kind"), len(_DELETE_ORDER))):
-            api, suffix, name = self._target(obj)
+            _, _, name = self._target(obj)
             with _translated(f"Deleting {obj['kind']} {self.namespace}/{name}", missing_ok=True):
-                getattr(api, f"delete_{suffix}")(
-                    name,
-                    self.namespace,
+                self._call(
+                    "delete",
+                    obj,
                     propagation_policy="Background",
                     _preload_content=False,
                     _request_timeout=self.request_timeout,
@@ -152,7 +179,7 @@ class KubernetesApi:
 
     def _target(self, obj: dict):
         try:
-            api_class, suffix = _KINDS[(obj.get("apiVersion"), obj.get("kind"))]
+            api_class, kind = _KINDS[(obj.get("apiVersion"), obj.get("kind"))]
         except KeyError:
             raise PermanentError(
                 f"The Kubernetes backend does not manage {obj.get('apiVersion')} {obj.get('kind')} objects."
@@ -163,7 +190,16 @@ class KubernetesApi:
                 f"{obj['kind']} {meta.get('name')} is rendered for namespace "
                 f"{meta['namespace']!r}, but this backend deploys to {self.namespace!r}."
             )
-        return self._apis[api_class], suffix, meta["name"]
+        return self._apis[api_class], kind, meta["name"]
+
+    def _call(self, verb: str, obj: dict, *args, **kwargs):
+        """read, patch or delete one object through its typed API, or CustomObjectsApi's
+        *_namespaced_custom_object for a custom resource (which says get for read)."""
+        api, kind, name = self._target(obj)
+        if isinstance(kind, _Custom):
+            method = getattr(api, f"{'get' if verb == 'read' else verb}_namespaced_custom_object")
+            return method(kind.group, kind.version, self.namespace, kind.plural, name, *args, **kwargs)
+        return getattr(api, f"{verb}_{kind}")(name, self.namespace, *args, **kwargs)
 
     # --- rollout ---
 
@@ -315,7 +351,9 @@ class KubernetesApi:
 
     def deployment_replicas(self, name: str) -> dict:
         """The cheap part of deployment_health, for the metrics scraper every 10 s: counts and
-        pod names from one Deployment read and one pod list, no events."""
+        pod names from one Deployment read and one pod list, no events. The pods are those of
+        the instance, a canary's included, each with its track (`modelgate.io/track`; pods
+        rendered before tracks existed are stable); the counts are the stable Deployment's."""
         deployment = self._read_deployment(name)
         pods = [p for p in self._pods(f"{INSTANCE_LABEL}={name}") if not p["metadata"].get("deletionTimestamp")]
         status = deployment.get("status") or {}
@@ -324,11 +362,16 @@ class KubernetesApi:
             "ready": status.get("readyReplicas", 0),
             "pods": sorted(p["metadata"]["name"] for p in pods),
             "serving": sorted(p["metadata"]["name"] for p in pods if _ready(p)),
+            "tracks": {p["metadata"]["name"]: _track(p) for p in pods},
         }
 
-    def serving_pods(self, name: str, *, version: int | None = None) -> list[str]:
-        """Names of the Deployment's Ready pods that are not terminating (optionally of one version)."""
-        selector = f"{INSTANCE_LABEL}={name}" + (f",{VERSION_LABEL}={version}" if version is not None else "")
+    def serving_pods(self, name: str, *, version: int | None = None, track: str = "stable") -> list[str]:
+        """Names of the instance's Ready pods of one track that are not terminating (optionally of
+        one version). A canary's pods share the instance label and differ in managed-by."""
+        manager = CANARY_MANAGER if track == "canary" else MANAGER
+        selector = f"{INSTANCE_LABEL}={name},{MANAGED_BY_LABEL}={manager}" + (
+            f",{VERSION_LABEL}={version}" if version is not None else ""
+        )
         return sorted(
             p["metadata"]["name"]
             for p in self._pods(selector)
@@ -395,7 +438,9 @@ class KubernetesApi:
         latest Warning events of the Deployment, its ReplicaSets and its pods (newest first): a
         pod PodSecurity refused exists only as its ReplicaSet's FailedCreate event."""
         deployment = self._read_deployment(name)
-        pods = self._pods(f"{INSTANCE_LABEL}={name}")
+        # The Deployment's own selector: a canary's pods share the instance label, not the selector.
+        match = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        pods = self._pods(",".join(f"{k}={v}" for k, v in sorted(match.items())) or f"{INSTANCE_LABEL}={name}")
         status = deployment.get("status") or {}
         return {
             "desired": (deployment.get("spec") or {}).get("replicas", 1),
@@ -508,16 +553,20 @@ class _Outcome:
 
 
 @contextmanager
-def _translated(action: str, *, missing_ok: bool = False, watching: bool = False):
+def _translated(action: str, *, missing_ok: bool = False, watching: bool = False, missing_hint: str | None = None):
     """Turn the client's exceptions into TransientError / PermanentError, saying what failed.
     missing_ok: a 404 is an answer, not an error. watching: a read timeout means the watch saw
-    nothing within the time left."""
+    nothing within the time left. missing_hint: what a 404 means here (an apply creates what is
+    missing, so its 404 says the type itself is unknown)."""
     outcome = _Outcome()
     try:
         yield outcome
     except ApiException as exc:
         if exc.status == 404 and missing_ok:
             return
+        if exc.status == 404 and missing_hint:
+            message = _api_status(exc).get("message") or exc.reason or "not found"
+            raise PermanentError(f"{action}: {message} (HTTP 404): {missing_hint}.") from None
         if exc.status == 410:  # only a watch or list names a resourceVersion that can expire
             raise _Expired() from None
         status = _api_status(exc)
@@ -637,8 +686,13 @@ def _pod_health(pod: dict) -> dict:
         "restarts": sum(c.get("restartCount", 0) for c in statuses),
         "reason": _pod_reason(pod),
         "version": (pod["metadata"].get("labels") or {}).get(VERSION_LABEL),
+        "track": _track(pod),
         "message": pod_failure(pod),
     }
+
+
+def _track(pod: dict) -> str:
+    return (pod["metadata"].get("labels") or {}).get(TRACK_LABEL) or "stable"
 
 
 def _pod_reason(pod: dict) -> str | None:

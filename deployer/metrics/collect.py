@@ -45,6 +45,7 @@ from django.utils import timezone
 
 from deployer.backends import backend_for
 from deployer.backends.errors import BackendError
+from deployer.manifests import canary_name
 from deployer.metrics import promql
 from deployer.metrics.arithmetic import Interval, Snapshot, add, delta, from_samples, merge, parse, to_interval
 from deployer.metrics.points import FINE, align, traffic_fields
@@ -126,8 +127,22 @@ def read_pods(deployment: Deployment, client) -> Reading:
             counters[pod] = parse(body)
         except (BackendError, ValueError) as exc:
             log.warning("%s: metrics of pod %s unreadable: %s", deployment, pod, exc)
+    return _pods_reading(replicas, counters)
+
+
+def _pods_reading(replicas: dict, counters: dict[str, Snapshot]) -> Reading:
+    """A Reading from ``KubernetesApi.deployment_replicas``: its counts are the stable
+    Deployment's, a canary's are counted from its pods, and the Reading's desired/ready are
+    the whole deployment's (every track together)."""
+    canary = [pod for pod, track in replicas["tracks"].items() if track == CANARY]
+    canary_ready = sum(1 for pod in canary if pod in replicas["serving"])
     return Reading(
-        counters=counters, present=set(replicas["pods"]), desired=replicas["desired"], ready=replicas["ready"]
+        counters=counters,
+        present=set(replicas["pods"]),
+        desired=replicas["desired"] + len(canary),
+        ready=replicas["ready"] + canary_ready,
+        tracks=replicas["tracks"],
+        track_replicas={CANARY: (len(canary), canary_ready)} if canary else {},
     )
 
 
@@ -151,17 +166,19 @@ def prometheus_counters(base_url: str, query: str, at: datetime | None) -> dict[
 
 
 def read_prometheus(deployment: Deployment, client, base_url: str, at: datetime | None) -> Reading:
-    """Counters from Prometheus; which pods exist and the replica counts from the API server
-    (when it does not answer, no baseline is dropped and the counts stay unknown)."""
+    """Counters from Prometheus, of the stable and the canary Deployment's pods; which pods exist,
+    their tracks and the replica counts from the API server (when it does not answer, no
+    baseline is dropped and the counts stay unknown)."""
     reading = Reading()
     try:
-        health = client.deployment_health(deployment.name)
-        reading = Reading(present={p["name"] for p in health["pods"]}, desired=health["desired"], ready=health["ready"])
+        reading = _pods_reading(client.deployment_replicas(deployment.name), {})
     except BackendError as exc:
         log.warning("%s: replica counts unknown: %s", deployment, exc)
     try:
         reading.counters = prometheus_counters(
-            base_url, promql.pod_counters(deployment.target.namespace, deployment.name), at
+            base_url,
+            promql.pod_counters(deployment.target.namespace, deployment.name, canary_name(deployment.name)),
+            at,
         )
     except (OSError, ValueError, KeyError, IndexError) as exc:
         log.warning("%s: Prometheus at %s did not answer the query: %s", deployment, base_url, exc)

@@ -32,15 +32,19 @@ def _quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def pod_matchers(namespace: str, name: str) -> str:
-    """The label matchers of a Deployment's pods (names are DNS labels: no regex characters)."""
-    return f'{NAMESPACE_LABEL}="{_quoted(namespace)}",{POD_LABEL}=~"{_quoted(name)}-[a-z0-9]+-[a-z0-9]+"'
+def pod_matchers(namespace: str, *names: str) -> str:
+    """The label matchers of one or more Deployments' pods (names are DNS labels: no regex
+    characters)."""
+    deployments = "|".join(_quoted(name) for name in names)
+    if len(names) > 1:
+        deployments = f"({deployments})"
+    return f'{NAMESPACE_LABEL}="{_quoted(namespace)}",{POD_LABEL}=~"{deployments}-[a-z0-9]+-[a-z0-9]+"'
 
 
-def pod_counters(namespace: str, name: str) -> str:
-    """The raw request counters and latency histogram of a Deployment's pods (what the
-    collector reads at each scrape)."""
-    return f'{{__name__=~"{"|".join(SAMPLE_NAMES)}",{pod_matchers(namespace, name)}}}'
+def pod_counters(namespace: str, *names: str) -> str:
+    """The raw request counters and latency histogram of the Deployments' pods (what the
+    collector reads at each scrape: the stable Deployment's and its canary's)."""
+    return f'{{__name__=~"{"|".join(SAMPLE_NAMES)}",{pod_matchers(namespace, *names)}}}'
 
 
 def requests(namespace: str, name: str, window: str, *, errors: bool = False) -> str:

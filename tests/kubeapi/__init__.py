@@ -6,11 +6,15 @@
 
 It serves what Modelgate uses: ConfigMaps, Services, Deployments and HorizontalPodAutoscalers
 (get, list, watch, create, server-side apply, update, delete), ReplicaSets, Pods and Events
-(read; pods may also be deleted), and the pod proxy. Pods really run: the init container calls
+(read; pods may also be deleted), and the pod proxy; Gateway API HTTPRoutes too once
+`install_gateway_api()` has "installed" their CRD (before, their paths answer the real 404).
+Each Deployment has its own ReplicaSets and pods, whatever other Deployments share their labels
+(a canary beside the stable one), as ownerReferences decide on a real cluster. Pods really run: the init container calls
 fetch_model, the serving container is the TF Serving development server (tfserving_dev).
 
 Modules: status (Status errors), resources (the types served), fields + apply (field paths and
-server-side apply), schema (apply's unknown fields), validation (defaults and 422s), podsecurity
+server-side apply), schema (apply's unknown fields), crds (the HTTPRoute CRD's schema),
+validation (defaults and 422s), podsecurity
 (PodSecurity admission), selectors, store (objects, resourceVersion,
 watch history), api (the verbs), controller (Deployment, ReplicaSet, HPA, garbage collection),
 pods (kubelet), events, handler (HTTP), server (FakeKubeApiServer and the test hooks).
@@ -21,7 +25,9 @@ Where it is simpler than a real API server, knowingly:
 - Only apply patches: JSON, strategic-merge and merge patches answer 415. Bodies are JSON (valid
   YAML); other YAML is refused with 400.
 - Validation covers names, labels, annotation keys, the Deployment selector (must match, cannot
-  change), required containers, Service ports and HPA bounds. An apply with a field the schema
+  change), required containers, Service ports, HPA bounds, and for HTTPRoutes the CRD's schema
+  plus its one CEL rule Modelgate could break (a Service backendRef needs a port); no gateway
+  controller writes a route's status. An apply with a field the schema
   does not declare answers the real 500 (schema.py); other type errors are not checked (the
   manifest tests run kubernetes-validate in strict mode), and creates and updates keep unknown
   fields silently.

@@ -14,6 +14,7 @@ import pytest
 
 from deployer import manifests as m
 
+from . import crds
 from .server import FakeKubeApiServer
 
 K8S_VERSION = "1.33.0"
@@ -38,13 +39,20 @@ def release(version: int, rollout_id: int | None = None) -> m.Release:
     )
 
 
-def rendered(version: int, target: m.Target = TARGET, **release_fields) -> list[dict]:
-    """manifests.render, each object checked against the Kubernetes schemas (strict) first:
-    whatever the tests apply is something a real API server would accept."""
-    objects = m.render(target, release(version, **release_fields))
+def valid(objects: list[dict]) -> list[dict]:
+    """Each object checked against the Kubernetes schemas (strict), an HTTPRoute against its
+    CRD's: whatever the tests apply is something a real API server would accept."""
     for obj in objects:
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        if obj["kind"] == "HTTPRoute":
+            crds.validate(obj)
+        else:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     return objects
+
+
+def rendered(version: int, target: m.Target = TARGET, **release_fields) -> list[dict]:
+    """manifests.render, each object checked (valid) first."""
+    return valid(m.render(target, release(version, **release_fields)))
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 Pods, ReplicaSets and Events are written only by the simulated controllers and kubelet, as
 Modelgate never writes them; clients may read them (and delete pods, as an operator would).
+HTTPRoutes are a custom resource: served only after `FakeKubeApiServer.install_gateway_api()`.
 """
 
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ class Resource:
     generation: bool = False  # metadata.generation tracks .spec changes
     status_subresource: bool = False  # .status is ignored on writes to the main resource
     field_labels: tuple = ()  # fieldSelector keys beyond metadata.name and metadata.namespace
+    crd: bool = False  # served only once its CustomResourceDefinition is installed
 
     @property
     def group_version(self) -> str:
@@ -77,6 +79,16 @@ RESOURCES = (
         "HorizontalPodAutoscaler",
         generation=True,
         status_subresource=True,
+    ),
+    # The Gateway API's route (CRD httproutes.gateway.networking.k8s.io, standard channel).
+    Resource(
+        "gateway.networking.k8s.io",
+        "v1",
+        "httproutes",
+        "HTTPRoute",
+        generation=True,
+        status_subresource=True,
+        crd=True,
     ),
 )
 

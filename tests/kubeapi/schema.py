@@ -10,15 +10,17 @@ in schema` per unknown field (several under "errors:"). It is not an API status 
 handler's ErrorToAPIStatus answers it as a 500 whose Status has no reason. That is what a real
 v1.28+ server sends for an SSA patch with an unknown field.
 
-The schemas are kubernetes-validate's (the same the manifest tests use); only unknown fields are
-reported here, not type mismatches.
+The schemas are kubernetes-validate's (the same the manifest tests use), and for the HTTPRoute
+custom resource its CRD's (crds.py); only unknown fields are reported here, not type mismatches.
 """
 
 import copy
 import re
 
+import jsonschema
 import kubernetes_validate
 
+from . import crds
 from . import fields as f
 from .status import ApiError
 
@@ -69,8 +71,19 @@ def unknown_fields(obj: dict) -> list[str]:
     return found
 
 
+def crd_unknown_fields(obj: dict) -> list[str]:
+    """The same for a custom resource, from its CRD's schema (closed, as apply treats it)."""
+    found = []
+    validator = jsonschema.Draft7Validator(crds.http_route_schema())
+    for error in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path)):
+        if error.validator == "additionalProperties":
+            for name in _UNEXPECTED.findall(error.message.split(" (", 1)[1]):
+                found.append(f"{_describe(obj, list(error.absolute_path))}.{name}")
+    return found
+
+
 def check_apply(resource, namespace: str, name: str, body: dict) -> None:
-    unknown = unknown_fields(body)
+    unknown = crd_unknown_fields(body) if resource.crd else unknown_fields(body)
     if not unknown:
         return
     group = resource.group

@@ -70,6 +70,7 @@ class FakeKubeApiServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_class(self))
         self._httpd.daemon_threads = True
         self._serving: threading.Thread | None = None
+        self._crd_groups: set[str] = set()
 
     # --- lifecycle ---
 
@@ -162,6 +163,16 @@ class FakeKubeApiServer:
         if changed is None:
             raise KeyError(f"{kind} {namespace}/{name} does not exist")
         return changed
+
+    def install_gateway_api(self) -> None:
+        """As `kubectl apply -f standard-install.yaml` of the Gateway API: HTTPRoutes are served
+        from now on (before, their paths answer 404 as on a cluster without the CRDs)."""
+        with self._lock:
+            self._crd_groups.add(resources.by_name("httproutes").group)
+
+    def serves(self, resource) -> bool:
+        with self._lock:
+            return not resource.crd or resource.group in self._crd_groups
 
     def label_namespace(self, namespace: str, labels: dict) -> None:
         """Set a namespace's labels (there are no Namespace objects), e.g.

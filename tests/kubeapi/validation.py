@@ -11,6 +11,7 @@ import itertools
 import json
 import re
 
+from . import crds
 from .status import ApiError, invalid
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -29,6 +30,7 @@ def validate(resource, obj: dict, old: dict | None) -> None:
         "Service": _service,
         "ConfigMap": _config_map,
         "HorizontalPodAutoscaler": _autoscaler,
+        "HTTPRoute": _http_route,
     }.get(resource.kind)
     if checker:
         causes += checker(obj, old)
@@ -174,13 +176,58 @@ def _autoscaler(obj: dict, old: dict | None) -> list:
     return causes
 
 
+def _http_route(obj: dict, old: dict | None) -> list:
+    """The CRD's schema (its `#/...` path in the message, as the API server's structural schema
+    validation words it) and the CEL rule on backendRefs: a Service needs a port."""
+    causes = []
+    for error in crds.errors({k: v for k, v in obj.items() if k not in ("status",)}):
+        if error.validator == "additionalProperties":
+            continue  # apply refused those already (schema.py); a create or update drops them
+        field = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in error.absolute_path)
+        field = field.lstrip(".") or "<root>"
+        causes.append((field, f"Invalid value: {json.dumps(error.instance)}: {error.message}"))
+    for n, rule in enumerate((obj.get("spec") or {}).get("rules") or []):
+        for k, ref in enumerate(rule.get("backendRefs") or []):
+            if ref.get("group", "") == "" and ref.get("kind", "Service") == "Service" and "port" not in ref:
+                causes.append(
+                    (
+                        f"spec.rules[{n}].backendRefs[{k}]",
+                        'Invalid value: "object": Must have port for Service reference',
+                    )
+                )
+    return causes
+
+
 # --- defaults ---
 
 
 def apply_defaults(resource, obj: dict) -> None:
-    defaulter = {"Deployment": _default_deployment, "Service": _default_service}.get(resource.kind)
+    defaulter = {
+        "Deployment": _default_deployment,
+        "Service": _default_service,
+        "HTTPRoute": _default_http_route,
+    }.get(resource.kind)
     if defaulter:
         defaulter(obj.setdefault("spec", {}))
+
+
+def _default_http_route(spec: dict) -> None:
+    """The HTTPRoute CRD's `default`s (v1.0.0 standard channel): a rule matches every path, a
+    parentRef is a Gateway, a backendRef a Service of weight 1."""
+    for parent in spec.get("parentRefs") or []:
+        parent.setdefault("group", "gateway.networking.k8s.io")
+        parent.setdefault("kind", "Gateway")
+    spec.setdefault("rules", [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}])
+    for rule in spec["rules"]:
+        rule.setdefault("matches", [{"path": {"type": "PathPrefix", "value": "/"}}])
+        for match in rule["matches"]:
+            path = match.setdefault("path", {"type": "PathPrefix", "value": "/"})
+            path.setdefault("type", "PathPrefix")
+            path.setdefault("value", "/")
+        for ref in rule.get("backendRefs") or []:
+            ref.setdefault("group", "")
+            ref.setdefault("kind", "Service")
+            ref.setdefault("weight", 1)
 
 
 def _default_deployment(spec: dict) -> None:
