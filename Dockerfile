@@ -62,5 +62,5 @@ EXPOSE 8000
 
 # The console. The worker, beat, migrate and MLflow override the command (docker-compose.yml,
 # cluster/). No HEALTHCHECK here for the same reason: only the console serves /healthz.
-CMD ["gunicorn", "console.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "60", \
+CMD ["gunicorn", "console.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--timeout", "60", \
      "--access-logfile", "-", "--no-control-socket"]
