@@ -35,3 +35,12 @@ class StopForm(forms.Form):
         max_length=10000,
         help_text="Why this cannot wait for approval. The approvers are told at once.",
     )
+
+
+class CanaryAbortForm(forms.Form):
+    reason = forms.CharField(
+        required=False,
+        max_length=10000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Optional: it goes into the rollout's reason and the audit log.",
+    )

@@ -374,7 +374,8 @@ class Run:
             raise _Hold(again)
         reason = judged.reason
         if judged.result == "inconclusive":
-            reason = f"inconclusive ({judged.reason}); the plan {outcome}s an inconclusive step"
+            verb = "passes" if outcome == "pass" else "fails"  # not outcome + "s": "passs"
+            reason = f"inconclusive ({judged.reason}); the plan {verb} an inconclusive step"
         verdict = {
             "step": index,
             "weight": plan_step.weight,

@@ -2,12 +2,19 @@
 number of queries, however many deployments or revisions there are."""
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from console.errors import NotFound
+from deployer.canary import progress
+from deployer.metrics import series
 from deployer.models import Deployment, Rollout
 from registry.promotions.models import PromotionRequest, Review
+from registry.promotions.selectors import approver_group, is_approver
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 
 def deployment_list(*, environment: str = "", model: str = "") -> QuerySet[Deployment]:
@@ -109,3 +116,43 @@ def rollouts_finished_after(when: datetime, *, after_id: int = 0) -> list[Rollou
         .filter(Q(finished_at__gt=when) | Q(finished_at=when, pk__gt=after_id))
         .order_by("finished_at", "pk")
     )
+
+
+def canary_denials(rollout: Rollout, user: "AbstractBaseUser | AnonymousUser") -> dict[str, str | None]:
+    """Why ``user`` may not promote this canary early (``"promote"``) or abort it
+    (``"abort"``), or None where they may: the environment's approvers promote, but never the
+    requester where the environment refuses self-approval; the requester or an approver
+    abort. ``services.canary_promote_now`` and ``canary_abort`` refuse exactly these, and the
+    rollout page offers the buttons they leave. Whether the canary can still be decided on
+    at all is ``Rollout.canary_refusal``."""
+    env = rollout.deployment.environment
+    approver = is_approver(user, env)
+    req = rollout.request
+    promote = None
+    if not approver:
+        group = approver_group(env)
+        promote = (
+            f"Only members of the {group.name if group else 'approver'} group may promote a canary in {env.name} early."
+        )
+    elif req is not None and req.requested_by_id == user.pk and not (env.allow_self_approval and not env.protected):
+        promote = "You requested this promotion; another approver must promote its canary early."
+    requester = req.requested_by_id if req is not None else rollout.requested_by_id
+    abort = None
+    if user.pk != requester and not approver:
+        abort = f"Only the requester or an approver of {env.name} may abort this canary."
+    return {"promote": promote, "abort": abort}
+
+
+def canary_traffic(rollout: Rollout, *, now: datetime) -> dict:
+    """The rollout page's charts: each track's traffic (``series.tracks_series``) over the
+    canary's window (``progress.chart_window``: ``start`` and ``end`` in epoch seconds), the
+    step markers, and ``live``: whether the page should ask again."""
+    start, end, step = progress.chart_window(rollout, now=now)
+    data = series.tracks_series(rollout.deployment_id, start, end, step, now=now)
+    return {
+        **data,
+        "start": int(start.timestamp()),
+        "end": int(end.timestamp()),
+        "markers": progress.markers(rollout) if rollout.is_canary else [],
+        "live": rollout.is_active,
+    }

@@ -1,13 +1,12 @@
 """Shapes of deployments and rollouts in the REST API. Read-only: the services decide."""
 
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from deployer.canary.progress import canary_state
 from deployer.endpoints import endpoint
 from deployer.models import CanaryVerdict, Deployment, Rollout, RolloutStrategy
-from registry.promotions import canary_plan
 from registry.promotions.models import Review
 
 STEP_STATES = ["pending", "running", "done", "failed", "skipped"]
@@ -131,31 +130,6 @@ class CanarySerializer(serializers.Serializer):
     )
     verdicts = CanaryVerdictSerializer(many=True)
     decision = CanaryDecisionSerializer(allow_null=True, help_text="An operator's promote-now or abort, if any.")
-
-
-def canary_state(rollout: Rollout) -> dict | None:
-    """The API's view of a canary rollout's stored state (steps counted from 1)."""
-    if not rollout.is_canary:
-        return None
-    state = rollout.canary
-    plan = canary_plan.parse(state["plan"])
-    index = state.get("step")
-    in_step = index is not None and rollout.is_active and not rollout.canary_promoting
-    until = parse_datetime(state["hold_until"]) if state.get("hold_until") else None
-    seconds_left = max(0.0, (until - timezone.now()).total_seconds()) if in_step and until else None
-    return {
-        "plan": plan.to_dict(),
-        "description": plan.describe(),
-        "step": None if index is None else index + 1,
-        "steps_total": len(plan.steps),
-        "weight": state.get("weight") or 0,
-        "step_started_at": state.get("step_started_at"),
-        "hold_until": state.get("hold_until"),
-        "seconds_left": seconds_left,
-        "waiting": state.get("waiting") if in_step else None,
-        "verdicts": [{**v, "step": v["step"] + 1} for v in state.get("verdicts", [])],
-        "decision": state.get("decision"),
-    }
 
 
 class RolloutSerializer(serializers.ModelSerializer):

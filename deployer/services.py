@@ -15,13 +15,12 @@ from console import perms
 from console.audit.services import audit_record
 from console.errors import Conflict, NotFound, ServiceError
 from console.transactions import on_commit_safely
-from deployer import manifests
+from deployer import manifests, selectors
 from deployer.backends.local import free_port
 from deployer.models import Deployment, DeploymentTarget, Rollout, RolloutStrategy
 from registry.promotions import canary_plan, notify
 from registry.promotions import services as promotions
 from registry.promotions.models import PromotionRequest
-from registry.promotions.selectors import approver_group, is_approver
 
 log = logging.getLogger(__name__)
 RUN_TASK = "deployer.run_rollout"
@@ -641,16 +640,9 @@ def canary_promote_now(*, rollout_id: int, actor) -> Rollout:
     (never the requester where they may not approve their own request), audited."""
     with transaction.atomic():
         rollout = _locked_canary(rollout_id)
-        env = rollout.deployment.environment
-        if not is_approver(actor, env):
-            group = approver_group(env)
-            raise PermissionDenied(
-                f"Only members of the {group.name if group else 'approver'} group may promote a canary in "
-                f"{env.name} early."
-            )
-        req = rollout.request
-        if req is not None and req.requested_by_id == actor.pk and not (env.allow_self_approval and not env.protected):
-            raise PermissionDenied("You requested this promotion; another approver must promote its canary early.")
+        refusal = selectors.canary_denials(rollout, actor)["promote"]
+        if refusal:
+            raise PermissionDenied(refusal)
         _canary_decide(rollout=rollout, actor=actor, action="promote", reason="")
     return rollout
 
@@ -663,10 +655,9 @@ def canary_abort(*, rollout_id: int, actor, reason: str = "") -> Rollout:
         raise ServiceError("The reason is at most 10000 characters.", field="reason")
     with transaction.atomic():
         rollout = _locked_canary(rollout_id)
-        env = rollout.deployment.environment
-        requester = rollout.request.requested_by_id if rollout.request else rollout.requested_by_id
-        if actor.pk != requester and not is_approver(actor, env):
-            raise PermissionDenied(f"Only the requester or an approver of {env.name} may abort this canary.")
+        refusal = selectors.canary_denials(rollout, actor)["abort"]
+        if refusal:
+            raise PermissionDenied(refusal)
         _canary_decide(rollout=rollout, actor=actor, action="abort", reason=reason)
     return rollout
 

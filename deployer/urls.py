@@ -14,4 +14,7 @@ urlpatterns = [
     path("deployments/<int:pk>/stop/", views.deployment_stop, name="stop"),
     path("deployments/<int:pk>/rollback/", views.deployment_rollback, name="rollback"),
     path("rollouts/<int:pk>/", views.rollout_detail, name="rollout"),
+    path("rollouts/<int:pk>/traffic/", views.rollout_traffic, name="rollout-traffic"),
+    path("rollouts/<int:pk>/promote/", views.rollout_promote, name="rollout-promote"),
+    path("rollouts/<int:pk>/abort/", views.rollout_abort, name="rollout-abort"),
 ]

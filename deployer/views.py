@@ -7,9 +7,12 @@ hidden in the templates for users without it.
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from console import perms
@@ -22,11 +25,12 @@ from registry.promotions.models import PromotionRequest
 from . import selectors, services
 from .backends import backend_for
 from .backends.errors import BackendError
+from .canary import progress
 from .endpoints import endpoint
-from .forms import RedeployForm, RollbackForm, StopForm, UndeployForm
+from .forms import CanaryAbortForm, RedeployForm, RollbackForm, StopForm, UndeployForm
 from .metrics.compare import before_after
 from .metrics.series import summary
-from .models import Deployment
+from .models import Deployment, Rollout
 
 PAGE_SIZE = 50
 VIEW, VIEW_ROLLOUT = perms.VIEW_DEPLOYMENT, perms.VIEW_ROLLOUT
@@ -230,14 +234,80 @@ def deployment_rollback(request, pk):
 # --- one rollout -------------------------------------------------------------------
 
 
+def _rollout_page(request, rollout: Rollout, *, status: int = 200, **extra):
+    """The whole page; for htmx, what polls: a canary's panel with its steps (``?part=canary``,
+    the rollout page), else the steps alone (the deployment and request pages poll those)."""
+    partial = "canary" if request.GET.get("part") == "canary" else "steps"
+    canary = progress.page(rollout)
+    decide: dict[str, str | None] = {"promote": "", "abort": ""}  # no canary, or it is past deciding
+    # The buttons a user may press, as the services would judge them (they judge again on POST).
+    if canary is not None and rollout.canary_refusal() is None and (not request.htmx or partial == "canary"):
+        decide = selectors.canary_denials(rollout, request.user)
+    context = {
+        "rollout": rollout,
+        "deployment": rollout.deployment,
+        "compared": None if request.htmx else before_after(rollout),
+        "canary": canary,
+        "can_promote": decide["promote"] is None,
+        "can_abort": decide["abort"] is None,
+        "abort_form": extra.pop("abort_form", None) or CanaryAbortForm(),
+        "error": extra.pop("error", ""),
+        **extra,
+    }
+    return render_page(request, "deployer/rollout.html", context, partial=partial, status=status)
+
+
 @permission_required(VIEW_ROLLOUT, raise_exception=True)
 def rollout_detail(request, pk):
-    """The whole page, or only its steps for htmx (the steps poll themselves while active)."""
+    return _rollout_page(request, selectors.rollout_get(pk))
+
+
+@permission_required([VIEW_ROLLOUT, VIEW], raise_exception=True)
+def rollout_traffic(request, pk):
+    """The canary charts' data (static/js/canary-charts.js): both tracks over the canary's
+    window, as JSON, for a signed-in user who may see the deployment's traffic."""
+    return JsonResponse(selectors.canary_traffic(selectors.rollout_get(pk), now=timezone.now()))
+
+
+def _canary_decision(request, pk, decide, done: str, form: CanaryAbortForm | None = None):
+    """Shared POST handling of promote-now and abort: the service judges who may and whether
+    the canary can still be decided on; a refusal shows on the page with its status."""
     rollout = selectors.rollout_get(pk)
-    compared = None if request.htmx else before_after(rollout)
-    return render_page(
+    try:
+        decide(rollout)
+    except PermissionDenied as exc:
+        return _rollout_page(request, selectors.rollout_get(pk), status=403, error=str(exc), abort_form=form)
+    except ServiceError as exc:
+        shown = form is not None and add_service_error(form, exc, fields_only=True)  # under the field
+        error = "" if shown else exc.message
+        return _rollout_page(request, selectors.rollout_get(pk), status=exc.http_status, error=error, abort_form=form)
+    messages.success(request, done.format(revision=rollout.revision))
+    return _redirect(request, reverse("deployer:rollout", kwargs={"pk": pk}))
+
+
+@require_POST
+@permission_required(VIEW_ROLLOUT, raise_exception=True)  # who may is selectors.canary_denials, in the service
+def rollout_promote(request, pk):
+    return _canary_decision(
         request,
-        "deployer/rollout.html",
-        {"rollout": rollout, "deployment": rollout.deployment, "compared": compared},
-        partial="steps",
+        pk,
+        lambda rollout: services.canary_promote_now(rollout_id=rollout.pk, actor=request.user),
+        "Revision {revision} promoted early: its remaining canary steps are skipped and it becomes the stable version.",
+    )
+
+
+@require_POST
+@permission_required(VIEW_ROLLOUT, raise_exception=True)  # the requester or an approver, in the service
+def rollout_abort(request, pk):
+    form = CanaryAbortForm(request.POST)
+    if not form.is_valid():
+        return _rollout_page(request, selectors.rollout_get(pk), status=400, abort_form=form)
+    return _canary_decision(
+        request,
+        pk,
+        lambda rollout: services.canary_abort(
+            rollout_id=rollout.pk, actor=request.user, reason=form.cleaned_data["reason"]
+        ),
+        "Revision {revision}'s canary aborted: all traffic goes back to the stable version and the alias stays.",
+        form,
     )

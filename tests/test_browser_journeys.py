@@ -175,3 +175,104 @@ def test_a_failing_gate_shows_its_reason(login, engineer, iris, staging_local, p
     expect(body).to_contain_text("Blocked")
     expect(body).to_contain_text("accuracy")
     assert PromotionRequest.objects.get(pk=request_id).state == PromotionRequest.BLOCKED
+
+
+def test_an_approver_watches_a_canary_step_up_and_promotes_it_early(
+    login, worker, sent_tasks, engineer, approver, iris, staging_local, mlflow_store
+):
+    """Issue 17's browser test: on the local backend, a canary of v2 beside v1 takes 10 % and
+    then 50 % while the approver watches the rollout page update itself, and "Promote now"
+    ends it live with the alias moved. The test plays celery beat (the canary controller)."""
+    from tests.test_browser_csp import Watched
+
+    env = staging_local.environment
+    first = promotions.promotion_request(
+        actor=engineer, version=iris.versions.get(version=1), environment=env, justification="v1"
+    )
+    promotions.promotion_approve(actor=approver, request_id=first.pk, comment="ok")
+    _wait_for(lambda: Deployment.objects.filter(model=iris, live_rollout__version__version=1).first())
+    # Staging's policy: a canary. Step 1 is short so the page shows it pass; step 2 is long so
+    # the approver has to promote early. No traffic reaches the canary here, so each window is
+    # inconclusive, which this plan passes.
+    plan = {
+        "steps": [{"weight": 10, "seconds": 10}, {"weight": 50, "seconds": 600}],
+        "analysis": {"inconclusive": "pass"},
+    }
+    type(env).objects.filter(pk=env.pk).update(rollout_strategy="canary", canary_plan=plan)
+
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(1):
+            sent_tasks.append(("deployer.reconcile_canaries", []))  # the worker thread runs it
+
+    threading.Thread(target=beat, name="test-beat", daemon=True).start()
+    try:
+        second = promotions.promotion_request(
+            actor=engineer, version=iris.versions.get(version=2), environment=env, justification="v2 as a canary"
+        )
+        assert second.plan["strategy"] == "canary"
+        promotions.promotion_approve(actor=approver, request_id=second.pk, comment="canary it")
+        rollout = _wait_for(lambda: Rollout.objects.filter(request=second).first())
+
+        watched = Watched(login(approver))
+        page = watched.page
+        watched.visit(f"/rollouts/{rollout.pk}/")
+        page.evaluate("window.stillTheSamePage = true")  # gone if anything reloads the page
+        now = page.locator("#canary-now")
+        expect(now).to_contain_text("Step 1 of 2", timeout=60_000)
+        expect(now).to_contain_text("10 % of the traffic to the canary (v2)")
+        expect(now.locator("[data-role=time-left]")).to_contain_text(re.compile(r"\d+ s left"))
+        expect(page.locator('tr[data-step="1"]')).to_have_class(re.compile(r"\bcurrent\b"))
+
+        # Step 1 is judged and step 2 begins at its weight, without a reload.
+        expect(now).to_contain_text("Step 2 of 2", timeout=60_000)
+        expect(now).to_contain_text("50 % of the traffic to the canary (v2)")
+        first_row = page.locator('tr[data-step="1"]')
+        expect(first_row.locator(".badge").nth(1)).to_have_text("inconclusive")
+        expect(first_row).to_contain_text("the plan passes an inconclusive step")
+        assert page.evaluate("window.stillTheSamePage") is True
+        assert str(mlflow_store.client().get_model_version_by_alias("iris", "staging").version) == "1"
+        # The overlay charts drew and read the traffic.
+        expect(page.locator("#canary-charts [data-role=totals]")).to_contain_text("canary:", timeout=20_000)
+        assert page.locator("#canary-charts canvas").count() >= 3
+
+        # What is typed in the abort form survives the panel's polls.
+        page.fill("textarea[name=reason]", "half-typed thought")
+        page.wait_for_timeout(2500)
+        assert page.input_value("textarea[name=reason]") == "half-typed thought"
+
+        # Promote now: skip step 2's remaining ten minutes.
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Promote now").click()
+        expect(page.locator(".alert-success")).to_contain_text(f"Revision {rollout.revision} promoted early")
+        expect(page.locator("#canary-decision")).to_contain_text("Promoted early by ada-approver")
+        steps = page.locator(".rollout-steps")
+        expect(steps).to_contain_text("Live", timeout=90_000)
+        expect(now).to_contain_text("Done: v2 took all the traffic")
+        expect(page.get_by_role("button", name="Promote now")).to_have_count(0)
+        expect(page.get_by_role("button", name="Abort")).to_have_count(0)
+        expect(page.locator("#canary-live")).not_to_have_attribute("hx-trigger", re.compile(".*"))
+        watched.collect()
+        assert watched.problems == []
+    finally:
+        stop.set()
+
+    rollout.refresh_from_db()
+    assert rollout.state == Rollout.LIVE and rollout.canary["decision"]["actor"] == "ada-approver"
+    assert [s["state"] for s in rollout.steps if s["name"] == "canary_step_1"] == ["skipped"]
+    assert str(mlflow_store.client().get_model_version_by_alias("iris", "staging").version) == "2"
+    assert PromotionRequest.objects.get(pk=second.pk).state == PromotionRequest.LIVE
+
+
+def _wait_for(find, timeout: float = 90):
+    """What ``find`` returns once it is truthy (the worker thread makes it so)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = find()
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"nothing after {timeout:.0f} s")

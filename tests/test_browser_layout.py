@@ -72,10 +72,10 @@ def _promote(*, engineer, approver, version, environment, sent_tasks, justificat
     return req
 
 
-def _traffic(deployment: Deployment, version: int, *, rps: float, seed: int) -> None:
-    """The last 15 minutes in 10-second points, shaped like a service's: a slow wave, a little
-    noise. Written again before each width, so "the last minute" is never stale."""
-    MetricPoint.objects.filter(deployment=deployment).delete()
+def _traffic(deployment: Deployment, version: int, *, rps: float, seed: int, track: str = MetricPoint.STABLE) -> None:
+    """The last 15 minutes of one track in 10-second points, shaped like a service's: a slow
+    wave, a little noise. Written again before each width, so "the last minute" is never stale."""
+    MetricPoint.objects.filter(deployment=deployment, track=track).delete()
     now = timezone.now()
     start = now.replace(microsecond=0) - timedelta(minutes=15)
     start -= timedelta(seconds=start.second % FINE)
@@ -96,10 +96,27 @@ def _traffic(deployment: Deployment, version: int, *, rps: float, seed: int) -> 
                 version=version,
                 replicas_desired=1,
                 replicas_ready=1,
+                track=track,
                 **traffic_fields(interval),
             )
         )
     MetricPoint.objects.bulk_create(points)
+
+
+def _canary(*, engineer, approver, version, sent_tasks) -> Rollout:
+    """A canary of ``version`` in staging (where v2 serves), held a minute into its first step
+    with no worker, as the controller leaves it between checks."""
+    staging = Environment.objects.get(name="staging")
+    plan = {"steps": [{"weight": 10, "seconds": 1800}, {"weight": 50, "seconds": 3600}], "analysis": {}}
+    Environment.objects.filter(pk=staging.pk).update(rollout_strategy="canary", canary_plan=plan)
+    req = promotions.promotion_request(
+        actor=engineer, version=version, environment=staging, justification="The retrained v1, as a canary first."
+    )
+    promotions.promotion_approve(actor=approver, request_id=req.pk, comment="Let the numbers decide.")
+    sent_tasks.run_all()
+    rollout = Rollout.objects.get(request=req)
+    assert rollout.state == Rollout.RUNNING and rollout.next_check_at is not None, rollout.steps
+    return rollout
 
 
 @pytest.fixture
@@ -155,10 +172,12 @@ def console_data(
         justification="Retrained on November's data.",
     )
     token_create(user=admin_user, name="github-actions-nightly")
+    canary = _canary(engineer=engineer, approver=approver, version=churn.versions.get(version=1), sent_tasks=sent_tasks)
 
     def traffic():
         for seed, deployment in enumerate(Deployment.objects.select_related("live_rollout__version").order_by("pk")):
             _traffic(deployment, deployment.live_rollout.version.version, rps=4 + 8 * seed, seed=seed)
+        _traffic(canary.deployment, 1, rps=1.5, seed=5, track=MetricPoint.CANARY)
 
     production_deployment = Deployment.objects.get(model=iris, target=production_local)
     return {
@@ -167,6 +186,7 @@ def console_data(
         "pending": pending,
         "deployment": production_deployment,
         "rollout": Rollout.objects.get(request=live),
+        "canary": canary,
         "traffic": traffic,
     }
 
@@ -184,6 +204,7 @@ def _pages(data) -> list[tuple[str, str]]:
         ("deployments", "/deployments/"),
         ("deployment", f"/deployments/{data['deployment'].pk}/"),
         ("rollout", f"/rollouts/{data['rollout'].pk}/"),
+        ("rollout-canary", f"/rollouts/{data['canary'].pk}/"),
         ("audit", "/audit/"),
         ("environments", "/environments/"),
         ("environment", "/environments/production/"),
@@ -256,6 +277,9 @@ def test_every_console_page_fits_a_1280_and_a_1920_pixel_window(browser, live_se
                 _settle(page)
                 if name == "deployment":
                     expect(page.locator("#metrics canvas").first).to_be_visible()
+                if name == "rollout-canary":
+                    expect(page.locator("#canary-charts canvas").first).to_be_visible()
+                    expect(page.locator("#canary-charts [data-role=totals]")).to_contain_text("canary:")
                 problems += _check(page, name, width)
                 if shots:
                     _save_png(_page_shot(page, width), shots / "screenshots" / f"{name}-{width}.png")

@@ -190,7 +190,7 @@ def test_an_inconclusive_step_waits_for_traffic_when_the_plan_says_wait(canary, 
 
 
 @pytest.mark.parametrize(
-    "inconclusive, state, result", [("pass", Rollout.LIVE, "passed"), ("fail", Rollout.ROLLED_BACK, "fails")]
+    "inconclusive, state, result", [("pass", Rollout.LIVE, "passes"), ("fail", Rollout.ROLLED_BACK, "fails")]
 )
 def test_an_inconclusive_step_passes_or_fails_as_the_plan_says(
     canary, clock, sent_tasks, traffic, inconclusive, state, result
@@ -205,7 +205,7 @@ def test_an_inconclusive_step_passes_or_fails_as_the_plan_says(
     assert rollout.state == state
     verdict = rollout.canary["verdicts"][0]
     assert verdict["result"] == "inconclusive" and verdict["passed"] is (inconclusive == "pass")
-    assert f"the plan {inconclusive}" in verdict["reason"]
+    assert f"; the plan {result} an inconclusive step" in verdict["reason"]
 
 
 # --- a worker that dies ------------------------------------------------------------------

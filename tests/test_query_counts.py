@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from registry.models import ModelVersion, RegisteredModel
+from tests.test_deployer_pages import served  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -276,4 +277,37 @@ def test_a_promotion_request_with_its_discussion_has_a_pinned_query_count(
     small = _count(lambda: client.get(path))
     _discussion(req, 10, engineer, approver)
     large = _count(lambda: client.get(path))
+    assert small == large == expected
+
+
+# A canary's rollout page: the session, the user, its two permission sets, the rollout with
+# its deployment, environment, version and request in one join, then who may decide
+# (deployer.selectors.canary_denials: the approver group and the user's membership), the
+# user's roles for the header and, for the approver, the count of requests waiting for them. The
+# panel's poll (every second) is the same but the count; the charts' data is the rollout and
+# one read of points per track. None of it grows with the verdicts or the steps.
+@pytest.mark.parametrize(
+    "path, htmx, expected",
+    [
+        ("/rollouts/{pk}/", False, 8 + 1),
+        ("/rollouts/{pk}/?part=canary", True, 8),
+        ("/rollouts/{pk}/traffic/", False, 7),
+    ],
+)
+def test_a_canary_rollout_page_has_a_pinned_query_count(
+    browser_client, approver, engineer, served, path, htmx, expected
+):
+    from deployer.models import Rollout
+    from tests.test_canary_api import VERDICT, held_canary
+
+    rollout = held_canary(served, engineer, approver)
+    client = browser_client(approver)
+    path = path.format(pk=rollout.pk)
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    small = _count(lambda: client.get(path, **headers))
+    waiting = {"reason": "12 requests", "numbers": VERDICT["numbers"], "at": VERDICT["at"]}
+    Rollout.objects.filter(pk=rollout.pk).update(
+        canary={**rollout.canary, "step": 1, "weight": 50, "verdicts": [VERDICT], "waiting": waiting}
+    )
+    large = _count(lambda: client.get(path, **headers))
     assert small == large == expected

@@ -5,6 +5,8 @@ from datetime import datetime, timedelta
 from django import template
 from django.utils.dateparse import parse_datetime
 
+from deployer.canary import progress
+
 register = template.Library()
 
 
@@ -40,3 +42,10 @@ def duration(value: timedelta | None) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+@register.filter
+def canary_progress(rollout) -> dict | None:
+    """A canary rollout's progress (``deployer.canary.progress.page``), for the pages that
+    show its steps; None for a rollout that is not a canary."""
+    return progress.page(rollout)
