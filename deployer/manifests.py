@@ -79,6 +79,9 @@ class Release:
     environment: str
     rollout_id: int
     savedmodel_path: str  # where the SavedModel sits inside the version's artifacts
+    # "stable" (what the environment's address serves) or "canary" (a new version taking a
+    # share of that traffic beside it; its objects and calls are the canary's own).
+    track: str = "stable"
 
 
 class ManifestError(ValueError):

@@ -37,8 +37,17 @@ class ServingBackend(Protocol):
     def finalize(self, objects: list[dict]) -> None:
         """The new revision is verified: drop what only the transition needed."""
 
+    def render_canary(self, stable: Release, canary: Release, weight: int) -> list[dict]:
+        """The objects (pure) that make ``canary`` take about ``weight`` % of the traffic of the
+        environment's address beside ``stable``. Applied with ``apply``, awaited with ``wait``;
+        re-applying with another weight changes the split, and applying twice is harmless."""
+
+    def canary_end(self, stable: Release, objects: list[dict]) -> None:
+        """All traffic back to ``stable``, the canary's ``objects`` deleted (what is gone is fine)."""
+
     def call(self, release: Release, method: str, path: str, body: dict | None = None) -> list[Answer]:
-        """Send a TF Serving REST call to every replica serving ``release``."""
+        """Send a TF Serving REST call to every replica serving ``release`` (only the canary's
+        replicas when ``release.track`` is canary)."""
 
     def call_one(self, release: Release, replica: str, method: str, path: str, body: dict | None = None) -> int:
         """Send one call to one replica (named as in Answer.replica); returns the HTTP status."""
