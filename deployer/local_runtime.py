@@ -1,8 +1,9 @@
 """The embedded default's model servers follow `make run`: started with it, stopped with it.
 
 Serving state lives in the database (each deployment's live revision), so on start every
-local deployment that should serve gets its model server back, exactly as its last
-revision applied it; on exit they stop, leaving no process and no pid file behind.
+local deployment that should serve gets its model server and router back, exactly as its last
+revision applied them, and a canary that was under way its own server (the routes file kept
+its weight); on exit they stop, leaving no process and no pid file behind.
 """
 
 import logging
@@ -11,7 +12,7 @@ from pathlib import Path
 from django.conf import settings
 
 from deployer.backends.errors import BackendError
-from deployer.backends.local import LocalBackend
+from deployer.backends.local import LocalBackend, pid_files, process_alive
 from deployer.models import Deployment, DeploymentTarget
 
 log = logging.getLogger(__name__)
@@ -30,40 +31,49 @@ def _backend(deployment: Deployment) -> LocalBackend:
 
 
 def _pid_files() -> list[Path]:
-    return sorted(Path(settings.DEPLOYER_LOCAL_ROOT).glob("*/server.pid"))
+    return pid_files(Path(settings.DEPLOYER_LOCAL_ROOT))
 
 
-def _by_directory(pid_file: Path) -> LocalBackend:
-    """The backend of a model server known only by its directory (the port is not needed to stop it)."""
-    return LocalBackend(root=settings.DEPLOYER_LOCAL_ROOT, name=pid_file.parent.name, port=0)
+def _directories() -> list[Path]:
+    """Each deployment directory holding a pid file (its own, or its canary's)."""
+    root = Path(settings.DEPLOYER_LOCAL_ROOT)
+    return sorted({root / pid_file.relative_to(root).parts[0] for pid_file in _pid_files()})
+
+
+def _by_directory(directory: Path) -> LocalBackend:
+    """The backend of a deployment known only by its directory (the port is not needed to stop it)."""
+    return LocalBackend(root=settings.DEPLOYER_LOCAL_ROOT, name=directory.name, port=0)
 
 
 def start_all() -> list[str]:
     # A pid file whose process is gone (the machine restarted, `make run` was killed) says nothing.
     for pid_file in _pid_files():
-        if _by_directory(pid_file).pid() is None:
+        if not process_alive(pid_file):
             pid_file.unlink(missing_ok=True)
     started = []
     for deployment in _serving():
         if deployment.live_rollout is None:
             continue
         try:
-            _backend(deployment).apply(deployment.live_rollout.manifests)
-            started.append(f"{deployment} on port {deployment.local_port}")
+            backend = _backend(deployment)
+            backend.apply(deployment.live_rollout.manifests)
+            canary = backend.resume_canary()
+            started.append(f"{deployment} on port {deployment.local_port}" + (" (with its canary)" if canary else ""))
         except BackendError as exc:
             log.warning("%s could not start: %s (the deployment page shows it as out of sync)", deployment, exc)
     return started
 
 
 def stop_all() -> list[str]:
-    """Stop every local model server, whatever its deployment's state (a rollout cut short
-    leaves one running for a deployment that does not serve yet), and remove the pid files.
-    Returns the names of those that were running."""
+    """Stop every local deployment's processes (router, model servers), whatever its state (a
+    rollout cut short leaves one running for a deployment that does not serve yet), and remove
+    the pid files. Returns the names of the deployments that had one running."""
     stopped = []
-    for pid_file in _pid_files():
-        backend = _by_directory(pid_file)
-        if backend.pid() is not None:
+    for directory in _directories():
+        backend = _by_directory(directory)
+        if backend.running():
             backend.stop()
             stopped.append(backend.name)
+    for pid_file in _pid_files():
         pid_file.unlink(missing_ok=True)
     return stopped

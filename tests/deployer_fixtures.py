@@ -48,7 +48,8 @@ def sent_tasks(monkeypatch) -> SentTasks:
 
 
 def _stop_model_servers(root: Path) -> None:
-    for pid_file in root.glob("*/server.pid"):
+    """Every process a local deployment started: routers, stable and canary model servers."""
+    for pid_file in root.glob("**/*.pid"):
         try:
             os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)
         except (OSError, ValueError):

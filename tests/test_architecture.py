@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
@@ -68,9 +70,15 @@ def test_the_development_server_reaching_into_the_deployer_fails_lint_naming_the
     assert "tfserving_dev.server -> deployer.manifests" in result.stdout
 
 
-def test_the_tf_serving_names_module_imports_only_the_standard_library():
-    """The development server's one import from the deployer must bring nothing else along."""
-    tree = ast.parse((ROOT / "deployer" / "tfserving.py").read_text())
+@pytest.mark.parametrize(
+    "module",
+    [
+        "tfserving.py",  # the development server's one import from the deployer brings nothing along
+        "local_router.py",  # the local backend's router runs as a program of its own
+    ],
+)
+def test_these_deployer_modules_import_only_the_standard_library(module):
+    tree = ast.parse((ROOT / "deployer" / module).read_text())
     imported = {
         (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
         for node in ast.walk(tree)
@@ -78,6 +86,15 @@ def test_the_tf_serving_names_module_imports_only_the_standard_library():
         for alias in node.names
     }
     assert imported <= set(sys.stdlib_module_names), imported
+
+
+def test_the_local_router_reaching_into_the_deployer_fails_lint_naming_the_contract(tmp_path):
+    router = copy_of_the_code(tmp_path) / "deployer" / "local_router.py"
+    router.write_text(router.read_text() + "\nfrom deployer.tfserving import METRICS_PATH  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "The local router imports nothing of the project BROKEN" in result.stdout
+    assert "deployer.local_router -> deployer.tfserving" in result.stdout
 
 
 def test_a_cycle_hidden_by_an_import_inside_a_function_fails_lint_naming_the_contract(tmp_path):

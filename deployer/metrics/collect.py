@@ -3,7 +3,8 @@ them as 10-second MetricPoints.
 
 Where the counters come from:
 
-- local backend: the model server's own endpoint, http://127.0.0.1:<port>/monitoring/prometheus/metrics;
+- local backend: each model server's own endpoint, http://127.0.0.1:<port>/monitoring/prometheus/metrics
+  on its internal port (the stable one, and a canary's while it runs), never through the router;
 - Kubernetes: each Ready pod's endpoint through the API server's pod proxy (port 8501);
 - Kubernetes with ``settings.PROMETHEUS_URL``: one instant query to Prometheus' HTTP API for
   the raw counters of the deployment's pods (``promql.pod_counters``), selected by the
@@ -98,20 +99,37 @@ def _get_text(url: str) -> str:
 
 
 def read_local(deployment: Deployment) -> Reading:
-    replica = f"127.0.0.1:{deployment.local_port}"
-    try:
-        text = _get_text(f"http://{replica}{METRICS_PATH}")
-    except urllib.error.HTTPError as exc:  # it answers, but not with metrics
-        log.warning("%s: the model server answered %s for %s", deployment, exc.code, METRICS_PATH)
-        return Reading(present={replica}, desired=1, ready=1)
-    except OSError as exc:
-        log.warning("%s: the model server on %s did not answer: %s", deployment, replica, exc)
-        return Reading(present={replica}, desired=1, ready=0)
-    try:
-        return Reading(counters={replica: parse(text)}, present={replica}, desired=1, ready=1)
-    except ValueError as exc:
-        log.warning("%s: unreadable metrics from %s: %s", deployment, replica, exc)
-        return Reading(present={replica}, desired=1, ready=1)
+    """Each model server of a local deployment on its own port: the stable one, and the
+    canary's while there is one (local.LocalBackend.replicas)."""
+    servers = backend_for(deployment).replicas()
+    counters: dict[str, Snapshot] = {}
+    ready: dict[str, int] = {}  # track -> model servers that answered
+    for replica, track, port in servers:
+        if port is None:
+            continue
+        try:
+            text = _get_text(f"http://127.0.0.1:{port}{METRICS_PATH}")
+        except urllib.error.HTTPError as exc:  # it answers, but not with metrics
+            log.warning("%s: the %s model server answered %s for %s", deployment, track, exc.code, METRICS_PATH)
+            ready[track] = ready.get(track, 0) + 1
+            continue
+        except OSError as exc:
+            log.warning("%s: the %s model server on port %s did not answer: %s", deployment, track, port, exc)
+            continue
+        ready[track] = ready.get(track, 0) + 1
+        try:
+            counters[replica] = parse(text)
+        except ValueError as exc:
+            log.warning("%s: unreadable metrics from the %s model server on port %s: %s", deployment, track, port, exc)
+    others = {track for _, track, _ in servers if track != STABLE}
+    return Reading(
+        counters=counters,
+        present={replica for replica, _, _ in servers},
+        desired=len(servers),
+        ready=sum(ready.values()),
+        track_replicas={track: (sum(1 for _, t, _ in servers if t == track), ready.get(track, 0)) for track in others},
+        tracks={replica: track for replica, track, _ in servers},
+    )
 
 
 def read_pods(deployment: Deployment, client) -> Reading:
