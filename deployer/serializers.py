@@ -7,6 +7,7 @@ from rest_framework import serializers
 from deployer.canary.progress import canary_state
 from deployer.endpoints import endpoint
 from deployer.models import CanaryVerdict, Deployment, Rollout, RolloutStrategy
+from registry.promotions.api import CanaryPlanSerializer  # the plan's one component in the schema
 from registry.promotions.models import Review
 
 STEP_STATES = ["pending", "running", "done", "failed", "skipped"]
@@ -54,25 +55,6 @@ def requester(rollout: Rollout) -> str:
     if rollout.requested_by_id and rollout.requested_by:
         return rollout.requested_by.get_username()
     return "worker"
-
-
-class CanaryStepSerializer(serializers.Serializer):
-    weight = serializers.IntegerField(help_text="Per cent of the traffic the canary takes during the step.")
-    seconds = serializers.IntegerField(help_text="How long the step holds before it is judged.")
-
-
-class CanaryAnalysisSerializer(serializers.Serializer):
-    min_requests = serializers.IntegerField()
-    max_error_rate_increase_pp = serializers.FloatField()
-    max_p95_ratio = serializers.FloatField()
-    max_error_rate_pct = serializers.FloatField(allow_null=True)
-    max_p95_ms = serializers.FloatField(allow_null=True)
-    inconclusive = serializers.CharField(help_text="`wait`, `pass` or `fail`: what an inconclusive step does.")
-
-
-class CanaryPlanSerializer(serializers.Serializer):
-    steps = CanaryStepSerializer(many=True)
-    analysis = CanaryAnalysisSerializer()
 
 
 class TrackNumbersSerializer(serializers.Serializer):
