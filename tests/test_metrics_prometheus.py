@@ -136,7 +136,9 @@ def test_prometheus_url_mode_against_a_real_prometheus(prometheus, staging, serv
         [
             (a.address, {"namespace": NAMESPACE, "pod": pod_a}),
             (b.address, {"namespace": NAMESPACE, "pod": pod_b}),
-            (a.address, {"namespace": NAMESPACE, "pod": f"{deployment.name}-canary-7f9c-abcde"}),  # another Deployment
+            # Another Deployment whose name starts with this one's (not its canary, `-canary`, whose
+            # pods the query covers since canaries exist).
+            (a.address, {"namespace": NAMESPACE, "pod": f"{deployment.name}-shadow-7f9c-abcde"}),
             (b.address, {"namespace": "elsewhere", "pod": pod_b}),  # the same pod name in another namespace
         ]
     )

@@ -30,6 +30,11 @@ def _tf():
     return tf
 
 
+def import_tensorflow() -> None:
+    """Import TensorFlow now (seconds), so that a first load later is as quick as the others."""
+    _tf()
+
+
 # --- loading SavedModels ---
 
 

@@ -13,6 +13,8 @@ import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+from tfserving_dev import tensors
+
 from . import resources
 from .api import Api
 from .controller import Controllers
@@ -83,6 +85,14 @@ class FakeKubeApiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> FakeKubeApiServer:
+        if self.kubelet.fetch_model is not None:
+            # Pods load SavedModels in this process, and the first load imports TensorFlow: 8-13 s
+            # on a loaded 2-core machine, longer than a test target's progress deadline (4 s), so
+            # the first rollout of a process failed with ProgressDeadlineExceeded (and its pods then
+            # logged "Could not find SavedModel" as the rollout's cleanup removed their volumes).
+            # A real pod's tensorflow_model_server starts in about a second; the import is this
+            # test process's cost, paid here before any Deployment's progress clock starts.
+            tensors.import_tensorflow()
         self.controllers.start()
         self._serving = threading.Thread(target=self._httpd.serve_forever, name="fake-kube-apiserver", daemon=True)
         self._serving.start()
