@@ -71,10 +71,11 @@ def test_a_canary_whose_worker_is_killed_mid_step_goes_on_from_that_step(
         _beating(workers, holding_step_0, 120, "the canary holding its first step")
         rollout = Rollout.objects.get(request=req)
         started_at = rollout.started_at
-        # The model server stops answering, so the worker that sets step 2's weight is stuck
-        # waiting for it: in the middle of that step, when it is killed.
+        # The router stops answering, so the worker that sets step 2's weight is stuck waiting
+        # for the router to take it (LocalBackend._wait_split): in the middle of that step, when
+        # it is killed. Clients of the label are held too, for as long as the router is stopped.
         deployment = rollout.deployment
-        server = LocalBackend(root=local_root, name=deployment.name, port=deployment.local_port).pid()
+        server = LocalBackend(root=local_root, name=deployment.name, port=deployment.local_port).router_pid()
         assert server is not None
         os.kill(server, signal.SIGSTOP)
 
@@ -85,7 +86,7 @@ def test_a_canary_whose_worker_is_killed_mid_step_goes_on_from_that_step(
                 steps["canary_step_0"]["state"] == "done"
                 and steps["canary_step_1"]["state"] == "running"
                 and current.worker
-                and current.canary["objects"][0]["spec"]["weight"] == 50
+                and _canary_weight(current.canary["objects"]) == 50
                 and current
             )
 
@@ -132,3 +133,11 @@ def test_a_canary_whose_worker_is_killed_mid_step_goes_on_from_that_step(
         "rollout.canary_step_passed",
         "rollout.live",
     ]
+
+
+def _canary_weight(objects: list[dict]) -> int | None:
+    """The canary's weight in the local backend's split object (render_canary's second)."""
+    for obj in objects:
+        if obj["kind"] == "LocalTrafficSplit":
+            return next(b["weight"] for b in obj["spec"]["backends"] if b["track"] == "canary")
+    return None
