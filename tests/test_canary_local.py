@@ -223,7 +223,16 @@ def test_make_run_stops_a_canary_with_the_rest_and_brings_it_back_at_its_weight(
 
     assert local_runtime.start_all() == [f"{deployment} on port {deployment.local_port} (with its canary)"]
     backend.wait(objects, timeout=180, progress=no_progress)
-    tracks = Tracks(backend)
+    # `objects` are the canary's; the stable server start_all restarted opens its port once it
+    # has loaded its version again (as TF Serving does), which takes longer on a busy machine.
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            tracks = Tracks(backend)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, backend.log_tail() if hasattr(backend, "log_tail") else ""
+            time.sleep(0.5)
     assert set(send_through_label(deployment.local_port, 200)) == {200}
     assert abs(tracks.sent()[CANARY] / 2 - 50) <= 5
     local_runtime.stop_all()
