@@ -17,6 +17,7 @@ from deployer import loadgen
 from deployer.metrics.collect import scrape_deployment
 from deployer.models import Rollout
 from deployer.tasks import reconcile_canaries
+from registry.promotions.models import PromotionRequest
 
 # {replica: (track, requests it has counted since it started)}
 Counts = dict[str, tuple[str, int]]
@@ -76,50 +77,86 @@ class Segment:
 class CanaryDriver:
     """Plays the metrics collector, beat and a worker for one deployment's canary, and splits
     the per-track request counts (``counts``: read from the model servers themselves) by the
-    canary weight in force when they were served."""
+    canary weight in force when they were served.
 
-    def __init__(self, deployment_id: int, sent_tasks, counts: Callable[[], Counts]):
-        self.deployment_id, self.sent_tasks, self.counts = deployment_id, sent_tasks, counts
+    ``weight``, when given, reads the weight the data plane applies now (the local router's
+    routes, an HTTPRoute's weights): a sampler thread reads it and the counts every 0.2 s, so a
+    segment is cut where the traffic changed, even in the middle of a worker's task (one task
+    sets step 2's weight, another promotes, ends the canary and moves the alias). Without it
+    the weight is the rollout's, read between tasks."""
+
+    def __init__(
+        self,
+        deployment_id: int,
+        sent_tasks,
+        counts: Callable[[], Counts],
+        weight: Callable[[], int | None] | None = None,
+    ):
+        self.deployment_id, self.sent_tasks, self.counts, self.weight = deployment_id, sent_tasks, counts, weight
         self.segments: list[Segment] = []
         self.weights_seen: list[int] = []
         self._last: dict[str, int] = {}
         self._weight: int | None = None
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
 
-    def _account(self, rollout: Rollout | None) -> None:
-        """Counts served since the last look go to the weight in force at the last look: a
-        weight changes at the end of a worker's step (once the router or the pods took it)."""
-        now = self.counts()
-        if self._weight is not None:
-            if not self.segments or self.segments[-1].weight != self._weight:
-                self.segments.append(Segment(self._weight))
-            for replica, (track, requests) in now.items():
-                before = self._last.get(replica)
-                if before is not None and requests >= before:
-                    self.segments[-1].requests[track] += requests - before
-        self._last = {replica: requests for replica, (_, requests) in now.items()}
-        weight = None
-        if rollout is not None and rollout.is_canary and rollout.state in Rollout.ACTIVE:
-            weight = (rollout.canary or {}).get("weight")
-        if weight is not None and (not self.weights_seen or self.weights_seen[-1] != weight):
-            self.weights_seen.append(weight)
-        self._weight = weight
+    def _account(self, weight: int | None) -> None:
+        """Counts served since the last look go to the weight in force at the last look."""
+        with self._lock:
+            now = self.counts()
+            if self._weight is not None:
+                if not self.segments or self.segments[-1].weight != self._weight:
+                    self.segments.append(Segment(self._weight))
+                for replica, (track, requests) in now.items():
+                    before = self._last.get(replica)
+                    if before is not None and requests >= before:
+                        self.segments[-1].requests[track] += requests - before
+            self._last = {replica: requests for replica, (_, requests) in now.items()}
+            if weight is not None and (not self.weights_seen or self.weights_seen[-1] != weight):
+                self.weights_seen.append(weight)
+            self._weight = weight
 
-    def run(self, rollout_id: int, until: Callable[[Rollout], bool], timeout: float) -> Rollout:
+    def _sample(self) -> None:
+        assert self.weight is not None
+        while not self._halt.wait(0.2):
+            self._account(self.weight())
+
+    def _rollout_weight(self, rollout: Rollout | None) -> None:
+        if self.weight is None:
+            active = rollout is not None and rollout.is_canary and rollout.state in Rollout.ACTIVE
+            self._account((rollout.canary or {}).get("weight") if active and rollout else None)
+
+    def run(self, rollout: "int | PromotionRequest", until: Callable[[Rollout], bool], timeout: float) -> Rollout:
+        """Loop until ``until(rollout)``; ``rollout`` is its id, or the approved request whose
+        rollout the worker's first task creates."""
+        found = (
+            Rollout.objects.filter(pk=rollout) if isinstance(rollout, int) else Rollout.objects.filter(request=rollout)
+        )
         deadline = time.monotonic() + timeout
-        while True:
-            scrape_deployment(self.deployment_id)
-            reconcile_canaries()
-            self.sent_tasks.run_all()
-            rollout = Rollout.objects.get(pk=rollout_id)
-            self._account(rollout)
-            if until(rollout):
-                return rollout
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"rollout {rollout_id} did not get there in {timeout:.0f} s: {rollout.state} "
-                    f"{[(s['name'], s['state'], s.get('detail')) for s in rollout.steps]}"
-                )
-            time.sleep(0.5)
+        sampler = None
+        if self.weight is not None:
+            self._halt.clear()
+            self._account(self.weight())
+            sampler = threading.Thread(target=self._sample, daemon=True)
+            sampler.start()
+        try:
+            while True:
+                scrape_deployment(self.deployment_id)
+                reconcile_canaries()
+                self.sent_tasks.run_all()
+                current = found.first()
+                self._rollout_weight(current)
+                if current is not None and until(current):
+                    return current
+                if time.monotonic() > deadline:
+                    said = current and [(s["name"], s["state"], s.get("detail")) for s in current.steps]
+                    raise AssertionError(f"{rollout!r} did not get there in {timeout:.0f} s: {said}")
+                time.sleep(0.5)
+        finally:
+            if sampler is not None:
+                self._halt.set()
+                sampler.join(10)
+                self._account(self.weight())
 
     def split(self, weight: int) -> Segment:
         found = [s for s in self.segments if s.weight == weight]
