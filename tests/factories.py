@@ -15,3 +15,19 @@ def version(*, actor, model, logged, **kwargs):
     return services.version_register(
         actor=actor, model_name=model.name, source=logged.model_uri, run_id=logged.run_id, **kwargs
     )
+
+
+def faulty_version(*, actor, model, store):
+    """A version that answers the smoke predict (an all-zero row) and fails (HTTP 400) on any
+    real row: a regression only real traffic shows (registry.demo_training.build_module)."""
+    from registry.demo_training import log_model  # TensorFlow: imported by the tests that need it
+
+    logged = log_model(
+        tracking_uri=store.uri,
+        experiment="tests",
+        seed=7,
+        metrics={"accuracy": 0.97},
+        artifact_location=store.artifacts.as_uri(),
+        faulty=True,
+    )
+    return version(actor=actor, model=model, logged=logged)

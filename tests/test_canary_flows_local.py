@@ -10,21 +10,20 @@ collector wrote. The split is measured from each model server's own request coun
   first step, quoting both error rates; stable traffic never stops and the alias stays."""
 
 import json
+import time
 import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from deployer.backends.local import LocalBackend
 from deployer.models import Deployment, Rollout
-from deployer.tfserving import METRICS_PATH, REQUEST_COUNT
-from registry.demo_training import log_model
 from registry.promotions import services as promotions
 from registry.promotions.models import PromotionRequest
 from tests import factories
 from tests.canary_fixtures import plan
 from tests.canary_flow import CanaryDriver, Counts, Traffic
 from tests.deployer_fixtures import predict_sender
+from tests.test_canary_local import request_count
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -33,20 +32,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 # At 40 requests/s, 10 % is about 4 canary requests a second: a judged verdict, not too few.
 STEPS = [{"weight": 10, "seconds": 20}, {"weight": 50, "seconds": 20}]
 ANALYSIS = {"min_requests": 20, "inconclusive": "fail"}  # a step passes on its numbers or not at all
-
-
-def request_count(port: int) -> int:
-    """Every /v1 request this model server has counted (TF Serving's request_count)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{METRICS_PATH}", timeout=10) as response:
-        text = response.read().decode()
-    return int(
-        sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            if family.name == REQUEST_COUNT
-            for sample in family.samples
-        )
-    )
 
 
 def model_server_counts(backend: LocalBackend):
@@ -96,6 +81,26 @@ def start_canary(engineer, approver, version, environment) -> PromotionRequest:
     return req
 
 
+def canary_under_load(live_v1, version, engineer, approver, environment, sent_tasks, timeout: float):
+    """Loadgen on the label URL from before the canary starts until 2 s after its rollout
+    ended, the test playing the collector, beat and the worker all along. Returns the
+    request, the ended rollout, the driver (segments per router weight), the traffic and
+    when the rollout was seen ended (monotonic)."""
+    deployment, backend = live_v1
+    traffic = Traffic(predict_sender(deployment.local_port), version.signature)
+    traffic.start()
+    try:
+        req = start_canary(engineer, approver, version, environment)
+        driver = CanaryDriver(deployment.pk, sent_tasks, model_server_counts(backend), router_weight(backend))
+        rollout = driver.run(req, lambda r: r.state not in Rollout.ACTIVE, timeout=timeout)
+        ended = time.monotonic()
+        driver.run(rollout.pk, lambda r: bool(traffic.answers) and traffic.answers[-1][0] > ended + 2, 30)
+    finally:
+        traffic.stop()
+    req.refresh_from_db()
+    return req, rollout, driver, traffic, ended
+
+
 def _alias(mlflow_store) -> str:
     return str(mlflow_store.client().get_model_version_by_alias("iris", "staging").version)
 
@@ -105,19 +110,10 @@ def test_a_good_canary_goes_10_then_50_then_100_percent_under_load_and_the_alias
 ):
     deployment, backend = live_v1
     v2 = iris.versions.get(version=2)
-    traffic = Traffic(predict_sender(deployment.local_port), v2.signature)
-    traffic.start()
-    try:
-        req = start_canary(engineer, approver, v2, staging_local.environment)
-        driver = CanaryDriver(deployment.pk, sent_tasks, model_server_counts(backend), router_weight(backend))
-        rollout = driver.run(req, lambda r: r.state not in Rollout.ACTIVE, timeout=240)
-        after_live = traffic.answers[-1][0] if traffic.answers else 0.0
-        # Some traffic after the end, all of it to the new stable version.
-        driver.run(rollout.pk, lambda r: len(traffic.answers) > 0 and traffic.answers[-1][0] > after_live + 2, 30)
-    finally:
-        traffic.stop()
+    req, rollout, driver, traffic, _ = canary_under_load(
+        live_v1, v2, engineer, approver, staging_local.environment, sent_tasks, timeout=240
+    )
 
-    req.refresh_from_db()
     assert rollout.state == Rollout.LIVE, rollout.reason
     assert req.state == PromotionRequest.LIVE and _alias(mlflow_store) == "2"
     # The router's weight: none, 10 %, 50 %, then none again, with v2 now the stable version.
@@ -147,27 +143,11 @@ def test_a_canary_that_errors_on_real_input_aborts_at_its_first_step_and_stable_
     live_v1, mlflow_store, engineer, approver, iris, staging_local, sent_tasks
 ):
     deployment, backend = live_v1
-    faulty = log_model(
-        tracking_uri=mlflow_store.uri,
-        experiment="tests",
-        seed=7,
-        metrics={"accuracy": 0.97},
-        artifact_location=mlflow_store.artifacts.as_uri(),
-        faulty=True,  # answers the smoke predict's zeros, fails (400) on any real row
+    v3 = factories.faulty_version(actor=engineer, model=iris, store=mlflow_store)
+    req, rollout, driver, traffic, ended = canary_under_load(
+        live_v1, v3, engineer, approver, staging_local.environment, sent_tasks, timeout=180
     )
-    v3 = factories.version(actor=engineer, model=iris, logged=faulty)
-    traffic = Traffic(predict_sender(deployment.local_port), v3.signature)
-    traffic.start()
-    try:
-        req = start_canary(engineer, approver, v3, staging_local.environment)
-        driver = CanaryDriver(deployment.pk, sent_tasks, model_server_counts(backend), router_weight(backend))
-        rollout = driver.run(req, lambda r: r.state not in Rollout.ACTIVE, timeout=180)
-        ended = traffic.answers[-1][0]
-        driver.run(rollout.pk, lambda r: traffic.answers[-1][0] > ended + 2, 30)
-    finally:
-        traffic.stop()
 
-    req.refresh_from_db()
     assert rollout.state == Rollout.ROLLED_BACK and req.state == PromotionRequest.ROLLED_BACK
     assert driver.weights_seen == [0, 10, 0], driver.segments
     [verdict] = rollout.canary["verdicts"]

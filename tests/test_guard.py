@@ -7,7 +7,6 @@ from console.audit.models import AuditEvent
 from deployer import guard, loadgen
 from deployer.metrics.collect import scrape_deployment
 from deployer.models import Deployment, Rollout
-from registry.demo_training import log_model
 from registry.promotions.models import PromotionRequest
 from tests import factories
 from tests.deployer_fixtures import predict_sender
@@ -45,15 +44,7 @@ def test_a_version_that_fails_under_load_is_rolled_back_by_the_guard(
 ):
     staging_local.guard_error_rate, staging_local.guard_minutes = 0.05, 10
     staging_local.save()
-    faulty = log_model(
-        tracking_uri=mlflow_store.uri,
-        experiment="tests",
-        seed=7,
-        metrics={"accuracy": 0.97},
-        artifact_location=mlflow_store.artifacts.as_uri(),
-        faulty=True,
-    )
-    v3 = factories.version(actor=engineer, model=iris, logged=faulty)
+    v3 = factories.faulty_version(actor=engineer, model=iris, store=mlflow_store)
     promote(browser_client, engineer, approver, iris.versions.get(version=1), staging_local.environment, sent_tasks)
     req = promote(browser_client, engineer, approver, v3, staging_local.environment, sent_tasks)
     assert req.state == PromotionRequest.LIVE, req.state_reason  # the smoke predict passed
