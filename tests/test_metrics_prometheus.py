@@ -226,3 +226,49 @@ def test_prometheus_url_mode_against_a_real_prometheus(prometheus, staging, serv
         high = quantile(q * stretch, buckets) if q * stretch < 1 else math.inf
         prom_ms = prometheus.value(promql.latency_quantile(q, NAMESPACE, deployment.name, window), at) / 1000
         assert low - 1e-9 <= prom_ms <= high + 1e-9, (q, low, quantile(q, buckets), prom_ms, high, buckets)
+
+
+def test_without_the_api_server_a_canary_pods_counters_stay_on_the_canary_track(
+    prometheus,  # noqa: F811
+    staging,
+    servers,
+    unreachable_kubeconfig,
+    settings,
+):
+    """PROMETHEUS_URL mode with the API server out of reach: the pod list and its track labels
+    are unknown, so the pod's name tells the canary's counters apart (``<name>-canary-<hash>-…``).
+    Were they added to stable's, a failing canary's errors would raise the very stable error rate
+    it is judged against."""
+    settings.PROMETHEUS_URL = prometheus.url
+    [deployment] = serving_deployments(
+        staging,
+        backend=DeploymentTarget.KUBERNETES,
+        namespace=NAMESPACE,
+        kubeconfig_path=str(unreachable_kubeconfig),
+        kube_context="test",
+    )
+    stable, canary = servers
+    pods = {stable: f"{deployment.name}-5d9c7b8f4-x2k8p", canary: f"{deployment.name}-canary-7c6b5d4f9-m3n8q"}
+    for server in servers:
+        server.start()
+        assert (server.predict(GOOD), server.predict(BAD)) == (200, 400)
+    prometheus.set_targets([(server.address, {"namespace": NAMESPACE, "pod": pod}) for server, pod in pods.items()])
+
+    def seen(server: DevServer) -> bool:
+        expected = sum(sum(model["requests"].values()) for model in server.counters().values())
+        return prometheus.value(f'sum({REQUEST_COUNT}{{namespace="{NAMESPACE}",pod="{pods[server]}"}})') == expected
+
+    prometheus.wait_for(lambda: seen(stable) and seen(canary), message="Prometheus scraped nothing")
+    assert scrape_deployment(deployment.pk, now=timezone.now()) is None  # baselines
+    assert [stable.predict(GOOD) for _ in range(20)] == [200] * 20
+    assert [canary.predict(BAD) for _ in range(5)] == [400] * 5
+    prometheus.wait_for(lambda: seen(stable) and seen(canary))
+    scrape_deployment(deployment.pk, now=timezone.now())
+
+    by_track = {
+        row["track"]: (row["requests__sum"], row["errors__sum"])
+        for row in MetricPoint.objects.filter(deployment=deployment)
+        .values("track")
+        .annotate(Sum("requests"), Sum("errors"))
+    }
+    assert by_track == {"stable": (20, 0), "canary": (5, 5)}

@@ -192,14 +192,19 @@ def read_prometheus(deployment: Deployment, client, base_url: str, at: datetime 
         reading = _pods_reading(client.deployment_replicas(deployment.name), {})
     except BackendError as exc:
         log.warning("%s: replica counts unknown: %s", deployment, exc)
+    canary = canary_name(deployment.name)
     try:
         reading.counters = prometheus_counters(
-            base_url,
-            promql.pod_counters(deployment.target.namespace, deployment.name, canary_name(deployment.name)),
-            at,
+            base_url, promql.pod_counters(deployment.target.namespace, deployment.name, canary), at
         )
     except (OSError, ValueError, KeyError, IndexError) as exc:
         log.warning("%s: Prometheus at %s did not answer the query: %s", deployment, base_url, exc)
+    # A pod the API server did not list (it did not answer, or the pod is gone) still has its
+    # track in its name: the canary's counters must never be added to stable's, whose error
+    # rate the canary is judged against.
+    for pod in reading.counters:
+        if pod not in reading.tracks and promql.pod_of(pod, canary):
+            reading.tracks[pod] = CANARY
     return reading
 
 

@@ -22,6 +22,8 @@ Series are selected by the ``namespace`` and ``pod`` labels the usual kubernetes
 relabelling gives a pod's series (``<deployment>-<replicaset hash>-<suffix>``).
 """
 
+import re
+
 from deployer.metrics.arithmetic import SAMPLE_NAMES
 from deployer.tfserving import REQUEST_COUNT, REQUEST_LATENCY
 
@@ -39,6 +41,13 @@ def pod_matchers(namespace: str, *names: str) -> str:
     if len(names) > 1:
         deployments = f"({deployments})"
     return f'{NAMESPACE_LABEL}="{_quoted(namespace)}",{POD_LABEL}=~"{deployments}-[a-z0-9]+-[a-z0-9]+"'
+
+
+def pod_of(pod: str, name: str) -> bool:
+    """Whether a pod's name is one of Deployment ``name``'s (what ``pod_matchers`` selects):
+    a hash and a suffix without dashes follow the name, so the pods of ``<name>-canary`` are
+    not ``<name>``'s."""
+    return re.fullmatch(f"{re.escape(name)}-[a-z0-9]+-[a-z0-9]+", pod) is not None
 
 
 def pod_counters(namespace: str, *names: str) -> str:
