@@ -126,6 +126,11 @@ def test_a_basic_canary_goes_10_then_50_percent_of_the_pods_and_ends_with_stable
         selected = live_pods(kube, ",".join(f"{k}={v}" for k, v in service.items()))
         assert sorted(p["metadata"]["labels"]["modelgate.io/track"] for p in selected) == ["canary", "stable", "stable"]
 
+        # The replicas panel lists both Deployments' pods, each with its track, and counts them all.
+        health = client.deployment_health(NAME)
+        assert sorted(p["track"] for p in health["pods"]) == ["canary", "stable", "stable"]
+        assert (health["desired"], health["ready"], health["available"]) == (3, 3, 3)
+
         # The metrics reader gives each pod its track.
         reading = collect.read_pods(SimpleNamespace(name=NAME), client)
         assert sorted(reading.tracks.values()) == ["canary", "stable", "stable"]
@@ -143,6 +148,7 @@ def test_a_basic_canary_goes_10_then_50_percent_of_the_pods_and_ends_with_stable
         kube.wait_for(lambda: not live_pods(kube, "modelgate.io/track=canary"), timeout=30)
         assert versions(backend, release(1)) == ["1", "1"]
         assert backend.call(canary(), "GET", "/v1/models/iris") == []  # no canary pod is left
+        assert [p["track"] for p in client.deployment_health(NAME)["pods"]] == ["stable", "stable"]
 
     assert watcher.samples and min(watcher.samples) >= 1, watcher.samples
     # Only scaled, never re-templated: the stable pods were never replaced.

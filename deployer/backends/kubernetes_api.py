@@ -41,7 +41,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from deployer.backends.errors import PermanentError, RolloutTimeout, TransientError
-from deployer.manifests import CANARY_MANAGER, MANAGER, TRACK_LABEL
+from deployer.manifests import CANARY_MANAGER, MANAGER, TRACK_LABEL, canary_name
 from deployer.rollout_status import RolloutFailed, deployment_status, pod_failure, replica_failure
 from deployer.tfserving import REST_PORT
 
@@ -436,8 +436,30 @@ class KubernetesApi:
         """What an operator looks at when a rollout is stuck: counts, the Deployment's failure
         conditions (ReplicaFailure, a Progressing that gave up), each pod's state and why, and the
         latest Warning events of the Deployment, its ReplicaSets and its pods (newest first): a
-        pod PodSecurity refused exists only as its ReplicaSet's FailedCreate event."""
-        deployment = self._read_deployment(name)
+        pod PodSecurity refused exists only as its ReplicaSet's FailedCreate event. During a
+        canary its Deployment's pods, counts, conditions and warnings are in it too, each pod
+        with its track: both serve the environment's traffic."""
+        health = self._one_deployment_health(self._read_deployment(name))
+        with _translated(f"Reading Deployment {self.namespace}/{canary_name(name)}", missing_ok=True) as outcome:
+            outcome.value = _body(
+                self._apps.read_namespaced_deployment(
+                    canary_name(name), self.namespace, _preload_content=False, _request_timeout=self.request_timeout
+                )
+            )
+        canary = outcome.value
+        if canary is not None:
+            more = self._one_deployment_health(canary)
+            for key in ("desired", "updated", "ready", "available"):
+                health[key] += more[key]
+            health["conditions"] += more["conditions"]
+            health["pods"] += more["pods"]
+            health["events"] = sorted(
+                health["events"] + more["events"], key=lambda e: e["last_seen"] or "", reverse=True
+            )[:MAX_EVENTS]
+        return health
+
+    def _one_deployment_health(self, deployment: dict) -> dict:
+        name = deployment["metadata"]["name"]
         # The Deployment's own selector: a canary's pods share the instance label, not the selector.
         match = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         pods = self._pods(",".join(f"{k}={v}" for k, v in sorted(match.items())) or f"{INSTANCE_LABEL}={name}")
