@@ -87,9 +87,15 @@ class CanaryDriver:
 
     def _account(self, rollout: Rollout | None) -> None:
         """Counts served since the last look go to the weight in force at the last look: a
-        weight changes at the end of a worker's step (once the router or the pods took it)."""
+        weight changes at the end of a worker's step (once the router or the pods took it).
+        A look during which the weight changed goes to no segment: its traffic was served
+        partly before the change and partly while it was being made (pods starting or
+        stopping, a route rewritten), at neither weight."""
         now = self.counts()
-        if self._weight is not None:
+        weight = None
+        if rollout is not None and rollout.is_canary and rollout.state in Rollout.ACTIVE:
+            weight = (rollout.canary or {}).get("weight")
+        if self._weight is not None and weight == self._weight:
             if not self.segments or self.segments[-1].weight != self._weight:
                 self.segments.append(Segment(self._weight))
             for replica, (track, requests) in now.items():
@@ -97,9 +103,6 @@ class CanaryDriver:
                 if before is not None and requests >= before:
                     self.segments[-1].requests[track] += requests - before
         self._last = {replica: requests for replica, (_, requests) in now.items()}
-        weight = None
-        if rollout is not None and rollout.is_canary and rollout.state in Rollout.ACTIVE:
-            weight = (rollout.canary or {}).get("weight")
         if weight is not None and (not self.weights_seen or self.weights_seen[-1] != weight):
             self.weights_seen.append(weight)
         self._weight = weight

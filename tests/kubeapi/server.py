@@ -16,6 +16,7 @@ from pathlib import Path
 from tfserving_dev import tensors
 
 from . import resources
+from .dataplane import Chooser
 from .api import Api
 from .controller import Controllers
 from .events import Recorder
@@ -45,6 +46,7 @@ class FakeKubeApiServer:
         termination_seconds: float = 0.3,
         history: int = 2000,
         watch_timeout: float = 60.0,
+        seed: int = 17,
     ):
         self.token = token or secrets.token_urlsafe(24)
         self.watch_timeout = watch_timeout
@@ -73,6 +75,8 @@ class FakeKubeApiServer:
         self._httpd.daemon_threads = True
         self._serving: threading.Thread | None = None
         self._crd_groups: set[str] = set()
+        # The service proxy's (and a GatewayStandIn's) random picks, seeded: see dataplane.py.
+        self.chooser = Chooser(seed)
 
     # --- lifecycle ---
 
