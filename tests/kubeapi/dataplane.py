@@ -141,4 +141,3 @@ def forward(
         return answer.code, answer.headers.get("Content-Type") or "application/octet-stream", answer.read()
     except OSError:
         raise refused from None
-

@@ -126,9 +126,7 @@ def _handler(gateway: GatewayStandIn):
             body = self.rfile.read(length) if length else b""
             try:
                 namespace, service, port = gateway.backend(split.path)
-                pod, number = dataplane.pick_endpoint(
-                    gateway.kube, namespace, service, str(port), gateway.kube.chooser
-                )
+                pod, number = dataplane.pick_endpoint(gateway.kube, namespace, service, str(port), gateway.kube.chooser)
                 headers = {"Content-Type": self.headers["Content-Type"]} if self.headers.get("Content-Type") else {}
                 status, content_type, payload = dataplane.forward(
                     gateway.kube, pod, number, self.command, split.path.lstrip("/"), body, headers, split.query

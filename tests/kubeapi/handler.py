@@ -283,9 +283,7 @@ def handler_class(server):
             port_number = _pod_port(pod, port)
             if port_number is None:
                 ip = (pod.get("status") or {}).get("podIP", "")
-                raise ApiError(
-                    503, f"error trying to reach service: dial tcp {ip}:{port}: connect: connection refused"
-                )
+                raise ApiError(503, f"error trying to reach service: dial tcp {ip}:{port}: connect: connection refused")
             self._send(*dataplane.forward(server, pod, port_number, self.command, path, body, self._ctype(), raw_query))
 
         def _service_proxy(self, namespace: str, target: str, path: str, body: bytes, raw_query: str) -> None:

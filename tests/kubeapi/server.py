@@ -16,9 +16,9 @@ from pathlib import Path
 from tfserving_dev import tensors
 
 from . import resources
-from .dataplane import Chooser
 from .api import Api
 from .controller import Controllers
+from .dataplane import Chooser
 from .events import Recorder
 from .handler import Call, handler_class
 from .pods import MODES, Kubelet
