@@ -16,7 +16,9 @@ Per request, as the Gateway API spec asks of an implementation:
 - a backendRef is chosen by weight: "Weight specifies the proportion of requests forwarded to the
   referenced backend. This is computed as weight/(sum of all weights in this BackendRefs list)
   ... If weight is set to 0, no traffic should be forwarded for this entry. If unspecified,
-  weight defaults to 1." (kubernetes-sigs/gateway-api apis/v1/shared_types.go, `BackendRef.Weight`);
+  weight defaults to 1." (kubernetes-sigs/gateway-api: an HTTPRoute rule's `HTTPBackendRef`,
+  apis/v1/httproute_types.go, embeds `BackendRef`, whose `Weight` field says so in
+  apis/v1/shared_types.go);
   a rule whose weights are all 0 answers 500, as the spec says for a rule with no valid
   backend. The choice is random per request (Envoy's weighted clusters), seeded (dataplane.Chooser);
 - the chosen Service's port (`backendRefs[].port`, the Service port) leads to a ready endpoint
