@@ -101,10 +101,13 @@ class CanaryDriver:
         self._halt = threading.Event()
 
     def _account(self, weight: int | None) -> None:
-        """Counts served since the last look go to the weight in force at the last look."""
+        """Counts served since the last look go to the weight in force then and now. A look
+        during which the weight changed goes to no segment: its traffic was served partly
+        before the change and partly while it was being made (pods starting or stopping, a
+        route rewritten), at neither weight."""
         with self._lock:
             now = self.counts()
-            if self._weight is not None:
+            if self._weight is not None and weight == self._weight:
                 if not self.segments or self.segments[-1].weight != self._weight:
                     self.segments.append(Segment(self._weight))
                 for replica, (track, requests) in now.items():

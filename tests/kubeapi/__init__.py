@@ -6,7 +6,7 @@
 
 It serves what Modelgate uses: ConfigMaps, Services, Deployments and HorizontalPodAutoscalers
 (get, list, watch, create, server-side apply, update, delete), ReplicaSets, Pods and Events
-(read; pods may also be deleted), and the pod proxy; Gateway API HTTPRoutes too once
+(read; pods may also be deleted), the pod proxy and the service proxy; Gateway API HTTPRoutes too once
 `install_gateway_api()` has "installed" their CRD (before, their paths answer the real 404).
 Each Deployment has its own ReplicaSets and pods, whatever other Deployments share their labels
 (a canary beside the stable one), as ownerReferences decide on a real cluster. Pods really run: the init container calls
@@ -17,7 +17,23 @@ server-side apply), schema (apply's unknown fields), crds (the HTTPRoute CRD's s
 validation (defaults and 422s), podsecurity
 (PodSecurity admission), selectors, store (objects, resourceVersion,
 watch history), api (the verbs), controller (Deployment, ReplicaSet, HPA, garbage collection),
-pods (kubelet), events, handler (HTTP), server (FakeKubeApiServer and the test hooks).
+pods (kubelet), events, handler (HTTP), server (FakeKubeApiServer and the test hooks),
+dataplane (a Service's ready endpoints, one chosen at random per request, and the forwarding to
+a pod), gateway (GatewayStandIn).
+
+Client traffic: an API server has no data plane, so two stand-ins carry it, as small as they
+can be and no part of a real API server's behaviour:
+- The service proxy (`/api/v1/namespaces/{ns}/services/{name}[:{port}]/proxy/{path}`) is the real
+  server's: each request goes to one ready, not terminating pod the Service selects, whatever
+  Deployment made it, chosen at random (kube-apiserver's ResourceLocation, see dataplane.py).
+  With a basic canary the canary's share is then its share of the ready pods, as with
+  kube-proxy, approximately.
+- GatewayStandIn (gateway.py) stands for a Gateway API implementation (Envoy Gateway, Istio...):
+  its own HTTP server on 127.0.0.1 for one named Gateway, which per request reads the stored
+  HTTPRoutes attached to it, picks a backendRef by weight and forwards to a ready pod of that
+  Service. No Gateway object, listeners, hostnames, filters or route status.
+Both pick with one seeded random generator (`seed`), so a split comes out the same from run
+to run for the same sequence of requests.
 
 Where it is simpler than a real API server, knowingly:
 - Server-side apply tracks ownership per leaf path with a fixed table of list merge keys (not
@@ -48,6 +64,8 @@ Where it is simpler than a real API server, knowingly:
 - The kubelet probes readiness every `probe_seconds` (not the manifest's periods); back-offs start
   at `backoff` seconds instead of 10 s; only the REST port (`--rest_api_port`) serves, so the pod
   proxy answers 503 for any other port; ConfigMap changes do not reach running pods.
+- Endpoints are read from the pods at each proxied request: no Endpoints or EndpointSlice
+  objects, no endpoints controller lag.
 - Watches: no bookmarks, no `sendInitialEvents`, no DELETED for objects leaving a label selector;
   list has no pagination (`limit`/`continue` are ignored).
 """

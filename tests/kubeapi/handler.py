@@ -1,4 +1,4 @@
-"""HTTP: the REST paths, bearer-token auth, watch streams and the pod proxy.
+"""HTTP: the REST paths, bearer-token auth, watch streams, the pod proxy and the service proxy.
 
 Paths are split before they are percent-decoded, as the real server's router does, so a
 client that encodes `/` and `:` in a proxy path (the Python client does) reaches the same place
@@ -8,13 +8,11 @@ as one that does not.
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler
 from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import resources
+from . import dataplane, resources
 from .status import ApiError, status_object
 from .store import Expired
 
@@ -28,8 +26,6 @@ _PATCH_TYPES = (
     "application/apply-patch+cbor",
 )
 _PUBLIC = {"version", "healthz", "readyz", "livez"}  # open to anyone, as system:public-info-viewer allows
-# Pod servers are on 127.0.0.1: never through an HTTP(S)_PROXY from the environment.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _PROXY_VERBS = {
     "GET": "get",
     "HEAD": "get",
@@ -165,6 +161,9 @@ def handler_class(server):
         def _dispatch(self, route: _Route, query: dict, body: bytes, raw_query: str) -> None:
             resource, namespace, name = route.resource, route.namespace, route.name
             api = server.api
+            if route.subresource == "proxy" and resource.plural == "services":
+                self._service_proxy(namespace, name, route.rest, body, raw_query)
+                return
             if route.subresource == "proxy":
                 self._proxy(namespace, name, route.rest, body, raw_query)
                 return
@@ -282,29 +281,20 @@ def handler_class(server):
             name, port = (parts[0], None) if len(parts) == 1 else (parts[-2], parts[-1])  # [scheme:]name[:port]
             pod = server.api.get(resources.by_name("pods"), namespace, name)
             port_number = _pod_port(pod, port)
-            runtime = server.kubelet.runtime(namespace, name)
-            url = runtime.server_url(port_number) if runtime and port_number else None
-            ip = (pod.get("status") or {}).get("podIP", "")
-            refused = ApiError(
-                503, f"error trying to reach service: dial tcp {ip}:{port_number}: connect: connection refused"
-            )
-            if url is None:
-                raise refused
-            headers = {"Content-Type": self.headers["Content-Type"]} if self.headers.get("Content-Type") else {}
-            request = urllib.request.Request(
-                f"{url}/{path}" + (f"?{raw_query}" if raw_query else ""),
-                data=body if self.command not in ("GET", "HEAD") else None,
-                headers=headers,
-                method=self.command,
-            )
-            try:
-                with _DIRECT.open(request, timeout=60) as answer:
-                    status, content_type, payload = answer.status, answer.headers.get("Content-Type"), answer.read()
-            except urllib.error.HTTPError as answer:
-                status, content_type, payload = answer.code, answer.headers.get("Content-Type"), answer.read()
-            except OSError:
-                raise refused from None
-            self._send(status, content_type or "application/octet-stream", payload)
+            if port_number is None:
+                ip = (pod.get("status") or {}).get("podIP", "")
+                raise ApiError(503, f"error trying to reach service: dial tcp {ip}:{port}: connect: connection refused")
+            self._send(*dataplane.forward(server, pod, port_number, self.command, path, body, self._ctype(), raw_query))
+
+        def _service_proxy(self, namespace: str, target: str, path: str, body: bytes, raw_query: str) -> None:
+            """One request to one of the Service's ready endpoints, chosen at random (dataplane.py)."""
+            parts = target.split(":")
+            name, port = (parts[0], None) if len(parts) == 1 else (parts[-2], parts[-1])  # [scheme:]name[:port]
+            pod, port_number = dataplane.pick_endpoint(server, namespace, name, port, server.chooser)
+            self._send(*dataplane.forward(server, pod, port_number, self.command, path, body, self._ctype(), raw_query))
+
+        def _ctype(self) -> dict:
+            return {"Content-Type": self.headers["Content-Type"]} if self.headers.get("Content-Type") else {}
 
         # --- answers ---
 

@@ -18,6 +18,7 @@ from tfserving_dev import tensors
 from . import resources
 from .api import Api
 from .controller import Controllers
+from .dataplane import Chooser
 from .events import Recorder
 from .handler import Call, handler_class
 from .pods import MODES, Kubelet
@@ -45,6 +46,7 @@ class FakeKubeApiServer:
         termination_seconds: float = 0.3,
         history: int = 2000,
         watch_timeout: float = 60.0,
+        seed: int = 17,
     ):
         self.token = token or secrets.token_urlsafe(24)
         self.watch_timeout = watch_timeout
@@ -73,6 +75,8 @@ class FakeKubeApiServer:
         self._httpd.daemon_threads = True
         self._serving: threading.Thread | None = None
         self._crd_groups: set[str] = set()
+        # The service proxy's (and a GatewayStandIn's) random picks, seeded: see dataplane.py.
+        self.chooser = Chooser(seed)
 
     # --- lifecycle ---
 
