@@ -210,7 +210,7 @@ def browser_client(client):
 
 from tests.browser_fixtures import browser, login, pytest_runtest_makereport, worker  # noqa: E402,F401
 from tests.deployer_fixtures import local_root, production_local, sent_tasks, staging_local  # noqa: E402,F401
-from tests.promotion_fixtures import iris, production, staging  # noqa: E402,F401
+from tests.promotion_fixtures import iris, production, protected, second_admin, staging  # noqa: E402,F401
 from tests.schedule import pytest_collection_modifyitems, pytest_runtest_logreport, pytest_sessionfinish  # noqa: E402,F401
 from tests.summaries import SUMMARIES  # noqa: E402
 

@@ -21,20 +21,15 @@ import re
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from deployer import manifests as m
 from deployer.backends import kubernetes_api
 from deployer.canary_manifests import split_replicas
-from deployer.export import export_version
 from deployer.models import Deployment, DeploymentTarget, Rollout
 from deployer.services import rollout_for_promotion
-from deployer.tfserving import METRICS_PATH, REQUEST_COUNT, REST_PORT
-from registry.demo_training import log_model
-from registry.models import ModelVersion
+from deployer.tfserving import METRICS_PATH, REST_PORT
 from registry.promotions import services as promotions
 from registry.promotions.models import PromotionRequest
 from tests import factories
@@ -43,6 +38,8 @@ from tests.canary_flow import CanaryDriver, Counts, Traffic
 from tests.kubeapi import FakeKubeApiServer
 from tests.kubeapi.fixtures import valid
 from tests.kubeapi.gateway import GatewayStandIn
+from tests.test_canary_local import requests_counted
+from tests.test_rollout_kubernetes import fetcher, kubernetes_target
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -114,21 +111,12 @@ def cluster(request, tmp_path, staging, iris, monkeypatch):
     proxy (basic) or a Gateway in front of the HTTPRoute (gateway). The pods' init container
     exports the version from this test's MLflow store."""
 
-    def fetch(model: str, version: int, model_root: str) -> None:
-        export_version(
-            ModelVersion.objects.select_related("model").get(model__name=model, version=version), Path(model_root)
-        )
-
     gateway = request.param == "gateway"
-    with FakeKubeApiServer(fetch_model=fetch, workdir=tmp_path / "cluster") as kube:
+    with FakeKubeApiServer(fetch_model=fetcher(set()), workdir=tmp_path / "cluster") as kube:
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig", namespace=NAMESPACE)
-        target = DeploymentTarget.objects.create(
-            environment=staging,
-            backend=DeploymentTarget.KUBERNETES,
-            kubeconfig_path=str(kubeconfig),
-            kube_context="test",
-            namespace=NAMESPACE,
-            image="tensorflow/serving:2.19.0",
+        target = kubernetes_target(
+            staging,
+            kubeconfig,
             replicas=2,
             # Generous: pods load their SavedModel in this process, beside loadgen, the API
             # server and the model servers, on a 2-core machine other tests share.
@@ -160,17 +148,6 @@ def _record_applies(monkeypatch, cluster: Cluster) -> None:
     monkeypatch.setattr(kubernetes_api.KubernetesApi, "apply", apply)
 
 
-def _request_count(text: str) -> int:
-    return int(
-        sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            if family.name == REQUEST_COUNT
-            for sample in family.samples
-        )
-    )
-
-
 def pod_counts(cluster: Cluster):
     """counts() for the driver: each ready pod's request_count, read through the pod proxy, with
     its track; a pod that is gone (or does not answer this time) keeps its last count."""
@@ -184,7 +161,7 @@ def pod_counts(cluster: Cluster):
             request = urllib.request.Request(url, headers={"Authorization": f"Bearer {kube.token}"})
             try:
                 with DIRECT.open(request, timeout=5) as answer:
-                    count = _request_count(answer.read().decode())
+                    count = requests_counted(answer.read().decode())
             except OSError:
                 continue
             known[name] = (pod["metadata"]["labels"].get(m.TRACK_LABEL, "stable"), count)
@@ -215,6 +192,28 @@ def _canary(engineer, approver, version, cluster: Cluster) -> tuple[PromotionReq
     return req, rollout_id
 
 
+def canary_under_load(engineer, approver, iris, version, cluster: Cluster, sent_tasks, *, serving_after, timeout):
+    """v1 live, then ``version`` as a canary with loadgen through the cluster's address from
+    before it starts until 3 s after its rollout ended, the label then answering from
+    ``serving_after`` alone. Returns the request, the ended rollout, the driver, the traffic
+    and when the rollout was seen ended (monotonic)."""
+    deployment = _live_v1(engineer, approver, iris, cluster, sent_tasks)
+    assert cluster.versions() == {"1"}
+    traffic = Traffic(cluster.send, iris.versions.get(version=1).signature, rps=RPS)
+    traffic.start()
+    try:
+        req, rollout_id = _canary(engineer, approver, version, cluster)
+        driver = CanaryDriver(deployment.pk, sent_tasks, pod_counts(cluster))
+        rollout = driver.run(rollout_id, lambda r: r.state not in Rollout.ACTIVE, timeout=timeout)
+        ended = time.monotonic()
+        assert cluster.versions() == {serving_after}
+        time.sleep(3)
+    finally:
+        traffic.stop()
+    req.refresh_from_db()
+    return req, rollout, driver, traffic, ended
+
+
 def _alias(mlflow_store) -> str:
     return str(mlflow_store.client().get_model_version_by_alias("iris", "staging").version)
 
@@ -235,22 +234,10 @@ def _all_valid(cluster: Cluster, rollout: Rollout) -> None:
 def test_a_good_canary_goes_10_then_50_percent_under_load_and_the_alias_moves_at_the_end(
     cluster, engineer, approver, iris, sent_tasks, mlflow_store
 ):
-    deployment = _live_v1(engineer, approver, iris, cluster, sent_tasks)
-    assert cluster.versions() == {"1"}
-    traffic = Traffic(cluster.send, iris.versions.get(version=1).signature, rps=RPS)
-    traffic.start()
-    try:
-        req, rollout_id = _canary(engineer, approver, iris.versions.get(version=2), cluster)
-        driver = CanaryDriver(deployment.pk, sent_tasks, pod_counts(cluster))
-        rollout = driver.run(rollout_id, lambda r: r.state not in Rollout.ACTIVE, timeout=300)
-        # Once LIVE, the label answers from v2 alone while loadgen goes on.
-        ended = time.monotonic()
-        assert cluster.versions() == {"2"}
-        time.sleep(2)
-    finally:
-        traffic.stop()
+    req, rollout, driver, traffic, ended = canary_under_load(
+        engineer, approver, iris, iris.versions.get(version=2), cluster, sent_tasks, serving_after="2", timeout=300
+    )
 
-    req.refresh_from_db()
     assert rollout.state == Rollout.LIVE, rollout.reason
     assert req.state == PromotionRequest.LIVE and _alias(mlflow_store) == "2"
     assert all(state == "done" for state in _steps(rollout).values()), rollout.steps
@@ -299,29 +286,11 @@ def test_a_good_canary_goes_10_then_50_percent_under_load_and_the_alias_moves_at
 def test_a_canary_that_answers_errors_on_real_input_aborts_at_its_first_step_and_stable_never_stops(
     cluster, engineer, approver, iris, sent_tasks, mlflow_store
 ):
-    deployment = _live_v1(engineer, approver, iris, cluster, sent_tasks)
-    faulty = log_model(
-        tracking_uri=mlflow_store.uri,
-        experiment="tests",
-        seed=7,
-        metrics={"accuracy": 0.97},
-        artifact_location=mlflow_store.artifacts.as_uri(),
-        faulty=True,
+    bad = factories.faulty_version(actor=engineer, model=iris, store=mlflow_store)
+    req, rollout, driver, traffic, aborted = canary_under_load(
+        engineer, approver, iris, bad, cluster, sent_tasks, serving_after="1", timeout=240
     )
-    bad = factories.version(actor=engineer, model=iris, logged=faulty)
-    traffic = Traffic(cluster.send, iris.versions.get(version=1).signature, rps=RPS)
-    traffic.start()
-    try:
-        req, rollout_id = _canary(engineer, approver, bad, cluster)
-        driver = CanaryDriver(deployment.pk, sent_tasks, pod_counts(cluster))
-        rollout = driver.run(rollout_id, lambda r: r.state not in Rollout.ACTIVE, timeout=240)
-        aborted = time.monotonic()
-        assert cluster.versions() == {"1"}
-        time.sleep(3)
-    finally:
-        traffic.stop()
 
-    req.refresh_from_db()
     assert rollout.state == Rollout.ROLLED_BACK and req.state == PromotionRequest.ROLLED_BACK, rollout.reason
     [verdict] = rollout.canary["verdicts"]
     assert (verdict["step"], verdict["weight"], verdict["result"], verdict["passed"]) == (0, 10, "fail", False)
@@ -351,5 +320,5 @@ def test_a_canary_that_answers_errors_on_real_input_aborts_at_its_first_step_and
     if cluster.target.gateway_name:
         route = cluster.kube.get("HTTPRoute", NAMESPACE, NAME)
         assert [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]] == [(NAME, 100)]
-    assert Deployment.objects.get(pk=deployment.pk).live_rollout.version.version == 1
+    assert Deployment.objects.get(pk=rollout.deployment_id).live_rollout.version.version == 1
     _all_valid(cluster, rollout)

@@ -31,7 +31,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 # start inside it, so a 20 s step always holds at least one whole bucket of its own traffic.
 # At 40 requests/s, 10 % is about 4 canary requests a second: a judged verdict, not too few.
 STEPS = [{"weight": 10, "seconds": 20}, {"weight": 50, "seconds": 20}]
-ANALYSIS = {"min_requests": 20, "inconclusive": "fail"}  # a step passes on its numbers or not at all
+# A step passes on its numbers or not at all. p95 may be 3 × stable's: both model servers share
+# a busy 2-core machine with loadgen and the test, where a window's p95 moves with whatever else
+# runs; these flows are about the split and error rates (test_canary_controller pins p95).
+ANALYSIS = {"min_requests": 20, "inconclusive": "fail", "max_p95_ratio": 3.0}
 
 
 def model_server_counts(backend: LocalBackend):

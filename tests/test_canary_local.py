@@ -36,7 +36,11 @@ ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 def request_count(port: int) -> int:
     """Every /v1 request this model server has counted, whatever its status."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{METRICS_PATH}", timeout=10) as response:
-        text = response.read().decode()
+        return requests_counted(response.read().decode())
+
+
+def requests_counted(text: str) -> int:
+    """The sum of request_count in a model server's Prometheus exposition."""
     return int(
         sum(
             sample.value

@@ -3,61 +3,16 @@ page, in the Django admin and through policy changes in the API, refused with th
 when wrong, and on a protected environment applied only once a second admin confirms."""
 
 import pytest
-from django.contrib.auth.models import Group
 
-from console.accounts.roles import ADMIN
 from console.audit.models import AuditEvent
 from registry.promotions.models import Environment, PolicyChange
+from tests.canary_fixtures import PLAN as REQUEST_PLAN
+from tests.promotion_fixtures import settings_form
 
 pytestmark = pytest.mark.django_db
 
-PLAN = {
-    "steps": [{"weight": 10, "seconds": 300}, {"weight": 50, "seconds": 600}],
-    "analysis": {
-        "min_requests": 100,
-        "max_error_rate_increase_pp": 1.0,
-        "max_p95_ratio": 1.5,
-        "max_error_rate_pct": None,
-        "max_p95_ms": None,
-        "inconclusive": "wait",
-    },
-}
-
-
-@pytest.fixture
-def protected(production):
-    Environment.objects.filter(pk=production.pk).update(protected=True, metric_thresholds=[], require_previous=False)
-    production.refresh_from_db()
-    return production
-
-
-@pytest.fixture
-def second_admin(django_user_model, admin_user):
-    user = django_user_model.objects.create_user("bea-admin", password="pw-bea", is_staff=True)
-    user.groups.add(Group.objects.get(name=ADMIN))
-    return user
-
-
-def _form(env: Environment, **changes) -> dict:
-    data = {
-        "name": env.name,
-        "position": env.position,
-        "alias": env.alias,
-        "protected": "on" if env.protected else "",
-        "require_previous": "on" if env.require_previous else "",
-        "required_approvals": env.required_approvals,
-        "request_ttl_hours": env.request_ttl_hours,
-        "require_signature": "on",
-        "require_servable": "on",
-        "require_compatible_signature": "on",
-        "rollout_strategy": env.rollout_strategy,
-        "canary_min_requests": 100,
-        "canary_inconclusive": "wait",
-        "canary_max_error_rate_increase_pp": 1.0,
-        "canary_max_p95_ratio": 1.5,
-    }
-    data.update(changes)
-    return {k: v for k, v in data.items() if v != ""}
+# The environment keeps the steps and analysis; a request's snapshot adds the strategy.
+PLAN = {key: value for key, value in REQUEST_PLAN.items() if key != "strategy"}
 
 
 def test_every_environment_starts_all_at_once_with_no_plan(staging):
@@ -72,7 +27,7 @@ def test_an_admin_sets_a_canary_on_the_settings_page_and_every_environment_page_
     assert "Rollout strategy" in form and "Canary steps" in form
     response = client.post(
         "/environments/staging/edit/",
-        _form(staging, rollout_strategy="canary", canary_steps="10 % for 5 min\n\n50% for 10 min\n"),
+        settings_form(staging, rollout_strategy="canary", canary_steps="10 % for 5 min\n\n50% for 10 min\n"),
     )
     assert response.status_code == 302, response.content.decode()
     staging.refresh_from_db()
@@ -113,7 +68,7 @@ def test_a_bad_plan_on_the_settings_page_is_refused_under_its_field(
     browser_client, admin_user, staging, changes, field, message
 ):
     response = browser_client(admin_user).post(
-        "/environments/staging/edit/", _form(staging, rollout_strategy="canary", **changes)
+        "/environments/staging/edit/", settings_form(staging, rollout_strategy="canary", **changes)
     )
     assert response.status_code == 400
     errors = response.context["form"].errors
@@ -128,7 +83,7 @@ def test_saving_other_settings_leaves_the_plan_and_an_old_style_post_keeps_the_s
     Environment.objects.filter(pk=staging.pk).update(rollout_strategy="canary", canary_plan=PLAN)
     staging.refresh_from_db()
     client = browser_client(admin_user)
-    data = _form(staging, canary_steps="10 % for 5 min\n50 % for 10 min", request_ttl_hours=12)
+    data = settings_form(staging, canary_steps="10 % for 5 min\n50 % for 10 min", request_ttl_hours=12)
     del data["rollout_strategy"]  # a script written before canaries
     assert client.post("/environments/staging/edit/", data).status_code == 302
     staging.refresh_from_db()
@@ -141,7 +96,7 @@ def test_on_a_protected_environment_a_canary_waits_for_a_second_admin(
 ):
     response = browser_client(admin_user).post(
         "/environments/production/edit/",
-        _form(
+        settings_form(
             protected, rollout_strategy="canary", canary_steps="10 % for 5 min\n50 % for 10 min", policy_reason="safer"
         ),
     )

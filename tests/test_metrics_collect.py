@@ -382,16 +382,22 @@ def unreachable_kubeconfig(tmp_path):
     return path
 
 
+def out_of_reach_deployment(environment, kubeconfig) -> Deployment:
+    """A deployment serving on a Kubernetes target whose API server does not answer."""
+    [deployment] = serving_deployments(
+        environment,
+        backend=DeploymentTarget.KUBERNETES,
+        namespace=NAMESPACE,
+        kubeconfig_path=str(kubeconfig),
+        kube_context="test",
+    )
+    return deployment
+
+
 @pytest.mark.django_db
 def test_prometheus_that_does_not_answer_records_nothing(staging, unreachable_kubeconfig, settings):
     settings.PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"
-    [deployment] = serving_deployments(
-        staging,
-        backend=DeploymentTarget.KUBERNETES,
-        namespace=NAMESPACE,
-        kubeconfig_path=str(unreachable_kubeconfig),
-        kube_context="test",
-    )
+    deployment = out_of_reach_deployment(staging, unreachable_kubeconfig)
 
     assert scrape_deployment(deployment.pk, now=at(0)) is None
     assert scrape_all(now=at(10)) == 0

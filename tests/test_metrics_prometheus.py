@@ -23,11 +23,10 @@ from deployer.manifests import monitoring_config
 from deployer.metrics import promql
 from deployer.metrics.arithmetic import add_buckets, parse, quantile, to_interval
 from deployer.metrics.collect import prometheus_counters, scrape_deployment
-from deployer.models import DeploymentTarget, MetricPoint, ScrapeState
+from deployer.models import MetricPoint, ScrapeState
 from deployer.tfserving import METRICS_PATH, REQUEST_COUNT
 from tests.prometheus import SCRAPE_INTERVAL, needs_prometheus, prometheus  # noqa: F401 - a fixture
-from tests.test_metrics_collect import unreachable_kubeconfig  # noqa: F401 - a fixture
-from tests.test_metrics_retention import serving_deployments
+from tests.test_metrics_collect import out_of_reach_deployment, unreachable_kubeconfig  # noqa: F401 - a fixture
 from tests.test_rollout_kubernetes import NAMESPACE
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow, needs_prometheus]
@@ -118,13 +117,7 @@ def _epoch(moment: datetime) -> float:
 
 def test_prometheus_url_mode_against_a_real_prometheus(prometheus, staging, servers, unreachable_kubeconfig, settings):  # noqa: F811
     settings.PROMETHEUS_URL = prometheus.url
-    [deployment] = serving_deployments(
-        staging,
-        backend=DeploymentTarget.KUBERNETES,
-        namespace=NAMESPACE,
-        kubeconfig_path=str(unreachable_kubeconfig),
-        kube_context="test",
-    )
+    deployment = out_of_reach_deployment(staging, unreachable_kubeconfig)
     a, b = servers
     pod_a, pod_b = f"{deployment.name}-5d9c7b8f4-x2k8p", f"{deployment.name}-5d9c7b8f4-q7w4z"
     for server in servers:
@@ -240,13 +233,7 @@ def test_without_the_api_server_a_canary_pods_counters_stay_on_the_canary_track(
     Were they added to stable's, a failing canary's errors would raise the very stable error rate
     it is judged against."""
     settings.PROMETHEUS_URL = prometheus.url
-    [deployment] = serving_deployments(
-        staging,
-        backend=DeploymentTarget.KUBERNETES,
-        namespace=NAMESPACE,
-        kubeconfig_path=str(unreachable_kubeconfig),
-        kube_context="test",
-    )
+    deployment = out_of_reach_deployment(staging, unreachable_kubeconfig)
     stable, canary = servers
     pods = {stable: f"{deployment.name}-5d9c7b8f4-x2k8p", canary: f"{deployment.name}-canary-7c6b5d4f9-m3n8q"}
     for server in servers:

@@ -16,23 +16,10 @@ from registry.promotions.models import (
     PromotionRequest,
     Review,
 )
+from tests.promotion_fixtures import settings_form
 
 pytestmark = pytest.mark.django_db
 R = PromotionRequest
-
-
-@pytest.fixture
-def protected(production):
-    Environment.objects.filter(pk=production.pk).update(protected=True, metric_thresholds=[], require_previous=False)
-    production.refresh_from_db()
-    return production
-
-
-@pytest.fixture
-def second_admin(django_user_model, admin_user):
-    user = django_user_model.objects.create_user("bea-admin", password="pw-bea", is_staff=True)
-    user.groups.add(Group.objects.get(name=ADMIN))
-    return user
 
 
 def _policy(env: Environment) -> tuple:
@@ -45,25 +32,6 @@ def _policy(env: Environment) -> tuple:
         env.metric_thresholds,
         env.require_previous,
     )
-
-
-def _form(env: Environment, **changes) -> dict:
-    data = {
-        "name": env.name,
-        "position": env.position,
-        "alias": env.alias,
-        "protected": "on" if env.protected else "",
-        "required_approvals": env.required_approvals,
-        "approver_group": env.approver_group_id or "",
-        "request_ttl_hours": env.request_ttl_hours,
-        "thresholds": "",
-        "webhook_url": "",
-        "require_signature": "on",
-        "require_servable": "on",
-        "require_compatible_signature": "on",
-    }
-    data.update(changes)
-    return {k: v for k, v in data.items() if v != ""}
 
 
 def test_the_attack_one_admin_cannot_make_themselves_approver_and_approve_their_own_promotion(
@@ -164,13 +132,13 @@ def test_the_settings_page_refuses_self_approval_and_turns_policy_edits_into_a_p
 ):
     client = browser_client(admin_user)
     before = _policy(protected)
-    refused = client.post("/environments/production/edit/", _form(protected, allow_self_approval="on"))
+    refused = client.post("/environments/production/edit/", settings_form(protected, allow_self_approval="on"))
     assert refused.status_code == 400 and "cannot allow self-approval" in refused.content.decode()
     assert _policy(protected) == before and not PolicyChange.objects.exists()
 
     response = client.post(
         "/environments/production/edit/",
-        _form(protected, required_approvals=0, request_ttl_hours=24, policy_reason="hotfix"),
+        settings_form(protected, required_approvals=0, request_ttl_hours=24, policy_reason="hotfix"),
     )
     assert response.status_code == 302
     protected.refresh_from_db()
@@ -182,7 +150,7 @@ def test_the_settings_page_refuses_self_approval_and_turns_policy_edits_into_a_p
 
 
 def test_a_second_admin_confirms_on_the_environment_page(browser_client, admin_user, second_admin, protected):
-    browser_client(admin_user).post("/environments/production/edit/", _form(protected, required_approvals=3))
+    browser_client(admin_user).post("/environments/production/edit/", settings_form(protected, required_approvals=3))
     change = PolicyChange.objects.get()
     client = browser_client(second_admin)
     assert "Confirm and apply" in client.get("/environments/production/").content.decode()

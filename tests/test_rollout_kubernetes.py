@@ -30,11 +30,9 @@ class Cluster:
         self.server, self.target, self.broken = server, target, broken
 
 
-@pytest.fixture
-def cluster(tmp_path, staging, iris):
-    """A Kubernetes target for staging. The pods' init container exports the version from
-    this test's MLflow store; versions in `broken` get a SavedModel TF Serving cannot load."""
-    broken: set = set()
+def fetcher(broken: set):
+    """The pods' init container: export the version from this test's MLflow store; versions in
+    ``broken`` get a SavedModel TF Serving cannot load."""
 
     def fetch(model: str, version: int, model_root: str) -> None:
         if version in broken:
@@ -46,19 +44,30 @@ def cluster(tmp_path, staging, iris):
             ModelVersion.objects.select_related("model").get(model__name=model, version=version), Path(model_root)
         )
 
-    with FakeKubeApiServer(fetch_model=fetch, workdir=tmp_path / "cluster") as server:
+    return fetch
+
+
+def kubernetes_target(environment, kubeconfig: Path, **fields) -> DeploymentTarget:
+    """A Kubernetes target for the environment on the test API server the kubeconfig names."""
+    return DeploymentTarget.objects.create(
+        environment=environment,
+        backend=DeploymentTarget.KUBERNETES,
+        kubeconfig_path=str(kubeconfig),
+        kube_context="test",
+        namespace=NAMESPACE,
+        image="tensorflow/serving:2.19.0",
+        **{"rollout_timeout_seconds": 90, **fields},
+    )
+
+
+@pytest.fixture
+def cluster(tmp_path, staging, iris):
+    """A Kubernetes target for staging. The pods' init container exports the version from
+    this test's MLflow store; versions in `broken` get a SavedModel TF Serving cannot load."""
+    broken: set = set()
+    with FakeKubeApiServer(fetch_model=fetcher(broken), workdir=tmp_path / "cluster") as server:
         kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", namespace=NAMESPACE)
-        target = DeploymentTarget.objects.create(
-            environment=staging,
-            backend=DeploymentTarget.KUBERNETES,
-            kubeconfig_path=str(kubeconfig),
-            kube_context="test",
-            namespace=NAMESPACE,
-            image="tensorflow/serving:2.19.0",
-            replicas=1,
-            progress_deadline_seconds=4,
-            rollout_timeout_seconds=90,
-        )
+        target = kubernetes_target(staging, kubeconfig, replicas=1, progress_deadline_seconds=4)
         yield Cluster(server, target, broken)
 
 
