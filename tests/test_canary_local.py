@@ -272,11 +272,12 @@ def test_a_model_server_from_before_the_router_hands_the_address_over(live_v1, l
     assert backend.server_port(STABLE) != port and _process_start(old_pid) is None  # gone (or a zombie)
     assert backend.router_status()["routes"][STABLE] == {"port": backend.server_port(STABLE)}
     # The address changed hands between two processes: only the connections that arrived in
-    # that moment were refused (the old server closes its port as it stops, and the router,
-    # waiting for it, binds at once); everything else was answered.
+    # that moment failed (refused, or, for one the old server had accepted into its backlog as
+    # it stopped, closed without an answer; the router, waiting for the port, binds at once);
+    # everything else was answered. A one-time upgrade: the router keeps the port from then on.
     refused = [r for r in results if r != 200]
     gap = hammer.failed_at[-1] - hammer.failed_at[0] if refused else 0
     print(f"handover: {len(refused)} of {len(results)} refused within {gap:.3f} s")
     assert results.count(200) > 10 and gap < 2.0, (gap, refused[:5])
-    assert all("Connection re" in r for r in refused), refused[:5]
+    assert all("Connection re" in r or "RemoteDisconnected" in r for r in refused), refused[:5]
     assert set(send_through_label(port, 20)) == {200}

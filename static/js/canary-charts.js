@@ -4,61 +4,18 @@
 (function () {
   "use strict";
   const root = document.getElementById("canary-charts");
-  if (!root || typeof uPlot === "undefined") return;
-  const url = root.dataset.trafficUrl;
-  const REFRESH_MS = 5000;
+  if (!root || typeof uPlot === "undefined" || !window.ModelgateCharts) return;
+  const { chart, resizing, polling, getJSON } = window.ModelgateCharts;
+  const totals = root.querySelector('[data-role="totals"]');
   const TRACKS = [
-    { key: "stable", label: "stable", stroke: "#4f46e5" },
-    { key: "canary", label: "canary", stroke: "#ea580c" },
+    { label: "stable", stroke: "#4f46e5" },
+    { label: "canary", stroke: "#ea580c" },
   ];
-  let charts = {};
-  let markers = [];
-  let timer = null;
-
-  const fmt = (digits) => (u, v) => (v == null ? "–" : v.toFixed(digits));
-
   // Dashed vertical lines where a step's weight took effect, and where the canary ended.
-  function drawMarkers(u) {
-    const ctx = u.ctx;
-    ctx.save();
-    for (const m of markers) {
-      const x = u.valToPos(m.t, "x", true);
-      if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
-      ctx.strokeStyle = m.bad ? "#dc2626" : "#64748b";
-      ctx.setLineDash([5, 4]);
-      ctx.beginPath();
-      ctx.moveTo(x, u.bbox.top);
-      ctx.lineTo(x, u.bbox.top + u.bbox.height);
-      ctx.stroke();
-      ctx.setLineDash([]);
-      ctx.fillStyle = ctx.strokeStyle;
-      ctx.font = `${11 * devicePixelRatio}px sans-serif`;
-      ctx.fillText(m.label, x + 4, u.bbox.top + 12 * devicePixelRatio);
-    }
-    ctx.restore();
-  }
-
-  function make(el, yLabel, digits) {
-    const opts = {
-      width: el.clientWidth || 400, height: 180,
-      scales: { x: { time: true } },
-      axes: [{}, { label: yLabel, size: 60 }],
-      series: [{}].concat(TRACKS.map((t) => ({ label: t.label, stroke: t.stroke, width: 1.5,
-        value: fmt(digits), spanGaps: false }))),
-      hooks: { draw: [drawMarkers] },
-      legend: { live: true },
-    };
-    return new uPlot(opts, [[], [], []], el);
-  }
-
-  function build() {
-    const el = (name) => root.querySelector(`[data-chart="${name}"]`);
-    charts = {
-      errors: make(el("errors"), "%", 2),
-      p95: make(el("p95"), "ms", 1),
-      rps: make(el("rps"), "req/s", 2),
-    };
-  }
+  let markers = [];
+  const el = (name) => root.querySelector(`[data-chart="${name}"]`);
+  const make = (name, yLabel, digits) => chart(el(name), TRACKS.map((t) => ({ ...t, digits })), yLabel, () => markers);
+  const charts = { errors: make("errors", "%", 2), p95: make("p95", "ms", 1), rps: make("rps", "req/s", 2) };
 
   function side(name, t) {
     if (!t || !t.requests) return `${name}: no requests`;
@@ -75,30 +32,16 @@
     charts.p95.setData([data.t, track("stable", "p95_ms"), track("canary", "p95_ms")], false);
     charts.rps.setData([data.t, track("stable", "rps"), track("canary", "rps")], false);
     Object.values(charts).forEach(range);
-    root.querySelector('[data-role="totals"]').textContent =
+    totals.textContent =
       `Over the charts' window (points every ${data.step} s): ` +
       `${side("canary", data.totals.canary)} · ${side("stable", data.totals.stable)}.`;
   }
 
-  async function refresh() {
-    try {
-      const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      const data = await response.json();
-      render(data);
-      if (!data.live && timer !== null) {
-        clearInterval(timer); // the canary is over: its charts no longer change
-        timer = null;
-      }
-    } catch (err) {
-      root.querySelector('[data-role="totals"]').textContent = `Could not load the traffic (${err.message}); retrying.`;
-    }
-  }
-
-  window.addEventListener("resize", () => {
-    for (const c of Object.values(charts)) c.setSize({ width: c.root.parentElement.clientWidth, height: 180 });
-  });
-  build();
-  refresh();
-  timer = setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);
+  resizing(() => charts);
+  polling(async () => {
+    const data = await getJSON(root.dataset.trafficUrl, totals, "the traffic");
+    if (data === null) return true;
+    render(data);
+    return data.live; // the canary is over: its charts no longer change
+  }, 5000);
 })();
