@@ -267,7 +267,8 @@ def tree_hwm_mb(pid: int) -> dict:
 # --- load client ---------------------------------------------------------------
 
 
-async def _load(url: str, headers: dict, concurrency: int, seconds: float) -> dict:
+async def _load(url: str, headers: dict, concurrency: int, seconds: float, body: dict | None = None) -> dict:
+    """GET ``url`` (or POST ``body`` as JSON) from ``concurrency`` clients for ``seconds``."""
     import aiohttp
 
     latencies, errors = [], 0
@@ -275,12 +276,15 @@ async def _load(url: str, headers: dict, concurrency: int, seconds: float) -> di
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
 
+        def call():
+            return session.get(url) if body is None else session.post(url, json=body)
+
         async def worker():
             nonlocal errors
             while time.perf_counter() < stop_at:
                 t = time.perf_counter()
                 try:
-                    async with session.get(url) as resp:
+                    async with call() as resp:
                         await resp.read()
                         ok = resp.status == 200
                 except aiohttp.ClientError:
@@ -291,7 +295,7 @@ async def _load(url: str, headers: dict, concurrency: int, seconds: float) -> di
                     errors += 1
 
         # warm every connection first
-        async with session.get(url) as resp:
+        async with call() as resp:
             body = await resp.read()
             if resp.status != 200:
                 raise RuntimeError(f"{url}: HTTP {resp.status}: {body[:300]!r}")
@@ -307,8 +311,8 @@ async def _load(url: str, headers: dict, concurrency: int, seconds: float) -> di
     }
 
 
-def load(url, headers, concurrency, seconds):
-    return asyncio.run(_load(url, headers, concurrency, seconds))
+def load(url, headers, concurrency, seconds, body=None):
+    return asyncio.run(_load(url, headers, concurrency, seconds, body))
 
 
 # --- benchmarks ----------------------------------------------------------------
@@ -747,6 +751,38 @@ def bench_live(scale, ctx) -> dict:
     return out
 
 
+def bench_router(scale) -> dict:
+    """The local backend's router (deployer/local_router.py) owns a deployment's port in front of
+    its model servers, so every client request takes one more loopback hop: predicts through the
+    router against the same predicts sent to the stable model server's own port, same clients."""
+    from deployer.backends import backend_for
+    from deployer.local_router import STABLE
+    from deployer.models import Deployment
+
+    deployment = Deployment.objects.select_related("target", "model").get(model__name="bench-live")
+    backend = backend_for(deployment)
+    ports = {"through the router": deployment.local_port, "straight to the model server": backend.server_port(STABLE)}
+    path = f"/v1/models/{deployment.model.name}/labels/{deployment.target.environment.alias}:predict"
+    body = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+    rows = []
+    for concurrency in (1, 8):
+        for way, port in ports.items():
+            row = load(f"http://127.0.0.1:{port}{path}", {}, concurrency, scale["load_seconds"], body)
+            rows.append({"way": way, **row})
+            log(f"router: {way} c={concurrency}: {row}")
+    by = {(x["way"], x["concurrency"]): x for x in rows}
+    added = {
+        c: r(by[("through the router", c)]["p50_ms"] - by[("straight to the model server", c)]["p50_ms"], 3)
+        for c in (1, 8)
+    }
+    return {
+        "rows": rows,
+        "added_p50_ms": added,
+        "note": "Predicts by label on the deployment left serving by the live benchmark (one model server, no "
+        "canary: the router sends all to stable, as between canaries). Added = router p50 - direct p50.",
+    }
+
+
 FAKE_EXPOSITION = """# TYPE :tensorflow:serving:request_count counter
 :tensorflow:serving:request_count{{model_name="m",status="OK"}} {ok}
 :tensorflow:serving:request_count{{model_name="m",status="INVALID_ARGUMENT"}} {err}
@@ -1159,6 +1195,18 @@ def markdown(res: dict) -> str:
                 f"{', '.join(f'{k} {v}' for k, v in x['steps_s'].items())} | {x['approval_to_live_s']} | "
                 f"{x['approval_to_live_excluding_load_s']} |"
             )
+    if "router" in res:
+        rt = res["router"]
+        L += ["", "## The local router's hop", "", rt["note"], ""]
+        L += ["| way | clients | requests/s | p50 ms | p99 ms | errors |", "| --- | --- | --- | --- | --- | --- |"]
+        for x in rt["rows"]:
+            L.append(
+                f"| {x['way']} | {x['concurrency']} | {x['rps']} | {x['p50_ms']} | {x['p99_ms']} | {x['errors']} |"
+            )
+        L += [
+            "",
+            "Added p50 by the router: " + ", ".join(f"{v} ms at {c} clients" for c, v in rt["added_p50_ms"].items()),
+        ]
     if "metrics" in res:
         mt = res["metrics"]
         L += ["", "## Metrics collection", "", mt["note"], ""]
@@ -1214,12 +1262,20 @@ def main(argv=None):
         signal.signal(sig, _interrupted)
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", choices=SCALES, default="quick")
-    ap.add_argument("--only", default="", help="comma-separated: search,pages,register,approval,metrics")
+    ap.add_argument("--only", default="", help="comma-separated: search,pages,register,approval,live,router,metrics")
     ap.add_argument("--reuse-data", action="store_true", help="skip generating and mirroring (data from last run)")
     ap.add_argument("--label", default="")
     args = ap.parse_args(argv)
     scale = SCALES[args.scale]
-    only = set(filter(None, args.only.split(","))) or {"search", "pages", "register", "approval", "live", "metrics"}
+    only = set(filter(None, args.only.split(","))) or {
+        "search",
+        "pages",
+        "register",
+        "approval",
+        "live",
+        "router",
+        "metrics",
+    }
     (BENCH / "var").mkdir(exist_ok=True)
     RESULTS.mkdir(exist_ok=True)
     began = time.perf_counter()
@@ -1318,7 +1374,8 @@ def main(argv=None):
             ("approval", lambda: bench_approval(scale, ctx)),
             ("metrics", lambda: bench_metrics(scale)),
             ("live", lambda: bench_live(scale, ctx)),
-        ]  # last: its deployment stays serving
+            ("router", lambda: bench_router(scale)),
+        ]  # live last but the router: its deployment stays serving, and the router bench uses it
         for name, fn in steps:
             if name not in only:
                 continue
