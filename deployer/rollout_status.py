@@ -129,3 +129,98 @@ def pod_failure(pod: dict) -> str | None:
                 detail = waiting.get("message") or ""
             return f"pod {name}: {container} is {reason}" + (f"; {detail}" if detail else "")
     return None
+
+
+class RouteRefused(RolloutFailed):
+    """The Gateway's controller looked at the route as it is now and said no."""
+
+
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+# What to check when a route condition is False (the reasons listed beside RouteConditionAccepted
+# and RouteConditionResolvedRefs in kubernetes-sigs/gateway-api apis/v1/shared_types.go).
+_ROUTE_ADVICE = {
+    "Accepted": (
+        "check that Gateway {gateway} exists and that its listeners allow routes from namespace "
+        "{namespace} (spec.listeners[].allowedRoutes) for this hostname"
+    ),
+    "ResolvedRefs": (
+        "check that every backendRef names a Service in namespace {namespace} with that port (the "
+        "canary's Service is applied before the route moves traffic to it)"
+    ),
+}
+
+
+def _parent_key(ref: dict, namespace: str) -> tuple:
+    return (
+        ref.get("group", GATEWAY_GROUP),
+        ref.get("kind", "Gateway"),
+        ref.get("namespace") or namespace,
+        ref.get("name"),
+        ref.get("sectionName"),
+        ref.get("port"),
+    )
+
+
+def route_status(route: dict) -> RolloutStatus:
+    """Whether the Gateway named in an HTTPRoute's parentRefs has taken the route as it is now.
+
+    A Gateway API implementation reports on each route it manages in `status.parents[]`, one
+    RouteParentStatus per parentRef (parentRef, controllerName, conditions), and "MUST set the
+    Accepted condition" (kubernetes-sigs/gateway-api apis/v1/shared_types.go at commit 014ea85:
+    RouteParentStatus, RouteStatus). Accepted=True means the Gateway took the route,
+    ResolvedRefs=True that every backendRef resolved (RouteConditionAccepted,
+    RouteConditionResolvedRefs, same file). A condition speaks for the spec of its
+    `observedGeneration` ("the .metadata.generation that the condition was set based upon",
+    metav1.Condition in k8s.io/apimachinery pkg/apis/meta/v1/types.go), and the API server bumps a
+    custom resource's generation on every spec change, never on a status write (apiextensions
+    customresource strategy.go PrepareForUpdate). So the route is in force once both conditions
+    are True at an observedGeneration >= metadata.generation.
+
+    Raises RouteRefused when either condition is False for the current generation, quoting its
+    reason and message; a False of an older generation is history and is waited past."""
+    meta = route.get("metadata") or {}
+    name, namespace, generation = meta.get("name", ""), meta.get("namespace", ""), meta.get("generation", 0)
+    reported = _get(route, "status", "parents", default=None) or []
+    gateways = [
+        ref
+        for ref in _get(route, "spec", "parentRefs", default=None) or []
+        if ref.get("group", GATEWAY_GROUP) == GATEWAY_GROUP and ref.get("kind", "Gateway") == "Gateway"
+    ]
+    accepted = []
+    for ref in gateways:
+        gateway = f"{ref.get('namespace') or namespace}/{ref.get('name')}"
+        wanted = _parent_key(ref, namespace)
+        entries = [e for e in reported if _parent_key(e.get("parentRef") or {}, namespace) == wanted]
+        if not entries:
+            return RolloutStatus(
+                False,
+                f"no Gateway controller has accepted HTTPRoute {namespace}/{name} yet: is a controller "
+                f"running for Gateway {gateway}?",
+            )
+        conditions = {c.get("type"): c for entry in entries for c in entry.get("conditions") or []}
+        for kind in ("Accepted", "ResolvedRefs"):
+            condition = conditions.get(kind) or {}
+            seen = condition.get("observedGeneration", 0)
+            if seen < generation:
+                return RolloutStatus(
+                    False,
+                    f"Waiting for the controller of Gateway {gateway} to take generation {generation} of "
+                    f"HTTPRoute {namespace}/{name} (its {kind} condition is of generation {seen or 'none'})...",
+                )
+            if condition.get("status") == "False":
+                advice = _ROUTE_ADVICE[kind].format(gateway=gateway, namespace=namespace)
+                raise RouteRefused(
+                    f"Gateway {gateway} refuses HTTPRoute {namespace}/{name} (generation {generation}): "
+                    f"{kind}=False, reason {condition.get('reason')!r}: {condition.get('message') or 'no message'}; "
+                    f"{advice}"
+                )
+            if condition.get("status") != "True":
+                return RolloutStatus(
+                    False,
+                    f"Waiting for Gateway {gateway} to decide on HTTPRoute {namespace}/{name}: {kind} is "
+                    f"{condition.get('status')} ({condition.get('reason')})...",
+                )
+        accepted.append(gateway)
+    return RolloutStatus(
+        True, f"HTTPRoute {namespace}/{name} accepted by Gateway {', '.join(accepted)} at generation {generation}"
+    )

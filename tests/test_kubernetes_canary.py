@@ -8,6 +8,7 @@ Gateway: two Services and the HTTPRoute's weights."""
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from types import SimpleNamespace
@@ -15,10 +16,12 @@ from types import SimpleNamespace
 import pytest
 
 from deployer import manifests as m
-from deployer.backends.errors import PermanentError, RolloutFailed
+from deployer.backends.errors import PermanentError, RolloutFailed, RolloutTimeout
 from deployer.backends.kubernetes import KubernetesBackend
 from deployer.backends.kubernetes_api import KubernetesApi
 from deployer.metrics import collect
+from deployer.rollout_status import RouteRefused
+from tests.kubeapi import resources
 from tests.kubeapi.fixtures import (  # noqa: F401 - fixtures
     BROKEN,
     NAME,
@@ -32,6 +35,7 @@ from tests.kubeapi.fixtures import (  # noqa: F401 - fixtures
     savedmodels,
     valid,
 )
+from tests.kubeapi.gateway import CONTROLLER_NAME, GatewayStandIn
 
 CANARY = f"{NAME}-canary"
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -193,20 +197,56 @@ def route_weights(kube) -> list[tuple[str, int]]:
     return [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]]
 
 
+def programmed_weights(edge: GatewayStandIn) -> list[tuple[str, int]]:
+    """The weights the Gateway's data plane routes by (the route as its controller last took it)."""
+    (route,) = edge.routes()
+    return [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]]
+
+
+def accepted_generations(kube) -> list[tuple[str, str, int]]:
+    route = kube.get("HTTPRoute", NAMESPACE, NAME)
+    return [
+        (c["type"], c["status"], c["observedGeneration"])
+        for entry in (route.get("status") or {}).get("parents") or []
+        for c in entry["conditions"]
+    ]
+
+
 def test_a_gateway_canary_moves_the_routes_weights_once_its_pods_are_ready(client, kube):
     kube.install_gateway_api()
     backend = backend_for(client, replicas=2, gateway=m.Gateway(name="edge", namespace="gateways"))
+    # The stand-in's controller takes each new generation of the route 2 s after it sees it.
+    edge = GatewayStandIn(kube, name="edge", namespace="gateways", status_delay=2.0)
+    with edge:
+        _a_gateway_canary(client, kube, backend, edge)
+
+
+def _a_gateway_canary(client, kube, backend, edge):
     first = deploy(backend, backend.render(release(1)))
     assert route_weights(kube) == [(NAME, 100)]
     live = client.read(first)[-1]
     assert live["spec"] == first[-1]["spec"]  # stored as applied: every default written out
-    assert {e["manager"] for e in live["metadata"]["managedFields"]} == {"modelgate"}
+    assert {e["manager"] for e in live["metadata"]["managedFields"]} == {"modelgate", "gateway-stand-in"}
+    assert accepted_generations(kube) == [("Accepted", "True", 1), ("ResolvedRefs", "True", 1)]
 
     objects = backend.render_canary(release(1), canary(2), 10)
     backend.apply(objects)
     assert route_weights(kube) == [(NAME, 100)]  # no weight on a canary with no ready pod
-    backend.wait(objects, timeout=90, progress=lambda message: None)
-    assert route_weights(kube) == [(NAME, 90), (CANARY, 10)]
+    seen: list[tuple[float, str, list]] = []
+    backend.wait(
+        objects, timeout=90, progress=lambda message: seen.append((time.monotonic(), message, programmed_weights(edge)))
+    )
+    returned = time.monotonic()
+    moved = next(t for t, message, _ in seen if message.startswith("the canary's pods are ready"))
+    # The wait went on while the controller had not taken generation 2, the data plane still on
+    # the old weights, and returned only once the route's status caught up with its generation.
+    waiting = [w for _, message, w in seen if "to take generation 2 of HTTPRoute" in message]
+    assert waiting and all(w == [(NAME, 100)] for w in waiting)
+    assert returned - moved >= 2.0
+    assert kube.get("HTTPRoute", NAMESPACE, NAME)["metadata"]["generation"] == 2
+    assert accepted_generations(kube) == [("Accepted", "True", 2), ("ResolvedRefs", "True", 2)]
+    assert route_weights(kube) == programmed_weights(edge) == [(NAME, 90), (CANARY, 10)]
+    edge.status_delay = 0.2
     assert (replicas(kube, CANARY), replicas(kube, NAME)) == (1, 2)
     # Each Service selects its own track's pods.
     for service, track in ((NAME, "stable"), (CANARY, "canary")):
@@ -220,12 +260,99 @@ def test_a_gateway_canary_moves_the_routes_weights_once_its_pods_are_ready(clien
     assert (replicas(kube, CANARY), replicas(kube, NAME)) == (1, 2)
 
     backend.canary_end(release(1), objects)
-    assert route_weights(kube) == [(NAME, 100)]
+    assert route_weights(kube) == programmed_weights(edge) == [(NAME, 100)]
+    assert accepted_generations(kube) == [("Accepted", "True", 4), ("ResolvedRefs", "True", 4)]
     assert [kube.get(kind, NAMESPACE, name) for kind, name in (("Service", CANARY), ("Deployment", CANARY))] == [
         None,
         None,
     ]
     assert versions(backend, release(1)) == ["1", "1"]
+    backend.canary_end(release(1), objects)  # again: nothing left to do, nothing fails
+    assert route_weights(kube) == [(NAME, 100)]
+
+
+# The route's status, as a Gateway controller writes it: without pods, the route alone.
+
+
+def gateway_backend(client) -> tuple[KubernetesBackend, dict]:
+    backend = backend_for(client, gateway=m.Gateway(name="edge", namespace="gateways"))
+    return backend, backend.render(release(1))[-1]
+
+
+def test_a_route_to_a_missing_service_fails_its_wait_quoting_the_controllers_reason(client, kube):
+    kube.install_gateway_api()
+    backend, route = gateway_backend(client)
+    with GatewayStandIn(kube, name="edge", namespace="gateways", status_delay=0.1):
+        client.apply([route])  # its Service was never applied
+        with pytest.raises(RouteRefused) as refused:
+            backend._wait_for_route(route, time.monotonic() + 30, lambda message: None)
+    assert str(refused.value).startswith(
+        f"Gateway gateways/edge refuses HTTPRoute {NAMESPACE}/{NAME} (generation 1): ResolvedRefs=False, "
+        f"reason 'BackendNotFound': Service {NAMESPACE}/{NAME} not found; check that every backendRef names a "
+        f"Service in namespace {NAMESPACE}"
+    )
+
+
+def test_a_route_the_gateway_does_not_accept_fails_its_wait_saying_what_to_check(client, kube, kubeconfig):
+    """A controller's refusal written through the status subresource (PUT .../status), as a real
+    controller writes it: the generation does not move (strategy.go PrepareForUpdate)."""
+    kube.install_gateway_api()
+    backend, route = gateway_backend(client)
+    (applied,) = client.apply([route])
+    condition = {
+        "type": "Accepted",
+        "status": "False",
+        "reason": "NotAllowedByListeners",
+        "message": "no listener of Gateway gateways/edge allows routes from namespace " + NAMESPACE,
+        "observedGeneration": 1,
+        "lastTransitionTime": "2025-01-01T00:00:00Z",
+    }
+    applied["status"] = {
+        "parents": [
+            {
+                "parentRef": route["spec"]["parentRefs"][0],
+                "controllerName": CONTROLLER_NAME,
+                "conditions": [
+                    condition,
+                    {**condition, "type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs"},
+                ],
+            }
+        ]
+    }
+    request = urllib.request.Request(
+        f"{kube.url}/apis/gateway.networking.k8s.io/v1/namespaces/{NAMESPACE}/httproutes/{NAME}/status",
+        data=json.dumps(applied).encode(),
+        method="PUT",
+        headers={"Authorization": f"Bearer {kube.token}", "Content-Type": "application/json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as answer:
+        written = json.loads(answer.read())
+    assert written["metadata"]["generation"] == 1 and written["status"] == applied["status"]
+    with pytest.raises(RouteRefused, match="NotAllowedByListeners.*allowedRoutes"):
+        backend._wait_for_route(route, time.monotonic() + 30, lambda message: None)
+    # A status of an older generation is history: a spec change waits again.
+    changed = json.loads(json.dumps(route))
+    changed["spec"]["rules"][0]["backendRefs"][0]["weight"] = 50
+    (reapplied,) = client.apply([changed])
+    assert reapplied["metadata"]["generation"] == 2 and reapplied["status"] == applied["status"]
+    with pytest.raises(RolloutTimeout, match="to take generation 2 of HTTPRoute"):
+        backend._wait_for_route(changed, time.monotonic() + 1, lambda message: None)
+
+
+def test_a_route_no_controller_takes_times_out_asking_whether_one_runs(client, kube):
+    kube.install_gateway_api()
+    backend, route = gateway_backend(client)
+    client.apply([route])
+    started = time.monotonic()
+    with pytest.raises(RolloutTimeout) as timed_out:
+        backend._wait_for_route(route, started + 1.5, lambda message: None)
+    assert time.monotonic() - started >= 1.5
+    assert str(timed_out.value) == (
+        f"HTTPRoute {NAMESPACE}/{NAME} was not taken by its Gateway within 2 s: no Gateway controller has accepted "
+        f"HTTPRoute {NAMESPACE}/{NAME} yet: is a controller running for Gateway gateways/edge?"
+    )
+    assert resources.by_name("httproutes").status_subresource
 
 
 def test_without_the_gateway_api_crds_a_route_is_refused_saying_so(client, kube):

@@ -132,6 +132,39 @@ class Api:
             )
             return self._save(resource, live, obj, entries, dry_run)
 
+    def update_status(self, resource, namespace: str, name: str, body, *, manager: str) -> dict:
+        """PUT .../status: only .status is taken from the body, the rest stays as stored, so the
+        generation does not move (a custom resource's status strategy keeps the old object but
+        its status; its generation moves only with the main resource's non-metadata fields,
+        apiextensions-apiserver pkg/registry/customresource/strategy.go PrepareForUpdate,
+        lines 122-151 at commit 0304c56). An older resourceVersion in the body loses (409)."""
+        if not resource.status_subresource or not resource.writable:
+            raise ApiError(404, "the server could not find the requested resource")
+        validation.check_identity(resource, body, name=name, namespace=namespace)
+        given_rv = (body.get("metadata") or {}).get("resourceVersion")
+        with self.store.lock:
+            record = self.store.record(resource, namespace, name)
+            if record is None:
+                raise not_found(resource, name)
+            live = copy.deepcopy(record.obj)
+            conflict_on_stale(resource, name, given_rv, live)
+            obj = copy.deepcopy(live)
+            if "status" in body:
+                obj["status"] = copy.deepcopy(body["status"])
+            else:
+                obj.pop("status", None)
+            if obj == live:
+                return live
+            entries = ssa.update(
+                live,
+                obj,
+                copy.deepcopy(record.entries),
+                manager=manager or "unknown",
+                api_version=resource.group_version,
+                subresource="status",
+            )
+            return self._save(resource, live, obj, entries, False)
+
     def delete(self, resource, namespace: str, name: str) -> dict:
         if not resource.deletable:
             raise ApiError(405, "the server does not allow this method on the requested resource")

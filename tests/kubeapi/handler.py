@@ -167,6 +167,12 @@ def handler_class(server):
             if route.subresource == "proxy":
                 self._proxy(namespace, name, route.rest, body, raw_query)
                 return
+            if route.subresource == "status" and self.command == "PUT" and name is not None and namespace:
+                obj = api.update_status(
+                    resource, namespace, name, _json_body(body), manager=query.get("fieldManager", "")
+                )
+                self._json(200, obj)
+                return
             if route.subresource not in ("", "status") or (route.subresource and self.command != "GET"):
                 raise ApiError(404, "the server could not find the requested resource")
             if namespace is None and (name is not None or self.command != "GET"):

@@ -180,7 +180,7 @@ def _http_route(obj: dict, old: dict | None) -> list:
     """The CRD's schema (its `#/...` path in the message, as the API server's structural schema
     validation words it) and the CEL rule on backendRefs: a Service needs a port."""
     causes = []
-    for error in crds.errors({k: v for k, v in obj.items() if k not in ("status",)}):
+    for error in crds.errors(obj):  # .status too: the status subresource's writes are checked
         if error.validator == "additionalProperties":
             continue  # apply refused those already (schema.py); a create or update drops them
         field = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in error.absolute_path)
