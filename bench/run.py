@@ -276,8 +276,12 @@ async def _load(url: str, headers: dict, concurrency: int, seconds: float, body:
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
 
+        payload = None if body is None else json.dumps(body)
+
         def call():
-            return session.get(url) if body is None else session.post(url, json=body)
+            if payload is None:
+                return session.get(url)
+            return session.post(url, data=payload, headers={"Content-Type": "application/json"})
 
         async def worker():
             nonlocal errors
