@@ -247,6 +247,7 @@ class GatewayStandIn:
 def _handler(gateway: GatewayStandIn):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # as Envoy does on its connections (see handler.py's reason)
 
         def _handle(self) -> None:
             split = urlsplit(self.path)
