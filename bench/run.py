@@ -275,7 +275,6 @@ async def _load(url: str, headers: dict, concurrency: int, seconds: float, body:
     stop_at = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-
         payload = None if body is None else json.dumps(body)
 
         def call():
