@@ -165,3 +165,27 @@ class CanaryDriver:
         found = [s for s in self.segments if s.weight == weight]
         assert len(found) == 1, self.segments
         return found[0]
+
+
+def run_under_load(
+    traffic: Traffic,
+    driver: CanaryDriver,
+    start: Callable[[], "int | PromotionRequest"],
+    *,
+    timeout: float,
+    after: Callable[[], None] = lambda: None,
+    linger: float = 2.0,
+) -> tuple[Rollout, float]:
+    """Traffic from before ``start()`` (which requests and approves the canary, giving its
+    rollout or request) until ``linger`` seconds after the rollout ended, the driver playing
+    the collector, beat and the worker all along; ``after()`` runs as soon as it ended.
+    Returns the ended rollout and when it was seen ended (monotonic)."""
+    traffic.start()
+    try:
+        rollout = driver.run(start(), lambda r: r.state not in Rollout.ACTIVE, timeout=timeout)
+        ended = time.monotonic()
+        after()
+        driver.run(rollout.pk, lambda r: bool(traffic.answers) and traffic.answers[-1][0] > ended + linger, 30)
+    finally:
+        traffic.stop()
+    return rollout, ended

@@ -18,7 +18,6 @@ against the Kubernetes schemas (an HTTPRoute against its CRD's)."""
 import json
 import math
 import re
-import time
 import urllib.error
 import urllib.request
 
@@ -34,7 +33,7 @@ from registry.promotions import services as promotions
 from registry.promotions.models import PromotionRequest
 from tests import factories
 from tests.canary_fixtures import plan
-from tests.canary_flow import CanaryDriver, Counts, Traffic
+from tests.canary_flow import CanaryDriver, Counts, Traffic, run_under_load
 from tests.kubeapi import FakeKubeApiServer
 from tests.kubeapi.fixtures import valid
 from tests.kubeapi.gateway import GatewayStandIn
@@ -200,16 +199,19 @@ def canary_under_load(engineer, approver, iris, version, cluster: Cluster, sent_
     deployment = _live_v1(engineer, approver, iris, cluster, sent_tasks)
     assert cluster.versions() == {"1"}
     traffic = Traffic(cluster.send, iris.versions.get(version=1).signature, rps=RPS)
-    traffic.start()
-    try:
+    driver = CanaryDriver(deployment.pk, sent_tasks, pod_counts(cluster))
+    requested = []
+
+    def start() -> int:
         req, rollout_id = _canary(engineer, approver, version, cluster)
-        driver = CanaryDriver(deployment.pk, sent_tasks, pod_counts(cluster))
-        rollout = driver.run(rollout_id, lambda r: r.state not in Rollout.ACTIVE, timeout=timeout)
-        ended = time.monotonic()
+        requested.append(req)
+        return rollout_id
+
+    def answers_from_one_version() -> None:
         assert cluster.versions() == {serving_after}
-        time.sleep(3)
-    finally:
-        traffic.stop()
+
+    rollout, ended = run_under_load(traffic, driver, start, timeout=timeout, after=answers_from_one_version, linger=3.0)
+    req = requested[0]
     req.refresh_from_db()
     return req, rollout, driver, traffic, ended
 
@@ -258,7 +260,9 @@ def test_a_good_canary_goes_10_then_50_percent_under_load_and_the_alias_moves_at
     print(f"{cluster.target.gateway_name or 'basic'}: {at_10} {at_50}")
     # Each request goes to a backend chosen at random: by the route's weights behind a Gateway
     # (as Envoy-based implementations pick a weighted cluster), or, basic, to one of the Service's
-    # ready pods, so the canary's share is its share of the pods from Argo's counts (2 replicas:
+    # ready pods (the service proxy as kube-apiserver's ResourceLocation picks one: a random
+    # subset and in it a random ready address, pkg/registry/core/service/storage/storage.go:451
+    # and :460 in kubernetes/kubernetes as the search index holds it), so the canary's share is its share of the pods from Argo's counts (2 replicas:
     # 1 canary pod beside 2 stable ones at 10 %, 1 beside 1 at 50 %). The canary's count over n
     # requests is binomial(n, p): its share is within 4 standard deviations (100·√(p(1−p)/n)
     # points; 2.5 points at p = 1/3 and n = 600) but for 1 run in 15,000. Behind a Gateway that

@@ -10,7 +10,6 @@ collector wrote. The split is measured from each model server's own request coun
   first step, quoting both error rates; stable traffic never stops and the alias stays."""
 
 import json
-import time
 import urllib.request
 
 import pytest
@@ -21,7 +20,7 @@ from registry.promotions import services as promotions
 from registry.promotions.models import PromotionRequest
 from tests import factories
 from tests.canary_fixtures import plan
-from tests.canary_flow import CanaryDriver, Counts, Traffic
+from tests.canary_flow import CanaryDriver, Counts, Traffic, run_under_load
 from tests.deployer_fixtures import predict_sender
 from tests.test_canary_local import request_count
 
@@ -91,15 +90,15 @@ def canary_under_load(live_v1, version, engineer, approver, environment, sent_ta
     when the rollout was seen ended (monotonic)."""
     deployment, backend = live_v1
     traffic = Traffic(predict_sender(deployment.local_port), version.signature)
-    traffic.start()
-    try:
-        req = start_canary(engineer, approver, version, environment)
-        driver = CanaryDriver(deployment.pk, sent_tasks, model_server_counts(backend), router_weight(backend))
-        rollout = driver.run(req, lambda r: r.state not in Rollout.ACTIVE, timeout=timeout)
-        ended = time.monotonic()
-        driver.run(rollout.pk, lambda r: bool(traffic.answers) and traffic.answers[-1][0] > ended + 2, 30)
-    finally:
-        traffic.stop()
+    driver = CanaryDriver(deployment.pk, sent_tasks, model_server_counts(backend), router_weight(backend))
+    requested = []
+
+    def start() -> PromotionRequest:
+        requested.append(start_canary(engineer, approver, version, environment))
+        return requested[0]
+
+    rollout, ended = run_under_load(traffic, driver, start, timeout=timeout)
+    req = requested[0]
     req.refresh_from_db()
     return req, rollout, driver, traffic, ended
 

@@ -26,7 +26,9 @@ SERVICE = {
 
 
 def test_a_service_port_is_named_or_numbered_as_resource_location_resolves_it():
-    # storage.go ResourceLocation: a port number is turned into the declared port's name.
+    # kube-apiserver's service REST ResourceLocation (kubernetes/kubernetes
+    # pkg/registry/core/service/storage/storage.go:414-440, as stored in the search index): a
+    # port number is turned into the declared port's name (:429-434), none declared is a 503.
     assert service_port(SERVICE, "8501")["name"] == "http"
     assert service_port(SERVICE, "grpc")["port"] == 8500
     assert service_port(SERVICE, "9000") is None
@@ -75,8 +77,15 @@ def test_the_service_proxy_answers_503_without_a_ready_endpoint_and_the_gateway_
         )
         with pytest.raises(urllib.error.HTTPError) as answer:
             opener.open(request, timeout=10)
+        # storage.go:446-449: a Service with no ready address answers 503 with this message.
         assert answer.value.code == 503
         assert json.loads(answer.value.read())["message"] == 'no endpoints available for service "x"'
+        # storage.go:437-439: a port number the Service does not declare.
+        request.full_url = f"{kube.url}/api/v1/namespaces/ml/services/x:9000/proxy/v1/models/iris"
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            opener.open(request, timeout=10)
+        assert answer.value.code == 503
+        assert json.loads(answer.value.read())["message"] == 'no service port 9000 found for service "x"'
 
         kube.install_gateway_api()
         with GatewayStandIn(kube, name="edge", namespace="ml") as gateway:

@@ -295,7 +295,9 @@ def test_a_route_to_a_missing_service_fails_its_wait_quoting_the_controllers_rea
 
 def test_a_route_the_gateway_does_not_accept_fails_its_wait_saying_what_to_check(client, kube, kubeconfig):
     """A controller's refusal written through the status subresource (PUT .../status), as a real
-    controller writes it: the generation does not move (strategy.go PrepareForUpdate)."""
+    controller writes it: the generation does not move, and a later spec change keeps the status
+    and moves the generation (kubernetes/kubernetes staging/src/k8s.io/apiextensions-apiserver/
+    pkg/registry/customresource/strategy.go:122-151 at 0304c56, PrepareForUpdate)."""
     kube.install_gateway_api()
     backend, route = gateway_backend(client)
     (applied,) = client.apply([route])

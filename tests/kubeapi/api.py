@@ -110,14 +110,9 @@ class Api:
         """PUT: replace the object; an older resourceVersion in the body loses (409)."""
         self._check_writable(resource)
         validation.check_identity(resource, body, name=name, namespace=namespace)
-        given_rv = (body.get("metadata") or {}).get("resourceVersion")
         obj = _client_body(resource, body)
         with self.store.lock:
-            record = self.store.record(resource, namespace, name)
-            if record is None:
-                raise not_found(resource, name)
-            live = copy.deepcopy(record.obj)
-            conflict_on_stale(resource, name, given_rv, live)
+            record, live = self._live_for_write(resource, namespace, name, body)
             if resource.status_subresource and "status" in live:
                 obj["status"] = live["status"]
             for stamp in _SERVER_SET:
@@ -141,13 +136,8 @@ class Api:
         if not resource.status_subresource or not resource.writable:
             raise ApiError(404, "the server could not find the requested resource")
         validation.check_identity(resource, body, name=name, namespace=namespace)
-        given_rv = (body.get("metadata") or {}).get("resourceVersion")
         with self.store.lock:
-            record = self.store.record(resource, namespace, name)
-            if record is None:
-                raise not_found(resource, name)
-            live = copy.deepcopy(record.obj)
-            conflict_on_stale(resource, name, given_rv, live)
+            record, live = self._live_for_write(resource, namespace, name, body)
             obj = copy.deepcopy(live)
             if "status" in body:
                 obj["status"] = copy.deepcopy(body["status"])
@@ -164,6 +154,16 @@ class Api:
                 subresource="status",
             )
             return self._save(resource, live, obj, entries, False)
+
+    def _live_for_write(self, resource, namespace: str, name: str, body: dict):
+        """(record, a copy of the stored object) for a PUT, under the store's lock: 404 when it
+        does not exist, 409 when the body names an older resourceVersion."""
+        record = self.store.record(resource, namespace, name)
+        if record is None:
+            raise not_found(resource, name)
+        live = copy.deepcopy(record.obj)
+        conflict_on_stale(resource, name, (body.get("metadata") or {}).get("resourceVersion"), live)
+        return record, live
 
     def delete(self, resource, namespace: str, name: str) -> dict:
         if not resource.deletable:

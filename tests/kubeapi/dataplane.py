@@ -11,11 +11,11 @@ part of an API server; the test API server has none, so these are its smallest s
   controller lag.
 - The API server's service proxy (`/api/v1/namespaces/{ns}/services/{[scheme:]name[:port]}/proxy/...`)
   sends each request to one endpoint chosen at random: kube-apiserver's service REST
-  `ResourceLocation` (pkg/registry/core/service/storage/storage.go, kubernetes/kubernetes)
-  turns a port number into the Service port's name, then picks a random subset
-  (`ssSeed := rand.Intn(len(eps.Subsets))`) and in it a random ready address
-  (`addrSeed := rand.Intn(len(ss.Addresses))`), and answers 503 "no endpoints available for
-  service" when there is none. kube-proxy spreads connections at random too (iptables mode's
+  `ResourceLocation` (pkg/registry/core/service/storage/storage.go:414-484, kubernetes/kubernetes
+  as the search index holds it) turns a port number into the Service port's name (:429-439),
+  then picks a random subset (`ssSeed := rand.Intn(len(eps.Subsets))`, :451) and in it a random
+  ready address (`addrSeed := rand.Intn(len(ss.Addresses))`, :460), and answers 503 "no
+  endpoints available for service" when there is none (:446-449). kube-proxy spreads connections at random too (iptables mode's
   `statistic --mode random` rules), so a basic canary's share is its share of the ready pods,
   as a proportion over many requests and never exactly.
 - gateway.py: a Gateway that reads HTTPRoutes.
